@@ -1,0 +1,47 @@
+"""Errors raised by sse-llm.
+
+Hierarchy::
+
+    SSELLMError                  base class of every error sse-llm raises
+    ├── InvalidEventError        you built an event the wire cannot carry (also a ValueError)
+    ├── ProviderError            the upstream model provider reported an error inside its stream
+    └── UnsupportedServerError   the host server cannot stream (e.g. Django under WSGI)
+
+The split follows h11: ``InvalidEventError`` is a local mistake, caught at construction time
+before anything is sent; ``ProviderError`` is the remote side's failure and its message is
+considered safe to show an end user (providers write it for their API callers).
+"""
+
+from __future__ import annotations
+
+
+class SSELLMError(Exception):
+    """Base class of every error raised by sse-llm."""
+
+
+class InvalidEventError(SSELLMError, ValueError):
+    """An event field the SSE wire format cannot carry.
+
+    Raised at construction time, e.g. an ``event`` or ``id`` containing CR or LF (WHATWG HTML
+    §9.2.5: a line break would end the field), an ``id`` containing NUL (§9.2.6: the client
+    ignores such ids), or a negative ``retry``.
+    """
+
+
+class ProviderError(SSELLMError):
+    """The model provider reported an error (in a 200 stream, or as a non-200 response).
+
+    Attributes:
+        message: the provider's own message, shown to the end user as is.
+        code: the provider's error code or type when it gives one (``"rate_limit_exceeded"``,
+            ``"overloaded_error"``, an HTTP status as a string), else ``None``.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class UnsupportedServerError(SSELLMError, RuntimeError):
+    """The server the app runs under cannot stream a response incrementally."""

@@ -1,0 +1,44 @@
+"""What a finished stream reports to its completion hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from ._model import Finish, StreamError, ToolCall, Usage
+
+__all__ = ["EndReason", "StreamResult"]
+
+#: Why a stream ended:
+#:
+#: - ``completed``: the source ran out (or the provider finished) and the response was closed;
+#: - ``disconnected``: the client went away (ASGI ``http.disconnect``);
+#: - ``error``: the source raised, or the provider reported an error in its stream;
+#: - ``timeout``: the client stopped reading and a send waited longer than ``send_timeout``;
+#: - ``shutdown``: the app's shutdown event was set.
+EndReason: TypeAlias = Literal["completed", "disconnected", "error", "timeout", "shutdown"]
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """Everything a stream produced, handed to the completion hook whatever the ending.
+
+    Attributes:
+        reason: why the stream ended.
+        text: the answer text streamed so far (all text deltas joined), also when cut short.
+        reasoning: the reasoning text streamed so far.
+        tool_calls: complete tool calls, in order.
+        finish: the provider's finish, if one arrived.
+        usage: token usage, if reported.
+        error: the exception the source raised, or the provider's in-stream error.
+        events_sent: how many events reached the ASGI ``send`` (heartbeats not counted).
+    """
+
+    reason: EndReason = "completed"
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish: Finish | None = None
+    usage: Usage | None = None
+    error: BaseException | StreamError | None = None
+    events_sent: int = 0

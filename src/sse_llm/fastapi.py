@@ -1,0 +1,27 @@
+"""FastAPI adapter: the Starlette adapter plus a ``Last-Event-ID`` dependency.
+
+Example::
+
+    from fastapi import FastAPI
+    from sse_llm.fastapi import LastEventID, SSEResponse
+
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat(last_event_id: LastEventID = None):
+        return SSEResponse(llm.stream("hi"))
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeAlias
+
+from fastapi import Header
+
+from .starlette import SSEEndpoint, SSEResponse, sse
+
+__all__ = ["LastEventID", "SSEEndpoint", "SSEResponse", "sse"]
+
+#: The ``Last-Event-ID`` request header a reconnecting ``EventSource`` sends (WHATWG HTML
+#: §9.2.4): the ``id`` of the last event it received, or ``None`` on a first connection.
+LastEventID: TypeAlias = Annotated[str | None, Header(alias="Last-Event-ID")]

@@ -1,0 +1,196 @@
+"""Test helpers: a deterministic fake LLM and a driver for endless ASGI streams.
+
+Starlette's ``TestClient`` and httpx's ``ASGITransport`` read the whole body before returning,
+so they hang on a stream that never ends. :func:`run_stream` calls the ASGI app directly,
+decodes events as they come, can disconnect after N events, and always stops by its timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ._decoder import SSEDecoder
+from ._events import Comment, ServerSentEvent
+
+__all__ = ["DEFAULT_ANSWER", "FakeLLM", "StreamedResponse", "run_stream", "tokenize"]
+
+#: The fake model's answer when none is given: Markdown, Korean, emoji and a code block.
+DEFAULT_ANSWER = (
+    "안녕하세요! 저는 **sse-llm**의 내장 데모 모델입니다. 🙂\n\n"
+    "You asked: *{prompt}*\n\n"
+    "Server-Sent Events carry each token as it is generated:\n\n"
+    "1. the server frames every token as an SSE event;\n"
+    "2. the browser decodes UTF-8 with `stream: true`, so 한국어 survives split reads;\n"
+    "3. a heartbeat keeps proxies from closing a quiet stream.\n\n"
+    "```python\nasync for token in llm.stream(prompt):\n    yield token\n```\n\n"
+    "Set `OPENAI_API_KEY` (and `OPENAI_BASE_URL`) to talk to a real model. 감사합니다!"
+)
+
+_TOKEN = re.compile(r"\s*\S{1,6}|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into token-like pieces (at most six non-space characters each, with the
+    whitespace before them) whose concatenation is exactly ``text``."""
+    return _TOKEN.findall(text)
+
+
+class FakeLLM:
+    """A deterministic stand-in for a streaming model; the demos' default.
+
+    Args:
+        answer: the answer text, or a template with ``{prompt}``, or a callable
+            ``prompt -> text``. Defaults to :data:`DEFAULT_ANSWER`.
+        delay: seconds between tokens.
+        first_token_delay: seconds before the first token ("thinking" time).
+        fail_after: raise ``RuntimeError`` after this many tokens (to test error paths).
+
+    ``stream(prompt)`` returns an async iterator of tokens; it works under asyncio and trio.
+    ``closed`` counts streams whose ``finally`` ran (to test that disconnects close sources).
+    """
+
+    def __init__(
+        self,
+        answer: str | Callable[[str], str] = DEFAULT_ANSWER,
+        *,
+        delay: float = 0.02,
+        first_token_delay: float = 0.0,
+        fail_after: int | None = None,
+    ) -> None:
+        self.answer = answer
+        self.delay = delay
+        self.first_token_delay = first_token_delay
+        self.fail_after = fail_after
+        self.closed = 0
+
+    def text_for(self, prompt: str) -> str:
+        """The full answer the model gives to ``prompt``."""
+        if callable(self.answer):
+            return self.answer(prompt)
+        return self.answer.replace("{prompt}", prompt)
+
+    async def stream(self, prompt: str = "") -> AsyncIterator[str]:
+        """Yield the answer to ``prompt`` token by token."""
+        try:
+            if self.first_token_delay:
+                await anyio.sleep(self.first_token_delay)
+            for count, token in enumerate(tokenize(self.text_for(prompt))):
+                if self.fail_after is not None and count >= self.fail_after:
+                    raise RuntimeError("fake model failure (secret=hunter2)")
+                if count and self.delay:
+                    await anyio.sleep(self.delay)
+                yield token
+        finally:
+            self.closed += 1
+
+
+@dataclass
+class StreamedResponse:
+    """What :func:`run_stream` saw.
+
+    Attributes:
+        status: the HTTP status.
+        headers: response headers, names lower-cased (last value wins).
+        body: every body byte received.
+        events: decoded events, in order.
+        comments: decoded comments (heartbeats), in order.
+        items: events and comments interleaved in arrival order.
+        complete: the app ended the body (``more_body: False``).
+        disconnected: the driver sent ``http.disconnect``.
+    """
+
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    events: list[ServerSentEvent] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    items: list[ServerSentEvent | Comment] = field(default_factory=list)
+    complete: bool = False
+    disconnected: bool = False
+
+
+async def run_stream(
+    app: Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]],
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    disconnect_after: int | None = None,
+    timeout: float = 10.0,  # noqa: ASYNC109 (a bound on the whole drive, not an I/O call)
+) -> StreamedResponse:
+    """Drive an ASGI app's streaming response in-process, without a server.
+
+    Args:
+        app: the ASGI app.
+        path: request path, optionally with ``?query``.
+        disconnect_after: send ``http.disconnect`` once this many events have arrived.
+        timeout: seconds before giving up; the app is cancelled and ``TimeoutError`` raised.
+
+    Returns:
+        the :class:`StreamedResponse`, once the app returned (after the end of the body or
+        after the disconnect).
+
+    Raises:
+        TimeoutError: the app did not finish within ``timeout`` seconds.
+    """
+    path, _, query = path.partition("?")
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    response = StreamedResponse()
+    decoder = SSEDecoder()
+    disconnect = anyio.Event()
+    request_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal request_sent
+        if not request_sent:
+            request_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            response.status = message["status"]
+            response.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            if disconnect.is_set():
+                raise OSError("client disconnected")
+            chunk = message.get("body", b"")
+            response.body += chunk
+            for item in decoder.feed(chunk):
+                response.items.append(item)
+                if type(item) is ServerSentEvent:
+                    response.events.append(item)
+                else:
+                    response.comments.append(item)  # type: ignore[arg-type]
+            if not message.get("more_body", False):
+                response.complete = True
+            if disconnect_after is not None and len(response.events) >= disconnect_after:
+                response.disconnected = True
+                disconnect.set()
+
+    with anyio.move_on_after(timeout if timeout != math.inf else None) as scope_:
+        await app(scope, receive, send)
+    if scope_.cancelled_caught:
+        raise TimeoutError(f"the ASGI app did not finish within {timeout} s")
+    return response
