@@ -194,7 +194,9 @@ def test_mistral_thinking_parts() -> None:
 def test_responses_incomplete_reports_the_reason() -> None:
     exp = by_id("openai-responses/dd-incomplete-max-output-tokens.sse")
     assert exp.finish_reason == "max_output_tokens"
-    assert exp.text == "In the bustling city of Detroit, a sleek, metallic blue sedan rolled off the"
+    assert (
+        exp.text == "In the bustling city of Detroit, a sleek, metallic blue sedan rolled off the"
+    )
 
 
 def test_responses_function_call_uses_call_id() -> None:
@@ -226,7 +228,10 @@ def test_responses_deltas_match_done_events(path: Path) -> None:
 
 
 def test_responses_text_with_non_ascii() -> None:
-    assert by_id("openai-responses/llm-after-tool-result.sse").text == "1231 × 2331 = **2,869,461**"
+    assert (
+        by_id("openai-responses/llm-after-tool-result.sse").text
+        == "1231 \u00d7 2331 = **2,869,461**"
+    )
     assert by_id("openai-responses/dd-text-emoji.sse").text == (
         "Hello! \U0001f30d How can I help you today?"
     )
@@ -334,9 +339,7 @@ def test_ollama_chat_and_generate() -> None:
     generate = by_id("ollama/langchaingo-generate-stream.ndjson")
     assert chat.text == generate.text == "Okay, here we go!\n\n1, 2, 3, 4, 5\n"
     assert generate.usage == {"input_tokens": 16, "output_tokens": 22}
-    assert json.loads(by_id("ollama/langchaingo-chat-format-json.ndjson").text) == {
-        "answer": "600"
-    }
+    assert json.loads(by_id("ollama/langchaingo-chat-format-json.ndjson").text) == {"answer": "600"}
 
 
 # -------------------------------------------------- parser and error paths

@@ -395,11 +395,14 @@ class _Run:
                 logger.exception("the stream's on_complete hook failed")
 
 
+_SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+
+
 def _foreign_event(item: Any) -> bytes | None:
     """sse-starlette events and plain dicts, so existing generators work unchanged."""
     if isinstance(item, Mapping):
-        if item.get("object") == "chat.completion.chunk":
-            return None
+        if not item.keys() <= _SSE_FIELDS:
+            return None  # a provider's JSON chunk, not an event
         fields = item
     elif type(item).__module__.startswith("sse_starlette"):
         fields = {

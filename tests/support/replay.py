@@ -136,7 +136,12 @@ class ReplayApp:
             raise TimeoutError(f"request {rec.path} still streaming after {timeout}s")
         return rec
 
-    async def wait_closed_async(self, timeout: float, tag: str | None = None) -> RequestRecord:
+    # A timeout parameter mirrors wait_closed(); callers need not nest fail_after.
+    async def wait_closed_async(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        tag: str | None = None,
+    ) -> RequestRecord:
         """Like :meth:`wait_closed` but polls, so the caller's event loop keeps running."""
         with anyio.fail_after(timeout):
             while True:

@@ -57,10 +57,21 @@ def usage(raw: Mapping[str, Any]) -> Usage:
 
 
 def matches(item: Any) -> bool:
-    """An OpenAI SDK ``ChatCompletionChunk`` or its JSON mapping."""
+    """An OpenAI SDK ``ChatCompletionChunk`` or its JSON mapping.
+
+    Perplexity labels its chunks ``"object": "chat.completion"`` and Azure's first chunk has
+    ``"object": ""`` (with ``prompt_filter_results``), so any ``chat.completion*`` or empty
+    object with ``choices`` is accepted.
+    """
+    if type(item).__name__ == "ChatCompletionChunk":
+        return True
     if isinstance(item, Mapping):
-        return item.get("object") == "chat.completion.chunk"
-    return getattr(item, "object", None) == "chat.completion.chunk"
+        kind, has_choices = item.get("object"), "choices" in item
+    else:
+        kind, has_choices = getattr(item, "object", None), hasattr(item, "choices")
+    return (
+        has_choices and isinstance(kind, str) and (not kind or kind.startswith("chat.completion"))
+    )
 
 
 def translate(exc: BaseException) -> ProviderError | None:
