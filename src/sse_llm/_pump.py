@@ -133,6 +133,10 @@ class EventStream:
                     tg.start_soon(run.wait_shutdown, self.shutdown, tg.cancel_scope)
                 await run.pump()
                 tg.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            # The server cancelled the whole request (a forced shutdown): say so in the hook.
+            run.reason = run.reason or "shutdown"
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await run.finish()

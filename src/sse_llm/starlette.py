@@ -112,7 +112,13 @@ def sse(view: Any = None, /, **options: Any) -> Any:
         # generator function and stream it themselves.
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, attr, getattr(func, attr))
-        endpoint.__signature__ = inspect.signature(func).replace(  # type: ignore[attr-defined]
+        # Resolve string annotations (``from __future__ import annotations``) here, in the
+        # view's module: frameworks would resolve them in this module's globals and fail.
+        try:
+            signature = inspect.signature(func, eval_str=True)
+        except NameError:  # a name only imported under TYPE_CHECKING: leave it to the framework
+            signature = inspect.signature(func)
+        endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
             return_annotation=SSEResponse
         )
         return endpoint

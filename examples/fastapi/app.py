@@ -1,0 +1,168 @@
+# /// script
+# requires-python = ">=3.11"
+# # sse-llm itself comes from this repository: `pip install -e '.[demo]'` from its root.
+# dependencies = ["fastapi>=0.115", "uvicorn>=0.30", "openai>=1.40"]
+# ///
+"""The sse-llm chat demo on FastAPI.
+
+Run it from the repository root, then open http://127.0.0.1:8000::
+
+    .venv/bin/uvicorn --app-dir examples/fastapi app:app
+
+With no configuration the answers come from the embedded fake model
+(:class:`sse_llm.testing.FakeLLM`: Korean, Markdown and an emoji, one token every 30 ms).
+With ``OPENAI_API_KEY`` set they come from any OpenAI-compatible server: ``OPENAI_BASE_URL``
+(Ollama, vLLM, LM Studio ...) and ``SSE_LLM_MODEL`` (default ``gpt-4o-mini``). The variables
+are read at every request.
+
+Endpoints:
+
+- ``GET /``: the chat page (``examples/_shared/chat.html`` and ``chat.js``).
+- ``POST /api/chat`` with ``{"prompt": "..."}``: the answer as server-sent events, read by the
+  page with ``fetch``. Events: ``delta`` ``{"text"}``, ``reasoning``, ``tool_call``, then
+  ``done`` or ``error`` (:class:`sse_llm.EventsFormat`).
+- ``GET /api/chat?prompt=...``: the same stream for ``EventSource``.
+- ``GET /api/echo?prompt=...``: the ``@sse`` decorator on an async generator view.
+- ``GET|POST /api/mounted/?prompt=...``: an ``SSEEndpoint`` mounted as an ASGI app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+from fastapi import FastAPI, Query
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+
+from sse_llm import CompletionHook, Source, StreamResult
+from sse_llm.fastapi import SSEEndpoint, SSEResponse, sse
+from sse_llm.testing import FakeLLM, tokenize
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+SHARED = Path(__file__).resolve().parent.parent / "_shared"
+MAX_PROMPT = 4000  # characters
+DEFAULT_MODEL = "gpt-4o-mini"
+
+logger = logging.getLogger("sse_llm.demo")
+
+
+class ChatRequest(BaseModel):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+
+
+def log_answer(result: StreamResult) -> None:
+    """The default completion hook: where an app would save the answer, even a cut one."""
+    logger.info("answer %s after %d characters", result.reason, len(result.text))
+
+
+async def _failed(exc: Exception) -> AsyncIterator[Any]:
+    """A source that raises ``exc``: the pump turns it into the stream's ``error`` event."""
+    raise exc
+    yield  # an async generator, never reached
+
+
+def create_app(
+    *,
+    fake: FakeLLM | None = None,
+    env: Mapping[str, str] | None = None,
+    on_complete: CompletionHook | None = log_answer,
+) -> FastAPI:
+    """Build the demo app.
+
+    Args:
+        fake: the model used when no ``OPENAI_API_KEY`` is set (default ``FakeLLM(delay=0.03)``).
+        env: where to read ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``SSE_LLM_MODEL``;
+            ``os.environ`` (at each request) by default.
+        on_complete: the completion hook of ``/api/chat`` streams.
+    """
+    fake = fake if fake is not None else FakeLLM(delay=0.03)
+    # One OpenAI client per (key, base URL): it keeps a connection pool across requests.
+    clients: dict[tuple[str, str | None], AsyncOpenAI] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for client in clients.values():
+            await client.close()
+
+    app = FastAPI(title="sse-llm demo", lifespan=lifespan)
+
+    async def answer(prompt: str) -> Source:
+        """The stream answering ``prompt``: the fake model, or the configured OpenAI server."""
+        config = os.environ if env is None else env
+        api_key = config.get("OPENAI_API_KEY")
+        if not api_key:
+            return fake.stream(prompt)
+        import openai  # only needed when a real model is configured
+
+        base_url = config.get("OPENAI_BASE_URL") or None
+        client = clients.get((api_key, base_url))
+        if client is None:
+            client = clients[api_key, base_url] = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url
+            )
+        try:
+            # The SDK stream goes to SSEResponse as is: sse-llm recognises its chunks, and
+            # closes it (and so the upstream request) when the browser goes away.
+            return await client.chat.completions.create(
+                model=config.get("SSE_LLM_MODEL") or DEFAULT_MODEL,
+                messages=[{"role": "user", "content": prompt}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.APIError as exc:
+            # Refused before streaming (bad key, unknown model, server down): answer with an
+            # SSE error event carrying the provider's message, which the page shows.
+            return _failed(exc)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(SHARED / "chat.html")
+
+    @app.post("/api/chat", response_class=SSEResponse)
+    async def chat(body: ChatRequest) -> SSEResponse:
+        """The answer to ``prompt``, streamed; read by the page with fetch."""
+        return SSEResponse(await answer(body.prompt), on_complete=on_complete)
+
+    @app.get("/api/chat", response_class=SSEResponse)
+    async def chat_get(
+        prompt: Annotated[str, Query(min_length=1, max_length=MAX_PROMPT)],
+    ) -> SSEResponse:
+        """The same stream for ``EventSource``, which can only GET."""
+        return SSEResponse(await answer(prompt), on_complete=on_complete)
+
+    @app.get("/api/echo")
+    @sse(heartbeat=10)
+    async def echo(
+        prompt: Annotated[str, Query(max_length=MAX_PROMPT)] = "안녕하세요, sse-llm!",
+    ) -> AsyncIterator[str]:
+        """The decorator: an async generator view, its parameters still validated by FastAPI."""
+        for token in tokenize(prompt):
+            yield token
+            await anyio.sleep(0.05)
+
+    async def mounted(request: Request) -> Source:
+        """The mounted app's handler: takes the request, returns a source."""
+        return fake.stream(request.query_params.get("prompt", "")[:MAX_PROMPT])
+
+    app.mount("/api/mounted", SSEEndpoint(mounted))
+    app.mount("/static", StaticFiles(directory=SHARED), name="static")
+    return app
+
+
+app = create_app()
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=8000)

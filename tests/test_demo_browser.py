@@ -1,0 +1,356 @@
+"""Headless Chromium drives the FastAPI demo page served by a real uvicorn.
+
+The page's own chat.js reads the stream (fetch + TextDecoder + its SSE parser); nothing in
+the browser is mocked. Each test builds the demo with ``create_app`` so it can choose the fake
+model's pace and read the server's completion hook.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import anyio
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from sse_llm import StreamResult
+from sse_llm.testing import FakeLLM, tokenize
+
+from .support.servers import run_uvicorn
+from .test_examples import load_example
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PROMPT = "한국어로 인사해 줘"
+SCREENSHOT = "/tmp/demo.png"
+STREAM_DEADLINE = 60.0  # seconds; far above the few seconds a stream takes
+
+# The last answer bubble's state, read in one round trip.
+READ_ANSWER = """() => {
+  const answers = document.querySelectorAll("#log .message.assistant");
+  const answer = answers[answers.length - 1];
+  return {
+    status: answer ? answer.dataset.status : null,
+    text: answer ? answer.querySelector(".text").textContent : "",
+    notes: [...(answer ? answer.querySelectorAll(".note") : [])].map(
+      (note) => [note.className, note.textContent]),
+    sendDisabled: document.getElementById("send").disabled,
+    stopDisabled: document.getElementById("stop").disabled,
+    promptDisabled: document.getElementById("prompt").disabled,
+  };
+}"""
+ANSWER_ENDED = """() => {
+  const answers = document.querySelectorAll("#log .message.assistant");
+  return answers.length > 0 && answers[answers.length - 1].dataset.status !== "streaming";
+}"""
+
+
+class Demo(NamedTuple):
+    base_url: str
+    fake: FakeLLM
+    results: list[StreamResult]  # what the server's completion hook received
+    completed_at: list[float]  # time.monotonic() of each hook call
+    completed: threading.Event  # set by the hook
+
+
+class Tab(NamedTuple):
+    page: Page
+    console_errors: list[str]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # executable_path: Debian's chromium, so Playwright downloads no browser of its own.
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield Tab(page, errors)
+    finally:
+        context.close()
+
+
+@contextmanager
+def serve_demo(fake: FakeLLM, wrap: Callable[[Any], Any] = lambda app: app) -> Iterator[Demo]:
+    """Serve the FastAPI demo built around ``fake`` (optionally wrapped in middleware)."""
+    demo = Demo("", fake, [], [], threading.Event())
+
+    def on_complete(result: StreamResult) -> None:
+        demo.completed_at.append(time.monotonic())
+        demo.results.append(result)
+        demo.completed.set()
+
+    app = load_example("fastapi").create_app(fake=fake, env={}, on_complete=on_complete)
+    with run_uvicorn(wrap(app)) as base_url:
+        yield demo._replace(base_url=base_url)
+
+
+def ask(page: Page, base_url: str, prompt: str) -> None:
+    page.goto(base_url + "/")
+    page.fill("#prompt", prompt)
+    page.click("#send")
+
+
+def wait_for_end(page: Page) -> dict[str, Any]:
+    page.wait_for_function(ANSWER_ENDED, timeout=STREAM_DEADLINE * 1000)
+    state: dict[str, Any] = page.evaluate(READ_ANSWER)
+    return state
+
+
+def test_browser_shows_the_korean_answer_growing_as_it_streams(tab: Tab) -> None:
+    fake = FakeLLM(delay=0.03)  # the demo's own pace
+    expected = fake.text_for(PROMPT)
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        samples: list[dict[str, Any]] = []
+        deadline = time.monotonic() + STREAM_DEADLINE
+        while True:
+            state = tab.page.evaluate(READ_ANSWER)
+            if state["status"] != "streaming":
+                break
+            samples.append(state)
+            assert time.monotonic() < deadline, "the answer never finished"
+            tab.page.wait_for_timeout(100)
+        final = tab.page.evaluate(READ_ANSWER)
+        tab.page.screenshot(path=SCREENSHOT, full_page=True)
+
+    assert final["status"] == "done"
+    assert final["text"] == expected  # Korean, emoji, Markdown and line breaks exactly
+    assert "\ufffd" not in final["text"]
+    assert final["notes"] == [["note meta", "finished: stop"]]
+    # Seen growing: at least three different partial lengths, each a prefix of the answer.
+    partial = {len(s["text"]) for s in samples if 0 < len(s["text"]) < len(expected)}
+    assert len(partial) >= 3, sorted(partial)
+    assert all(expected.startswith(s["text"]) for s in samples)
+    # The form is locked while streaming and unlocked after.
+    assert all(s["sendDisabled"] and s["promptDisabled"] and not s["stopDisabled"] for s in samples)
+    assert not final["sendDisabled"] and not final["promptDisabled"] and final["stopDisabled"]
+    user_bubble = tab.page.locator("#log .message.user").last.text_content()
+    assert user_bubble == PROMPT
+    assert [r.reason for r in demo.results] == ["completed"]
+    assert tab.console_errors == []
+
+
+class OneByteSends:
+    """ASGI middleware: every ``/api/`` response body goes out one byte per ``send``.
+
+    With a pause between sends each byte reaches the browser in its own read, so UTF-8
+    characters (3 bytes for Hangul, 4 for an emoji) and CRLF pairs are cut between reads. Each
+    LF line ending is first replaced by ``newline``: the SSE text carries no other raw LF (the
+    JSON data escapes it), so the stream stays valid with CRLF or CR line endings.
+    """
+
+    def __init__(self, app: Any, newline: bytes, pause: float = 0.001) -> None:
+        self.app = app
+        self.newline = newline
+        self.pause = pause
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_bytewise(message: Any) -> None:
+            if message["type"] != "http.response.body" or not message.get("body"):
+                await send(message)
+                return
+            body = message["body"].replace(b"\n", self.newline)
+            more = message.get("more_body", False)
+            for i in range(len(body)):
+                last = i == len(body) - 1
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[i : i + 1],
+                        "more_body": more if last else True,
+                    }
+                )
+                if not last:
+                    await anyio.sleep(self.pause)
+
+        await self.app(scope, receive, send_bytewise)
+
+
+# Records every chunk the page's stream reader returns, before chat.js sees it.
+RECORD_READS = """
+window.__reads = [];
+const read = ReadableStreamDefaultReader.prototype.read;
+ReadableStreamDefaultReader.prototype.read = function () {
+  return read.call(this).then((result) => {
+    if (!result.done) window.__reads.push(Array.from(result.value));
+    return result;
+  });
+};
+"""
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_browser_renders_the_exact_text_when_every_byte_arrives_alone(
+    tab: Tab, newline: bytes
+) -> None:
+    fake = FakeLLM(delay=0)  # the byte-wise sends set the pace
+    expected = fake.text_for(PROMPT)
+    tab.page.add_init_script(RECORD_READS)
+    with serve_demo(fake, lambda app: OneByteSends(app, newline)) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        final = wait_for_end(tab.page)
+        reads: list[list[int]] = tab.page.evaluate("window.__reads")
+
+    assert final["status"] == "done", final
+    assert final["text"] == expected
+    assert "\ufffd" not in final["text"]
+    assert tab.console_errors == []
+
+    # The reads really were cut inside characters (and inside CRLF pairs).
+    body = bytes(b for chunk in reads for b in chunk)
+    assert set(re.findall(rb"\r\n|\r|\n", body)) == {newline}  # only the line ending under test
+    boundaries: list[int] = []
+    offset = 0
+    for chunk in reads[:-1]:
+        offset += len(chunk)
+        boundaries.append(offset)
+    inside_character = [k for k in boundaries if 0x80 <= body[k] <= 0xBF]  # a continuation byte
+    # Dozens in practice; a few are enough to prove the point on a loaded machine.
+    assert len(inside_character) >= 3, (
+        f"{len(reads)} reads, sizes {sorted({len(c) for c in reads})}"
+    )
+    if newline == b"\r\n":
+        inside_crlf = [k for k in boundaries if body[k - 1 : k + 1] == b"\r\n"]
+        assert len(inside_crlf) >= 3
+
+
+def test_stop_button_ends_the_stream_and_the_server_sees_the_disconnect(tab: Tab) -> None:
+    fake = FakeLLM(delay=0.05)  # about 7 seconds of answer: Stop lands mid-stream
+    expected = fake.text_for(PROMPT)
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        tab.page.wait_for_function(
+            """() => {
+              const t = document.querySelector("#log .message.assistant .text");
+              return t !== null && t.textContent.length >= 20;
+            }""",
+            timeout=STREAM_DEADLINE * 1000,
+        )
+        stopped_at = time.monotonic()
+        tab.page.click("#stop")
+        assert demo.completed.wait(STREAM_DEADLINE), "the completion hook never ran"
+        hook_delay = demo.completed_at[0] - stopped_at
+        final = wait_for_end(tab.page)
+
+    [result] = demo.results
+    assert result.reason == "disconnected"
+    assert hook_delay < 1.0, f"the server saw the disconnect {hook_delay:.2f}s after Stop"
+    assert fake.closed == 1  # the source (the model call) was closed
+    assert final["status"] == "stopped"
+    assert final["notes"] == [["note meta", "Stopped."]]
+    # Cut short: the page has a prefix of what the server sent, itself a prefix of the answer.
+    assert 20 <= len(final["text"]) < len(expected)
+    assert result.text.startswith(final["text"])
+    assert expected.startswith(result.text) and len(result.text) < len(expected)
+    assert not final["sendDisabled"] and final["stopDisabled"]
+    assert tab.console_errors == []
+
+
+def test_browser_shows_model_output_as_text_never_as_html(tab: Tab) -> None:
+    hostile = (
+        '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__pwned=2</script>'
+    )
+    fake = FakeLLM(answer=hostile, delay=0)
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, "<i>prompt</i>")
+        final = wait_for_end(tab.page)
+        elements = tab.page.evaluate(
+            "() => document.querySelectorAll('#log img, #log b, #log i, #log script').length"
+        )
+        pwned = tab.page.evaluate("() => window.__pwned ?? null")
+        user_bubble = tab.page.locator("#log .message.user").last.text_content()
+
+    assert final["status"] == "done"
+    assert final["text"] == hostile
+    assert user_bubble == "<i>prompt</i>"
+    assert elements == 0
+    assert pwned is None
+    assert tab.console_errors == []
+
+
+def test_browser_shows_the_safe_error_and_keeps_the_partial_answer(tab: Tab) -> None:
+    fake = FakeLLM(delay=0, fail_after=5)  # raises RuntimeError("... secret=hunter2")
+    partial = "".join(tokenize(fake.text_for(PROMPT))[:5])
+    with serve_demo(fake) as demo:
+        tab.page.goto(demo.base_url + "/")
+        tab.page.fill("#prompt", PROMPT)
+        tab.page.press("#prompt", "Enter")  # Enter sends, like the send button
+        final = wait_for_end(tab.page)
+        page_text = tab.page.locator("body").inner_text()
+
+    assert final["status"] == "error"
+    assert final["text"] == partial
+    assert final["notes"] == [
+        ["note error", "The answer could not be completed because of an internal error."]
+    ]
+    assert "hunter2" not in page_text
+    assert [r.reason for r in demo.results] == ["error"]
+    assert tab.console_errors == []
+
+
+# The README's EventSource snippet, run as is against the GET endpoint.
+EVENTSOURCE_READ = """(prompt) => new Promise((resolve, reject) => {
+  let text = "";
+  const es = new EventSource("/api/chat?prompt=" + encodeURIComponent(prompt));
+  es.addEventListener("delta", (e) => { text += JSON.parse(e.data).text; });
+  es.addEventListener("done", (e) => { es.close(); resolve({ text, done: JSON.parse(e.data) }); });
+  es.addEventListener("error", (e) => {
+    es.close();
+    reject(new Error(e.data || "connection error"));
+  });
+})"""
+
+
+def test_eventsource_reads_the_get_endpoint_as_the_readme_shows(tab: Tab) -> None:
+    fake = FakeLLM(delay=0)
+    with serve_demo(fake) as demo:
+        tab.page.goto(demo.base_url + "/")
+        result = tab.page.evaluate(EVENTSOURCE_READ, PROMPT)
+
+    assert result["text"] == fake.text_for(PROMPT)
+    assert result["done"]["finish_reason"] == "stop"
+    assert [r.reason for r in demo.results] == ["completed"]
+    assert tab.console_errors == []
