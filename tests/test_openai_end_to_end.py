@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import openai
 import pytest
@@ -78,9 +79,7 @@ CHAT_FILES = fixture_files("openai-chat")
 
 
 @pytest.mark.parametrize("path", CHAT_FILES, ids=[p.name for p in CHAT_FILES])
-async def test_recorded_openai_stream_arrives_exactly(
-    path: Path, proxy: tuple[Proxy, str]
-) -> None:
+async def test_recorded_openai_stream_arrives_exactly(path: Path, proxy: tuple[Proxy, str]) -> None:
     app, base_url = proxy
     want = expected(path)
     events = await _read(base_url, {"model": fixture_id(path)})
@@ -101,6 +100,8 @@ async def test_recorded_openai_stream_arrives_exactly(
     assert done["raw_finish_reason"] == want.finish_reason
     usage = {k: v for k, v in (done["usage"] or {}).items() if k in (want.usage or {})}
     assert usage == (want.usage or {})
+    # The hook runs right after the last byte is sent: the client may get there first.
+    await _wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "completed"
     assert result.text == want.text
@@ -128,16 +129,15 @@ async def test_client_drop_closes_the_upstream_llm_request(
     assert record.closed_early
     assert record.closed_at is not None
     assert record.closed_at - dropped_at < 1.0
-    deadline = time.monotonic() + 5
-    while not app.results and time.monotonic() < deadline:
-        await _sleep(0.02)
+    await _wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "disconnected"
     assert result.text.startswith("".join(received))
     assert len(result.text) < len(expected(path).text)
 
 
-async def _sleep(seconds: float) -> None:
-    import anyio
-
-    await anyio.sleep(seconds)
+async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await anyio.sleep(0.01)

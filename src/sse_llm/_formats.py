@@ -50,6 +50,10 @@ class Renderer(Protocol):
         """The last bytes of a stream that ended completed, with an error, or at shutdown."""
         ...
 
+    # Optional: a renderer that holds text back (to coalesce renders) also defines
+    # ``flush_interval`` (seconds) and ``flush() -> bytes``; while the source is silent the
+    # pump calls ``flush()`` at least that often and sends what it returns.
+
 
 class WireFormat(Protocol):
     """A wire format: its media type, extra headers and a renderer per stream.
@@ -139,17 +143,25 @@ class EventsFormat:
 
 
 class _TextRenderer:
-    __slots__ = ()
+    __slots__ = ("_after_cr",)
+
+    def __init__(self) -> None:
+        # The last text ended with CR: a leading LF now is the second half of a CRLF that
+        # the tokenizer split, and must not become a second line break.
+        self._after_cr = False
 
     def start(self) -> bytes:
         return b""
 
     def text(self, text: str) -> bytes:
-        return encode_data(text)
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
+        return encode_data(text) if text else b""
 
     def event(self, event: LLMEvent) -> bytes:
         if type(event) is TextDelta:
-            return encode_data(event.text)
+            return self.text(event.text)
         return b""
 
     def error(self, message: str, code: str | None) -> bytes:

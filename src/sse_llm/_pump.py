@@ -123,9 +123,17 @@ class EventStream:
         send: Callable[[Mapping[str, Any]], Awaitable[None]],
     ) -> None:
         run = _Run(self, send)
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
-        )
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
+            )
+        except OSError:
+            # ASGI 2.4: send raises OSError once the client is gone. Still close the source and
+            # run the hook, as for any other ending.
+            run.reason = "disconnected"
+            with anyio.CancelScope(shield=True):
+                await run.finish()
+            return
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run.watch, receive, tg.cancel_scope)
@@ -186,7 +194,11 @@ class _Run:
         sent = 0
         first = renderer.start()
         if first:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
+            try:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            except OSError:
+                self.reason = "disconnected"
+                return
         self.iterator = iterator = aiter_source(self.stream.source)
         anext = iterator.__anext__
         try:
@@ -198,9 +210,10 @@ class _Run:
                 except Exception as exc:
                     self._fail(exc)
                     break
-                if type(item) is str:
+                if type(item) is str or isinstance(item, str):
                     if not item:
                         continue
+                    item = str(item)  # a str subclass (Markup, a StrEnum) is plain text here
                     text.append(item)
                     body = renderer.text(item)
                 else:
@@ -230,7 +243,10 @@ class _Run:
                 tail = b"".join(self._event(event) for event in self.normalizer.close())
                 self.normalizer = None
                 if tail:
-                    await send({"type": "http.response.body", "body": tail, "more_body": True})
+                    try:
+                        await send({"type": "http.response.body", "body": tail, "more_body": True})
+                    except OSError:
+                        self.reason = "disconnected"
         finally:
             self.result.events_sent += sent
 
@@ -291,15 +307,24 @@ class _Run:
     ) -> None:
         heartbeat = self.stream.heartbeat
         send_timeout = self.stream.send_timeout
+        # A renderer that holds text back (coalesced Markdown renders) is polled so that held
+        # text goes out within its interval even when the model pauses.
+        flush = getattr(self.renderer, "flush", None)
+        flush_interval: float | None = getattr(self.renderer, "flush_interval", None)
         while True:
             now = _monotonic()
             if self.in_send:
                 wake = None if send_timeout is None else self.last_output + send_timeout - now
+                if heartbeat is not None:
+                    # The send may end while we wait: look again in time for a heartbeat.
+                    wake = heartbeat if wake is None else min(wake, heartbeat)
             else:
                 wake = None if heartbeat is None else self.last_output + heartbeat - now
                 if send_timeout is not None:
                     # A send may start while we wait: wake in time to time it out.
                     wake = send_timeout if wake is None else min(wake, send_timeout)
+            if flush_interval is not None:
+                wake = flush_interval if wake is None else min(wake, flush_interval)
             if wake is None:
                 message = await receive()
             elif wake > 0:
@@ -318,19 +343,20 @@ class _Run:
                     self._end("timeout", scope)
                     return
                 continue
+            held = flush() if flush is not None else b""
             due = heartbeat is not None and _monotonic() - self.last_output >= heartbeat
-            if due and not await self._send_heartbeat():
+            if (held or due) and not await self._send_idle(held or self.stream.format.heartbeat):
                 self._end("timeout", scope)
                 return
 
-    async def _send_heartbeat(self) -> bool:
+    async def _send_idle(self, body: bytes) -> bool:
+        """Send a heartbeat or held text while the pump waits on its source.
+
+        Returns False when the client did not take it within ``send_timeout``.
+        """
         done = self.heartbeat_done = anyio.Event()
         self.last_output = _monotonic()
-        message = {
-            "type": "http.response.body",
-            "body": self.stream.format.heartbeat,
-            "more_body": True,
-        }
+        message = {"type": "http.response.body", "body": body, "more_body": True}
         try:
             if self.stream.send_timeout is None:
                 await self.send(message)
@@ -364,10 +390,12 @@ class _Run:
         if self.normalizer is not None:  # cut short: still collect pending calls and usage
             for event in self.normalizer.close():
                 self._event(event)
-        if self.iterator is not None:
+        # Also when iteration never started: an SDK stream holds an open upstream response.
+        iterator = self.iterator if self.iterator is not None else stream.source
+        if not isinstance(iterator, str | bytes):
             with anyio.move_on_after(stream.close_timeout):
                 try:
-                    await aclose_source(self.iterator, stream.source)
+                    await aclose_source(iterator, stream.source)
                 except Exception:
                     logger.exception("closing the stream source failed")
         if result.reason == "completed" and result.finish is None and not self.from_provider:
@@ -423,13 +451,19 @@ def _foreign_event(item: Any) -> bytes | None:
     if comment is not None:
         out += b"".join(encode(Comment(line)) for line in LINE_BREAK.split(str(comment)))
     data = fields.get("data")
+    retry = fields.get("retry")
     if data is not None or fields.get("event") is not None or fields.get("id") is not None:
         out += encode(
             ServerSentEvent(
                 "" if data is None else str(data),
                 event=fields.get("event"),
                 id=fields.get("id"),
-                retry=fields.get("retry"),
+                retry=retry,
             )
         )
+    elif retry is not None:
+        # retry alone sets the client's reconnection delay (§9.2.6) without an event: one
+        # field line and no blank line, so no client dispatches an empty message.
+        ServerSentEvent(retry=retry)  # validates: a non-negative int
+        out += f"retry: {retry}\n".encode()
     return out

@@ -1,0 +1,134 @@
+"""Decoder golden cases (tests/golden/decoder.json), fed whole, byte by byte and by split."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sse_llm import Comment, ServerSentEvent, SSEDecoder
+from sse_llm.client import aiter_events, iter_events
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES: list[dict[str, Any]] = json.loads((GOLDEN / "decoder.json").read_text("utf-8"))["cases"]
+
+
+def _input(case: dict[str, Any]) -> bytes:
+    if "input_hex" in case:
+        return bytes.fromhex(case["input_hex"])
+    data: bytes = case["input"].encode("utf-8")
+    return data
+
+
+def _as_dicts(items: list[ServerSentEvent | Comment]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, Comment):
+            out.append({"comment": item.text})
+        else:
+            out.append({"event": item.event, "data": item.data, "id": item.id})
+    return out
+
+
+def _run(chunks: list[bytes]) -> tuple[list[dict[str, Any]], SSEDecoder]:
+    decoder = SSEDecoder()
+    items: list[ServerSentEvent | Comment] = []
+    for chunk in chunks:
+        items += decoder.feed(chunk)
+    items += decoder.close()
+    return _as_dicts(items), decoder
+
+
+def _check(case: dict[str, Any], chunks: list[bytes]) -> None:
+    items, decoder = _run(chunks)
+    assert items == case["expected"]
+    assert decoder.last_event_id == case["last_event_id"]
+    assert decoder.retry == case["retry"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_golden_one_read(case: dict[str, Any]) -> None:
+    _check(case, [_input(case)])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_golden_one_byte_per_read(case: dict[str, Any]) -> None:
+    data = _input(case)
+    _check(case, [data[i : i + 1] for i in range(len(data))])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_golden_every_two_way_split(case: dict[str, Any]) -> None:
+    data = _input(case)
+    for cut in range(len(data) + 1):
+        _check(case, [data[:cut], data[cut:]])
+
+
+def test_empty_reads_change_nothing() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"") == []
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"") == []
+    # The LF after the CR (across an empty read) is half of one CRLF, not a second line end.
+    assert decoder.feed(b"\n") == []
+    assert _as_dicts(decoder.feed(b"\n")) == [{"event": "message", "data": "a", "id": None}]
+
+
+def test_cr_at_read_end_then_lf_is_one_line_break() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\ndata: b\r") == []
+    # Had the LF ended a second (empty) line, "a" would have been dispatched alone.
+    assert _as_dicts(decoder.feed(b"\n\r\n")) == [{"event": "message", "data": "a\nb", "id": None}]
+
+
+def test_bom_split_across_reads_is_still_stripped() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"\xef") == []
+    assert decoder.feed(b"\xbb") == []
+    assert _as_dicts(decoder.feed(b"\xbfdata: a\n\n")) == [
+        {"event": "message", "data": "a", "id": None}
+    ]
+
+
+def test_multibyte_character_split_across_reads() -> None:
+    data = "data: 한🙂\n\n".encode()
+    decoder = SSEDecoder()
+    items: list[ServerSentEvent | Comment] = []
+    for i in range(len(data)):
+        items += decoder.feed(data[i : i + 1])
+    assert _as_dicts(items) == [{"event": "message", "data": "한🙂", "id": None}]
+
+
+def test_decoder_is_reusable_after_close_for_a_new_stream_state() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: half")
+    decoder.close()
+    # The discarded event does not leak into what comes next.
+    assert _as_dicts(decoder.feed(b"data: b\n\n")) == [
+        {"event": "message", "data": "b", "id": None}
+    ]
+
+
+def test_client_iter_events_skips_comments() -> None:
+    chunks = [b": hi\n", b"id: 3\nevent: e\ndata: x", b"\n\n:\n", b"data: y\n\n"]
+    events = list(iter_events(chunks))
+    assert [(e.event, e.data, e.id) for e in events] == [("e", "x", "3"), ("message", "y", "3")]
+
+
+@pytest.mark.anyio
+async def test_client_aiter_events_skips_comments() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in [b": hi\n", b"data: x\r", b"\n\r\n"]:
+            yield chunk
+
+    events = [e async for e in aiter_events(chunks())]
+    assert [(e.event, e.data) for e in events] == [("message", "x")]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,143 @@
+"""sse_llm.fastapi: @sse keeps the view's signature for dependency injection, LastEventID,
+SSEResponse and a mounted SSEEndpoint, in a FastAPI app.
+
+This module uses ``from __future__ import annotations`` on purpose, like most typed code:
+every annotation is a string that FastAPI has to resolve.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+import httpx_sse
+import pytest
+from fastapi import Depends, FastAPI, Query, Request
+
+from sse_llm import ServerSentEvent
+from sse_llm.fastapi import LastEventID, SSEEndpoint, SSEResponse, sse
+from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
+from tests.support.servers import run_uvicorn
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def texts(response: StreamedResponse) -> list[str]:
+    return [json.loads(e.data)["text"] for e in response.events if e.event == "delta"]
+
+
+def current_user() -> str:
+    return "kim"
+
+
+app = FastAPI()
+
+
+@app.get("/defaults")
+@sse
+async def defaults_view(q: str = Query(), user: str = Depends(current_user)) -> AsyncIterator[str]:
+    yield f"{user} asked {q}"
+
+
+@app.get("/annotated")
+@sse(heartbeat=None)
+async def annotated_view(
+    q: Annotated[str, Query(min_length=1)],
+    user: Annotated[str, Depends(current_user)],
+    last_event_id: LastEventID = None,
+) -> AsyncIterator[str]:
+    yield f"{user} asked {q} after {last_event_id}"
+
+
+@app.get("/plain")
+async def plain_view(last_event_id: LastEventID = None) -> SSEResponse:
+    return SSEResponse([f"resume after {last_event_id}"])
+
+
+@app.get("/resume")
+@sse
+async def resume_view(request: Request) -> AsyncIterator[ServerSentEvent]:
+    start = int(request.headers.get("last-event-id", "0")) + 1
+    for i in range(start, start + 3):
+        yield ServerSentEvent(f"part {i}", id=str(i))
+
+
+async def _mounted_handler(request: Request) -> AsyncIterator[str]:
+    prompt = (await request.json())["prompt"] if request.method == "POST" else "get"
+    return FakeLLM("{prompt}?", delay=0).stream(prompt)
+
+
+app.mount("/chat", SSEEndpoint(_mounted_handler))
+
+
+@pytest.mark.anyio
+async def test_sse_view_gets_query_and_dependency_injected() -> None:
+    response = await run_stream(app, "/defaults?q=weather")
+    assert response.status == 200
+    assert texts(response) == ["kim asked weather"]
+    assert response.events[-1].event == "done"
+
+
+@pytest.mark.anyio
+async def test_sse_view_validates_its_query_like_any_fastapi_view() -> None:
+    response = await run_stream(app, "/defaults")
+    assert response.status == 422
+
+
+@pytest.mark.anyio
+async def test_sse_view_with_annotated_dependencies_under_future_annotations() -> None:
+    # Annotated[...] parameters are the FastAPI-recommended style; under
+    # `from __future__ import annotations` they are strings naming this module's imports.
+    response = await run_stream(app, "/annotated?q=rain", headers={"Last-Event-ID": "41"})
+    assert response.status == 200
+    assert texts(response) == ["kim asked rain after 41"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("headers", "expected"), [({"Last-Event-ID": "42"}, "42"), ({}, "None")])
+async def test_last_event_id_dependency_receives_the_header(
+    headers: dict[str, str], expected: str
+) -> None:
+    response = await run_stream(app, "/plain", headers=headers)
+    assert texts(response) == [f"resume after {expected}"]
+
+
+def test_openapi_schema_builds_with_sse_views() -> None:
+    schema = app.openapi()
+    params = {p["name"] for p in schema["paths"]["/defaults"]["get"]["parameters"]}
+    assert params == {"q"}  # the dependency is not a parameter; the signature was kept
+
+
+@pytest.mark.anyio
+async def test_sse_endpoint_mounted_in_fastapi() -> None:
+    get = await run_stream(app, "/chat/")
+    assert "".join(texts(get)) == "get?"
+    post = await run_stream(
+        app,
+        "/chat/",
+        method="POST",
+        headers={"content-type": "application/json"},
+        body=b'{"prompt": "\xec\x95\x88\xeb\x85\x95"}',
+    )
+    assert "".join(texts(post)) == "안녕?"
+    put = await run_stream(app, "/chat/", method="PUT")
+    assert put.status == 405
+
+
+def test_resume_with_last_event_id_over_the_network_with_httpx_sse() -> None:
+    with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
+        with httpx_sse.connect_sse(client, "GET", f"{base}/resume") as source:
+            first = [(e.event, e.data, e.id) for e in source.iter_sse()]
+        last_id = first[-2][2]  # the last event before `done`
+        with httpx_sse.connect_sse(
+            client, "GET", f"{base}/resume", headers={"Last-Event-ID": last_id}
+        ) as source:
+            second = [(e.event, e.data, e.id) for e in source.iter_sse()]
+    assert first[:3] == [("message", f"part {i}", str(i)) for i in (1, 2, 3)]
+    assert first[3][0] == "done"
+    assert second[:3] == [("message", f"part {i}", str(i)) for i in (4, 5, 6)]

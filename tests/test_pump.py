@@ -1,0 +1,785 @@
+"""The ASGI pump (EventStream): in-process with run_stream on asyncio and trio, and on a real
+uvicorn where the point is the network (disconnects, slow clients, heartbeats on the wire)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import httpx
+import httpx_sse
+import pytest
+from sse_starlette import JSONServerSentEvent
+from sse_starlette import ServerSentEvent as StarletteEvent
+
+from sse_llm import (
+    Comment,
+    EventStream,
+    Finish,
+    ProviderError,
+    ReasoningDelta,
+    ServerSentEvent,
+    SSEDecoder,
+    StreamError,
+    StreamResult,
+    TextDelta,
+    TextFormat,
+    ToolCall,
+    Usage,
+)
+from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
+from tests.support.servers import run_uvicorn
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+SAFE_MESSAGE = "The answer could not be completed because of an internal error."
+SHUTDOWN_MESSAGE = "The server is restarting. Please try again."
+KOREAN = "안녕하세요! 한국어 텍스트와 이모지 🙂👍🏽 가 그대로 도착해야 합니다.\r\n끝."
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Results:
+    """Collects StreamResults from on_complete, from any thread, with a bounded wait."""
+
+    def __init__(self) -> None:
+        self.items: list[StreamResult] = []
+        self._done = threading.Event()
+
+    def __call__(self, result: StreamResult) -> None:
+        self.items.append(result)
+        self._done.set()
+
+    @property
+    def one(self) -> StreamResult:
+        assert len(self.items) == 1, self.items
+        return self.items[0]
+
+    def wait(self, timeout: float = 10.0) -> StreamResult:
+        assert self._done.wait(timeout), f"on_complete not called within {timeout} s"
+        return self.one
+
+
+def payloads(response: StreamedResponse) -> list[tuple[str, Any]]:
+    return [(e.event or "message", json.loads(e.data)) for e in response.events]
+
+
+def delta_text(events: list[ServerSentEvent]) -> str:
+    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+
+
+DONE_STOP = ("done", {"finish_reason": "stop", "raw_finish_reason": None, "usage": None})
+
+
+# -- headers and the happy path ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_headers_are_exact() -> None:
+    response = await run_stream(EventStream(["hi"], heartbeat=None))
+    assert response.status == 200
+    assert response.headers == {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
+
+
+@pytest.mark.anyio
+async def test_extra_headers_and_status_are_sent() -> None:
+    app = EventStream(["hi"], headers={"X-Request-Id": "abc"}, status_code=201)
+    response = await run_stream(app)
+    assert response.status == 201
+    assert response.headers["x-request-id"] == "abc"
+    assert "connection" not in response.headers
+
+
+def test_connection_header_is_refused() -> None:
+    # Connection is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+    with pytest.raises(ValueError):
+        EventStream(["x"], headers={"Connection": "keep-alive"})
+
+
+@pytest.mark.parametrize("options", [{"heartbeat": 0}, {"heartbeat": -1}, {"send_timeout": 0}])
+def test_non_positive_intervals_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        EventStream(["x"], **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_korean_text_arrives_intact_and_stream_completes() -> None:
+    llm = FakeLLM(KOREAN, delay=0)
+    results = Results()
+    response = await run_stream(EventStream(llm.stream(), on_complete=results))
+    assert response.complete
+    assert delta_text(response.events) == KOREAN  # JSON keeps the CR too
+    assert [e.event for e in response.events[:-1]] == ["delta"] * len(tokenize(KOREAN))
+    assert payloads(response)[-1] == DONE_STOP
+    result = results.one
+    assert result.reason == "completed"
+    assert result.text == KOREAN
+    assert result.finish == Finish("stop")
+    assert result.events_sent == len(tokenize(KOREAN))
+    assert llm.closed == 1
+
+
+@pytest.mark.anyio
+async def test_empty_text_items_are_skipped() -> None:
+    response = await run_stream(EventStream(["", "a", "", "b"], heartbeat=None))
+    assert payloads(response) == [("delta", {"text": "a"}), ("delta", {"text": "b"}), DONE_STOP]
+
+
+@pytest.mark.anyio
+async def test_str_subclass_items_stream_as_text() -> None:
+    # A str subclass (markupsafe.Markup, a StrEnum member) is still answer text.
+    class Markup(str):
+        pass
+
+    response = await run_stream(EventStream([Markup("<b>hi</b>")], heartbeat=None))
+    assert payloads(response) == [("delta", {"text": "<b>hi</b>"}), DONE_STOP]
+
+
+# -- disconnects ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_disconnect_after_three_events_closes_source_and_reports_partial_text() -> None:
+    llm = FakeLLM(delay=0.01)
+    results = Results()
+    response = await run_stream(
+        EventStream(llm.stream("q"), on_complete=results), disconnect_after=3
+    )
+    assert response.disconnected and not response.complete
+    assert len(response.events) == 3
+    assert llm.closed == 1  # the source's finally ran
+    result = results.one
+    assert result.reason == "disconnected"
+    received = delta_text(response.events)
+    # The hook may also hold a token that was being sent when the client went away.
+    assert result.text.startswith(received)
+    assert llm.text_for("q").startswith(result.text)
+
+
+@pytest.mark.anyio
+async def test_disconnect_while_source_is_blocked_closes_it_within_a_second() -> None:
+    closed: list[float] = []
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for token in ["a", "b", "c"]:
+                yield token
+            await anyio.sleep(30)  # an LLM that stalls before its next token
+            yield "never"
+        finally:
+            closed.append(anyio.current_time())
+
+    results = Results()
+    start = anyio.current_time()
+    response = await run_stream(
+        EventStream(source(), on_complete=results, heartbeat=None),
+        disconnect_after=3,
+        timeout=10,
+    )
+    assert len(response.events) == 3
+    assert closed and closed[0] - start < 1.0
+    assert anyio.current_time() - start < 1.0
+    assert results.one.reason == "disconnected"
+    assert results.one.text == "abc"
+
+
+@pytest.mark.anyio
+async def test_client_gone_before_the_headers_still_runs_the_hook_and_closes_the_source() -> None:
+    # ASGI 2.4: send() raises an OSError once the client is gone, the response start included
+    # (uvicorn returns silently instead; other servers raise). The hook must still run, and
+    # the source (think: an SDK stream holding an open upstream connection) must be closed.
+    closed: list[bool] = []
+
+    class UpstreamStream:
+        def __aiter__(self) -> UpstreamStream:
+            return self
+
+        async def __anext__(self) -> str:
+            return "token"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise OSError("client went away")
+
+    results = Results()
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with anyio.fail_after(5):
+        await EventStream(UpstreamStream(), on_complete=results)(scope, receive, send)
+    assert results.one.reason == "disconnected"
+    assert closed == [True]
+
+
+# -- heartbeats ------------------------------------------------------------------------------------
+
+
+async def _silent_between(first: Any, seconds: float, last: Any) -> AsyncIterator[Any]:
+    yield first
+    await anyio.sleep(seconds)
+    yield last
+
+
+@pytest.mark.anyio
+async def test_heartbeat_comments_fill_a_silent_source_without_spurious_events() -> None:
+    response = await run_stream(
+        EventStream(_silent_between("a", 2.5, "b"), heartbeat=1), timeout=15
+    )
+    assert len(response.comments) >= 2
+    assert all(c == Comment("") for c in response.comments)
+    assert payloads(response) == [("delta", {"text": "a"}), ("delta", {"text": "b"}), DONE_STOP]
+    kinds = ["c" if isinstance(i, Comment) else "e" for i in response.items]
+    assert kinds[0] == "e" and kinds[-2:] == ["e", "e"]  # heartbeats only during the silence
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("send_timeout", [30.0, None])
+async def test_no_heartbeat_sends_none_and_does_not_busy_loop(send_timeout: float | None) -> None:
+    cpu_before = time.process_time()
+    response = await run_stream(
+        EventStream(_silent_between("a", 1.0, "b"), heartbeat=None, send_timeout=send_timeout),
+        timeout=10,
+    )
+    cpu = time.process_time() - cpu_before
+    assert response.comments == []
+    assert payloads(response)[:2] == [("delta", {"text": "a"}), ("delta", {"text": "b"})]
+    # A watcher spinning through the 1 s silence would burn about 1 s of CPU.
+    assert cpu < 0.5, f"{cpu:.2f} s of CPU for a 1 s silent stream"
+
+
+def _slow_first_body_send(app: ASGIApp, delay: float) -> ASGIApp:
+    """A client that is slow to take the first body chunk (a full socket buffer)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        slowed = False
+
+        async def slow_send(message: Any) -> None:
+            nonlocal slowed
+            if message["type"] == "http.response.body" and not slowed:
+                slowed = True
+                await anyio.sleep(delay)
+            await send(message)
+
+        await app(scope, receive, slow_send)
+
+    return wrapped
+
+
+@pytest.mark.anyio
+async def test_heartbeats_resume_after_a_slow_send() -> None:
+    # The watcher must not sleep until send_timeout just because it once saw a send in
+    # progress: once that send ends, a silent source still needs its heartbeats.
+    app = EventStream(_silent_between("a", 2.0, "b"), heartbeat=0.3, send_timeout=10)
+    response = await run_stream(_slow_first_body_send(app, 0.5), timeout=15)
+    assert payloads(response)[:2] == [("delta", {"text": "a"}), ("delta", {"text": "b"})]
+    assert len(response.comments) >= 3, response.items
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_error_mid_stream_sends_safe_error_and_ends_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    llm = FakeLLM("one two three four five six", delay=0, fail_after=3)
+    results = Results()
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        response = await run_stream(EventStream(llm.stream(), on_complete=results))
+    assert response.complete  # more_body False: the response ended cleanly
+    last = response.events[-1]
+    assert last.event == "error"
+    assert json.loads(last.data) == {"message": SAFE_MESSAGE, "code": "internal_error"}
+    assert [e.event for e in response.events] == ["delta", "delta", "delta", "error"]
+    assert b"hunter2" not in response.body
+    assert b"Traceback" not in response.body and b"RuntimeError" not in response.body
+    result = results.one
+    assert result.reason == "error"
+    assert result.text == "".join(tokenize("one two three four five six")[:3])
+    assert isinstance(result.error, RuntimeError)
+    assert llm.closed == 1
+    # The operator gets the real exception in the log.
+    logged = [r for r in caplog.records if r.name == "sse_llm" and r.exc_info]
+    assert logged and "hunter2" in str(logged[0].exc_info[1])  # type: ignore[index]
+
+
+@pytest.mark.anyio
+async def test_provider_error_keeps_provider_message() -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "partial"
+        raise ProviderError("Rate limit reached for model", code="rate_limit_exceeded")
+
+    results = Results()
+    response = await run_stream(EventStream(source(), on_complete=results))
+    assert payloads(response) == [
+        ("delta", {"text": "partial"}),
+        ("error", {"message": "Rate limit reached for model", "code": "rate_limit_exceeded"}),
+    ]
+    assert response.complete
+    assert results.one.reason == "error"
+    assert results.one.text == "partial"
+
+
+@pytest.mark.anyio
+async def test_stream_error_event_is_the_last_event() -> None:
+    consumed: list[str] = []
+
+    async def source() -> AsyncIterator[Any]:
+        yield "a"
+        yield StreamError("Overloaded", "overloaded_error")
+        consumed.append("after")
+        yield "b"
+
+    results = Results()
+    response = await run_stream(EventStream(source(), on_complete=results))
+    assert payloads(response) == [
+        ("delta", {"text": "a"}),
+        ("error", {"message": "Overloaded", "code": "overloaded_error"}),
+    ]
+    assert response.complete
+    assert consumed == []
+    assert results.one.reason == "error"
+    assert results.one.error == StreamError("Overloaded", "overloaded_error")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("item", [object(), 42, b"bytes"], ids=["object", "int", "bytes"])
+async def test_unsupported_item_becomes_error_event_not_crash(item: object) -> None:
+    results = Results()
+    response = await run_stream(EventStream(["ok", item, "never"], on_complete=results))
+    assert payloads(response) == [
+        ("delta", {"text": "ok"}),
+        ("error", {"message": SAFE_MESSAGE, "code": "internal_error"}),
+    ]
+    assert response.complete
+    assert results.one.reason == "error"
+    assert isinstance(results.one.error, TypeError)
+
+
+@pytest.mark.anyio
+async def test_failing_on_complete_hook_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def hook(result: StreamResult) -> None:
+        raise RuntimeError("hook broke")
+
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        response = await run_stream(EventStream(["a"], on_complete=hook))
+    assert response.complete
+    assert any("on_complete" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_async_on_complete_hook_is_awaited() -> None:
+    seen: list[str] = []
+
+    async def hook(result: StreamResult) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(result.text)
+
+    await run_stream(EventStream(["a", "b"], on_complete=hook))
+    assert seen == ["ab"]
+
+
+# -- shutdown --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_shutdown_event_ends_stream_with_shutdown_error() -> None:
+    shutdown = anyio.Event()
+    three_sent = anyio.Event()
+    closed: list[bool] = []
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for i in range(1000):
+                if i == 3:
+                    three_sent.set()
+                yield f"t{i} "
+                await anyio.sleep(0.02)
+        finally:
+            closed.append(True)
+
+    results = Results()
+    response: StreamedResponse | None = None
+
+    async def drive() -> None:
+        nonlocal response
+        response = await run_stream(
+            EventStream(source(), shutdown=shutdown, on_complete=results), timeout=10
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive)
+        with anyio.fail_after(5):
+            await three_sent.wait()
+        shutdown.set()
+    assert response is not None
+    assert response.complete
+    assert payloads(response)[-1] == (
+        "error",
+        {"message": SHUTDOWN_MESSAGE, "code": "shutdown"},
+    )
+    assert closed == [True]
+    result = results.one
+    assert result.reason == "shutdown"
+    assert result.text == delta_text(response.events)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_sync_iterable_source_does_not_block_the_event_loop() -> None:
+    closed: list[bool] = []
+
+    def blocking_source() -> Iterator[str]:
+        try:
+            for token in ["slow ", "sync"]:
+                time.sleep(0.6)  # a blocking SDK call
+                yield token
+        finally:
+            closed.append(True)
+
+    gaps: list[float] = []
+    finished: dict[str, float] = {}
+    slow_response: StreamedResponse | None = None
+
+    async def ticker() -> None:
+        last = anyio.current_time()
+        while "slow" not in finished:
+            await anyio.sleep(0.01)
+            now = anyio.current_time()
+            gaps.append(now - last)
+            last = now
+
+    async def slow() -> None:
+        nonlocal slow_response
+        slow_response = await run_stream(EventStream(blocking_source()), timeout=10)
+        finished["slow"] = anyio.current_time()
+
+    async def fast() -> None:
+        await run_stream(EventStream(FakeLLM("quick answer", delay=0).stream()))
+        finished["fast"] = anyio.current_time()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        tg.start_soon(slow)
+        tg.start_soon(fast)
+    assert slow_response is not None
+    assert delta_text(slow_response.events) == "slow sync"
+    assert finished["fast"] < finished["slow"]
+    # Had next() run on the loop, the ticker would have stalled for 0.6 s at a time.
+    assert max(gaps) < 0.3
+    assert closed == [True]
+
+
+@pytest.mark.anyio
+async def test_sse_starlette_and_dict_items_pass_through_as_the_same_events() -> None:
+    items: list[Any] = [
+        StarletteEvent("a\nb\r\nc", event="update", id="1"),
+        JSONServerSentEvent({"k": "한국어", "n": [1, 2]}, event="json"),
+        StarletteEvent("with comment", comment="note"),
+        {"data": "from dict", "event": "d", "id": "2", "retry": 1500},
+        {"data": "x\ny"},
+        {"comment": "just a comment"},
+    ]
+    reference = SSEDecoder()
+    expected = reference.feed(
+        b"".join(
+            item.encode() if isinstance(item, StarletteEvent) else StarletteEvent(**item).encode()
+            for item in items
+        )
+    )
+    decoder = SSEDecoder()
+    response = await run_stream(EventStream(items, heartbeat=None))
+    got = decoder.feed(response.body)
+    assert got[:-1] == expected  # then our own done event
+    assert got[-1].event == "done"  # type: ignore[union-attr]
+    assert decoder.retry == reference.retry == 1500
+
+
+@pytest.mark.anyio
+async def test_retry_only_sse_starlette_event_reaches_the_client() -> None:
+    # sse-starlette writes "retry: 5000\r\n\r\n": no event, but the client's reconnection
+    # delay changes. Passing it through must not drop the retry.
+    decoder = SSEDecoder()
+    response = await run_stream(
+        EventStream([StarletteEvent(retry=5000), {"retry": 7000}, "x"], heartbeat=None)
+    )
+    events = decoder.feed(response.body)
+    assert [e.event for e in events if isinstance(e, ServerSentEvent)] == ["delta", "done"]
+    assert decoder.retry == 7000
+    assert b"retry: 5000\n" in response.body
+
+
+@pytest.mark.anyio
+async def test_own_events_and_comments_are_sent_as_encoded() -> None:
+    items = [ServerSentEvent("raw\ndata", event="custom", id="9", retry=10), Comment("note")]
+    response = await run_stream(EventStream(items, heartbeat=None))
+    assert response.body.startswith(
+        b"event: custom\nid: 9\nretry: 10\ndata: raw\ndata: data\n\n: note\n"
+    )
+
+
+@pytest.mark.anyio
+async def test_llm_events_render_per_events_format() -> None:
+    usage = Usage(input_tokens=9, output_tokens=12, total_tokens=21)
+    call = ToolCall(0, "call_1", "get_weather", '{"city":"서울"}')
+    items = [
+        ReasoningDelta("thinking\r\n"),
+        TextDelta("안녕"),
+        "!",
+        call,
+        usage,
+        Finish("length", "max_tokens"),
+    ]
+    results = Results()
+    response = await run_stream(EventStream(items, on_complete=results))
+    assert payloads(response) == [
+        ("reasoning", {"text": "thinking\r\n"}),
+        ("delta", {"text": "안녕"}),
+        ("delta", {"text": "!"}),
+        (
+            "tool_call",
+            {"index": 0, "id": "call_1", "name": "get_weather", "arguments": '{"city":"서울"}'},
+        ),
+        (
+            "done",
+            {
+                "finish_reason": "length",
+                "raw_finish_reason": "max_tokens",
+                "usage": {"input_tokens": 9, "output_tokens": 12, "total_tokens": 21},
+            },
+        ),
+    ]
+    result = results.one
+    assert result.reason == "completed"
+    assert result.text == "안녕!"
+    assert result.reasoning == "thinking\r\n"
+    assert result.tool_calls == [call]
+    assert result.usage == usage
+    assert result.finish == Finish("length", "max_tokens")
+
+
+@pytest.mark.anyio
+async def test_text_format_sends_plain_data_events() -> None:
+    items = ["a\nb", TextDelta("c"), ReasoningDelta("hidden"), "한🙂"]
+    response = await run_stream(EventStream(items, format=TextFormat(), heartbeat=None))
+    assert [(e.event, e.data) for e in response.events] == [
+        ("message", "a\nb"),
+        ("message", "c"),
+        ("message", "한🙂"),
+        ("done", '{"finish_reason":"stop"}'),
+    ]
+    assert b"hidden" not in response.body
+
+
+@pytest.mark.anyio
+async def test_text_format_error_event() -> None:
+    llm = FakeLLM("a b c", delay=0, fail_after=1)
+    response = await run_stream(EventStream(llm.stream(), format=TextFormat()))
+    assert [e.event for e in response.events] == ["message", "error"]
+    assert json.loads(response.events[-1].data) == {
+        "message": SAFE_MESSAGE,
+        "code": "internal_error",
+    }
+
+
+# -- on a real uvicorn -----------------------------------------------------------------------------
+
+
+class Router:
+    """One uvicorn for the module; each test installs a fresh app factory under a path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Callable[[], ASGIApp]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.routes[scope["path"]]()(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[Router, str]]:
+    router = Router()
+    with run_uvicorn(router) as base_url:
+        yield router, base_url
+
+
+def test_headers_on_the_wire(server: tuple[Router, str]) -> None:
+    router, base = server
+    router.routes["/headers"] = lambda: EventStream(["hi"])
+    with httpx.Client(timeout=10) as client:
+        response = client.get(f"{base}/headers")
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert "connection" not in response.headers
+    assert "content-length" not in response.headers  # streamed, chunked
+    assert delta_text(_events(response.content)) == "hi"
+
+
+def _events(body: bytes) -> list[ServerSentEvent]:
+    return [i for i in SSEDecoder().feed(body) if isinstance(i, ServerSentEvent)]
+
+
+def test_korean_text_over_the_network_in_small_reads(server: tuple[Router, str]) -> None:
+    router, base = server
+    llm = FakeLLM(delay=0)
+    router.routes["/korean"] = lambda: EventStream(llm.stream("질문"))
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    with httpx.Client(timeout=10) as client, client.stream("GET", f"{base}/korean") as r:
+        for chunk in r.iter_raw(7):  # reads that cut through multi-byte characters
+            events += [i for i in decoder.feed(chunk) if isinstance(i, ServerSentEvent)]
+    assert delta_text(events) == DEFAULT_ANSWER.replace("{prompt}", "질문")
+    assert events[-1].event == "done"
+
+
+def test_client_disconnect_over_the_network(server: tuple[Router, str]) -> None:
+    router, base = server
+    llm = FakeLLM(delay=0.05)
+    results = Results()
+    router.routes["/disconnect"] = lambda: EventStream(llm.stream("q"), on_complete=results)
+    received: list[ServerSentEvent] = []
+    with (
+        httpx.Client(timeout=10) as client,
+        httpx_sse.connect_sse(client, "GET", f"{base}/disconnect") as source,
+    ):
+        for event in source.iter_sse():
+            received.append(ServerSentEvent(event.data, event=event.event))
+            if len(received) == 3:
+                break
+    result = results.wait(10)
+    assert result.reason == "disconnected"
+    assert llm.closed == 1
+    assert result.text.startswith(delta_text(received))
+    assert llm.text_for("q").startswith(result.text)
+
+
+def test_heartbeats_on_the_wire_make_no_phantom_events_in_httpx_sse(
+    server: tuple[Router, str],
+) -> None:
+    router, base = server
+    router.routes["/heartbeat"] = lambda: EventStream(
+        _silent_between(ServerSentEvent("first", id="1"), 2.5, "b"), heartbeat=1
+    )
+    chunks: list[bytes] = []
+    with httpx.Client(timeout=10) as client, client.stream("GET", f"{base}/heartbeat") as r:
+        chunks.extend(r.iter_raw())
+    decoder = SSEDecoder()
+    items = [item for chunk in chunks for item in decoder.feed(chunk)]
+    assert sum(isinstance(i, Comment) for i in items) >= 2
+    # httpx-sse, fed the same reads as they came off the socket: an id was seen, so a
+    # heartbeat written as comment + blank line would show up here as an empty message.
+    replay = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=_ChunkStream(chunks)
+    )
+    events = list(httpx_sse.EventSource(replay).iter_sse())
+    assert [(e.event, e.id) for e in events] == [("message", "1"), ("delta", "1"), ("done", "1")]
+    assert [e.data for e in events][:2] == ["first", '{"text":"b"}']
+
+
+class _ChunkStream(httpx.SyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def test_error_mid_stream_over_the_network_reads_to_the_end(server: tuple[Router, str]) -> None:
+    router, base = server
+    llm = FakeLLM("one two three four", delay=0, fail_after=2)
+    results = Results()
+    router.routes["/error"] = lambda: EventStream(llm.stream(), on_complete=results)
+    with httpx.Client(timeout=10) as client:
+        response = client.get(f"{base}/error")  # raises if the body ends uncleanly
+    events = _events(response.content)
+    assert [e.event for e in events] == ["delta", "delta", "error"]
+    assert json.loads(events[-1].data)["message"] == SAFE_MESSAGE
+    assert b"hunter2" not in response.content
+    assert results.wait().reason == "error"
+
+
+def test_sync_source_does_not_block_other_requests(server: tuple[Router, str]) -> None:
+    router, base = server
+
+    def blocking() -> Iterator[str]:
+        for token in ["a", "b"]:
+            time.sleep(1.0)
+            yield token
+
+    router.routes["/blocking"] = lambda: EventStream(blocking())
+    router.routes["/quick"] = lambda: EventStream(["quick"])
+    slow_result: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        with httpx.Client(timeout=10) as client:
+            slow_result["body"] = client.get(f"{base}/blocking").content
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        time.sleep(0.2)  # the slow request is inside its first blocking next()
+        start = time.monotonic()
+        with httpx.Client(timeout=10) as client:
+            quick = client.get(f"{base}/quick")
+        quick_time = time.monotonic() - start
+    finally:
+        thread.join(10)
+    assert delta_text(_events(quick.content)) == "quick"
+    # Had next() run on the server's loop, the quick request would have waited >= 0.8 s.
+    assert quick_time < 0.5, f"the quick request waited {quick_time:.2f} s"
+    assert delta_text(_events(slow_result["body"])) == "ab"
+
+
+def test_client_that_stops_reading_times_out(server: tuple[Router, str]) -> None:
+    router, base = server
+    closed = threading.Event()
+    results = Results()
+
+    async def flood() -> AsyncIterator[str]:
+        try:
+            for _ in range(2000):  # bounded: 2000 x 64 KiB, far beyond any socket buffer
+                yield "x" * 65536
+        finally:
+            closed.set()
+
+    router.routes["/flood"] = lambda: EventStream(
+        flood(), send_timeout=0.5, heartbeat=None, on_complete=results
+    )
+    port = int(base.rsplit(":", 1)[1])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # A small receive buffer so the server's writes back up quickly.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        start = time.monotonic()
+        sock.sendall(b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        result = results.wait(15)  # and never read
+        elapsed = time.monotonic() - start
+    finally:
+        sock.close()
+    assert result.reason == "timeout"
+    assert closed.is_set()
+    assert result.events_sent < 2000
+    assert elapsed < 10

@@ -1,0 +1,286 @@
+"""sse_llm.starlette: SSEResponse, the @sse decorator and the mountable SSEEndpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from sse_llm import ServerSentEvent, SSEDecoder, StreamResult, TextFormat
+from sse_llm.starlette import SSEEndpoint, SSEResponse, sse
+from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
+from tests.support.servers import run_uvicorn
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def texts(response: StreamedResponse) -> list[str]:
+    return [json.loads(e.data)["text"] for e in response.events if e.event == "delta"]
+
+
+def kinds(response: StreamedResponse) -> list[str | None]:
+    return [e.event for e in response.events]
+
+
+# -- SSEResponse -----------------------------------------------------------------------------------
+
+
+async def _response_view(request: Request) -> Response:
+    return SSEResponse(FakeLLM("안녕 세상", delay=0).stream(), heartbeat=None)
+
+
+@pytest.mark.anyio
+async def test_sse_response_in_a_starlette_route() -> None:
+    app = Starlette(routes=[Route("/chat", _response_view)])
+    response = await run_stream(app, "/chat")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert "connection" not in response.headers
+    assert "".join(texts(response)) == "안녕 세상"
+    assert kinds(response)[-1] == "done"
+    assert response.complete
+
+
+@pytest.mark.anyio
+async def test_headers_and_cookies_set_after_construction_are_sent() -> None:
+    async def view(request: Request) -> Response:
+        response = SSEResponse(["x"], headers={"x-from-init": "1"})
+        response.headers["x-later"] = "2"
+        response.set_cookie("session", "abc", httponly=True)
+        return response
+
+    app = Starlette(routes=[Route("/", view)])
+    response = await run_stream(app, "/")
+    assert response.headers["x-from-init"] == "1"
+    assert response.headers["x-later"] == "2"
+    assert response.headers["set-cookie"].startswith("session=abc")
+    assert "httponly" in response.headers["set-cookie"].lower()
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+
+
+@pytest.mark.anyio
+async def test_background_task_runs_after_the_stream() -> None:
+    order: list[str] = []
+
+    def on_complete(result: StreamResult) -> None:
+        order.append(f"complete:{result.text}")
+
+    async def view(request: Request) -> Response:
+        return SSEResponse(
+            ["a", "b"],
+            on_complete=on_complete,
+            background=BackgroundTask(order.append, "background"),
+        )
+
+    response = await run_stream(Starlette(routes=[Route("/", view)]), "/")
+    assert response.complete
+    assert order == ["complete:ab", "background"]
+
+
+@pytest.mark.anyio
+async def test_sse_response_options_are_passed_to_the_stream() -> None:
+    async def view(request: Request) -> Response:
+        return SSEResponse(["a\nb"], format=TextFormat(), status_code=202)
+
+    response = await run_stream(Starlette(routes=[Route("/", view)]), "/")
+    assert response.status == 202
+    assert [(e.event, e.data) for e in response.events] == [
+        ("message", "a\nb"),
+        ("done", '{"finish_reason":"stop"}'),
+    ]
+
+
+# -- @sse -----------------------------------------------------------------------------------------
+
+
+@sse
+async def bare_view(request: Request) -> AsyncIterator[str]:
+    yield f"hello {request.query_params['name']}"
+
+
+@sse(format=TextFormat(), heartbeat=None)
+async def configured_view(request: Request) -> AsyncIterator[str]:
+    """A view with options."""
+    yield "plain"
+
+
+@pytest.mark.anyio
+async def test_sse_decorator_on_async_generator_view() -> None:
+    app = Starlette(routes=[Route("/bare", bare_view), Route("/configured", configured_view)])
+    response = await run_stream(app, f"/bare?name={quote('민수')}")
+    assert texts(response) == ["hello 민수"]
+    assert kinds(response)[-1] == "done"
+    configured = await run_stream(app, "/configured")
+    assert (configured.events[0].event, configured.events[0].data) == ("message", "plain")
+
+
+def test_sse_decorator_keeps_identity_and_does_not_expose_the_generator() -> None:
+    assert configured_view.__name__ == "configured_view"
+    assert configured_view.__doc__ == "A view with options."
+    # No __wrapped__: a framework that unwraps would find the generator and stream it itself.
+    assert not hasattr(configured_view, "__wrapped__")
+
+
+def test_sse_decorator_rejects_non_generator_functions() -> None:
+    async def not_a_generator(request: Request) -> str:
+        return "x"
+
+    with pytest.raises(TypeError):
+        sse(not_a_generator)  # type: ignore[arg-type]
+
+
+# -- SSEEndpoint ----------------------------------------------------------------------------------
+
+
+async def _echo_handler(request: Request) -> AsyncIterator[str]:
+    if request.method == "POST":
+        body = await request.json()
+        prompt = body["prompt"]
+    else:
+        prompt = request.query_params.get("prompt", "none")
+    return FakeLLM("{prompt}!", delay=0).stream(prompt)
+
+
+def _mounted_app() -> Starlette:
+    return Starlette(routes=[Mount("/chat", SSEEndpoint(_echo_handler, heartbeat=None))])
+
+
+@pytest.mark.anyio
+async def test_sse_endpoint_mounted_get_and_post() -> None:
+    app = _mounted_app()
+    # A Mount matches "/chat/..."; "/chat" itself gets Starlette's 307 to "/chat/".
+    get = await run_stream(app, "/chat/?prompt=hi")
+    assert "".join(texts(get)) == "hi!"
+    post = await run_stream(
+        app,
+        "/chat/",
+        method="POST",
+        headers={"content-type": "application/json"},
+        body=json.dumps({"prompt": "질문"}).encode(),
+    )
+    assert "".join(texts(post)) == "질문!"
+    assert kinds(post)[-1] == "done"
+
+
+@pytest.mark.anyio
+async def test_sse_endpoint_sync_handler() -> None:
+    endpoint = SSEEndpoint(lambda request: ["from", " sync"], methods=("GET",))
+    response = await run_stream(Starlette(routes=[Mount("/s", endpoint)]), "/s/")
+    assert texts(response) == ["from", " sync"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_sse_endpoint_other_methods_get_405(method: str) -> None:
+    response = await run_stream(_mounted_app(), "/chat/", method=method)
+    assert response.status == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.events == []
+
+
+def test_sse_endpoint_post_body_over_the_network() -> None:
+    with run_uvicorn(_mounted_app()) as base, httpx.Client(timeout=10) as client:
+        # Posting to "/chat" follows Starlette's 307 (method and body kept) to "/chat/".
+        response = client.post(f"{base}/chat", json={"prompt": "네트워크"}, follow_redirects=True)
+        put = client.put(f"{base}/chat/")
+    events = [i for i in SSEDecoder().feed(response.content) if isinstance(i, ServerSentEvent)]
+    assert "".join(json.loads(e.data)["text"] for e in events if e.event == "delta") == "네트워크!"
+    assert put.status_code == 405
+
+
+# -- over the network ------------------------------------------------------------------------------
+
+
+def test_disconnect_through_a_starlette_route_reaches_on_complete() -> None:
+    done = threading.Event()
+    results: list[StreamResult] = []
+    llm = FakeLLM(delay=0.05)
+
+    def on_complete(result: StreamResult) -> None:
+        results.append(result)
+        done.set()
+
+    async def view(request: Request) -> Response:
+        return SSEResponse(llm.stream(), on_complete=on_complete)
+
+    app = Starlette(routes=[Route("/", view)])
+    with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
+        with client.stream("GET", base) as response:
+            decoder = SSEDecoder()
+            seen = 0
+            for chunk in response.iter_raw():
+                seen += sum(isinstance(i, ServerSentEvent) for i in decoder.feed(chunk))
+                if seen >= 3:
+                    break
+        assert done.wait(10)
+    assert results[0].reason == "disconnected"
+    assert llm.closed == 1
+
+
+def test_gzip_middleware_leaves_the_stream_uncompressed_and_incremental() -> None:
+    gate = threading.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        # The second event only exists once the client has seen the first one: if anything
+        # buffered the first (a compressor), the client would never see it in time.
+        await anyio.to_thread.run_sync(gate.wait, 5)
+        yield "second"
+
+    async def view(request: Request) -> Response:
+        return SSEResponse(source(), heartbeat=None)
+
+    app = Starlette(
+        routes=[Route("/", view)], middleware=[Middleware(GZipMiddleware, minimum_size=1)]
+    )
+    first_seen_before_gate = False
+    events: list[ServerSentEvent] = []
+    with (
+        run_uvicorn(app) as base,
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", base, headers={"accept-encoding": "gzip"}) as response,
+    ):
+        assert "content-encoding" not in response.headers
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        decoder = SSEDecoder()
+        for chunk in response.iter_raw():  # raw: nothing here could undo a compression
+            for item in decoder.feed(chunk):
+                if isinstance(item, ServerSentEvent):
+                    events.append(item)
+                    if len(events) == 1:
+                        first_seen_before_gate = not gate.is_set()
+                        gate.set()
+    assert first_seen_before_gate
+    assert [json.loads(e.data).get("text") for e in events[:2]] == ["first", "second"]
+    assert events[-1].event == "done"
+
+
+def test_gzip_still_compresses_ordinary_responses() -> None:
+    # The control: the middleware is active, so the absence above is the SSE exclusion.
+    async def page(request: Request) -> Response:
+        return Response("x" * 1000, media_type="text/plain")
+
+    app = Starlette(
+        routes=[Route("/", page)], middleware=[Middleware(GZipMiddleware, minimum_size=1)]
+    )
+    with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
+        response = client.get(base, headers={"accept-encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
