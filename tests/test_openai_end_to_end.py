@@ -136,8 +136,8 @@ async def test_client_drop_closes_the_upstream_llm_request(
     assert len(result.text) < len(expected(path).text)
 
 
-async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await anyio.sleep(0.01)

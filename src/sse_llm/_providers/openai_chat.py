@@ -100,12 +100,14 @@ class Normalizer:
     each call is emitted whole as :class:`ToolCall` when the choice finishes (or the stream
     ends). Mistral sends calls whole with no ``index``: they are numbered in arrival order.
     Usage is taken from the last chunk that carries it (``usage``, or Groq's ``x_groq.usage``)
-    and emitted at the end, since Perplexity repeats it on every chunk.
+    and emitted at the end, since Perplexity repeats it on every chunk. One :class:`Finish`
+    per stream: OpenRouter repeats ``finish_reason`` on its trailing usage chunk.
     """
 
     def __init__(self) -> None:
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument fragments]]
         self._usage: Mapping[str, Any] | None = None
+        self._finished = False  # OpenRouter repeats finish_reason on its trailing usage chunk
 
     def feed(self, item: Any) -> list[LLMEvent]:
         from . import as_mapping
@@ -142,7 +144,9 @@ class Normalizer:
             raw_finish = choice.get("finish_reason")
             if raw_finish:
                 out.extend(self._flush())
-                out.append(finish(raw_finish))
+                if not self._finished:
+                    self._finished = True
+                    out.append(finish(raw_finish))
         return out
 
     def close(self) -> list[LLMEvent]:
