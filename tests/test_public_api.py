@@ -20,6 +20,12 @@ PUBLIC_MODULES = [
     "sse_llm.fastapi",
     "sse_llm.testing",
     "sse_llm.client",
+    "sse_llm.formats",
+    "sse_llm.websocket",
+    "sse_llm.flask",
+    "sse_llm.html",
+    "sse_llm.django",
+    "sse_llm.sources",
 ]
 
 

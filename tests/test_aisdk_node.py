@@ -1,0 +1,229 @@
+"""AISDKFormat read by the real Vercel AI SDK in Node.
+
+sse-llm runs under a real uvicorn; ``tests/node/read-ui-stream.mjs`` fetches the stream and
+reads it with the ``ai`` package's own reader (``parseJsonEventStream`` over
+``uiMessageChunkSchema``, then ``readUIMessageStream``: what ``useChat``'s default transport
+does) and prints the final ``UIMessage``. Recorded provider streams go through the replay
+server and the real ``openai`` SDK first, and the Node side must get exactly what the
+independent oracle reads in the recording.
+
+The ``ai`` package (version pinned in tests/node/package-lock.json) is installed with
+``npm ci`` into tests/node/node_modules when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+from sse_llm import StreamError, StreamResult
+from sse_llm.formats import AISDKFormat
+from sse_llm.starlette import SSEResponse
+from sse_llm.testing import FakeLLM
+
+from .support.fixtures import expected, fixture_files, fixture_id
+from .support.plugin import ReplayServer
+from .support.servers import run_uvicorn
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+READER = NODE_DIR / "read-ui-stream.mjs"
+NPM_TIMEOUT = 300  # seconds, for a cold `npm ci`
+READ_TIMEOUT = 60  # seconds, for one Node run (startup included)
+SAFE_ERROR = "The answer could not be completed because of an internal error."
+# The AI SDK's finishReason for each raw OpenAI finish_reason in the recordings.
+AISDK_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool-calls"}
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The ``node`` binary, with the ``ai`` package installed in tests/node."""
+    node = shutil.which("node")
+    npm = shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("node and npm are needed (Debian: apt-get install nodejs npm)")
+    if not (NODE_DIR / "node_modules" / "ai" / "package.json").is_file():
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return node
+
+
+class App:
+    """sse-llm endpoints streaming AISDKFormat: the fake model, recordings, failures."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.fake = FakeLLM(delay=0.002)
+        self.results: list[StreamResult] = []
+
+    async def fake_stream(self, request: Request) -> SSEResponse:
+        prompt = request.query_params.get("prompt", "")
+        fail_after = request.query_params.get("fail_after")
+        llm = FakeLLM(delay=0.002, fail_after=int(fail_after) if fail_after else None)
+        return SSEResponse(llm.stream(prompt), format=AISDKFormat())
+
+    async def replay(self, request: Request) -> SSEResponse:
+        """The recording named by ``?model=<format>/<file>``, through the openai SDK."""
+        upstream = openai.AsyncOpenAI(
+            base_url=self.upstream + "/v1", api_key="test", max_retries=0, timeout=10
+        )
+        stream = await upstream.chat.completions.create(
+            model=request.query_params["model"],
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
+
+        async def done(result: StreamResult) -> None:
+            await upstream.close()
+            self.results.append(result)
+
+        return SSEResponse(stream, format=AISDKFormat(), on_complete=done)
+
+    async def provider_error(self, request: Request) -> SSEResponse:
+        async def source() -> Any:
+            yield "partial "
+            yield StreamError("Rate limit reached for requests", "rate_limit_exceeded")
+
+        return SSEResponse(source(), format=AISDKFormat())
+
+
+@pytest.fixture(scope="module")
+def server(replay_server: ReplayServer) -> Iterator[tuple[App, str]]:
+    app = App(replay_server.base_url)
+    routes = [
+        Route("/fake", app.fake_stream),
+        Route("/replay", app.replay),
+        Route("/provider-error", app.provider_error),
+    ]
+    with run_uvicorn(Starlette(routes=routes)) as base_url:
+        yield app, base_url
+
+
+def read_ui_stream(node: str, url: str) -> dict[str, Any]:
+    """What the AI SDK's reader made of the stream at ``url`` (see read-ui-stream.mjs)."""
+    done = subprocess.run(
+        [node, str(READER), url],
+        capture_output=True,
+        text=True,
+        timeout=READ_TIMEOUT,
+        cwd=NODE_DIR,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout)
+    return out
+
+
+def _parts(out: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [p for p in out["message"]["parts"] if p["type"] == kind]
+
+
+def _tool_calls(out: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in out["message"]["parts"] if p["type"].startswith("tool-")]
+
+
+def test_ai_sdk_reads_fake_model_text(node: str, server: tuple[App, str]) -> None:
+    app, base_url = server
+    out = read_ui_stream(node, f"{base_url}/fake?prompt=%ED%95%9C%EA%B5%AD%EC%96%B4")
+    assert out["status"] == 200
+    assert out["headers"]["x-vercel-ai-ui-message-stream"] == "v1"
+    assert out["invalid"] == [] and out["errors"] == []
+    assert out["chunks"][:3] == ["start", "start-step", "text-start"]
+    assert out["chunks"][-3:] == ["text-end", "finish-step", "finish"]
+    assert out["finishReason"] == "stop"
+    [text] = _parts(out, "text")
+    assert text == {"type": "text", "text": app.fake.text_for("한국어"), "state": "done"}
+    assert out["message"]["role"] == "assistant"
+    assert out["message"]["id"].startswith("msg-")
+
+
+def test_ai_sdk_reads_recorded_reasoning(
+    node: str, server: tuple[App, str], replay_server: ReplayServer
+) -> None:
+    _, base_url = server
+    path = next(
+        p for p in fixture_files("openai-chat") if p.name == "deepseek-reasoning-content.sse"
+    )
+    want = expected(path)
+    out = read_ui_stream(node, f"{base_url}/replay?model={fixture_id(path)}")
+    assert out["invalid"] == [] and out["errors"] == []
+    [reasoning] = _parts(out, "reasoning")
+    assert reasoning["text"] == want.reasoning and reasoning["state"] == "done"
+    [text] = _parts(out, "text")
+    assert text["text"] == want.text
+    # The model reasons first, then answers: the parts keep that order.
+    kinds = [p["type"] for p in out["message"]["parts"]]
+    assert kinds == ["step-start", "reasoning", "text"]
+    assert out["finishReason"] == "stop"
+
+
+def test_ai_sdk_reads_recorded_parallel_tool_calls(node: str, server: tuple[App, str]) -> None:
+    _, base_url = server
+    name = "magentic-gpt4o-parallel-tool-calls.sse"
+    path = next(p for p in fixture_files("openai-chat") if p.name == name)
+    want = expected(path)
+    out = read_ui_stream(node, f"{base_url}/replay?model={fixture_id(path)}")
+    assert out["invalid"] == [] and out["errors"] == []
+    calls = [
+        (p["toolCallId"], p["type"].removeprefix("tool-"), p["input"]) for p in _tool_calls(out)
+    ]
+    assert calls == want.tool_calls
+    assert {p["state"] for p in _tool_calls(out)} == {"input-available"}
+    assert out["chunks"].count("tool-input-start") == 2
+    assert "tool-input-delta" in out["chunks"]  # arguments streamed, not only sent whole
+    assert out["finishReason"] == "tool-calls"
+
+
+@pytest.mark.parametrize(
+    "path", fixture_files("openai-chat") + fixture_files("mistral"), ids=fixture_id
+)
+def test_ai_sdk_reads_every_recorded_chat_stream_exactly(
+    path: Path, node: str, server: tuple[App, str]
+) -> None:
+    _, base_url = server
+    want = expected(path)
+    out = read_ui_stream(node, f"{base_url}/replay?model={fixture_id(path)}")
+    assert out["invalid"] == [] and out["errors"] == []
+    assert "".join(p["text"] for p in _parts(out, "text")) == want.text
+    assert "".join(p["text"] for p in _parts(out, "reasoning")) == want.reasoning
+    calls = [
+        (p["toolCallId"], p["type"].removeprefix("tool-"), p["input"]) for p in _tool_calls(out)
+    ]
+    assert calls == want.tool_calls
+    assert want.finish_reason is not None
+    assert out["finishReason"] == AISDK_FINISH[want.finish_reason]
+
+
+def test_ai_sdk_reports_a_failed_stream_as_an_error(node: str, server: tuple[App, str]) -> None:
+    _, base_url = server
+    out = read_ui_stream(node, f"{base_url}/fake?prompt=x&fail_after=3")
+    assert out["invalid"] == []
+    assert out["errors"] == [SAFE_ERROR]  # readUIMessageStream's onError got the errorText
+    assert "hunter2" not in json.dumps(out)
+    [text] = _parts(out, "text")
+    assert text["state"] == "done" and text["text"]  # the part was closed before the error
+    assert out["finishReason"] == "error"
+
+
+def test_ai_sdk_gets_the_provider_error_message(node: str, server: tuple[App, str]) -> None:
+    _, base_url = server
+    out = read_ui_stream(node, f"{base_url}/provider-error")
+    assert out["invalid"] == []
+    assert out["errors"] == ["Rate limit reached for requests"]
+    [text] = _parts(out, "text")
+    assert text["text"] == "partial "

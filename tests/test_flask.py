@@ -1,0 +1,470 @@
+"""sse_llm.flask under a real WSGI server (werkzeug's threaded ``make_server`` on 127.0.0.1),
+read by a real httpx client: tokens arrive as they are produced, heartbeats fill silences, a
+client that leaves closes the source, and the real ``openai`` SDK (sync and async) streams
+recorded provider responses through the adapter."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from flask import Flask, request
+from werkzeug.serving import make_server
+
+from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
+from sse_llm.client import iter_events
+from sse_llm.flask import sse_response
+from sse_llm.formats import AISDKFormat, JSONEventsFormat
+from sse_llm.testing import FakeLLM, tokenize
+
+from .support.fixtures import expected, fixture_files, fixture_id
+from .support.plugin import ReplayServer
+from .test_examples import load_example
+
+SAFE_ERROR = "The answer could not be completed because of an internal error."
+WAIT = 10.0  # seconds: the bound on every wait for the other side
+
+
+@contextmanager
+def run_werkzeug(app: Flask) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1 at an OS-chosen port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug-test", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+        server.server_close()
+
+
+class Backend:
+    """What the Flask views stream, and what the test observes of it."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.released = threading.Event()  # the client lets a waiting source go on
+        self.closed = threading.Event()  # a source's finally ran
+        self.results: list[StreamResult] = []
+        self.silent = FakeLLM(answer="a b", delay=60)
+
+    def waiting_source(self) -> Iterator[str]:
+        """One token, then nothing until the client says it saw that token."""
+        try:
+            yield "first "
+            if not self.released.wait(WAIT):
+                raise RuntimeError("the client never saw the first token")
+            yield "second"
+        finally:
+            self.closed.set()
+
+    def endless_source(self) -> Iterator[str]:
+        try:
+            for i in range(10_000):
+                yield f"t{i} "
+                time.sleep(0.02)
+        finally:
+            self.closed.set()
+
+    def closable_source(self) -> Any:
+        backend = self
+
+        class Source:
+            """An SDK-like stream object: iterable, with close()."""
+
+            def __iter__(self) -> Iterator[str]:
+                yield "never read"
+
+            def close(self) -> None:
+                backend.closed.set()
+
+        return Source()
+
+    def failing_source(self) -> Iterator[str]:
+        yield "partial "
+        raise RuntimeError("boom (secret=hunter2)")
+
+
+@pytest.fixture
+def backend(replay_server: ReplayServer) -> Backend:
+    return Backend(replay_server.base_url)
+
+
+@pytest.fixture
+def base_url(backend: Backend) -> Iterator[str]:
+    app = Flask(__name__)
+    hook = backend.results.append
+
+    @app.get("/waiting")
+    def waiting() -> Any:
+        heartbeat = float(request.args.get("heartbeat", "15"))
+        return sse_response(backend.waiting_source(), heartbeat=heartbeat, on_complete=hook)
+
+    @app.get("/endless")
+    def endless() -> Any:
+        return sse_response(backend.endless_source(), heartbeat=0.2, on_complete=hook)
+
+    @app.get("/silent")
+    def silent() -> Any:
+        return sse_response(backend.silent.stream("p"), heartbeat=0.2, on_complete=hook)
+
+    @app.get("/fake")
+    def fake() -> Any:
+        llm = FakeLLM(delay=0.002)
+        return sse_response(llm.stream(request.args["prompt"]), format=JSONEventsFormat())
+
+    @app.get("/closable")
+    def closable() -> Any:
+        return sse_response(backend.closable_source())
+
+    @app.get("/failing")
+    def failing() -> Any:
+        return sse_response(backend.failing_source(), on_complete=hook)
+
+    @app.get("/aisdk")
+    def aisdk() -> Any:
+        return sse_response(iter(["a", "b"]), format=AISDKFormat(), headers={"x-extra": "1"})
+
+    @app.get("/openai-sync")
+    def openai_sync() -> Any:
+        client = openai.OpenAI(base_url=backend.upstream + "/v1", api_key="t", max_retries=0)
+        stream = client.chat.completions.create(
+            model=request.args["model"], messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        return sse_response(stream, on_complete=hook)
+
+    @app.get("/openai-async")
+    def openai_async() -> Any:
+        client = openai.AsyncOpenAI(base_url=backend.upstream + "/v1", api_key="t", max_retries=0)
+
+        async def done(result: StreamResult) -> None:
+            await client.close()  # on the loop the client ran on
+            backend.results.append(result)
+
+        headers = {"x-replay-status": request.args["status"]} if "status" in request.args else {}
+        # Not awaited: sse_response awaits it on its background loop.
+        stream = client.chat.completions.create(
+            model=request.args["model"],
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            extra_headers=headers,
+        )
+        return sse_response(stream, on_complete=done)
+
+    with run_werkzeug(app) as url:
+        yield url
+
+
+def _read(
+    url: str, on_item: Any = None, *, timeout: float = WAIT
+) -> tuple[httpx.Response, list[ServerSentEvent | Comment]]:
+    """Every event and comment of the stream at ``url``, in order. ``on_item(items)`` is
+    called after each one and may return True to hang up."""
+    items: list[ServerSentEvent | Comment] = []
+    decoder = SSEDecoder()
+    with (
+        httpx.Client(timeout=timeout) as client,
+        client.stream("GET", url) as response,
+    ):
+        deadline = time.monotonic() + timeout
+        for chunk in response.iter_raw():
+            assert time.monotonic() < deadline, "the stream did not end in time"
+            for item in decoder.feed(chunk):
+                items.append(item)
+                if on_item is not None and on_item(items):
+                    return response, items
+    return response, items
+
+
+def _deltas(items: list[ServerSentEvent | Comment]) -> list[str]:
+    return [
+        json.loads(i.data)["text"]
+        for i in items
+        if isinstance(i, ServerSentEvent) and i.event == "delta"
+    ]
+
+
+def _named(items: list[ServerSentEvent | Comment], name: str) -> list[Any]:
+    return [json.loads(i.data) for i in items if isinstance(i, ServerSentEvent) and i.event == name]
+
+
+def _wait_results(backend: Backend, count: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while len(backend.results) < count:
+        assert time.monotonic() < deadline, "on_complete was not called"
+        time.sleep(0.01)
+
+
+# ------------------------------------------------------------------------------ streaming
+
+
+def test_tokens_reach_the_client_while_the_source_is_still_running(
+    base_url: str, backend: Backend
+) -> None:
+    """The source only yields its second token after the client has received the first:
+    a buffered response would deadlock and end in the source's error instead."""
+
+    def on_item(items: list[Any]) -> bool:
+        if _deltas(items) == ["first "]:
+            backend.released.set()
+        return False
+
+    response, items = _read(base_url + "/waiting", on_item)
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert _deltas(items) == ["first ", "second"]
+    assert _named(items, "error") == []
+    assert _named(items, "done")[0]["finish_reason"] == "stop"
+    _wait_results(backend, 1)
+    assert backend.results[0].reason == "completed"
+    assert backend.results[0].text == "first second"
+
+
+def test_heartbeats_are_sent_while_the_source_is_silent(base_url: str, backend: Backend) -> None:
+    def on_item(items: list[Any]) -> bool:
+        if sum(isinstance(i, Comment) for i in items) >= 2:
+            backend.released.set()
+        return False
+
+    _, items = _read(base_url + "/waiting?heartbeat=0.2", on_item)
+    kinds = ["comment" if isinstance(i, Comment) else i.event for i in items]
+    first, second = kinds.index("delta"), len(kinds) - 1 - kinds[::-1].index("delta")
+    assert kinds[first + 1 : first + 3] == ["comment", "comment"]
+    assert second > first + 2
+    assert _deltas(items) == ["first ", "second"]
+
+
+@pytest.mark.parametrize("path", ["/endless", "/silent"])
+def test_client_disconnect_closes_the_source(base_url: str, backend: Backend, path: str) -> None:
+    """A sync source between tokens and an async one waiting on a silent model."""
+    _read(base_url + path, lambda items: len(_deltas(items)) >= 1)
+    left_at = time.monotonic()
+    if path == "/endless":
+        assert backend.closed.wait(WAIT)
+    else:
+        deadline = time.monotonic() + WAIT
+        while backend.silent.closed == 0:
+            assert time.monotonic() < deadline, "the async source was not closed"
+            time.sleep(0.01)
+    # Noticed at a failed write: within a couple of heartbeats (0.2 s), with slack.
+    assert time.monotonic() - left_at < 3.0
+    _wait_results(backend, 1)
+    assert backend.results[0].reason == "disconnected"
+
+
+def test_a_response_that_is_never_read_still_closes_its_source(
+    base_url: str, backend: Backend
+) -> None:
+    """HEAD: the server closes the response without iterating it."""
+    with httpx.Client(timeout=WAIT) as client:
+        response = client.head(base_url + "/closable")
+    assert response.status_code == 200
+    assert backend.closed.wait(WAIT)
+
+
+def test_an_async_source_streams_in_the_json_events_format(base_url: str) -> None:
+    _, items = _read(base_url + "/fake?prompt=%ED%94%8C%EB%9D%BC%EC%8A%A4%ED%81%AC")
+    data = [i.data for i in items if isinstance(i, ServerSentEvent)]
+    assert data[-1] == "[DONE]"
+    events = [json.loads(d) for d in data[:-1]]
+    assert events[0]["type"] == "session"
+    assert "".join(e["delta"] for e in events if e["type"] == "delta") == FakeLLM().text_for(
+        "플라스크"
+    )
+    assert events[-1]["type"] == "done"
+
+
+def test_format_headers_and_extra_headers_are_sent(base_url: str) -> None:
+    response, items = _read(base_url + "/aisdk")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.headers["x-extra"] == "1"
+    data = [i.data for i in items if isinstance(i, ServerSentEvent)]
+    assert data[-1] == "[DONE]"
+    types = [json.loads(d)["type"] for d in data[:-1]]
+    assert types[:3] == ["start", "start-step", "text-start"]
+    assert types[-2:] == ["finish-step", "finish"]
+
+
+def test_a_failing_source_ends_with_a_safe_error(base_url: str, backend: Backend) -> None:
+    _, items = _read(base_url + "/failing")
+    assert _deltas(items) == ["partial "]
+    assert _named(items, "error") == [{"message": SAFE_ERROR, "code": "internal_error"}]
+    assert "hunter2" not in str(items)
+    _wait_results(backend, 1)
+    assert backend.results[0].reason == "error"
+
+
+def test_a_source_that_is_not_iterable_fails_in_the_view() -> None:
+    with pytest.raises(TypeError):
+        sse_response("a whole answer")
+    with pytest.raises(TypeError):
+        sse_response(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        sse_response([], heartbeat=0)
+
+
+# ------------------------------------------------------------------------------ real SDKs
+
+
+def test_sync_openai_stream_with_tool_calls(base_url: str) -> None:
+    path = next(p for p in fixture_files("openai-chat") if "parallel-tool-calls" in p.name)
+    want = expected(path)
+    _, items = _read(f"{base_url}/openai-sync?model={fixture_id(path)}")
+    calls = [(c["id"], c["name"], json.loads(c["arguments"])) for c in _named(items, "tool_call")]
+    assert calls == want.tool_calls
+    [done] = _named(items, "done")
+    assert done["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("name", ["deepseek-reasoning-content.sse", "perplexity-crlf-no-done.sse"])
+def test_awaitable_async_openai_stream(base_url: str, backend: Backend, name: str) -> None:
+    path = next(p for p in fixture_files("openai-chat") if p.name == name)
+    want = expected(path)
+    _, items = _read(f"{base_url}/openai-async?model={fixture_id(path)}")
+    assert "".join(_deltas(items)) == want.text
+    assert "".join(r["text"] for r in _named(items, "reasoning")) == want.reasoning
+    _wait_results(backend, 1)
+    assert backend.results[0].reason == "completed"
+
+
+def test_awaitable_that_fails_reports_the_provider_message(base_url: str, backend: Backend) -> None:
+    path = fixture_files("openai-chat")[0]
+    _, items = _read(f"{base_url}/openai-async?model={fixture_id(path)}&status=429")
+    [error] = _named(items, "error")
+    assert error["message"] == "replayed error (HTTP 429)"
+    assert _deltas(items) == []
+
+
+def test_tokens_of_a_long_answer_all_arrive_in_order(base_url: str) -> None:
+    """Many small chunks through the bounded queue: nothing lost or reordered."""
+    prompt = "x" * 300
+    _, items = _read(f"{base_url}/fake?prompt={prompt}")
+    data = [i.data for i in items if isinstance(i, ServerSentEvent)]
+    assert data[-1] == "[DONE]"
+    events = [json.loads(d) for d in data[:-1]]
+    deltas = [e["delta"] for e in events if e["type"] == "delta"]
+    assert deltas == tokenize(FakeLLM().text_for(prompt))
+
+
+# ------------------------------------------------------------------------------ the example
+
+PROMPT = "한국어로 인사해 줘 🙂"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def serve_example(
+    fake: FakeLLM, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[StreamResult]]]:
+    results: list[StreamResult] = []
+    module = load_example("flask")
+    app = module.create_app(fake=fake, env=env or {}, on_complete=results.append)
+    with run_werkzeug(app) as url:
+        yield url, results
+
+
+def _post_events(url: str, prompt: str) -> list[Any]:
+    """The example's JSON events (``[DONE]`` kept as the string) for ``POST /api/chat``."""
+    data: list[Any] = []
+    with (
+        httpx.Client(timeout=WAIT * 3) as client,
+        client.stream("POST", url + "/api/chat", json={"prompt": prompt}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        data = [e.data if e.data == "[DONE]" else json.loads(e.data) for e in iter_events(response)]
+    return data
+
+
+def test_flask_example_streams_the_fake_answer() -> None:
+    fake = FakeLLM(delay=0.002)
+    with serve_example(fake) as (url, results):
+        data = _post_events(url, PROMPT)
+        with httpx.Client(timeout=WAIT) as client:
+            refused = client.post(url + "/api/chat", json={"prompt": " "})
+            page = client.get(url + "/")
+            async_events = [
+                e.data
+                for e in iter_events(client.get(url + "/api/chat/async", params={"prompt": "a"}))
+            ]
+        deadline = time.monotonic() + WAIT
+        while not results:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert data[0]["type"] == "session"
+    assert "".join(d["delta"] for d in data if isinstance(d, dict) and d["type"] == "delta") == (
+        fake.text_for(PROMPT)
+    )
+    assert data[-2]["type"] == "done" and data[-2]["finish_reason"] == "stop"
+    assert data[-1] == "[DONE]"
+    assert refused.status_code == 422
+    assert page.status_code == 200 and "sse-llm on Flask" in page.text
+    assert async_events[-1] == "[DONE]"
+    async_text = "".join(
+        e["delta"] for e in map(json.loads, async_events[:-1]) if e["type"] == "delta"
+    )
+    assert async_text == fake.text_for("a")
+    assert results[0].reason == "completed" and results[0].text == fake.text_for(PROMPT)
+
+
+def test_flask_example_streams_a_real_openai_sdk_response(replay_server: ReplayServer) -> None:
+    path = next(p for p in fixture_files("openai-chat") if "deepseek" in p.name)
+    env = {
+        "OPENAI_API_KEY": "test",
+        "OPENAI_BASE_URL": replay_server.base_url + "/v1",
+        "SSE_LLM_MODEL": fixture_id(path),
+    }
+    with serve_example(FakeLLM(), env) as (url, _):
+        data = _post_events(url, "hi")
+    events = [d for d in data if isinstance(d, dict)]
+    assert "".join(e["delta"] for e in events if e["type"] == "delta") == expected(path).text
+    assert "".join(e["delta"] for e in events if e["type"] == "reasoning") == (
+        expected(path).reasoning
+    )
+    assert events[-1]["type"] == "done"
+    want_usage = expected(path).usage
+    assert want_usage is not None
+    assert events[-1]["usage"]["output_tokens"] == want_usage["output_tokens"]
+
+
+@pytest.mark.browser
+def test_flask_example_page_shows_the_streamed_answer_in_chromium() -> None:
+    from playwright.sync_api import sync_playwright
+
+    fake = FakeLLM(delay=0.01)
+    with serve_example(fake) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url + "/")
+            page.fill("#prompt", PROMPT)
+            page.press("#prompt", "Enter")
+            page.wait_for_selector(".assistant[data-status=done]", timeout=60_000)
+            page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+            text = page.text_content(".assistant[data-status=done]")
+        finally:
+            browser.close()
+    assert text == fake.text_for(PROMPT)
+    assert errors == []

@@ -1,0 +1,499 @@
+"""The wire formats of ``sse_llm.formats``: JSON events, OpenAI Chat Completions chunks and the
+AI SDK UI message stream (its reader runs in Node: tests/test_aisdk_node.py).
+
+The OpenAI format is checked the way it is used, as a proxy: a recorded provider stream is
+served by the replay server, read by the real ``openai`` SDK inside an sse-llm endpoint on a
+real uvicorn, re-emitted as Chat Completions chunks, and read again by the real ``openai``
+SDK; what that client gets must equal the independent oracle's reading of the recording."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import openai
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+import sse_llm.formats
+from sse_llm import (
+    EventStream,
+    Finish,
+    ReasoningDelta,
+    SSEDecoder,
+    StreamError,
+    StreamResult,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from sse_llm.client import aiter_events
+from sse_llm.formats import (
+    AISDKFormat,
+    EventsFormat,
+    JSONEventsFormat,
+    OpenAIChatFormat,
+    TextFormat,
+    WireFormat,
+)
+from sse_llm.starlette import SSEResponse
+from sse_llm.testing import FakeLLM, StreamedResponse, run_stream, tokenize
+
+from .support.fixtures import expected, fixture_files, fixture_id
+from .support.plugin import ReplayServer
+from .support.servers import run_uvicorn
+
+pytestmark = pytest.mark.anyio
+
+SAFE_ERROR = "The answer could not be completed because of an internal error."
+ALL_FORMATS: list[WireFormat] = [
+    EventsFormat(),
+    TextFormat(),
+    JSONEventsFormat(),
+    OpenAIChatFormat(),
+    AISDKFormat(),
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _json_data(response: StreamedResponse) -> list[Any]:
+    """Every event's data parsed as JSON, the ``[DONE]`` sentinel kept as the string."""
+    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in response.events]
+
+
+async def _events(*items: Any) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+# ------------------------------------------------------------------------------ the module
+
+
+def test_the_formats_module_lists_every_format() -> None:
+    names = {name for name in sse_llm.formats.__all__ if name.endswith("Format")}
+    assert names == {
+        "AISDKFormat",
+        "EventsFormat",
+        "JSONEventsFormat",
+        "OpenAIChatFormat",
+        "TextFormat",
+        "WireFormat",
+    }
+    assert sse_llm.formats.EventsFormat is sse_llm.EventsFormat
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: type(f).__name__)
+async def test_every_format_frames_a_stream_as_valid_sse(fmt: WireFormat) -> None:
+    llm = FakeLLM(delay=0)
+    response = await run_stream(EventStream(llm.stream("x"), format=fmt, heartbeat=None))
+    assert response.complete
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    # Everything decodes into events (no stray bytes), and each renderer is a fresh one.
+    assert response.events
+    assert fmt.renderer() is not fmt.renderer()
+    # The heartbeat is a comment every client ignores.
+    assert SSEDecoder().feed(fmt.heartbeat + b"\n")[0].__class__.__name__ == "Comment"
+
+
+# ------------------------------------------------------------------------------ JSONEvents
+
+
+async def test_json_events_stream_is_session_deltas_done_then_done_sentinel() -> None:
+    llm = FakeLLM(delay=0)
+    response = await run_stream(EventStream(llm.stream("hi"), format=JSONEventsFormat()))
+    data = _json_data(response)
+    assert b"event:" not in response.body  # unnamed: EventSource.onmessage gets them all
+    session = data[0]
+    assert session["type"] == "session"
+    assert len(session["session_id"]) == 32 and len(session["message_id"]) == 32
+    int(session["session_id"], 16), int(session["message_id"], 16)  # uuid4 hex
+    deltas = [d for d in data[1:-2]]
+    assert {d["type"] for d in deltas} == {"delta"}
+    assert "".join(d["delta"] for d in deltas) == llm.text_for("hi")
+    assert data[-2] == {
+        "type": "done",
+        "finish_reason": "stop",
+        "raw_finish_reason": None,
+        "usage": None,
+    }
+    assert data[-1] == "[DONE]"
+
+
+async def test_json_events_carry_reasoning_tool_calls_and_usage() -> None:
+    source = _events(
+        ReasoningDelta("hmm\r\n"),
+        TextDelta("a\rb"),
+        ToolCallDelta(0, "call_1", "f", '{"x":'),
+        ToolCall(0, "call_1", "f", '{"x":1}'),
+        Finish("tool_calls", "tool_calls"),
+        Usage(input_tokens=3, output_tokens=4),
+    )
+    fmt = JSONEventsFormat(session_id="conv-42")
+    data = _json_data(await run_stream(EventStream(source, format=fmt)))
+    assert data[0]["session_id"] == "conv-42"
+    assert data[1:] == [
+        {"type": "reasoning", "delta": "hmm\r\n"},
+        {"type": "delta", "delta": "a\rb"},  # CR kept: text travels as a JSON string
+        {"type": "tool_call", "index": 0, "id": "call_1", "name": "f", "arguments": '{"x":1}'},
+        {
+            "type": "done",
+            "finish_reason": "tool_calls",
+            "raw_finish_reason": "tool_calls",
+            "usage": {"input_tokens": 3, "output_tokens": 4},
+        },
+        "[DONE]",
+    ]
+
+
+async def test_json_events_error_is_followed_by_the_done_sentinel() -> None:
+    llm = FakeLLM(delay=0, fail_after=3)
+    data = _json_data(await run_stream(EventStream(llm.stream(), format=JSONEventsFormat())))
+    assert [d["type"] for d in data[1:-2]] == ["delta"] * 3
+    assert data[-2] == {"type": "error", "message": SAFE_ERROR, "code": "internal_error"}
+    assert data[-1] == "[DONE]"
+    assert "hunter2" not in json.dumps(data)
+
+
+async def test_json_events_provider_error_in_stream_keeps_its_message() -> None:
+    source = _events("partial", StreamError("Rate limit reached", "rate_limit_exceeded"))
+    data = _json_data(await run_stream(EventStream(source, format=JSONEventsFormat())))
+    assert data[1:] == [
+        {"type": "delta", "delta": "partial"},
+        {"type": "error", "message": "Rate limit reached", "code": "rate_limit_exceeded"},
+        "[DONE]",
+    ]
+
+
+# ------------------------------------------------------------------------------ properties
+
+_TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+
+
+def _text_of(fmt: WireFormat, body: bytes) -> str:
+    """The answer text a client of ``fmt`` reconstructs from a complete body."""
+    events = SSEDecoder().feed(body)
+    out: list[str] = []
+    for event in events:
+        data = getattr(event, "data", None)
+        if data is None or data == "[DONE]":
+            continue
+        obj = json.loads(data)
+        delta_type = "delta" if isinstance(fmt, JSONEventsFormat) else "text-delta"
+        if isinstance(fmt, JSONEventsFormat | AISDKFormat) and obj["type"] == delta_type:
+            out.append(obj["delta"])
+        elif isinstance(fmt, OpenAIChatFormat) and obj.get("choices"):
+            out.append(obj["choices"][0]["delta"].get("content") or "")
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    "fmt", [JSONEventsFormat(), OpenAIChatFormat(), AISDKFormat()], ids=lambda f: type(f).__name__
+)
+@settings(max_examples=150, deadline=None)
+@given(tokens=st.lists(_TEXT, max_size=8))
+def test_any_text_survives_every_json_format_exactly(fmt: WireFormat, tokens: list[str]) -> None:
+    renderer = fmt.renderer()
+    body = renderer.start() + b"".join(renderer.text(t) for t in tokens)
+    body += renderer.end(StreamResult(finish=Finish("stop")))
+    assert _text_of(fmt, body) == "".join(tokens)
+    # One data line per event, whatever the text: no raw CR or LF inside a JSON line.
+    assert all(line.startswith((b"data: ", b":")) or not line for line in body.split(b"\n"))
+
+
+# ------------------------------------------------------------------------------ AI SDK (shape)
+
+
+async def test_aisdk_parts_follow_the_protocol_order() -> None:
+    source = _events(
+        ReasoningDelta("think"),
+        "Hel",
+        "lo",
+        ToolCallDelta(0, "call_1", "weather", '{"city":'),
+        ToolCallDelta(0, "call_1", "weather", '"Paris"}'),
+        ToolCall(0, "call_1", "weather", '{"city":"Paris"}'),
+        Finish("tool_calls", "tool_calls"),
+    )
+    response = await run_stream(EventStream(source, format=AISDKFormat()))
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    data = _json_data(response)
+    message_id = data[0]["messageId"]
+    assert message_id.startswith("msg-")
+    assert data[1:] == [
+        {"type": "start-step"},
+        {"type": "reasoning-start", "id": "reasoning-0"},
+        {"type": "reasoning-delta", "id": "reasoning-0", "delta": "think"},
+        {"type": "reasoning-end", "id": "reasoning-0"},
+        {"type": "text-start", "id": "text-1"},
+        {"type": "text-delta", "id": "text-1", "delta": "Hel"},
+        {"type": "text-delta", "id": "text-1", "delta": "lo"},
+        {"type": "text-end", "id": "text-1"},
+        {"type": "tool-input-start", "toolCallId": "call_1", "toolName": "weather"},
+        {"type": "tool-input-delta", "toolCallId": "call_1", "inputTextDelta": '{"city":'},
+        {"type": "tool-input-delta", "toolCallId": "call_1", "inputTextDelta": '"Paris"}'},
+        {
+            "type": "tool-input-available",
+            "toolCallId": "call_1",
+            "toolName": "weather",
+            "input": {"city": "Paris"},
+        },
+        {"type": "finish-step"},
+        {"type": "finish", "finishReason": "tool-calls"},
+        "[DONE]",
+    ]
+
+
+async def test_aisdk_error_closes_the_open_part_and_finishes_with_error() -> None:
+    llm = FakeLLM(delay=0, fail_after=2)
+    data = _json_data(await run_stream(EventStream(llm.stream(), format=AISDKFormat())))
+    types = [d if isinstance(d, str) else d["type"] for d in data]
+    assert types == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "error",
+        "finish-step",
+        "finish",
+        "[DONE]",
+    ]
+    assert data[6]["errorText"] == SAFE_ERROR
+    assert data[8]["finishReason"] == "error"
+
+
+async def test_aisdk_usage_goes_into_message_metadata_only_when_asked() -> None:
+    source = [TextDelta("x"), Usage(input_tokens=1, output_tokens=2)]
+    plain = _json_data(await run_stream(EventStream(list(source), format=AISDKFormat())))
+    assert plain[-2] == {"type": "finish", "finishReason": "stop"}
+    fmt = AISDKFormat(usage_metadata=True)
+    with_usage = _json_data(await run_stream(EventStream(list(source), format=fmt)))
+    assert with_usage[-2]["messageMetadata"] == {"usage": {"input_tokens": 1, "output_tokens": 2}}
+
+
+# ------------------------------------------------------------------------------ OpenAI (shape)
+
+
+async def test_openai_chunks_have_the_chat_completion_chunk_shape() -> None:
+    source = _events(
+        ReasoningDelta("r"),
+        "Hi",
+        ToolCall(3, "", "lookup", '{"q":"x"}'),  # whole call (Gemini-style), no id
+        Finish("other", "MALFORMED"),
+        Usage(input_tokens=5, output_tokens=7, reasoning_tokens=2),
+    )
+    fmt = OpenAIChatFormat(model="my-model")
+    data = _json_data(await run_stream(EventStream(source, format=fmt)))
+    assert data[-1] == "[DONE]"
+    chunks = data[:-1]
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["id"].startswith("chatcmpl-")
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert {c["model"] for c in chunks} == {"my-model"}
+    assert len({c["created"] for c in chunks}) == 1
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert deltas[1] == {"reasoning_content": "r"}
+    assert deltas[2] == {"content": "Hi"}
+    [call] = deltas[3]["tool_calls"]
+    assert call["index"] == 0  # renumbered from the source's 3
+    assert call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"] == {"name": "lookup", "arguments": '{"q":"x"}'}
+    assert chunks[-2]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 7,
+        "total_tokens": 12,
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+
+
+# ------------------------------------------------------------------------------ OpenAI proxy
+
+
+class OpenAIProxy:
+    """``POST /v1/chat/completions`` that streams a recorded upstream back as OpenAI chunks."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.results: list[StreamResult] = []
+
+    async def completions(self, request: Request) -> SSEResponse:
+        body = await request.json()
+        model = body["model"]
+        source: Any
+        upstream: openai.AsyncOpenAI | None = None
+        if model.startswith("fake"):
+            fail_after = int(model.split(":")[1]) if ":" in model else None
+            source = FakeLLM(delay=0.001, fail_after=fail_after).stream("proxy")
+        else:
+            upstream = openai.AsyncOpenAI(
+                base_url=self.upstream + "/v1", api_key="test", max_retries=0, timeout=10
+            )
+            source = await upstream.chat.completions.create(
+                model=model, messages=body["messages"], stream=True
+            )
+
+        async def done(result: StreamResult) -> None:
+            if upstream is not None:
+                await upstream.close()  # on this loop: not left to a later garbage collection
+            self.results.append(result)
+
+        return SSEResponse(source, format=OpenAIChatFormat(model=model), on_complete=done)
+
+
+@pytest.fixture
+def openai_proxy(replay_server: ReplayServer) -> Iterator[tuple[OpenAIProxy, str]]:
+    proxy = OpenAIProxy(replay_server.base_url)
+    app = Starlette(routes=[Route("/v1/chat/completions", proxy.completions, methods=["POST"])])
+    with run_uvicorn(app) as base_url:
+        yield proxy, base_url
+
+
+def _client(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="test", max_retries=0, timeout=10)
+
+
+PROXIED = fixture_files("openai-chat") + fixture_files("mistral")
+
+
+@pytest.mark.parametrize("path", PROXIED, ids=fixture_id)
+async def test_openai_sdk_reads_the_proxied_stream_exactly(
+    path: Path, openai_proxy: tuple[OpenAIProxy, str]
+) -> None:
+    proxy, base_url = openai_proxy
+    want = expected(path)
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    finish: str | None = None
+    usage: dict[str, Any] | None = None
+    ids: set[str] = set()
+    async with _client(base_url) as client:
+        stream = await client.chat.completions.create(
+            model=fixture_id(path), messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for chunk in stream:
+            ids.add(chunk.id)
+            assert chunk.object == "chat.completion.chunk"
+            assert chunk.model == fixture_id(path)
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump(exclude_none=True)
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                extra = delta.model_extra or {}
+                if extra.get("reasoning_content"):
+                    reasoning.append(extra["reasoning_content"])
+                for call in delta.tool_calls or ():
+                    state = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                    fn = call.function
+                    state["id"] = call.id or state["id"]
+                    state["name"] = (fn.name if fn else None) or state["name"]
+                    state["arguments"] += (fn.arguments if fn else None) or ""
+                if choice.finish_reason is not None:
+                    finish = choice.finish_reason
+    assert len(ids) == 1
+    assert "".join(text) == want.text
+    assert "".join(reasoning) == want.reasoning
+    got_calls = [
+        (c["id"], c["name"], json.loads(c["arguments"] or "{}")) for _, c in sorted(calls.items())
+    ]
+    assert got_calls == want.tool_calls
+    assert finish == want.finish_reason
+    if want.usage is None:
+        assert usage is None
+    else:
+        assert usage is not None
+        got_usage = {
+            "input_tokens": usage.get("prompt_tokens"),
+            "output_tokens": usage.get("completion_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+        }
+        if "completion_tokens_details" in usage:
+            got_usage["reasoning_tokens"] = usage["completion_tokens_details"]["reasoning_tokens"]
+        assert got_usage == want.usage
+    # The hook runs right after the last send, maybe after the client finished reading.
+    with anyio.fail_after(5):
+        while not proxy.results:  # noqa: ASYNC110 (appended in the server's thread)
+            await anyio.sleep(0.01)
+    [result] = proxy.results
+    assert result.reason == "completed"
+    assert result.text == want.text
+
+
+async def test_openai_sdk_stream_helper_assembles_the_tool_calls(
+    openai_proxy: tuple[OpenAIProxy, str],
+) -> None:
+    """The SDK's accumulating helper (``chat.completions.stream``) builds the final message."""
+    _, base_url = openai_proxy
+    path = next(p for p in PROXIED if p.name == "magentic-gpt4o-parallel-tool-calls.sse")
+    want = expected(path)
+    async with (
+        _client(base_url) as client,
+        client.chat.completions.stream(
+            model=fixture_id(path), messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        completion = await stream.get_final_completion()
+    [choice] = completion.choices
+    assert choice.finish_reason == "tool_calls"
+    calls = [
+        (c.id, c.function.name, json.loads(c.function.arguments))
+        for c in choice.message.tool_calls or ()
+        if c.type == "function"
+    ]
+    assert calls == want.tool_calls
+
+
+async def test_openai_sdk_raises_the_streamed_error(
+    openai_proxy: tuple[OpenAIProxy, str],
+) -> None:
+    _, base_url = openai_proxy
+    text: list[str] = []
+    async with _client(base_url) as client:
+        stream = await client.chat.completions.create(
+            model="fake:4", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as raised:
+            async for chunk in stream:
+                text.extend(c.delta.content or "" for c in chunk.choices)
+    assert raised.value.message == SAFE_ERROR
+    assert "".join(text) == "".join(tokenize(FakeLLM().text_for("proxy"))[:4])
+
+
+async def test_openai_format_is_plain_sse_for_any_http_client(
+    openai_proxy: tuple[OpenAIProxy, str],
+) -> None:
+    """No SDK: httpx and the spec decoder see ``data:`` JSON chunks and the sentinel."""
+    _, base_url = openai_proxy
+    body = {"model": "fake", "messages": [], "stream": True}
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("POST", base_url + "/v1/chat/completions", json=body) as response,
+    ):
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        data = [event.data async for event in aiter_events(response)]
+    assert data[-1] == "[DONE]"
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or ""
+        for c in map(json.loads, data[:-1])
+        if c["choices"]
+    )
+    assert text == FakeLLM().text_for("proxy")
