@@ -154,6 +154,8 @@ class _TextRenderer:
         return b""
 
     def text(self, text: str) -> bytes:
+        if not self._after_cr and "\n" not in text and "\r" not in text:
+            return f"data: {text}\n\n".encode() if text else b""  # one line: the usual token
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
         self._after_cr = text.endswith("\r")

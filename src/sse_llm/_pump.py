@@ -210,10 +210,12 @@ class _Run:
                 except Exception as exc:
                     self._fail(exc)
                     break
-                if type(item) is str or isinstance(item, str):
+                kind = type(item)
+                if kind is str or isinstance(item, str):
                     if not item:
                         continue
-                    item = str(item)  # a str subclass (Markup, a StrEnum) is plain text here
+                    if kind is not str:
+                        item = str(item)  # a str subclass (Markup, a StrEnum) is plain text here
                     text.append(item)
                     body = renderer.text(item)
                 else:
