@@ -52,7 +52,11 @@ class Proxy:
                 "x-replay-tag": request.query_params.get("tag", ""),
             },
         )
-        return SSEResponse(stream, on_complete=self.results.append, heartbeat=5)
+        async def done(result: StreamResult) -> None:
+            self.results.append(result)
+            await client.close()  # the hook is shielded: safe even after a disconnect
+
+        return SSEResponse(stream, on_complete=done, heartbeat=5)
 
 
 @pytest.fixture

@@ -24,15 +24,20 @@ Endpoints:
 - ``GET /api/chat?prompt=...``: the same stream for ``EventSource``.
 - ``GET /api/echo?prompt=...``: the ``@sse`` decorator on an async generator view.
 - ``GET|POST /api/mounted/?prompt=...``: an ``SSEEndpoint`` mounted as an ASGI app.
+- ``/htmx/``: the same chat with htmx 4 and no JavaScript of ours (``htmx_app.py``): Markdown
+  rendered and sanitised on the server, streamed as HTML fragments; ``/htmx/htmx2`` is the
+  htmx 2 + ``htmx-ext-sse`` variant.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -157,7 +162,20 @@ def create_app(
 
     app.mount("/api/mounted", SSEEndpoint(mounted))
     app.mount("/static", StaticFiles(directory=SHARED), name="static")
+    app.mount("/htmx", _htmx_module().create_app(fake=fake, env=env, on_complete=on_complete))
     return app
+
+
+def _htmx_module() -> ModuleType:
+    """``htmx_app.py`` beside this file, loaded by path: this demo runs as a script or through
+    ``uvicorn --app-dir``, and ``examples/`` is not a package."""
+    spec = importlib.util.spec_from_file_location(
+        "sse_llm_demo_htmx_app", Path(__file__).with_name("htmx_app.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 app = create_app()

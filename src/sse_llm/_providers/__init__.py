@@ -39,7 +39,9 @@ def as_mapping(item: Any) -> Mapping[str, Any]:
         return item
     dump = getattr(item, "model_dump", None)
     if dump is not None:
-        result: Mapping[str, Any] = dump(mode="json", exclude_unset=True)
+        # warnings=False: SDKs build stream objects without validation (``construct``), so
+        # pydantic would warn about every union member a field does not match.
+        result: Mapping[str, Any] = dump(mode="json", exclude_unset=True, warnings=False)
         return result
     raise TypeError(f"not a provider stream item: {type(item).__name__}")
 

@@ -1,0 +1,228 @@
+"""HTML fragments for htmx: bytes on the wire and server CPU for one 2,000-token Markdown answer.
+
+Variants, all driven through the real pump (:class:`sse_llm.EventStream`) in-process by a
+minimal ASGI driver that only collects the body (no decoding, so the CPU measured is the
+server's: pump, formats, Markdown, sanitiser):
+
+- ``plain text``: the answer's UTF-8 bytes alone (no framing at all), and ``TextFormat``: the
+  same tokens as plain ``data:`` events, the cheapest SSE stream there is;
+- ``append``: :class:`~sse_llm.html.HTMLAppendFormat` (escaped text per token, ``beforeend``),
+  without a final fragment and with the final sanitised Markdown swap (``target`` +
+  ``markdown``) the htmx 2 demo uses;
+- ``replace``: :class:`~sse_llm.html.MarkdownFormat` (settled blocks once, the growing tail
+  re-sent, the final message), at its default ``interval=0.1`` and at ``interval=0`` (a render
+  for every token: the worst case);
+- ``seed``: the approach sse-llm replaces: every token re-renders the whole message (Markdown
+  + sanitiser) and sends it as one SSE event ``<div id=answer hx-swap-oob="true">...</div>``.
+
+Time: tokens arrive at ``--rate`` per second on an injected clock (the formats' ``clock``),
+with no real sleeping, so coalescing behaves as with a model of that speed while the run
+measures only CPU. CPU is ``time.process_time()`` around one drive; the best of ``--repeat``
+runs is reported (the machine is shared and noisy; the minimum is the least disturbed).
+
+    .venv/bin/python benchmarks/bench_fragments.py [--tokens 2000] [--rate 50] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from sse_llm import EventStream, TextFormat
+from sse_llm._encoder import encode_data
+from sse_llm._formats import Renderer, WireFormat
+from sse_llm._markdown import MarkdownRenderer
+from sse_llm._model import LLMEvent
+from sse_llm._result import StreamResult
+from sse_llm.html import HTMLAppendFormat, MarkdownFormat
+from sse_llm.testing import tokenize
+
+TARGET_APPEND = 1.5  # x plain text bytes
+TARGET_REPLACE = 3.0
+
+
+def markdown_document(tokens: int) -> str:
+    """A Markdown answer of exactly ``tokens`` tokens (per :func:`sse_llm.testing.tokenize`):
+    headings, paragraphs, bullet and numbered lists, inline code, emphasis, code blocks, a
+    table, Korean text."""
+    sections = []
+    i = 0
+    while len(tokenize("".join(sections))) < tokens:
+        i += 1
+        sections.append(
+            f"## {i}. 단계: streaming section {i}\n\n"
+            f"Server-sent events carry each **token** as the model writes it; section {i} "
+            "explains how `EventSource` reconnects, why proxies need a *heartbeat*, and "
+            "what 한국어 텍스트 looks like when it is split across reads.\n\n"
+            "- the pump sends one event per token;\n"
+            "- the watcher notices a disconnect at once;\n"
+            f"- heartbeats every {i % 15 + 5} seconds keep the connection open.\n\n"
+            "1. parse the request\n2. call the model\n3. stream the answer\n\n"
+            f"```python\nasync for token in llm.stream(prompt_{i}):\n"
+            "    yield token  # one SSE event each\n```\n\n"
+            "| field | meaning |\n|---|---|\n| `data` | the payload |\n| `id` | resume point |\n\n"
+        )
+    return "".join(tokenize("".join(sections))[:tokens])
+
+
+class StepClock:
+    """Seconds on an injected clock: the source advances it by ``1 / rate`` per token."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def paced(tokens: list[str], clock: StepClock, rate: float) -> AsyncIterator[str]:
+    for token in tokens:
+        clock.now += 1.0 / rate
+        yield token
+
+
+class _SeedRenderer:
+    """The seed's approach: the whole message re-rendered and re-sent for every token."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.markdown = MarkdownRenderer()
+
+    def start(self) -> bytes:
+        return b""
+
+    def text(self, text: str) -> bytes:
+        self.parts.append(text)
+        html = self.markdown.render("".join(self.parts))
+        return encode_data(f'<div id="answer" hx-swap-oob="true">{html}</div>')
+
+    def event(self, event: LLMEvent) -> bytes:
+        return b""
+
+    def error(self, message: str, code: str | None) -> bytes:
+        return b""
+
+    def end(self, result: StreamResult) -> bytes:
+        return encode_data(result.reason, "done")
+
+
+class SeedFormat:
+    media_type = "text/event-stream"
+    headers: Mapping[str, str] = {}
+    heartbeat = b":\n"
+
+    def renderer(self) -> Renderer:
+        return _SeedRenderer()
+
+
+async def drive(app: EventStream) -> bytes:
+    """Run one response to its end; return the body. The client never disconnects."""
+    body = bytearray()
+    asked = False
+    forever = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await forever.wait()  # cancelled with the watcher when the pump is done
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}}
+    await app(scope, receive, send)
+    return bytes(body)
+
+
+def measure(
+    make_format: Callable[[StepClock], WireFormat], tokens: list[str], rate: float, repeat: int
+) -> tuple[int, float]:
+    """(body bytes, best CPU seconds) over ``repeat`` drives."""
+    best = float("inf")
+    size = 0
+    for _ in range(repeat):
+        clock = StepClock()
+        stream = EventStream(paced(tokens, clock, rate), format=make_format(clock), heartbeat=None)
+        cpu = time.process_time()
+        body = anyio.run(drive, stream)
+        best = min(best, time.process_time() - cpu)
+        size = len(body)
+    return size, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=50.0, help="tokens per second")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    text = markdown_document(args.tokens)
+    tokens = tokenize(text)
+    plain = len(text.encode())
+    md = MarkdownRenderer()
+    variants: list[tuple[str, Callable[[StepClock], WireFormat]]] = [
+        ("TextFormat (plain data: per token)", lambda c: TextFormat()),
+        ("append, no final fragment", lambda c: HTMLAppendFormat(clock=c)),
+        ("append, interval=0.1", lambda c: HTMLAppendFormat(interval=0.1, clock=c)),
+        (
+            "append + final Markdown swap",
+            lambda c: HTMLAppendFormat("answer", markdown=md, clock=c),
+        ),
+        ("replace: MarkdownFormat interval=0.1", lambda c: MarkdownFormat("answer", clock=c)),
+        (
+            "replace: MarkdownFormat interval=0.25",
+            lambda c: MarkdownFormat("answer", interval=0.25, clock=c),
+        ),
+        (
+            "replace: MarkdownFormat interval=0",
+            lambda c: MarkdownFormat("answer", interval=0, clock=c),
+        ),
+        ("seed: whole message per token", lambda c: SeedFormat()),
+    ]
+    print(
+        f"{len(tokens)} tokens, {len(text)} characters, {plain} bytes of UTF-8 text; "
+        f"{args.rate:g} tokens/s on the injected clock; best of {args.repeat}"
+    )
+    header = (
+        f"{'variant':<40} {'bytes':>10} {'x text':>7} {'x TextF':>8} {'CPU ms':>9} {'us/token':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    name = "plain text (answer bytes only)"
+    print(f"{name:<40} {plain:>10} {1.0:>7.2f} {'-':>8} {'-':>9} {'-':>9}")
+    rows: dict[str, tuple[int, float]] = {}
+    for name, make in variants:
+        size, cpu = measure(make, tokens, args.rate, args.repeat)
+        rows[name] = (size, cpu)
+        text_format = rows[variants[0][0]][0]
+        print(
+            f"{name:<40} {size:>10} {size / plain:>7.2f} {size / text_format:>8.2f} "
+            f"{cpu * 1e3:>9.1f} {cpu / len(tokens) * 1e6:>9.1f}"
+        )
+    # "Plain text" two ways: the answer's bytes, and the same tokens as a plain SSE stream
+    # (TextFormat), which pays the same per-event framing as every per-token format.
+    text_format = rows[variants[0][0]][0]
+    print()
+    for label, name, target in (
+        ("append", "append, no final fragment", TARGET_APPEND),
+        ("append", "append, interval=0.1", TARGET_APPEND),
+        ("replace", "replace: MarkdownFormat interval=0.1", TARGET_REPLACE),
+    ):
+        size = rows[name][0]
+        print(
+            f"{label:<8}{name:<40} {size / plain:5.2f}x answer bytes, "
+            f"{size / text_format:5.2f}x TextFormat stream (target <= {target}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The chat: one POST per question, answered as a stream of sanitised Markdown fragments.
+
+The form posts with htmx 4 (``hx-post`` + the ``hx-sse`` extension): the response is
+``text/event-stream``; its first event inserts the message pair, the next ones fill the answer
+(:class:`sse_llm.html.MarkdownFormat`, out-of-band swaps), the last one swaps in the whole
+sanitised answer. When the answer ends, however it ends (finished, Stop button, tab closed,
+model error), ``on_complete`` saves the text received so far.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from sse_llm import Source, StreamResult
+from sse_llm._markdown import MarkdownRenderer
+from sse_llm.django import SSEStreamingResponse, sse
+from sse_llm.html import MarkdownFormat
+from sse_llm.testing import FakeLLM
+
+from .models import Conversation, Message
+
+MAX_PROMPT = 4000  # characters
+MARKDOWN = MarkdownRenderer()
+STATUS_BY_REASON = {
+    "completed": Message.COMPLETED,
+    "disconnected": Message.STOPPED,
+    "timeout": Message.STOPPED,
+    "shutdown": Message.STOPPED,
+    "error": Message.ERROR,
+}
+
+
+def _fake() -> FakeLLM:
+    """The embedded model; ``SSE_LLM_FAKE_DELAY`` (seconds per token) and
+    ``SSE_LLM_FAKE_ANSWER_FILE`` (answer text) let tests shape it."""
+    delay = float(os.environ.get("SSE_LLM_FAKE_DELAY", "0.03"))
+    answer_file = os.environ.get("SSE_LLM_FAKE_ANSWER_FILE")
+    if answer_file:
+        return FakeLLM(Path(answer_file).read_text(encoding="utf-8"), delay=delay)
+    return FakeLLM(delay=delay)
+
+
+async def answer(prompt: str) -> Source:
+    """The fake model, or any OpenAI-compatible server when ``OPENAI_API_KEY`` is set
+    (``OPENAI_BASE_URL``, ``SSE_LLM_MODEL``)."""
+    if not os.environ.get("OPENAI_API_KEY"):
+        return _fake().stream(prompt)
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None)
+    # The SDK stream is passed as is: sse-llm reads its chunks and closes it on disconnect.
+    return await client.chat.completions.create(
+        model=os.environ.get("SSE_LLM_MODEL", "gpt-4o-mini"),
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
+    )
+
+
+def pair_context(message: Message) -> dict[str, Any]:
+    # Sanitised by sse-llm's Markdown renderer (nh3 allow-list), so safe to mark as such.
+    return {"m": message, "answer_html": mark_safe(MARKDOWN.render(message.answer))}
+
+
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    conversation = Conversation.objects.create()
+    return redirect("conversation", conversation_id=conversation.id)
+
+
+async def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    chat = await Conversation.objects.aget(pk=conversation_id)
+    pairs = [pair_context(m) async for m in chat.messages.all()]
+    return render(request, "chat/index.html", {"conversation": chat, "pairs": pairs})
+
+
+@require_POST
+async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    prompt = request.POST.get("prompt", "").strip()
+    if not prompt or len(prompt) > MAX_PROMPT:
+        return HttpResponseBadRequest("prompt: 1 to 4000 characters")
+    chat = await Conversation.objects.aget(pk=conversation_id)
+    message = await Message.objects.acreate(conversation=chat, prompt=prompt)
+
+    async def save(result: StreamResult) -> None:
+        # Runs whatever the ending, before the response finishes: a stopped answer is kept.
+        await Message.objects.filter(pk=message.pk).aupdate(
+            answer=result.text, status=STATUS_BY_REASON[result.reason]
+        )
+
+    pair = render_to_string("chat/pair.html", {"m": message, "answer_html": ""})
+    return SSEStreamingResponse(
+        await answer(prompt),
+        request=request,
+        format=MarkdownFormat(
+            f"answer-{message.pk}",
+            # Trusted server HTML only: the user's prompt is escaped by the template.
+            prelude=f'<div hx-swap-oob="beforeend:#messages">{pair}</div>',
+            interval=0.1,
+        ),
+        heartbeat=float(os.environ.get("SSE_LLM_HEARTBEAT", "10")),
+        on_complete=save,
+    )
+
+
+@sse
+async def wsgi_probe(request: HttpRequest) -> AsyncIterator[str]:
+    """A decorated async generator view; under WSGI it answers 500 UnsupportedServerError."""
+    yield "ok"

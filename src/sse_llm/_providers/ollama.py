@@ -1,0 +1,112 @@
+"""Ollama native streams: ``/api/chat`` and ``/api/generate`` NDJSON lines.
+
+Read the body with :func:`sse_llm.sources.ndjson`; the ``ollama`` Python package's
+``ChatResponse`` / ``GenerateResponse`` objects work too. (Ollama's OpenAI-compatible
+``/v1/chat/completions`` endpoint is handled as Chat Completions.) Source of the rules: Ollama
+API docs (``docs/api.md``, "Generate a chat completion", "Generate a completion"); shapes as
+recorded in the test fixtures' FORMATS.md.
+
+Mapped:
+
+- ``message.content`` (chat) or ``response`` (generate) -> :class:`TextDelta`;
+- ``message.thinking`` (chat) or ``thinking`` (generate), sent by thinking models with
+  ``think: true`` -> :class:`ReasoningDelta`;
+- ``message.tool_calls`` arrive whole -> :class:`ToolCall`, numbered in arrival order, the
+  ``function.arguments`` object written as compact JSON, id from ``id`` when present;
+- the last object (``done: true``) -> :class:`Finish` from ``done_reason`` (``stop`` ->
+  ``stop``, or ``tool_calls`` when the answer made tool calls; ``length`` -> ``length``;
+  ``load`` / ``unload`` -> ``other``) and, at the end, :class:`Usage` from
+  ``prompt_eval_count`` (input) and ``eval_count`` (output) (durations, in nanoseconds, stay
+  in ``Usage.raw``);
+- an ``{"error": "..."}`` line -> :class:`StreamError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .._model import (
+    Finish,
+    FinishReason,
+    LLMEvent,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from . import as_mapping, error_fields
+
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+
+def matches(item: Any) -> bool:
+    """An Ollama chat/generate stream object: ``done`` plus ``message`` or ``response``."""
+    if isinstance(item, Mapping):
+        return "done" in item and ("message" in item or "response" in item)
+    return type(item).__module__.startswith("ollama") and type(item).__name__ in (
+        "ChatResponse",
+        "GenerateResponse",
+    )
+
+
+class Normalizer:
+    """Normalises Ollama NDJSON objects (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._calls = 0
+        self._usage: Mapping[str, Any] | None = None
+
+    def feed(self, item: Any) -> list[LLMEvent]:
+        obj = as_mapping(item)
+        if obj.get("error"):
+            message, code = error_fields(obj)
+            return [StreamError(message or "The model provider reported an error.", code)]
+        out: list[LLMEvent] = []
+        message = obj.get("message")
+        if isinstance(message, Mapping):
+            thinking, content = message.get("thinking"), message.get("content")
+            calls = message.get("tool_calls")
+        else:
+            thinking, content, calls = obj.get("thinking"), obj.get("response"), None
+        if isinstance(thinking, str) and thinking:
+            out.append(ReasoningDelta(thinking))
+        if isinstance(content, str) and content:
+            out.append(TextDelta(content))
+        for call in calls or ():
+            out.append(self._call(call))
+        if obj.get("done"):
+            raw = obj.get("done_reason")
+            if isinstance(raw, str) and raw:
+                reason = _FINISH.get(raw, "other")
+                if reason == "stop" and self._calls:
+                    reason = "tool_calls"
+                out.append(Finish(reason, raw))
+            self._usage = {k: v for k, v in obj.items() if k.endswith(("_count", "_duration"))}
+        return out
+
+    def close(self) -> list[LLMEvent]:
+        if not self._usage:
+            return []
+        raw = self._usage
+        self._usage = None
+        return [
+            Usage(
+                input_tokens=raw.get("prompt_eval_count"),
+                output_tokens=raw.get("eval_count"),
+                raw=raw,
+            )
+        ]
+
+    def _call(self, call: Any) -> ToolCall:
+        index = self._calls
+        self._calls += 1
+        call = call if isinstance(call, Mapping) else {}
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments or {}, ensure_ascii=False, separators=(",", ":"))
+        return ToolCall(index, call.get("id") or "", function.get("name") or "", arguments)

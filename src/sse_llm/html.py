@@ -1,0 +1,409 @@
+"""HTML-fragment streams for htmx: the answer arrives as ready-to-swap, safe HTML.
+
+Two wire formats, both ``text/event-stream`` with one HTML fragment per SSE event:
+
+- :class:`HTMLAppendFormat`: each event's data is only the new text, HTML-escaped, for a
+  ``beforeend`` swap; bytes on the wire grow linearly with the answer.
+- :class:`MarkdownFormat`: the answer is rendered server-side (markdown-it-py), sanitised (nh3)
+  and swapped in out of band; renders are coalesced to at most one per ``interval`` seconds,
+  completed Markdown blocks are sent once and only the growing last block is re-sent.
+
+Both end a stream that completed (or failed, or was stopped by a shutdown) with an event that
+swaps the complete, sanitised message into the element ``target`` (``hx-swap-oob``), then a
+named ``done`` event whose data is the end reason (``completed``, ``error``, ``shutdown``).
+
+Works with htmx 4's ``hx-sse`` extension (an ``hx-post`` whose response is an event stream: each
+unnamed event is swapped into the request's target, named ones become DOM events) and with
+htmx 2 + ``htmx-ext-sse`` (``sse-connect``/``sse-swap="message"``, ``sse-close="done"``).
+Out-of-band swaps (``hx-swap-oob="innerHTML:#id"``) are processed per message by both.
+
+Model output never reaches the page as markup: append mode escapes ``&``, ``<`` and ``>``;
+Markdown goes through ``html=False`` parsing and an nh3 allow-list (see ``sse_llm._markdown``).
+Fragments are rendered with Jinja2 templates whose context values are already HTML
+(:class:`markupsafe.Markup`: escaped text or sanitised HTML), so a template renders safely with
+or without autoescaping, and a Django template (``django.template.loader.get_template``) can
+be passed instead.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from jinja2 import Environment
+from markupsafe import Markup
+
+from ._encoder import encode_data
+from ._formats import Renderer
+from ._markdown import MarkdownRenderer
+from ._model import LLMEvent, TextDelta
+from ._result import StreamResult
+
+__all__ = [
+    "FINAL_TEMPLATE",
+    "HTMLAppendFormat",
+    "MarkdownFormat",
+    "Template",
+    "escape_text",
+]
+
+
+class Template(Protocol):
+    """What renders a fragment: ``jinja2.Template`` or a Django backend template (from
+    ``django.template.loader.get_template``); both take a context mapping."""
+
+    def render(self, context: Mapping[str, Any]) -> str: ...
+
+
+_ENV = Environment(autoescape=True, keep_trailing_newline=False)
+
+#: The last fragment: the complete message, swapped into ``#target``. Context: ``target`` (the
+#: id), ``html`` (sanitised message), ``error`` (escaped message or ``""``), ``reason``.
+FINAL_TEMPLATE = (
+    '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}'
+    '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}</div>'
+)
+#: Markdown mode, first event: empties ``#target`` and puts the tail element in it.
+_SETUP_TEMPLATE = (
+    '<div hx-swap-oob="innerHTML:#{{ target }}">'
+    '<div id="{{ tail_id }}" class="sse-llm-tail"></div></div>'
+)
+#: Markdown mode: settled blocks go in before the tail element, the tail replaces its content.
+_BLOCKS_TEMPLATE = '<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}</div>'
+_TAIL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ tail_id }}">{{ html }}</div>'
+
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
+_EVENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+
+
+def escape_text(text: str) -> str:
+    """Escape text for an HTML text node: ``&``, ``<`` and ``>`` (quotes are harmless there and
+    escaping them would only add bytes)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _template(value: Template | str | None, default: str) -> Template:
+    if value is None:
+        value = default
+    if isinstance(value, str):
+        compiled: Any = _ENV.from_string(value)
+        return compiled  # type: ignore[no-any-return]
+    return value
+
+
+def _check_id(name: str, value: str | None) -> None:
+    if value is not None and not _ID.fullmatch(value):
+        raise ValueError(f"{name} must be an HTML id ([A-Za-z][A-Za-z0-9_-]*), got {value!r}")
+
+
+class _Base:
+    """Options shared by both formats."""
+
+    media_type = "text/event-stream"
+    headers: Mapping[str, str] = {}
+    heartbeat = b":\n"
+
+    def __init__(
+        self,
+        target: str | None,
+        *,
+        prelude: str | None,
+        interval: float,
+        final_template: Template | str | None,
+        done_event: str,
+        event_name: str | None,
+        markdown: MarkdownRenderer | None,
+        clock: Callable[[], float],
+    ) -> None:
+        _check_id("target", target)
+        if not _EVENT_NAME.fullmatch(done_event):
+            raise ValueError(f"done_event must be a plain event name, got {done_event!r}")
+        if event_name is not None and not _EVENT_NAME.fullmatch(event_name):
+            raise ValueError(f"event_name must be a plain event name, got {event_name!r}")
+        if event_name == done_event:
+            raise ValueError("event_name and done_event must differ")
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
+        self.target = target
+        self.prelude = prelude
+        self.interval = interval
+        self.final_template = _template(final_template, FINAL_TEMPLATE)
+        self.done_event = done_event
+        self.event_name = event_name
+        self.markdown = markdown
+        self.clock = clock
+
+
+class _BaseRenderer:
+    def __init__(self, fmt: _Base) -> None:
+        self.fmt = fmt
+        self.parts: list[str] = []
+        self.error_message: str | None = None
+        self.last_render = -float("inf")
+        self.event_name = fmt.event_name
+        # The pump's optional flush hook (see sse_llm._formats.Renderer): while the model is
+        # silent, the pump calls flush() at least this often, so text held back to coalesce
+        # renders goes out within about one interval instead of waiting for the next token.
+        self.flush_interval: float | None = fmt.interval or None
+
+    def data(self, fragment: str) -> bytes:
+        """One fragment event (unnamed, or ``event_name``)."""
+        return encode_data(fragment, self.event_name)
+
+    def start(self) -> bytes:
+        return self.data(self.fmt.prelude) if self.fmt.prelude else b""
+
+    def error(self, message: str, code: str | None) -> bytes:
+        # Shown in the final fragment, which ``end`` sends right after.
+        self.error_message = message
+        return b""
+
+    def message_html(self, text: str) -> Markup:
+        markdown = self.fmt.markdown
+        if markdown is not None:
+            return Markup(markdown.render(text))
+        return Markup(escape_text(text))
+
+    def end(self, result: StreamResult) -> bytes:
+        if result.reason not in ("completed", "error", "shutdown"):
+            return b""  # the client is gone: nothing can be sent
+        fmt = self.fmt
+        out = self.drain()
+        if fmt.target is not None:
+            context = {
+                "target": fmt.target,
+                "html": self.message_html(result.text),
+                "error": Markup(escape_text(self.error_message or "")),
+                "reason": result.reason,
+            }
+            out += self.data(fmt.final_template.render(context))
+        return out + encode_data(result.reason, fmt.done_event)
+
+    def due(self) -> bool:
+        """The interval since the last render has passed."""
+        return self.fmt.clock() - self.last_render >= self.fmt.interval
+
+    def flush(self) -> bytes:
+        """Held text, if one ``interval`` has passed since the last event; else ``b""``.
+
+        Called by the pump while the source is silent (every ``flush_interval`` seconds)."""
+        return self.drain() if self.due() else b""
+
+    def drain(self) -> bytes:
+        """Everything held back, now."""
+        return b""
+
+
+class _AppendRenderer(_BaseRenderer):
+    def __init__(self, fmt: HTMLAppendFormat) -> None:
+        super().__init__(fmt)
+        self.pending = ""  # text not sent yet: whitespace-only tokens, or coalesced ones
+        self.token_template = fmt.token_template
+
+    def text(self, text: str) -> bytes:
+        self.parts.append(text)
+        pending = self.pending + text
+        # htmx 4 skips a main swap whose fragment is only whitespace (swapEmpty:false), so a
+        # space or newline token would be lost: it travels with the next visible token.
+        if pending.isspace() or not self.due():
+            self.pending = pending
+            return b""
+        self.pending = ""
+        return self._send(pending)
+
+    def _send(self, text: str) -> bytes:
+        self.last_render = self.fmt.clock()
+        if self.token_template is None:
+            return self.data(escape_text(text))
+        return self.data(self.token_template.render({"text": Markup(escape_text(text))}))
+
+    def event(self, event: LLMEvent) -> bytes:
+        if type(event) is TextDelta:
+            return self.text(event.text)
+        return b""
+
+    def drain(self) -> bytes:
+        pending = self.pending
+        if not pending or pending.isspace():
+            return b""  # kept: it goes out with the next visible text
+        self.pending = ""
+        return self._send(pending)
+
+
+class HTMLAppendFormat(_Base):
+    """Each text delta as escaped HTML text, for ``hx-swap="beforeend"``.
+
+    Args:
+        target: the id of the answer element. When set, the stream ends by swapping the complete
+            message into it (escaped text, or the sanitised Markdown render if ``markdown``);
+            ``None`` sends no final fragment.
+        prelude: trusted HTML sent as the first event (e.g. an out-of-band swap that inserts
+            the message pair the answer streams into). Never put model output here.
+        interval: seconds; deltas arriving sooner than this after the previous event are held
+            and sent together (0 = every delta is an event). Held text goes out with the next
+            delta after the interval or, if the model pauses, by the pump's flush within about
+            one more interval (at most ~2 x ``interval`` after it arrived), or at the end.
+        markdown: render the final message as Markdown with this renderer; pass
+            ``MarkdownRenderer()`` for the default.
+        token_template: template for one delta (context ``text``: escaped); default: the
+            escaped text itself, the fewest bytes.
+        final_template: template for the final fragment, see :data:`FINAL_TEMPLATE`.
+        done_event: name of the closing event (``sse-close="done"`` / ``hx-sse:close``).
+        event_name: the SSE event name of the fragment events; ``None`` (default) sends them
+            unnamed, which htmx 4's ``hx-sse`` swaps (it turns *named* events into DOM events
+            instead) and which htmx 2's ``htmx-ext-sse`` receives as ``sse-swap="message"``.
+            Set a name only for htmx 2 pages that route several streams by name
+            (``sse-swap="<event_name>"``).
+        clock: seconds, monotonic (tests and benchmarks inject one).
+
+    Whitespace-only deltas are held and sent with the next visible one: htmx 4 drops a main
+    swap whose content is only whitespace. Style the element with ``white-space: pre-wrap`` so
+    newlines show while streaming.
+
+    Raises:
+        ValueError: ``target`` is not a plain HTML id, ``done_event`` or ``event_name`` not a
+            plain event name (or both the same), or ``interval`` negative.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        prelude: str | None = None,
+        interval: float = 0.0,
+        markdown: MarkdownRenderer | None = None,
+        token_template: Template | str | None = None,
+        final_template: Template | str | None = None,
+        done_event: str = "done",
+        event_name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            target,
+            prelude=prelude,
+            interval=interval,
+            final_template=final_template,
+            done_event=done_event,
+            event_name=event_name,
+            markdown=markdown,
+            clock=clock,
+        )
+        self.token_template = None if token_template is None else _template(token_template, "")
+
+    def renderer(self) -> Renderer:
+        return _AppendRenderer(self)
+
+
+class _MarkdownRenderer(_BaseRenderer):
+    def __init__(self, fmt: MarkdownFormat) -> None:
+        super().__init__(fmt)
+        self.md: MarkdownRenderer = fmt.markdown  # type: ignore[assignment]
+        self.offset = 0  # where the unsettled tail starts in the text
+        self.sent_tail = ""
+        self.dirty = False
+        self.tail_id = fmt.tail_id
+        self.blocks_template = fmt.blocks_template
+        self.tail_template = fmt.tail_template
+
+    def start(self) -> bytes:
+        fmt = self.fmt
+        setup = fmt.setup_template.render(  # type: ignore[attr-defined]
+            {"target": fmt.target, "tail_id": self.tail_id}
+        )
+        return super().start() + self.data(setup)
+
+    def text(self, text: str) -> bytes:
+        self.parts.append(text)
+        self.dirty = True
+        return self.drain() if self.due() else b""
+
+    def event(self, event: LLMEvent) -> bytes:
+        if type(event) is TextDelta:
+            return self.text(event.text)
+        return b""
+
+    def drain(self) -> bytes:
+        if not self.dirty:
+            return b""
+        self.dirty = False
+        self.last_render = self.fmt.clock()
+        text = "".join(self.parts)
+        self.parts = [text]  # joined once per render, not once per token
+        split = self.md.split(text, self.offset)
+        # The newline markdown-it writes after each block is only whitespace between blocks;
+        # dropping it saves an SSE line per render.
+        settled, tail = split.settled.rstrip("\n"), split.tail.rstrip("\n")
+        html = ""
+        if settled:
+            self.offset = split.offset
+            html = self.blocks_template.render({"tail_id": self.tail_id, "html": Markup(settled)})
+        if tail != self.sent_tail or settled:
+            # After blocks settle the tail element still shows the old last block: always resend.
+            self.sent_tail = tail
+            html += self.tail_template.render({"tail_id": self.tail_id, "html": Markup(tail)})
+        return self.data(html) if html else b""
+
+    def end(self, result: StreamResult) -> bytes:
+        # The final fragment replaces everything; a pending render would be sent for nothing.
+        self.dirty = False
+        return super().end(result)
+
+
+class MarkdownFormat(_Base):
+    """The answer rendered as sanitised Markdown, swapped out of band into ``#target``.
+
+    Events (all unnamed, all out-of-band, so the request's own ``hx-swap`` can be ``none``):
+
+    1. (``prelude``, if given), then a fragment that empties ``#target`` and puts an element
+       ``#<target>-tail`` in it;
+    2. at most one render per ``interval`` seconds: completed top-level blocks (paragraphs,
+       lists, code blocks, tables ...) once, inserted before the tail element, and the HTML of
+       the last, still-growing block as the tail's new content;
+    3. the final fragment: the complete message as ``#target``'s content, then ``done``.
+
+    Text that arrives within ``interval`` of the last render is held; it is rendered with the
+    first delta after the interval or, while the model pauses, by the pump's flush hook within
+    about one more interval. Bytes stay close to linear: only the last block is repeated.
+
+    Args:
+        target: the id of the answer element (required: every fragment is addressed to it).
+        interval: seconds between renders (default 0.1).
+        markdown: the :class:`~sse_llm._markdown.MarkdownRenderer` (parser + sanitiser).
+        prelude, final_template, done_event, event_name, clock: as for
+            :class:`HTMLAppendFormat`.
+
+    Raises:
+        ValueError: as for :class:`HTMLAppendFormat`.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        prelude: str | None = None,
+        interval: float = 0.1,
+        markdown: MarkdownRenderer | None = None,
+        final_template: Template | str | None = None,
+        done_event: str = "done",
+        event_name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            target,
+            prelude=prelude,
+            interval=interval,
+            final_template=final_template,
+            done_event=done_event,
+            event_name=event_name,
+            markdown=markdown if markdown is not None else MarkdownRenderer(),
+            clock=clock,
+        )
+        self.tail_id = f"{target}-tail"
+        self.setup_template = _template(None, _SETUP_TEMPLATE)
+        self.blocks_template = _template(None, _BLOCKS_TEMPLATE)
+        self.tail_template = _template(None, _TAIL_TEMPLATE)
+
+    def renderer(self) -> Renderer:
+        return _MarkdownRenderer(self)

@@ -1,0 +1,170 @@
+"""The Django adapter, through the demo project on a real uvicorn (ASGI) and Django's WSGI path."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
+from sse_llm.testing import FakeLLM
+from tests.support.servers import run_uvicorn
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "django"
+
+
+def django_demo_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """The demo's ASGI application and its SQLite file (a temporary one).
+
+    Django is configured once per process, so the first caller chooses the database and
+    later ones (another test module) get the same application and file.
+    """
+    if "chatproject.asgi" not in sys.modules:
+        os.environ["CHAT_DB"] = str(tmp_path_factory.mktemp("django") / "chat.sqlite3")
+        os.environ["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
+        sys.path.insert(0, str(DEMO))
+    from chatproject.asgi import application
+    from django.conf import settings
+
+    return application, Path(settings.DATABASES["default"]["NAME"])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The Django demo on uvicorn, with a temporary SQLite file: (base URL, db path)."""
+    application, db = django_demo_app(tmp_path_factory)
+    os.environ.setdefault("SSE_LLM_FAKE_DELAY", "0.03")  # read by the view at each request
+    with run_uvicorn(application) as base_url:
+        yield base_url, db
+
+
+def start_chat(client: httpx.Client, base_url: str) -> tuple[str, str]:
+    """Open a conversation page; return (its URL, the CSRF token from the form)."""
+    page = client.get(base_url + "/", follow_redirects=True)
+    assert page.status_code == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert token is not None
+    return str(page.url), token.group(1)
+
+
+def read_events(response: httpx.Response, limit: int | None = None) -> list[Any]:
+    decoder = SSEDecoder()
+    items: list[Any] = []
+    for chunk in response.iter_raw():
+        items.extend(decoder.feed(chunk))
+        if limit is not None and sum(type(i) is ServerSentEvent for i in items) >= limit:
+            break
+    return items
+
+
+def row(db: Path, message_id: int) -> tuple[str, str]:
+    with sqlite3.connect(db) as conn:
+        answer, status = conn.execute(
+            "select answer, status from chat_message where id = ?", (message_id,)
+        ).fetchone()
+    return answer, status
+
+
+def test_a_post_streams_markdown_fragments_through_gzip_and_csrf(demo: tuple[str, Path]) -> None:
+    base_url, db = demo
+    with httpx.Client(timeout=20, headers={"accept-encoding": "gzip"}) as client:
+        url, token = start_chat(client, base_url)
+        arrivals: list[float] = []
+        with client.stream(
+            "POST",
+            url + "send",
+            data={"prompt": "한국어로 설명해 주세요", "csrfmiddlewaretoken": token},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            # GZipMiddleware left it alone: tokens are not held back in a gzip buffer.
+            assert response.headers["content-encoding"] == "identity"
+            decoder = SSEDecoder()
+            events = []
+            for chunk in response.iter_raw():
+                for item in decoder.feed(chunk):
+                    if type(item) is ServerSentEvent:
+                        events.append(item)
+                        arrivals.append(time.monotonic())
+    assert events[-1].event == "done" and events[-1].data == "completed"
+    assert len(events) > 5 and arrivals[-1] - arrivals[0] > 0.3  # streamed, not buffered
+    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+    text = FakeLLM().text_for("한국어로 설명해 주세요")
+    assert row(db, message_id) == (text, "completed")
+
+
+def test_a_post_without_the_csrf_token_is_refused(demo: tuple[str, Path]) -> None:
+    base_url, _ = demo
+    with httpx.Client(timeout=20) as client:
+        url, _token = start_chat(client, base_url)
+        response = client.post(url + "send", data={"prompt": "hi"})
+    assert response.status_code == 403
+
+
+def test_a_client_that_goes_away_closes_the_source_and_the_partial_answer_is_saved(
+    demo: tuple[str, Path],
+) -> None:
+    base_url, db = demo
+    with httpx.Client(timeout=20) as client:
+        url, token = start_chat(client, base_url)
+        with client.stream(
+            "POST", url + "send", data={"prompt": "멈춰", "csrfmiddlewaretoken": token}
+        ) as response:
+            events = [i for i in read_events(response, limit=4) if type(i) is ServerSentEvent]
+        closed_at = time.monotonic()
+    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+    answer, status = row(db, message_id)
+    for _ in range(100):  # bounded: up to 5 s, the claim is checked against 1 s below
+        answer, status = row(db, message_id)
+        if status != "streaming":
+            break
+        time.sleep(0.05)
+    assert status == "stopped"
+    assert time.monotonic() - closed_at < 1.5  # saved (so the source was closed) within ~1 s
+    full = FakeLLM().text_for("멈춰")
+    assert answer and full.startswith(answer) and len(answer) < len(full)
+
+
+def test_heartbeats_flow_while_a_slow_model_thinks_and_the_answer_still_arrives(
+    demo: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, _ = demo
+    monkeypatch.setenv("SSE_LLM_FAKE_DELAY", "1.2")
+    monkeypatch.setenv("SSE_LLM_HEARTBEAT", "0.3")
+    answer_file = Path(os.environ["CHAT_DB"]).with_name("slow.txt")
+    answer_file.write_text("느린 답변 입니다", encoding="utf-8")
+    monkeypatch.setenv("SSE_LLM_FAKE_ANSWER_FILE", str(answer_file))
+    with httpx.Client(timeout=20) as client:
+        url, token = start_chat(client, base_url)
+        with client.stream(
+            "POST", url + "send", data={"prompt": "x", "csrfmiddlewaretoken": token}
+        ) as response:
+            items = read_events(response)
+    comments = [i for i in items if type(i) is not ServerSentEvent]
+    events = [i for i in items if type(i) is ServerSentEvent]
+    assert len(comments) >= 3  # ~2.4 s of silence at 0.3 s per heartbeat
+    assert events[-1].event == "done" and events[-1].data == "completed"
+    assert "느린 답변 입니다" in events[-2].data  # the pending token was not cancelled
+
+
+def test_under_wsgi_the_view_fails_loudly_instead_of_buffering(demo: tuple[str, Path]) -> None:
+    from django.test import Client
+
+    with pytest.raises(UnsupportedServerError, match="ASGI server"):
+        Client(HTTP_HOST="127.0.0.1").get("/wsgi-probe")
+
+
+def test_the_response_refuses_synchronous_iteration(demo: tuple[str, Path]) -> None:
+    from sse_llm.django import SSEStreamingResponse
+
+    response = SSEStreamingResponse(["a"])
+    with pytest.raises(UnsupportedServerError):
+        iter(response)

@@ -1,0 +1,264 @@
+"""HTML-fragment formats: what goes on the wire, for htmx, in append and Markdown modes."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from sse_llm import EventStream, StreamError, TextDelta
+from sse_llm._markdown import MarkdownRenderer
+from sse_llm.html import HTMLAppendFormat, MarkdownFormat, escape_text
+from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, run_stream, tokenize
+from tests.test_markdown import XSS_MARKDOWN, assert_safe
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    """Seconds that advance only when a source says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tokens_with_time(text: str, clock: FakeClock, step: float) -> list[str]:
+    return tokenize(text)
+
+
+async def timed_source(tokens: list[str], clock: FakeClock, step: float) -> AsyncIterator[str]:
+    for token in tokens:
+        clock.now += step
+        yield token
+
+
+def broken_tag_tokens(text: str) -> list[str]:
+    """Split every 3 characters: tags, attributes and URLs are cut across tokens."""
+    return [text[i : i + 3] for i in range(0, len(text), 3)]
+
+
+async def test_append_events_carry_only_the_new_escaped_text() -> None:
+    text = "a < b && c > d\n\n<script>alert(1)</script> 끝"
+    tokens = ["a", " <", " b", " &&", " c", " >", " d", "\n\n", "<scr", "ipt>", "alert(1)",
+              "</script>", " ", "끝"]  # fmt: skip
+    response = await run_stream(EventStream(tokens, format=HTMLAppendFormat()))
+    data = [e.data for e in response.events if e.event == "message"]
+    assert "".join(html.unescape(d) for d in data) == text
+    # Every fragment is plain escaped text: no tag ever reaches the client.
+    assert all("<" not in d and ">" not in d for d in data)
+    # The whitespace-only tokens travel with the next visible one (htmx 4 drops blank swaps).
+    assert "\n\n&lt;scr" in data and " 끝" in data
+    assert response.events[-1].event == "done" and response.events[-1].data == "completed"
+
+
+async def test_append_ends_with_the_complete_message_swapped_into_the_target() -> None:
+    fake = FakeLLM(delay=0)
+    stream = EventStream(fake.stream("q"), format=HTMLAppendFormat("answer-1"))
+    response = await run_stream(stream)
+    final = response.events[-2].data
+    assert (
+        final == f'<div hx-swap-oob="innerHTML:#answer-1">{escape_text(fake.text_for("q"))}</div>'
+    )
+
+
+async def test_append_can_render_the_final_message_as_sanitised_markdown() -> None:
+    fmt = HTMLAppendFormat("m", markdown=MarkdownRenderer())
+    response = await run_stream(EventStream(broken_tag_tokens(XSS_MARKDOWN), format=fmt))
+    final = response.events[-2].data
+    assert final.startswith('<div hx-swap-oob="innerHTML:#m">')
+    assert final.endswith(MarkdownRenderer().render(XSS_MARKDOWN) + "</div>")
+    assert_safe(final)
+
+
+async def test_append_bytes_grow_linearly_with_the_answer() -> None:
+    sizes = []
+    for repeat in (1, 4):
+        text = DEFAULT_ANSWER * repeat
+        response = await run_stream(EventStream(tokenize(text), format=HTMLAppendFormat()))
+        sizes.append(len(response.body))
+    assert sizes[1] < 4.2 * sizes[0]
+
+
+async def test_append_interval_coalesces_deltas_and_flushes_at_the_end() -> None:
+    clock = FakeClock()
+    tokens = tokenize(DEFAULT_ANSWER)
+    fmt = HTMLAppendFormat(interval=0.1, clock=clock)
+    response = await run_stream(EventStream(timed_source(tokens, clock, 0.02), format=fmt))
+    data = [e.data for e in response.events if e.event == "message"]
+    assert "".join(html.unescape(d) for d in data) == DEFAULT_ANSWER.rstrip()
+    assert len(data) <= len(tokens) * 0.02 / 0.1 + 2
+
+
+async def test_markdown_renders_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    text = DEFAULT_ANSWER.replace("{prompt}", "질문")
+    tokens = tokenize(text)
+    fmt = MarkdownFormat("m-1", interval=0.1, clock=clock)
+    response = await run_stream(EventStream(timed_source(tokens, clock, 0.01), format=fmt))
+    renders = [e for e in response.events if e.event == "message"][1:-1]  # minus setup and final
+    duration = len(tokens) * 0.01
+    assert 2 <= len(renders) <= duration / 0.1 + 1
+    final = response.events[-2].data
+    assert final == f'<div hx-swap-oob="innerHTML:#m-1">{MarkdownRenderer().render(text)}</div>'
+    assert response.events[-1].event == "done"
+
+
+async def test_markdown_settled_blocks_are_sent_once_so_bytes_grow_linearly() -> None:
+    sizes = []
+    for count in (40, 160):
+        clock = FakeClock()
+        text = "\n\n".join(f"Paragraph number {i} with some words in it." for i in range(count))
+        fmt = MarkdownFormat("m", interval=0.0, clock=clock)  # a render for every token
+        source = timed_source(tokenize(text), clock, 0.01)
+        response = await run_stream(EventStream(source, format=fmt))
+        body = response.body.decode()
+        for i in range(count - 1):
+            # At most once as the finished tail, once settled, once in the final message.
+            assert body.count(f"<p>Paragraph number {i} with some words in it.</p>") <= 3
+        sizes.append(len(response.body))
+    assert sizes[1] < 4.5 * sizes[0]  # 4x the text: ~4x the bytes, not 16x
+
+
+async def test_markdown_fragments_are_out_of_band_swaps_addressed_to_the_target() -> None:
+    response = await run_stream(EventStream(["# T\n\n", "body"], format=MarkdownFormat("x")))
+    events = [e.data for e in response.events if e.event == "message"]
+    assert (
+        events[0]
+        == '<div hx-swap-oob="innerHTML:#x"><div id="x-tail" class="sse-llm-tail"></div></div>'
+    )
+    for data in events[1:-1]:
+        assert re.fullmatch(
+            r'(<div hx-swap-oob="(beforebegin|innerHTML):#x-tail">.*?</div>)+', data, re.S
+        )
+
+
+async def test_xss_split_across_tokens_never_reaches_a_fragment_unsanitised() -> None:
+    for fmt in (
+        MarkdownFormat("m", interval=0.0),
+        HTMLAppendFormat("m", markdown=MarkdownRenderer()),
+    ):
+        response = await run_stream(EventStream(broken_tag_tokens(XSS_MARKDOWN), format=fmt))
+        for event in response.events:
+            assert_safe(event.data)
+            assert "<script" not in event.data.lower()
+
+
+async def test_an_error_is_shown_escaped_in_the_final_fragment() -> None:
+    async def failing() -> AsyncIterator[object]:
+        yield TextDelta("partial **answer**")
+        yield StreamError("quota <b>exceeded</b>", "rate_limit")
+
+    response = await run_stream(EventStream(failing(), format=MarkdownFormat("m")))
+    final = response.events[-2].data
+    assert "<p>partial <strong>answer</strong></p>" in final
+    assert '<p class="sse-llm-error" role="alert">quota &lt;b&gt;exceeded&lt;/b&gt;</p>' in final
+    assert response.events[-1].event == "done" and response.events[-1].data == "error"
+
+
+async def test_a_disconnected_stream_sends_no_final_fragment() -> None:
+    fake = FakeLLM(delay=0.01)
+    stream = EventStream(fake.stream("x"), format=MarkdownFormat("m", interval=0))
+    response = await run_stream(stream, disconnect_after=3)
+    assert response.disconnected
+    assert all(e.event != "done" for e in response.events)
+    for _ in range(500):  # bounded: 5 s
+        if fake.closed:
+            break
+        await anyio.sleep(0.01)
+    assert fake.closed == 1
+
+
+@pytest.mark.parametrize("bad", ["1abc", "a b", 'x"><script>', "#m", ""])
+def test_targets_must_be_plain_html_ids(bad: str) -> None:
+    with pytest.raises(ValueError, match="target"):
+        MarkdownFormat(bad)
+    with pytest.raises(ValueError, match="target"):
+        HTMLAppendFormat(bad)
+
+
+def test_custom_templates_get_escaped_values_even_without_autoescape() -> None:
+    from jinja2 import Environment
+
+    raw_env = Environment(autoescape=False)
+    fmt = HTMLAppendFormat("m", token_template=raw_env.from_string("<span>{{ text }}</span>"))
+    renderer = fmt.renderer()
+    assert renderer.text("<img src=x onerror=alert(1)>") == (
+        b"data: <span>&lt;img src=x onerror=alert(1)&gt;</span>\n\n"
+    )
+
+
+def test_flush_sends_held_text_only_once_the_interval_has_passed() -> None:
+    clock = FakeClock()
+    for fmt in (
+        HTMLAppendFormat(interval=0.1, clock=clock),
+        MarkdownFormat("m", interval=0.1, clock=clock),
+    ):
+        renderer: Any = fmt.renderer()
+        assert renderer.flush_interval == 0.1  # the pump polls flush() this often
+        renderer.start()
+        assert renderer.text("Hello")  # the first delta goes out at once
+        assert renderer.text(" world") == b""  # held: within the interval
+        clock.now += 0.05
+        assert renderer.flush() == b""  # still within the interval
+        clock.now += 0.06
+        assert b"world" in renderer.flush()
+        assert renderer.flush() == b""  # nothing held any more
+    # No interval, nothing to poll: the pump then never calls flush on a timer.
+    assert HTMLAppendFormat().renderer().flush_interval is None  # type: ignore[attr-defined]
+
+
+class ArrivalTimes:
+    """ASGI middleware recording (time.monotonic(), body) for every body message sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sends: list[tuple[float, bytes]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def timed(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                self.sends.append((time.monotonic(), message.get("body", b"")))
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
+@pytest.mark.parametrize(
+    "make_format",
+    [lambda: HTMLAppendFormat(interval=0.1), lambda: MarkdownFormat("m", interval=0.1)],
+    ids=["append", "markdown"],
+)
+async def test_a_held_token_is_shown_within_the_interval_while_the_model_pauses(
+    make_format: Any,
+) -> None:
+    yielded: dict[str, float] = {}
+
+    async def pausing_model() -> AsyncIterator[str]:
+        yield "Hello"
+        yield " world"  # right after the first: held back by the interval
+        yielded["world"] = time.monotonic()
+        await anyio.sleep(1.0)  # the model thinks; the held text must not wait for this
+        yield "!"
+
+    app = ArrivalTimes(EventStream(pausing_model(), format=make_format()))
+    response = await run_stream(app)
+    assert response.complete
+    world_at = next(at for at, body in app.sends if b"world" in body)
+    bang_at = next(at for at, body in app.sends if b"!" in body)
+    # Due 0.1 s after the first event; the watcher polls every 0.1 s, so <= ~0.2 s. The bound
+    # leaves room for a loaded machine while staying far below the 1 s pause.
+    assert world_at - yielded["world"] < 0.6
+    assert world_at < bang_at
