@@ -6,14 +6,15 @@ import html
 import re
 import time
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import anyio
 import pytest
 
-from sse_llm import EventStream, StreamError, TextDelta
+from sse_llm import EventStream, StreamError, StreamResult, TextDelta
 from sse_llm._markdown import MarkdownRenderer
-from sse_llm.html import HTMLAppendFormat, MarkdownFormat, escape_text
+from sse_llm.html import HTMLAppendFormat, MarkdownFormat, escape_text, wire_newlines
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, run_stream, tokenize
 from tests.test_markdown import XSS_MARKDOWN, assert_safe
 
@@ -54,13 +55,14 @@ async def test_append_events_carry_only_the_new_escaped_text() -> None:
     text = "a < b && c > d\n\n<script>alert(1)</script> 끝"
     tokens = ["a", " <", " b", " &&", " c", " >", " d", "\n\n", "<scr", "ipt>", "alert(1)",
               "</script>", " ", "끝"]  # fmt: skip
-    response = await run_stream(EventStream(tokens, format=HTMLAppendFormat()))
+    response = await run_stream(EventStream(tokens, format=HTMLAppendFormat(interval=0)))
     data = [e.data for e in response.events if e.event == "message"]
     assert "".join(html.unescape(d) for d in data) == text
     # Every fragment is plain escaped text: no tag ever reaches the client.
     assert all("<" not in d and ">" not in d for d in data)
-    # The whitespace-only tokens travel with the next visible one (htmx 4 drops blank swaps).
-    assert "\n\n&lt;scr" in data and " 끝" in data
+    # The whitespace-only tokens travel with the next visible one (htmx 4 drops blank swaps);
+    # newlines as character references: one data: line per event.
+    assert "&#10;&#10;&lt;scr" in data and " 끝" in data
     assert response.events[-1].event == "done" and response.events[-1].data == "completed"
 
 
@@ -69,9 +71,9 @@ async def test_append_ends_with_the_complete_message_swapped_into_the_target() -
     stream = EventStream(fake.stream("q"), format=HTMLAppendFormat("answer-1"))
     response = await run_stream(stream)
     final = response.events[-2].data
-    assert (
-        final == f'<div hx-swap-oob="innerHTML:#answer-1">{escape_text(fake.text_for("q"))}</div>'
-    )
+    message = wire_newlines(escape_text(fake.text_for("q")))
+    assert final == f'<div hx-swap-oob="innerHTML:#answer-1">{message}</div>'
+    assert html.unescape(message) == fake.text_for("q")
 
 
 async def test_append_can_render_the_final_message_as_sanitised_markdown() -> None:
@@ -79,7 +81,7 @@ async def test_append_can_render_the_final_message_as_sanitised_markdown() -> No
     response = await run_stream(EventStream(broken_tag_tokens(XSS_MARKDOWN), format=fmt))
     final = response.events[-2].data
     assert final.startswith('<div hx-swap-oob="innerHTML:#m">')
-    assert final.endswith(MarkdownRenderer().render(XSS_MARKDOWN) + "</div>")
+    assert final.endswith(wire_newlines(MarkdownRenderer().render(XSS_MARKDOWN)) + "</div>")
     assert_safe(final)
 
 
@@ -87,7 +89,8 @@ async def test_append_bytes_grow_linearly_with_the_answer() -> None:
     sizes = []
     for repeat in (1, 4):
         text = DEFAULT_ANSWER * repeat
-        response = await run_stream(EventStream(tokenize(text), format=HTMLAppendFormat()))
+        fmt = HTMLAppendFormat(interval=0)  # an event per token: the most framing
+        response = await run_stream(EventStream(tokenize(text), format=fmt))
         sizes.append(len(response.body))
     assert sizes[1] < 4.2 * sizes[0]
 
@@ -112,7 +115,8 @@ async def test_markdown_renders_at_most_once_per_interval() -> None:
     duration = len(tokens) * 0.01
     assert 2 <= len(renders) <= duration / 0.1 + 1
     final = response.events[-2].data
-    assert final == f'<div hx-swap-oob="innerHTML:#m-1">{MarkdownRenderer().render(text)}</div>'
+    message = wire_newlines(MarkdownRenderer().render(text))
+    assert final == f'<div hx-swap-oob="innerHTML:#m-1">{message}</div>'
     assert response.events[-1].event == "done"
 
 
@@ -217,7 +221,8 @@ def test_flush_sends_held_text_only_once_the_interval_has_passed() -> None:
         assert b"world" in renderer.flush()
         assert renderer.flush() == b""  # nothing held any more
     # No interval, nothing to poll: the pump then never calls flush on a timer.
-    assert HTMLAppendFormat().renderer().flush_interval is None  # type: ignore[attr-defined]
+    renderer = HTMLAppendFormat(interval=0).renderer()
+    assert renderer.flush_interval is None
 
 
 class ArrivalTimes:
@@ -262,3 +267,97 @@ async def test_a_held_token_is_shown_within_the_interval_while_the_model_pauses(
     # leaves room for a loaded machine while staying far below the 1 s pause.
     assert world_at - yielded["world"] < 0.6
     assert world_at < bang_at
+
+
+def test_append_coalesces_by_default() -> None:
+    clock = FakeClock()
+    renderer: Any = HTMLAppendFormat(clock=clock).renderer()
+    assert renderer.flush_interval == 0.1
+    assert renderer.text("a") == b"data: a\n\n"
+    assert renderer.text("b") == b""  # within 0.1 s of the last event
+    clock.now += 0.1
+    assert renderer.text("c") == b"data: bc\n\n"
+
+
+def test_fragments_are_one_data_line_however_many_newlines_the_answer_has() -> None:
+    text = "# T\n\nline one\nline two\r\n\n```\ncode\n\nmore\n```\n\n- a\n- b\n"
+    for fmt in (HTMLAppendFormat("m", interval=0), MarkdownFormat("m", interval=0, growth=0)):
+        renderer: Any = fmt.renderer()
+        out = renderer.start() + b"".join(renderer.text(t) for t in tokenize(text))
+        out += renderer.end(StreamResult(reason="completed", text=text))
+        events = out.split(b"\n\n")
+        assert all(event.count(b"\n") == 0 for event in events if event.startswith(b"data:"))
+
+
+def paragraph(words: int) -> str:
+    return " ".join(f"word{i}" for i in range(words)) + "."
+
+
+async def markdown_bytes(text: str, **options: Any) -> int:
+    """Body bytes for ``text`` streamed at 50 tokens/s on an injected clock."""
+    clock = FakeClock()
+    fmt = MarkdownFormat("m", clock=clock, **options)
+    source = timed_source(tokenize(text), clock, 0.02)
+    response = await run_stream(EventStream(source, format=fmt))
+    assert response.events[-2].data.endswith(
+        wire_newlines(MarkdownRenderer().render(text)) + "</div>"
+    )
+    return len(response.body)
+
+
+async def test_a_long_growing_paragraph_costs_linear_bytes_not_quadratic() -> None:
+    # One paragraph, never settled: only the re-sent tail grows. Re-sending it every interval
+    # (growth=0, the old rule) is quadratic; the default rule must stay linear.
+    # 800 words (~6,000 characters, 30 s at 50 tokens/s) is past the short-tail regime, where
+    # re-sends cost a bounded number of bytes per second, so doubling the text about doubles
+    # the bytes (measured: 2.06x).
+    small = await markdown_bytes(paragraph(800))
+    large = await markdown_bytes(paragraph(1600))
+    assert large <= 2.5 * small, (small, large)
+    old_small = await markdown_bytes(paragraph(800), growth=0, refresh=0)
+    old_large = await markdown_bytes(paragraph(1600), growth=0, refresh=0)
+    assert old_large > 3.5 * old_small  # the measure tells quadratic from linear (4.7x)
+    assert large < old_large / 20
+
+
+def test_a_growing_paragraph_is_re_sent_at_least_every_refresh_seconds() -> None:
+    clock = FakeClock()
+    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=0.5, clock=clock).renderer()
+    renderer.start()
+    sent_at = []
+    for i in range(70):  # 1.4 s at 50 tokens/s, ~470 characters on one line
+        clock.now += 0.02
+        if renderer.text(f" word{i}"):
+            sent_at.append(clock.now)
+    gaps = [b - a for a, b in pairwise(sent_at)]
+    assert max(gaps) <= 0.5 + 0.1 + 1e-9, gaps  # refresh, checked once per interval
+    assert 1.4 - sent_at[-1] <= 0.5 + 0.1
+    # ... but not at every interval: only when the tail doubled or refresh passed.
+    assert len(sent_at) <= 1.4 / 0.1 * 0.6, sent_at
+
+
+def test_a_settled_block_is_sent_at_the_first_check_whatever_the_tail_rule() -> None:
+    clock = FakeClock()
+    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, growth=10, clock=clock).renderer()
+    renderer.start()
+    assert b"<p>intro</p>" in renderer.text("intro")  # the first text goes out at once
+    clock.now += 0.1
+    assert renderer.text(" text that is not worth a re-send") == b""
+    clock.now += 0.1
+    out = renderer.text("\n\n# Head")
+    assert b'beforebegin:#m-tail"><p>intro text that is not worth a re-send</p>' in out
+    assert b"<h1>Head</h1>" in out
+
+
+def test_a_pause_flushes_held_text_but_flowing_text_is_not_forced() -> None:
+    clock = FakeClock()
+    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, clock=clock).renderer()
+    renderer.start()
+    assert renderer.text("A long first line of the paragraph")
+    clock.now += 0.1
+    assert renderer.text(" more") == b""  # not worth a re-send yet: held
+    clock.now += 0.05
+    assert renderer.flush() == b""  # the model spoke 0.05 s ago: not a pause, and not due
+    clock.now += 0.06
+    assert b"paragraph more</p>" in renderer.flush()  # silent for an interval: shown
+    assert renderer.flush() == b""  # nothing held any more

@@ -117,12 +117,27 @@ def test_settled_blocks_plus_tail_equal_the_whole_render_for_the_demo_answer() -
 def test_a_closed_block_is_reported_once_and_the_tail_restarts_after_it() -> None:
     renderer = MarkdownRenderer()
     first = renderer.split("# Title\n\nA para")
-    assert first.settled == "<h1>Title</h1>\n"
-    assert first.tail == "<p>A para</p>\n"
+    assert first.settled == "<h1>Title</h1>"
+    assert first.tail == "<p>A para</p>"
     assert first.offset == len("# Title\n\n")
     second = renderer.split("# Title\n\nA paragraph\n\n- item", first.offset)
-    assert second.settled == "<p>A paragraph</p>\n"
-    assert second.tail == "<ul>\n<li>item</li>\n</ul>\n"
+    assert second.settled == "<p>A paragraph</p>"
+    assert second.tail == "<ul><li>item</li></ul>"
+
+
+def test_newlines_between_blocks_are_dropped_but_text_newlines_are_kept() -> None:
+    html = MarkdownRenderer().render(
+        "# T\n\n- a\n- b\n\n1. x\n\n   y\n\n> q\n\n---\n\n| h |\n|---|\n| c |\n\n"
+        "soft\nbreak *em*\n**strong**\n\n```\n<b>\n\nline\n```\n"
+    )
+    assert html == (
+        "<h1>T</h1><ul><li>a</li><li>b</li></ul><ol><li><p>x</p><p>y</p></li></ol>"
+        "<blockquote><p>q</p></blockquote><hr><table><thead><tr><th>h</th></tr></thead>"
+        "<tbody><tr><td>c</td></tr></tbody></table>"
+        # A soft break between inline elements is a space when shown: it stays.
+        "<p>soft\nbreak <em>em</em>\n<strong>strong</strong></p>"
+        "<pre><code>&lt;b&gt;\n\nline\n</code></pre>"
+    )
 
 
 def test_a_reference_definition_keeps_everything_in_the_tail() -> None:

@@ -15,6 +15,11 @@ exfiltration route).
 While an answer streams, :meth:`MarkdownRenderer.split` separates the top-level blocks that can
 no longer change from the last block, which may still grow: the settled blocks are sent once,
 only the last one is re-rendered.
+
+The HTML is compact: the newline markdown-it writes after each block-level tag (between
+``</li>`` and ``<li>``, after ``</p>`` ...) is dropped. It is only whitespace between blocks, which
+a browser does not show (and which would show as blank lines under ``white-space: pre-wrap``),
+and on an SSE stream every newline costs a new ``data:`` line.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "ALLOWED_URL_SCHEMES",
     "MarkdownRenderer",
     "Split",
+    "compact",
     "sanitize",
 ]
 
@@ -61,6 +67,25 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         # A fence's info string becomes a class; keep only a plain language name.
         return value if tag == "code" and _LANGUAGE_CLASS.fullmatch(value) else None
     return value
+
+
+#: A newline right after a block-level tag and before another tag (or the end): whitespace
+#: between blocks. Newlines in text (code blocks, soft line breaks) are never followed by a tag
+#: this way, since the model's own ``<`` is escaped (``html=False``).
+_BLOCK_NEWLINE = re.compile(
+    r"(</?(?:p|li|ul|ol|h[1-6]|blockquote|pre|table|thead|tbody|tr|th|td)>|<ol start=\"\d+\">"
+    r"|<hr>)\n(?=<|\Z)"
+)
+
+
+def compact(html: str) -> str:
+    """``html`` (nh3's serialisation) without the newlines between block-level tags.
+
+    Dropping them never changes what is shown: the tree differs only by whitespace-only text
+    nodes between blocks. Applied per block, so settled pieces plus the tail still add up to
+    the whole render.
+    """
+    return _BLOCK_NEWLINE.sub(r"\1", html)
 
 
 def sanitize(html: str) -> str:
@@ -114,8 +139,8 @@ class MarkdownRenderer:
         self.parser = parser if parser is not None else _default_parser()
 
     def render(self, text: str) -> str:
-        """The sanitised HTML of the whole ``text``."""
-        return sanitize(self.parser.render(text))
+        """The sanitised, compact HTML of the whole ``text``."""
+        return compact(sanitize(self.parser.render(text)))
 
     def split(self, text: str, start: int = 0) -> Split:
         """Render ``text[start:]`` as settled blocks plus the last, still-growing block.
@@ -151,7 +176,7 @@ class MarkdownRenderer:
         )
 
     def _render_tokens(self, tokens: list[Token], env: dict[str, object]) -> str:
-        return sanitize(self.parser.renderer.render(tokens, self.parser.options, env))
+        return compact(sanitize(self.parser.renderer.render(tokens, self.parser.options, env)))
 
 
 def _top_level_blocks(tokens: list[Token]) -> Iterable[tuple[int, int]]:

@@ -47,6 +47,7 @@ __all__ = [
     "MarkdownFormat",
     "Template",
     "escape_text",
+    "wire_newlines",
 ]
 
 
@@ -74,6 +75,10 @@ _SETUP_TEMPLATE = (
 _BLOCKS_TEMPLATE = '<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}</div>'
 _TAIL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ tail_id }}">{{ html }}</div>'
 
+#: Markdown mode: the longest wait between re-sends of a growing tail is ``refresh`` seconds,
+#: or its length over this many characters per second if longer (see ``worth_resending``).
+_TAIL_CHARS_PER_SECOND = 1000.0
+
 _ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 _EVENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
@@ -82,6 +87,19 @@ def escape_text(text: str) -> str:
     """Escape text for an HTML text node: ``&``, ``<`` and ``>`` (quotes are harmless there and
     escaping them would only add bytes)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def wire_newlines(html: str) -> str:
+    """``html`` with every line break written as ``&#10;``.
+
+    In an SSE event each line break of the data costs a new ``data:`` line (7 bytes); the
+    character reference is 5 and parses to the same newline, in text and in attribute values
+    alike. CR and CRLF become LF first, as the HTML parser would make them. Only for model
+    text and sanitised HTML (nh3 never writes a line break inside a tag), never for templates.
+    """
+    if "\r" in html:
+        html = html.replace("\r\n", "\n").replace("\r", "\n")
+    return html.replace("\n", "&#10;")
 
 
 def _template(value: Template | str | None, default: str) -> Template:
@@ -163,8 +181,8 @@ class _BaseRenderer:
     def message_html(self, text: str) -> Markup:
         markdown = self.fmt.markdown
         if markdown is not None:
-            return Markup(markdown.render(text))
-        return Markup(escape_text(text))
+            return Markup(wire_newlines(markdown.render(text)))
+        return Markup(wire_newlines(escape_text(text)))
 
     def end(self, result: StreamResult) -> bytes:
         if result.reason not in ("completed", "error", "shutdown"):
@@ -215,9 +233,10 @@ class _AppendRenderer(_BaseRenderer):
 
     def _send(self, text: str) -> bytes:
         self.last_render = self.fmt.clock()
+        escaped = wire_newlines(escape_text(text))
         if self.token_template is None:
-            return self.data(escape_text(text))
-        return self.data(self.token_template.render({"text": Markup(escape_text(text))}))
+            return self.data(escaped)
+        return self.data(self.token_template.render({"text": Markup(escaped)}))
 
     def event(self, event: LLMEvent) -> bytes:
         if type(event) is TextDelta:
@@ -242,7 +261,9 @@ class HTMLAppendFormat(_Base):
         prelude: trusted HTML sent as the first event (e.g. an out-of-band swap that inserts
             the message pair the answer streams into). Never put model output here.
         interval: seconds; deltas arriving sooner than this after the previous event are held
-            and sent together (0 = every delta is an event). Held text goes out with the next
+            and sent together (default 0.1: at most ten events a second, which a reader cannot
+            tell from one per token and which saves the per-event framing; 0 = every delta is
+            an event). Held text goes out with the next
             delta after the interval or, if the model pauses, by the pump's flush within about
             one more interval (at most ~2 x ``interval`` after it arrived), or at the end.
         markdown: render the final message as Markdown with this renderer; pass
@@ -272,7 +293,7 @@ class HTMLAppendFormat(_Base):
         target: str | None = None,
         *,
         prelude: str | None = None,
-        interval: float = 0.0,
+        interval: float = 0.1,
         markdown: MarkdownRenderer | None = None,
         token_template: Template | str | None = None,
         final_template: Template | str | None = None,
@@ -301,8 +322,14 @@ class _MarkdownRenderer(_BaseRenderer):
         super().__init__(fmt)
         self.md: MarkdownRenderer = fmt.markdown  # type: ignore[assignment]
         self.offset = 0  # where the unsettled tail starts in the text
-        self.sent_tail = ""
+        self.length = 0  # characters of text so far
+        self.sent_tail = ""  # the tail HTML the client shows
+        self.sent_length = 0  # characters of the tail's source when it was last sent
+        self.sent_at = -float("inf")  # when the tail was last sent (clock seconds)
+        self.last_text = -float("inf")  # when the last delta arrived
         self.dirty = False
+        self.refresh = fmt.refresh
+        self.growth = fmt.growth
         self.tail_id = fmt.tail_id
         self.blocks_template = fmt.blocks_template
         self.tail_template = fmt.tail_template
@@ -316,33 +343,77 @@ class _MarkdownRenderer(_BaseRenderer):
 
     def text(self, text: str) -> bytes:
         self.parts.append(text)
+        self.length += len(text)
         self.dirty = True
-        return self.drain() if self.due() else b""
+        self.last_text = self.fmt.clock()
+        return self.render(force=False) if self.due() else b""
 
     def event(self, event: LLMEvent) -> bytes:
         if type(event) is TextDelta:
             return self.text(event.text)
         return b""
 
+    def flush(self) -> bytes:
+        # The pump polls this every ``interval`` even while deltas flow; only a model that has
+        # been silent for an interval gets its held text shown whatever its size.
+        if not self.due():
+            return b""
+        return self.render(force=self.fmt.clock() - self.last_text >= self.fmt.interval)
+
     def drain(self) -> bytes:
+        return self.render(force=True)
+
+    def worth_resending(self, now: float) -> bool:
+        """Whether the grown tail is worth its bytes: it grew by ``growth`` x its length since
+        it was last sent (re-sends of one block then add up to a few times its size), or it has
+        waited ``refresh`` seconds, or length / 1,000 seconds if longer (a long paragraph still
+        grows visibly, and its re-sends cost at most ~1,000 characters a second)."""
+        length = self.length - self.offset
+        grown = length - self.sent_length
+        if grown <= 0:
+            return False
+        if grown >= self.growth * length:
+            return True
+        return now - self.sent_at >= max(self.refresh, length / _TAIL_CHARS_PER_SECOND)
+
+    def render(self, *, force: bool) -> bytes:
+        """Settled blocks and the tail, if anything changed and (unless ``force``) a block
+        settled or the tail is worth re-sending. At most one check per ``interval``."""
         if not self.dirty:
             return b""
+        now = self.fmt.clock()
+        # A check counts as a render for the interval, so parsing stays at one per interval
+        # even when nothing is sent.
+        self.last_render = now
+        worth = force or self.worth_resending(now)
+        if not worth:
+            text = "".join(self.parts)
+            self.parts = [text]  # joined once per check, not once per token
+            if "\n" not in text[self.offset :] and "\r" not in text[self.offset :]:
+                # One line is one block: nothing can settle, no need to parse.
+                return b""
         self.dirty = False
-        self.last_render = self.fmt.clock()
         text = "".join(self.parts)
-        self.parts = [text]  # joined once per render, not once per token
+        self.parts = [text]
         split = self.md.split(text, self.offset)
-        # The newline markdown-it writes after each block is only whitespace between blocks;
-        # dropping it saves an SSE line per render.
-        settled, tail = split.settled.rstrip("\n"), split.tail.rstrip("\n")
         html = ""
-        if settled:
+        if split.settled:
             self.offset = split.offset
-            html = self.blocks_template.render({"tail_id": self.tail_id, "html": Markup(settled)})
-        if tail != self.sent_tail or settled:
+            html = self.blocks_template.render(
+                {"tail_id": self.tail_id, "html": Markup(wire_newlines(split.settled))}
+            )
+        elif not worth:
+            self.dirty = True  # still held: goes out when worth it, at a pause or at the end
+            return b""
+        tail = split.tail
+        if tail != self.sent_tail or split.settled:
             # After blocks settle the tail element still shows the old last block: always resend.
             self.sent_tail = tail
-            html += self.tail_template.render({"tail_id": self.tail_id, "html": Markup(tail)})
+            self.sent_length = len(text) - self.offset
+            self.sent_at = now
+            html += self.tail_template.render(
+                {"tail_id": self.tail_id, "html": Markup(wire_newlines(tail))}
+            )
         return self.data(html) if html else b""
 
     def end(self, result: StreamResult) -> bytes:
@@ -363,19 +434,31 @@ class MarkdownFormat(_Base):
        the last, still-growing block as the tail's new content;
     3. the final fragment: the complete message as ``#target``'s content, then ``done``.
 
-    Text that arrives within ``interval`` of the last render is held; it is rendered with the
-    first delta after the interval or, while the model pauses, by the pump's flush hook within
-    about one more interval. Bytes stay close to linear: only the last block is repeated.
+    When to re-send the tail (checked at most once per ``interval``): always when a block has
+    settled (with the blocks, at the first check after it did); otherwise only when the tail's
+    source has grown by ``growth`` x its length since it was last sent, or ``refresh`` seconds
+    have passed since then (for a tail of more than ``refresh`` x 1,000 characters: its length
+    / 1,000 seconds). So the re-sends of one block add up to a few times its size, a long
+    paragraph still visibly grows at least every ``refresh`` seconds (stretched only past
+    500 characters, which keeps its bytes linear in time), and bytes on the wire stay close
+    to linear in the answer. Text held back is sent when the model pauses for an interval
+    (the pump's flush hook, within about two intervals) and in the final fragment.
+
+    Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per event) and the HTML is
+    compact (no newlines between block tags, see :func:`sse_llm._markdown.compact`).
 
     Args:
         target: the id of the answer element (required: every fragment is addressed to it).
         interval: seconds between renders (default 0.1).
+        refresh: seconds; the longest a short growing tail waits for a re-send (default 0.5).
+        growth: fraction of its length a tail must grow by to be re-sent before ``refresh``
+            (default 1.0: the tail doubles between re-sends; 0 re-sends it at every render).
         markdown: the :class:`~sse_llm._markdown.MarkdownRenderer` (parser + sanitiser).
         prelude, final_template, done_event, event_name, clock: as for
             :class:`HTMLAppendFormat`.
 
     Raises:
-        ValueError: as for :class:`HTMLAppendFormat`.
+        ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` or ``growth`` negative.
     """
 
     def __init__(
@@ -384,6 +467,8 @@ class MarkdownFormat(_Base):
         *,
         prelude: str | None = None,
         interval: float = 0.1,
+        refresh: float = 0.5,
+        growth: float = 1.0,
         markdown: MarkdownRenderer | None = None,
         final_template: Template | str | None = None,
         done_event: str = "done",
@@ -400,6 +485,12 @@ class MarkdownFormat(_Base):
             markdown=markdown if markdown is not None else MarkdownRenderer(),
             clock=clock,
         )
+        if refresh < 0:
+            raise ValueError(f"refresh must be >= 0 seconds, got {refresh}")
+        if growth < 0:
+            raise ValueError(f"growth must be >= 0, got {growth}")
+        self.refresh = refresh
+        self.growth = growth
         self.tail_id = f"{target}-tail"
         self.setup_template = _template(None, _SETUP_TEMPLATE)
         self.blocks_template = _template(None, _BLOCKS_TEMPLATE)
