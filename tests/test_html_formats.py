@@ -46,6 +46,57 @@ async def timed_source(tokens: list[str], clock: FakeClock, step: float) -> Asyn
         yield token
 
 
+_OOB = re.compile(
+    r'<div hx-swap-oob="(beforebegin|innerHTML|delete):#([A-Za-z0-9_-]+)">(.*?)</div>'
+)
+
+
+def htmx_view(events: list[Any], target: str) -> str:
+    """``#target``'s innerHTML after a page applied ``events`` as the htmx 4 demo does: out-of-band
+    swaps, and each event's main content swapped into the tail (``hx-target="previous
+    .sse-llm-tail" hx-swap="innerHTML"``; htmx skips an empty main swap). Newlines sent as
+    ``&#10;`` are read back as the newlines the browser's parser makes of them. Sanitised
+    Markdown has no ``div``, so the first ``</div>`` ends an out-of-band wrapper."""
+    tail_id = f"{target}-tail"
+    setup = (
+        f'<div hx-swap-oob="innerHTML:#{target}">'
+        f'<div id="{tail_id}" class="sse-llm-tail"></div></div>'
+    )
+    blocks: list[str] = []
+    tail: str | None = None
+    for event in events:
+        if event.event != "message":
+            continue
+        data = event.data
+        if data.startswith(setup):
+            blocks, tail, data = [], "", data[len(setup) :]
+        for style, element, content in _OOB.findall(data):
+            if element == target:  # the complete message
+                assert style == "innerHTML"
+                blocks, tail = [content], None
+            elif style == "beforebegin":
+                assert element == tail_id and tail is not None
+                blocks.append(content)
+            elif style == "innerHTML":
+                assert element == tail_id and tail is not None
+                tail = content
+            else:
+                assert element == tail_id and tail is not None
+                tail = None
+        main = _OOB.sub("", data)
+        if main.strip():
+            assert tail is not None, f"main content with no tail element: {main!r}"
+            tail = main
+    view = "".join(blocks)
+    if tail is not None:
+        view += f'<div id="{tail_id}" class="sse-llm-tail">{tail}</div>'
+    return view.replace("&#10;", "\n")
+
+
+def whole_message_swapped(events: list[Any], target: str) -> bool:
+    return any(f'hx-swap-oob="innerHTML:#{target}"><' in e.data for e in events[1:])
+
+
 def broken_tag_tokens(text: str) -> list[str]:
     """Split every 3 characters: tags, attributes and URLs are cut across tokens."""
     return [text[i : i + 3] for i in range(0, len(text), 3)]
@@ -114,9 +165,13 @@ async def test_markdown_renders_at_most_once_per_interval() -> None:
     renders = [e for e in response.events if e.event == "message"][1:-1]  # minus setup and final
     duration = len(tokens) * 0.01
     assert 2 <= len(renders) <= duration / 0.1 + 1
+    assert htmx_view(response.events, "m-1") == MarkdownRenderer().render(text)
+    # The page already holds every settled block: the last event brings only the rest and
+    # removes the tail element, instead of the whole message once more.
     final = response.events[-2].data
-    message = wire_newlines(MarkdownRenderer().render(text))
-    assert final == f'<div hx-swap-oob="innerHTML:#m-1">{message}</div>'
+    assert final.endswith('<div hx-swap-oob="delete:#m-1-tail"></div>')
+    assert len(final) < len(wire_newlines(MarkdownRenderer().render(text))) / 2
+    assert not whole_message_swapped(response.events, "m-1")
     assert response.events[-1].event == "done"
 
 
@@ -130,23 +185,106 @@ async def test_markdown_settled_blocks_are_sent_once_so_bytes_grow_linearly() ->
         response = await run_stream(EventStream(source, format=fmt))
         body = response.body.decode()
         for i in range(count - 1):
-            # At most once as the finished tail, once settled, once in the final message.
-            assert body.count(f"<p>Paragraph number {i} with some words in it.</p>") <= 3
+            # At most once as the finished tail and once settled: the last event does not
+            # send the message again.
+            assert body.count(f"<p>Paragraph number {i} with some words in it.</p>") <= 2
         sizes.append(len(response.body))
     assert sizes[1] < 4.5 * sizes[0]  # 4x the text: ~4x the bytes, not 16x
 
 
-async def test_markdown_fragments_are_out_of_band_swaps_addressed_to_the_target() -> None:
-    response = await run_stream(EventStream(["# T\n\n", "body"], format=MarkdownFormat("x")))
+async def test_markdown_fragments_are_blocks_out_of_band_and_the_tail_as_main_content() -> None:
+    clock = FakeClock()
+    source = timed_source(["# T\n\n", "body", " more", "\n\n", "- a"], clock, 0.3)
+    response = await run_stream(EventStream(source, format=MarkdownFormat("x", clock=clock)))
     events = [e.data for e in response.events if e.event == "message"]
-    assert (
-        events[0]
-        == '<div hx-swap-oob="innerHTML:#x"><div id="x-tail" class="sse-llm-tail"></div></div>'
-    )
-    for data in events[1:-1]:
+    assert events == [
+        '<div hx-swap-oob="innerHTML:#x"><div id="x-tail" class="sse-llm-tail"></div></div>',
+        "<h1>T</h1>",  # the first block, still the tail: main content
+        '<div hx-swap-oob="beforebegin:#x-tail"><h1>T</h1></div><p>body</p>',
+        "<p>body more</p>",  # 0.6 s after it was last sent: past refresh
+        '<div hx-swap-oob="beforebegin:#x-tail"><p>body more</p></div><ul><li>a</li></ul>',
+        '<div hx-swap-oob="beforebegin:#x-tail"><ul><li>a</li></ul></div>'
+        '<div hx-swap-oob="delete:#x-tail"></div>',
+    ]
+    assert htmx_view(response.events, "x") == "<h1>T</h1><p>body more</p><ul><li>a</li></ul>"
+
+
+async def test_with_oob_tail_every_fragment_is_out_of_band() -> None:
+    fmt = MarkdownFormat("x", interval=0, oob_tail=True)
+    response = await run_stream(EventStream(["# T\n\n", "body", "\n\n", "end"], format=fmt))
+    events = [e.data for e in response.events if e.event == "message"]
+    for data in events[1:]:
         assert re.fullmatch(
-            r'(<div hx-swap-oob="(beforebegin|innerHTML):#x-tail">.*?</div>)+', data, re.S
+            r'(<div hx-swap-oob="(beforebegin|innerHTML|delete):#x-tail">.*?</div>)+', data, re.S
         )
+    assert htmx_view(response.events, "x") == "<h1>T</h1><p>body</p><p>end</p>"
+
+
+# A link reference definition changes a paragraph sent earlier: the safety net swaps in the
+# whole message at the end.
+REFERENCE_DOCUMENT = (
+    "A [link][ref] before its definition.\n\nMore text.\n\n[ref]: https://example.com\n"
+)
+MARKDOWN_DOCUMENTS = [
+    DEFAULT_ANSWER.replace("{prompt}", "질문"),
+    XSS_MARKDOWN,
+    "## 1. 단계\r\n\r\nText with **bold**\r\nand a soft break.\r\n\r\n| a | b |\r\n|---|---|\r\n"
+    "| `x` | y |\r\n\r\n```py\r\nprint('<b>')\r\n```\r\n\r\n> quote\r\n> more\r\n",
+    "Setext heading\n===\n\n* one\n* two\n\n  still two\n* three\n\n---\n\n1) x\n2) y\n",
+    REFERENCE_DOCUMENT,
+    "Trailing paragraph without a newline",
+    "",
+]
+
+
+@pytest.mark.parametrize("document", range(len(MARKDOWN_DOCUMENTS)))
+@pytest.mark.parametrize("split", ["tokens", "three", "one"])
+@pytest.mark.parametrize("interval", [0.0, 0.1])
+async def test_the_page_ends_with_exactly_the_render_of_the_whole_answer(
+    document: int, split: str, interval: float
+) -> None:
+    text = MARKDOWN_DOCUMENTS[document]
+    pieces = {
+        "tokens": tokenize(text),
+        "three": broken_tag_tokens(text),
+        "one": list(text),
+    }[split]
+    clock = FakeClock()
+    fmt = MarkdownFormat("m", interval=interval, clock=clock)
+    response = await run_stream(EventStream(timed_source(pieces, clock, 0.02), format=fmt))
+    assert htmx_view(response.events, "m") == MarkdownRenderer().render(text)
+    if text != REFERENCE_DOCUMENT:
+        assert not whole_message_swapped(response.events, "m")
+    assert response.events[-1].event == "done"
+
+
+class DriftingRenderer(MarkdownRenderer):
+    """A renderer whose whole render is not its blocks put together (a stand-in for a parser
+    plugin that looks at the whole document, e.g. footnotes numbered at the end)."""
+
+    def render(self, text: str) -> str:
+        return super().render(text) + ("<hr>" if text.count("\n\n") > 1 else "")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"markdown": DriftingRenderer()},
+        {"resend_final": True},
+        {"final_template": '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}</div>'},
+    ],
+    ids=["blocks-do-not-add-up", "resend_final", "final_template"],
+)
+async def test_the_whole_message_is_swapped_in_when_asked_or_when_blocks_do_not_add_up(
+    options: dict[str, Any],
+) -> None:
+    text = "# Title\n\nFirst paragraph.\n\nSecond one."
+    fmt = MarkdownFormat("m", interval=0, **options)
+    response = await run_stream(EventStream(tokenize(text), format=fmt))
+    renderer = options.get("markdown", MarkdownRenderer())
+    final = response.events[-2].data
+    assert final == f'<div hx-swap-oob="innerHTML:#m">{renderer.render(text)}</div>'
+    assert htmx_view(response.events, "m") == renderer.render(text)
 
 
 async def test_xss_split_across_tokens_never_reaches_a_fragment_unsanitised() -> None:
@@ -281,7 +419,7 @@ def test_append_coalesces_by_default() -> None:
 
 def test_fragments_are_one_data_line_however_many_newlines_the_answer_has() -> None:
     text = "# T\n\nline one\nline two\r\n\n```\ncode\n\nmore\n```\n\n- a\n- b\n"
-    for fmt in (HTMLAppendFormat("m", interval=0), MarkdownFormat("m", interval=0, growth=0)):
+    for fmt in (HTMLAppendFormat("m", interval=0), MarkdownFormat("m", interval=0, refresh=0)):
         renderer: Any = fmt.renderer()
         out = renderer.start() + b"".join(renderer.text(t) for t in tokenize(text))
         out += renderer.end(StreamResult(reason="completed", text=text))
@@ -299,23 +437,21 @@ async def markdown_bytes(text: str, **options: Any) -> int:
     fmt = MarkdownFormat("m", clock=clock, **options)
     source = timed_source(tokenize(text), clock, 0.02)
     response = await run_stream(EventStream(source, format=fmt))
-    assert response.events[-2].data.endswith(
-        wire_newlines(MarkdownRenderer().render(text)) + "</div>"
-    )
+    assert htmx_view(response.events, "m") == MarkdownRenderer().render(text)
     return len(response.body)
 
 
 async def test_a_long_growing_paragraph_costs_linear_bytes_not_quadratic() -> None:
     # One paragraph, never settled: only the re-sent tail grows. Re-sending it every interval
-    # (growth=0, the old rule) is quadratic; the default rule must stay linear.
+    # (refresh=0) is quadratic; the default rule must stay linear.
     # 800 words (~6,000 characters, 30 s at 50 tokens/s) is past the short-tail regime, where
     # re-sends cost a bounded number of bytes per second, so doubling the text about doubles
     # the bytes (measured: 2.06x).
     small = await markdown_bytes(paragraph(800))
     large = await markdown_bytes(paragraph(1600))
     assert large <= 2.5 * small, (small, large)
-    old_small = await markdown_bytes(paragraph(800), growth=0, refresh=0)
-    old_large = await markdown_bytes(paragraph(1600), growth=0, refresh=0)
+    old_small = await markdown_bytes(paragraph(800), refresh=0)
+    old_large = await markdown_bytes(paragraph(1600), refresh=0)
     assert old_large > 3.5 * old_small  # the measure tells quadratic from linear (4.7x)
     assert large < old_large / 20
 
@@ -332,13 +468,13 @@ def test_a_growing_paragraph_is_re_sent_at_least_every_refresh_seconds() -> None
     gaps = [b - a for a, b in pairwise(sent_at)]
     assert max(gaps) <= 0.5 + 0.1 + 1e-9, gaps  # refresh, checked once per interval
     assert 1.4 - sent_at[-1] <= 0.5 + 0.1
-    # ... but not at every interval: only when the tail doubled or refresh passed.
+    # ... but not at every interval: only when refresh passed.
     assert len(sent_at) <= 1.4 / 0.1 * 0.6, sent_at
 
 
 def test_a_settled_block_is_sent_at_the_first_check_whatever_the_tail_rule() -> None:
     clock = FakeClock()
-    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, growth=10, clock=clock).renderer()
+    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, clock=clock).renderer()
     renderer.start()
     assert b"<p>intro</p>" in renderer.text("intro")  # the first text goes out at once
     clock.now += 0.1

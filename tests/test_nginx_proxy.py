@@ -76,9 +76,7 @@ def nginx_in_front(tmp_path: Path) -> Iterator[str]:
         port = _free_port()
         user = "user root;" if os.geteuid() == 0 else ""
         conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            CONFIG.format(prefix=tmp_path, port=port, upstream=upstream, user=user)
-        )
+        conf.write_text(CONFIG.format(prefix=tmp_path, port=port, upstream=upstream, user=user))
         proc = subprocess.Popen(
             [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,

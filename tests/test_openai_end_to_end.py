@@ -52,6 +52,7 @@ class Proxy:
                 "x-replay-tag": request.query_params.get("tag", ""),
             },
         )
+
         async def done(result: StreamResult) -> None:
             self.results.append(result)
             await client.close()  # the hook is shielded: safe even after a disconnect

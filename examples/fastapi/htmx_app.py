@@ -15,15 +15,19 @@ with ``OPENAI_BASE_URL`` and ``SSE_LLM_MODEL``, read at every request):
 
 - ``GET /``: htmx 4 + its ``hx-sse`` extension. The form ``hx-post``s to ``/api/chat``, whose
   response is the event stream itself (:class:`sse_llm.html.MarkdownFormat`): the first event
-  inserts the message pair, the next ones the growing, sanitised Markdown, the last one the
-  whole answer; ``event: done`` resets the form. The form is disabled while it streams; Stop
-  aborts the request, which the server sees as a disconnect (source closed, hook called).
+  inserts the message pair, the next ones the growing, sanitised Markdown (settled blocks out of
+  band, the growing last block into the tail, the ``target:`` of the form's ``hx-swap``), the
+  last one what is left of the answer; ``event: done`` resets the form. The form is disabled
+  while it streams; Stop aborts the request, which the server sees as a disconnect (source
+  closed, hook called).
 - ``GET /htmx2``: htmx 2 + ``htmx-ext-sse``. ``EventSource`` can only GET, so the form
   ``hx-post``s to ``/htmx2/send``, which stores the prompt and answers with the message pair
   holding ``sse-connect="/api/stream/<id>"``, ``sse-swap="message"`` and ``sse-close="done"``.
   The stream (:class:`sse_llm.html.HTMLAppendFormat`) appends escaped text, then swaps in the
   sanitised Markdown of the whole answer and sends ``done``, on which the extension closes the
-  ``EventSource`` (which would otherwise reconnect and ask again).
+  ``EventSource`` (which would otherwise reconnect and ask again). With "Markdown while
+  streaming" ticked, the pair holds a tail element with ``sse-swap="message"`` and the stream is
+  :class:`sse_llm.html.MarkdownFormat` (``create_tail=False``): sanitised Markdown block by block.
 
 Every URL in the pages comes from ``request.url_for``, so the app also works mounted under a
 prefix (``parent.mount("/htmx", create_app())``). The vendored htmx files
@@ -47,10 +51,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from sse_llm import CompletionHook, Source, StreamResult
-from sse_llm._markdown import MarkdownRenderer
+from sse_llm import CompletionHook, Source, StreamResult, WireFormat
 from sse_llm.fastapi import SSEResponse
-from sse_llm.html import HTMLAppendFormat, MarkdownFormat
+from sse_llm.html import HTMLAppendFormat, MarkdownFormat, MarkdownRenderer
 from sse_llm.testing import FakeLLM
 
 if TYPE_CHECKING:
@@ -112,7 +115,8 @@ def create_app(
     fake = fake if fake is not None else FakeLLM(delay=0.03)
     clients: dict[tuple[str, str | None], AsyncOpenAI] = {}
     numbers = itertools.count(1)  # message ids; a real app would use its database's
-    pending: OrderedDict[int, str] = OrderedDict()  # htmx 2: prompts waiting for their stream
+    # htmx 2: (prompt, Markdown while streaming?) waiting for their EventSource
+    pending: OrderedDict[int, tuple[str, bool]] = OrderedDict()
     templates = Jinja2Templates(directory=HERE / "templates")
 
     @asynccontextmanager
@@ -187,27 +191,36 @@ def create_app(
     async def htmx2_send(request: Request) -> Response:
         """Store the prompt; answer with the pair whose ``sse-connect`` GETs the stream."""
         prompt = await read_prompt(request)
+        markdown = "markdown" in parse_qs((await request.body()).decode("utf-8", "replace"))
         number = next(numbers)
-        pending[number] = prompt
+        pending[number] = (prompt, markdown)
         while len(pending) > MAX_PENDING:
             pending.popitem(last=False)
         context = {
             "prompt": prompt,
             "number": number,
             "stream_url": path_for(request, "htmx2_stream", number=number),
+            "markdown": markdown,
         }
         return templates.TemplateResponse(request, "htmx/pair2.html", context)
 
     @app.get("/api/stream/{number}", name="htmx2_stream")
     async def htmx2_stream(number: int) -> Response:
-        """The answer for ``EventSource``: escaped text appended, then the Markdown, then
-        ``done`` (``sse-close``)."""
-        prompt = pending.pop(number, None)
-        if prompt is None:
+        """The answer for ``EventSource``, then ``done`` (``sse-close``): escaped text appended
+        and the Markdown at the end, or (box ticked) sanitised Markdown block by block into the
+        tail element the pair holds (``create_tail=False``)."""
+        waiting = pending.pop(number, None)
+        if waiting is None:
             # Already answered (or unknown): 204 makes EventSource stop reconnecting
             # (WHATWG HTML §9.2.3), where an error status would only be retried.
             return Response(status_code=204)
-        fmt = HTMLAppendFormat(f"answer-{number}", markdown=MarkdownRenderer())
+        prompt, markdown = waiting
+        target = f"answer-{number}"
+        fmt: WireFormat = (
+            MarkdownFormat(target, create_tail=False, interval=interval)
+            if markdown
+            else HTMLAppendFormat(target, markdown=MarkdownRenderer())
+        )
         return SSEResponse(await answer(prompt), format=fmt, on_complete=on_complete)
 
     app.mount("/static", StaticFiles(directory=VENDOR), name="htmx_static")

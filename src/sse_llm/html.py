@@ -4,18 +4,20 @@ Two wire formats, both ``text/event-stream`` with one HTML fragment per SSE even
 
 - :class:`HTMLAppendFormat`: each event's data is only the new text, HTML-escaped, for a
   ``beforeend`` swap; bytes on the wire grow linearly with the answer.
-- :class:`MarkdownFormat`: the answer is rendered server-side (markdown-it-py), sanitised (nh3)
-  and swapped in out of band; renders are coalesced to at most one per ``interval`` seconds,
-  completed Markdown blocks are sent once and only the growing last block is re-sent.
+- :class:`MarkdownFormat`: the answer is rendered server-side (markdown-it-py) and sanitised
+  (nh3); renders are coalesced to at most one per ``interval`` seconds, completed Markdown
+  blocks are sent once (out of band) and only the growing last block is re-sent (as the
+  event's main content, for the page to swap into a tail element).
 
 Both end a stream that completed (or failed, or was stopped by a shutdown) with an event that
-swaps the complete, sanitised message into the element ``target`` (``hx-swap-oob``), then a
+leaves the element ``target`` holding the complete, sanitised message (``HTMLAppendFormat``
+swaps it all in; ``MarkdownFormat`` adds what the page does not hold yet, see there), then a
 named ``done`` event whose data is the end reason (``completed``, ``error``, ``shutdown``).
 
 Works with htmx 4's ``hx-sse`` extension (an ``hx-post`` whose response is an event stream: each
-unnamed event is swapped into the request's target, named ones become DOM events) and with
-htmx 2 + ``htmx-ext-sse`` (``sse-connect``/``sse-swap="message"``, ``sse-close="done"``).
-Out-of-band swaps (``hx-swap-oob="innerHTML:#id"``) are processed per message by both.
+unnamed event is swapped like a response, named ones become DOM events) and with htmx 2 +
+``htmx-ext-sse`` (``sse-connect``/``sse-swap="message"``, ``sse-close="done"``). Out-of-band
+swaps (``hx-swap-oob="<style>:#id"``) are processed per message by both.
 
 Model output never reaches the page as markup: append mode escapes ``&``, ``<`` and ``>``;
 Markdown goes through ``html=False`` parsing and an nh3 allow-list (see ``sse_llm._markdown``).
@@ -45,6 +47,7 @@ __all__ = [
     "FINAL_TEMPLATE",
     "HTMLAppendFormat",
     "MarkdownFormat",
+    "MarkdownRenderer",
     "Template",
     "escape_text",
     "wire_newlines",
@@ -71,9 +74,19 @@ _SETUP_TEMPLATE = (
     '<div hx-swap-oob="innerHTML:#{{ target }}">'
     '<div id="{{ tail_id }}" class="sse-llm-tail"></div></div>'
 )
-#: Markdown mode: settled blocks go in before the tail element, the tail replaces its content.
+#: Markdown mode: settled blocks go in before the tail element, the tail replaces its content
+#: (out of band only with ``oob_tail=True`` or when it is empty: by default the tail HTML is the
+#: event's main content, which the page swaps into the tail element).
 _BLOCKS_TEMPLATE = '<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}</div>'
 _TAIL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ tail_id }}">{{ html }}</div>'
+#: Markdown mode, last event when the client already holds every settled block: the last block
+#: (and the error, if any) goes in before the tail element, which is then removed, leaving
+#: ``#target`` with exactly the render of the whole message.
+_REST_TEMPLATE = (
+    '{% if html or error %}<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}'
+    '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}</div>'
+    '{% endif %}<div hx-swap-oob="delete:#{{ tail_id }}"></div>'
+)
 
 #: Markdown mode: the longest wait between re-sends of a growing tail is ``refresh`` seconds,
 #: or its length over this many characters per second if longer (see ``worth_resending``).
@@ -148,6 +161,7 @@ class _Base:
         self.prelude = prelude
         self.interval = interval
         self.final_template = _template(final_template, FINAL_TEMPLATE)
+        self.custom_final = final_template is not None
         self.done_event = done_event
         self.event_name = event_name
         self.markdown = markdown
@@ -318,6 +332,8 @@ class HTMLAppendFormat(_Base):
 
 
 class _MarkdownRenderer(_BaseRenderer):
+    fmt: MarkdownFormat
+
     def __init__(self, fmt: MarkdownFormat) -> None:
         super().__init__(fmt)
         self.md: MarkdownRenderer = fmt.markdown  # type: ignore[assignment]
@@ -329,16 +345,17 @@ class _MarkdownRenderer(_BaseRenderer):
         self.last_text = -float("inf")  # when the last delta arrived
         self.dirty = False
         self.refresh = fmt.refresh
-        self.growth = fmt.growth
         self.tail_id = fmt.tail_id
+        self.oob_tail = fmt.oob_tail
         self.blocks_template = fmt.blocks_template
         self.tail_template = fmt.tail_template
+        self.sent_blocks: list[str] = []  # the settled blocks' HTML, in the order sent
 
     def start(self) -> bytes:
         fmt = self.fmt
-        setup = fmt.setup_template.render(  # type: ignore[attr-defined]
-            {"target": fmt.target, "tail_id": self.tail_id}
-        )
+        if not fmt.create_tail:
+            return super().start()
+        setup = fmt.setup_template.render({"target": fmt.target, "tail_id": self.tail_id})
         return super().start() + self.data(setup)
 
     def text(self, text: str) -> bytes:
@@ -364,15 +381,14 @@ class _MarkdownRenderer(_BaseRenderer):
         return self.render(force=True)
 
     def worth_resending(self, now: float) -> bool:
-        """Whether the grown tail is worth its bytes: it grew by ``growth`` x its length since
-        it was last sent (re-sends of one block then add up to a few times its size), or it has
-        waited ``refresh`` seconds, or length / 1,000 seconds if longer (a long paragraph still
-        grows visibly, and its re-sends cost at most ~1,000 characters a second)."""
+        """Whether the grown tail is worth its bytes: none of it is shown yet, or it was last
+        sent ``refresh`` seconds ago (length / 1,000 seconds for a tail longer than ``refresh``
+        x 1,000 characters: a long paragraph still grows visibly, and its re-sends cost at most
+        ~1,000 characters a second, linear in time instead of quadratic)."""
         length = self.length - self.offset
-        grown = length - self.sent_length
-        if grown <= 0:
+        if length <= self.sent_length:
             return False
-        if grown >= self.growth * length:
+        if self.sent_length == 0 or self.refresh == 0:
             return True
         return now - self.sent_at >= max(self.refresh, length / _TAIL_CHARS_PER_SECOND)
 
@@ -399,6 +415,7 @@ class _MarkdownRenderer(_BaseRenderer):
         html = ""
         if split.settled:
             self.offset = split.offset
+            self.sent_blocks.append(split.settled)
             html = self.blocks_template.render(
                 {"tail_id": self.tail_id, "html": Markup(wire_newlines(split.settled))}
             )
@@ -411,38 +428,80 @@ class _MarkdownRenderer(_BaseRenderer):
             self.sent_tail = tail
             self.sent_length = len(text) - self.offset
             self.sent_at = now
-            html += self.tail_template.render(
-                {"tail_id": self.tail_id, "html": Markup(wire_newlines(tail))}
-            )
+            if self.oob_tail or not tail.strip():
+                # Out of band: the page swaps nothing itself, or the tail is empty (an empty
+                # main swap is skipped by htmx, which would leave the old block showing).
+                html += self.tail_template.render(
+                    {"tail_id": self.tail_id, "html": Markup(wire_newlines(tail))}
+                )
+            else:
+                html += wire_newlines(tail)  # the main content: the page swaps it into the tail
         return self.data(html) if html else b""
 
     def end(self, result: StreamResult) -> bytes:
-        # The final fragment replaces everything; a pending render would be sent for nothing.
+        # What is still held back goes out with the last event, not in a render of its own.
         self.dirty = False
-        return super().end(result)
+        fmt = self.fmt
+        if result.reason not in ("completed", "error", "shutdown") or (
+            fmt.resend_final or fmt.custom_final
+        ):
+            return super().end(result)
+        text = "".join(self.parts)
+        rest = self.md.render(text[self.offset :])
+        if "".join(self.sent_blocks) + rest != self.md.render(text):
+            # Never expected (settled blocks cannot change, see MarkdownRenderer.split), but
+            # the page must end with exactly the render of the whole text: swap it all in.
+            return super().end(result)
+        context = {
+            "tail_id": self.tail_id,
+            "html": Markup(wire_newlines(rest)),
+            "error": Markup(escape_text(self.error_message or "")),
+        }
+        out = self.data(fmt.rest_template.render(context))
+        return out + encode_data(result.reason, fmt.done_event)
 
 
 class MarkdownFormat(_Base):
-    """The answer rendered as sanitised Markdown, swapped out of band into ``#target``.
+    """The answer rendered as sanitised Markdown, built up in ``#target`` block by block.
 
-    Events (all unnamed, all out-of-band, so the request's own ``hx-swap`` can be ``none``):
+    Events (all unnamed):
 
-    1. (``prelude``, if given), then a fragment that empties ``#target`` and puts an element
-       ``#<target>-tail`` in it;
+    1. (``prelude``, if given), then a fragment that empties ``#target`` and puts the tail
+       element ``<div id="<target>-tail" class="sse-llm-tail">`` in it (unless
+       ``create_tail=False``: the page already holds it);
     2. at most one render per ``interval`` seconds: completed top-level blocks (paragraphs,
-       lists, code blocks, tables ...) once, inserted before the tail element, and the HTML of
-       the last, still-growing block as the tail's new content;
-    3. the final fragment: the complete message as ``#target``'s content, then ``done``.
+       lists, code blocks, tables ...) once, inserted out of band before the tail element, and
+       the HTML of the last, still-growing block as the event's main content, which the page
+       swaps into the tail element (see below; with ``oob_tail=True`` it is sent out of band
+       too, at ~48 bytes per update);
+    3. the last event: the blocks not sent yet are inserted before the tail element and the
+       tail element is deleted, so ``#target`` holds exactly ``markdown.render(text)`` of the
+       whole answer. This is checked on the server, byte for byte, against a render of the
+       whole text; if it did not hold (or with ``resend_final=True``, or a custom
+       ``final_template``) the complete message is swapped in as ``#target``'s content
+       instead (:data:`FINAL_TEMPLATE`). An error message follows the answer as
+       ``<p class="sse-llm-error" role="alert">``. Then the ``done`` event.
 
-    When to re-send the tail (checked at most once per ``interval``): always when a block has
-    settled (with the blocks, at the first check after it did); otherwise only when the tail's
-    source has grown by ``growth`` x its length since it was last sent, or ``refresh`` seconds
-    have passed since then (for a tail of more than ``refresh`` x 1,000 characters: its length
-    / 1,000 seconds). So the re-sends of one block add up to a few times its size, a long
-    paragraph still visibly grows at least every ``refresh`` seconds (stretched only past
-    500 characters, which keeps its bytes linear in time), and bytes on the wire stay close
-    to linear in the answer. Text held back is sent when the model pauses for an interval
-    (the pump's flush hook, within about two intervals) and in the final fragment.
+    The page routes the main content to the current tail element:
+
+    - htmx 4 (``hx-sse``): ``hx-swap='innerHTML target:"previous .sse-llm-tail"'`` on the form
+      that posts, placed after the messages. The ``target:`` modifier is resolved at every
+      swap (``hx-target`` is resolved once, when the request starts, before the answer
+      exists), and ``previous`` finds the newest tail (a stopped answer keeps its own);
+    - htmx 2 (``htmx-ext-sse``): the page holds the tail, ``sse-swap="message"`` on it, and
+      the format does not create it: ``<div id="answer"><div id="answer-tail"
+      class="sse-llm-tail" sse-swap="message"></div></div>`` with ``create_tail=False``.
+
+    When to re-send the tail (checked at most once per ``interval``): when a block has settled
+    (with the blocks, at the first check after it did), when none of the tail is shown yet
+    (the first words appear at once), and otherwise when ``refresh`` seconds have passed since
+    it was last sent (for a tail of more than ``refresh`` x 1,000 characters: its length /
+    1,000 seconds, which keeps a long paragraph's re-sends linear in time). So a growing
+    block visibly grows every ``refresh`` seconds, and bytes on the wire stay close to linear
+    in the answer (``benchmarks/README.md``: 2.9x the answer's text for a dense 2,000-token
+    Markdown answer at the defaults; ``refresh=0`` re-sends the tail at every render: 6.2x).
+    Text held back is sent when the model pauses for an interval (the pump's flush hook,
+    within about two intervals) and in the last event.
 
     Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per event) and the HTML is
     compact (no newlines between block tags, see :func:`sse_llm._markdown.compact`).
@@ -450,15 +509,22 @@ class MarkdownFormat(_Base):
     Args:
         target: the id of the answer element (required: every fragment is addressed to it).
         interval: seconds between renders (default 0.1).
-        refresh: seconds; the longest a short growing tail waits for a re-send (default 0.5).
-        growth: fraction of its length a tail must grow by to be re-sent before ``refresh``
-            (default 1.0: the tail doubles between re-sends; 0 re-sends it at every render).
-        markdown: the :class:`~sse_llm._markdown.MarkdownRenderer` (parser + sanitiser).
+        refresh: seconds; the longest a growing tail of up to ``refresh`` x 1,000 characters
+            waits for a re-send (default 0.5; 0 re-sends it at every render, whatever its
+            length: bytes then grow with the square of a long paragraph).
+        markdown: the :class:`~sse_llm.html.MarkdownRenderer` (parser + sanitiser).
+        oob_tail: send tail updates out of band (``innerHTML:#<target>-tail``), for pages that
+            cannot route the main content to the tail; default ``False``.
+        create_tail: send the first fragment that puts the tail element into ``#target``;
+            ``False`` when the page's own markup holds it (default ``True``).
+        resend_final: the last event always swaps in the complete message, even when the page
+            already holds all of it but the last block (costs the rendered answer's size once
+            more); default ``False``.
         prelude, final_template, done_event, event_name, clock: as for
             :class:`HTMLAppendFormat`.
 
     Raises:
-        ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` or ``growth`` negative.
+        ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` negative.
     """
 
     def __init__(
@@ -468,8 +534,10 @@ class MarkdownFormat(_Base):
         prelude: str | None = None,
         interval: float = 0.1,
         refresh: float = 0.5,
-        growth: float = 1.0,
         markdown: MarkdownRenderer | None = None,
+        oob_tail: bool = False,
+        create_tail: bool = True,
+        resend_final: bool = False,
         final_template: Template | str | None = None,
         done_event: str = "done",
         event_name: str | None = None,
@@ -487,14 +555,15 @@ class MarkdownFormat(_Base):
         )
         if refresh < 0:
             raise ValueError(f"refresh must be >= 0 seconds, got {refresh}")
-        if growth < 0:
-            raise ValueError(f"growth must be >= 0, got {growth}")
         self.refresh = refresh
-        self.growth = growth
+        self.oob_tail = oob_tail
+        self.create_tail = create_tail
+        self.resend_final = resend_final
         self.tail_id = f"{target}-tail"
         self.setup_template = _template(None, _SETUP_TEMPLATE)
         self.blocks_template = _template(None, _BLOCKS_TEMPLATE)
         self.tail_template = _template(None, _TAIL_TEMPLATE)
+        self.rest_template = _template(None, _REST_TEMPLATE)
 
     def renderer(self) -> Renderer:
         return _MarkdownRenderer(self)

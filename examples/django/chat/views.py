@@ -2,9 +2,10 @@
 
 The form posts with htmx 4 (``hx-post`` + the ``hx-sse`` extension): the response is
 ``text/event-stream``; its first event inserts the message pair, the next ones fill the answer
-(:class:`sse_llm.html.MarkdownFormat`, out-of-band swaps), the last one swaps in the whole
-sanitised answer. When the answer ends, however it ends (finished, Stop button, tab closed,
-model error), ``on_complete`` saves the text received so far.
+(:class:`sse_llm.html.MarkdownFormat`: settled blocks out of band, the growing last block into
+the tail element that the form's ``hx-swap`` targets), the last one adds what is left. When the
+answer ends, however it ends (finished, Stop button, tab closed, model error), ``on_complete``
+saves the text received so far.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from sse_llm import Source, StreamResult
-from sse_llm._markdown import MarkdownRenderer
 from sse_llm.django import SSEStreamingResponse, sse
-from sse_llm.html import MarkdownFormat
+from sse_llm.html import MarkdownFormat, MarkdownRenderer
 from sse_llm.testing import FakeLLM
 
 from .models import Conversation, Message
