@@ -168,3 +168,45 @@ def test_the_response_refuses_synchronous_iteration(demo: tuple[str, Path]) -> N
     response = SSEStreamingResponse(["a"])
     with pytest.raises(UnsupportedServerError):
         iter(response)
+
+
+def test_django_templates_render_fragments_with_model_output_escaped_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # sse_llm.html takes any template with render(context): a Django backend template works
+    # like a Jinja2 one. The context values are already HTML (markupsafe.Markup: escaped text,
+    # sanitised Markdown); Django's autoescape sees their __html__ and keeps them as they are,
+    # so model output is escaped exactly once.
+    import anyio
+    from django.template import engines
+
+    from sse_llm import EventStream
+    from sse_llm.html import HTMLAppendFormat, MarkdownRenderer
+    from sse_llm.testing import run_stream
+
+    django_demo_app(tmp_path_factory)  # configures Django settings (templates engine)
+    django = engines["django"]
+    fmt = HTMLAppendFormat(
+        "answer",
+        interval=0,
+        markdown=MarkdownRenderer(),
+        token_template=django.from_string('<span class="t">{{ text }}</span>'),
+        final_template=django.from_string(
+            '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}{{ error }}</div>'
+        ),
+    )
+    tokens = ["**bold** ", "<script>", "alert(1)", "</script> ", "& 끝"]
+    response = anyio.run(run_stream, EventStream(tokens, format=fmt))
+    data = [e.data for e in response.events if e.event == "message"]
+    assert data[:4] == [
+        '<span class="t">**bold** </span>',
+        '<span class="t">&lt;script&gt;</span>',
+        '<span class="t">alert(1)</span>',
+        '<span class="t">&lt;/script&gt; </span>',
+    ]
+    assert data[4] == '<span class="t">&amp; 끝</span>'
+    assert data[5] == (
+        '<div hx-swap-oob="innerHTML:#answer">'
+        f"{MarkdownRenderer().render(''.join(tokens))}</div>"
+    )
+    assert "<script>" not in "".join(data)
