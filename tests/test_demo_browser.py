@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import anyio
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from sse_llm import StreamResult
 from sse_llm.testing import FakeLLM, tokenize
@@ -26,17 +26,6 @@ from .test_examples import load_example
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PROMPT = "한국어로 인사해 줘"
 SCREENSHOT = "/tmp/demo.png"
 STREAM_DEADLINE = 60.0  # seconds; far above the few seconds a stream takes
@@ -72,19 +61,6 @@ class Demo(NamedTuple):
 class Tab(NamedTuple):
     page: Page
     console_errors: list[str]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # executable_path: Debian's chromium, so Playwright downloads no browser of its own.
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from sse_llm.flask import sse_response
 from sse_llm.formats import AISDKFormat, JSONEventsFormat
 from sse_llm.testing import FakeLLM, tokenize
 
+from .support.browser import launch_chromium
 from .support.fixtures import expected, fixture_files, fixture_id
 from .support.plugin import ReplayServer
 from .test_examples import load_example
@@ -358,16 +359,6 @@ def test_tokens_of_a_long_answer_all_arrive_in_order(base_url: str) -> None:
 # ------------------------------------------------------------------------------ the example
 
 PROMPT = "한국어로 인사해 줘 🙂"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @contextmanager
@@ -447,24 +438,16 @@ def test_flask_example_streams_a_real_openai_sdk_response(replay_server: ReplayS
 
 @pytest.mark.browser
 def test_flask_example_page_shows_the_streamed_answer_in_chromium() -> None:
-    from playwright.sync_api import sync_playwright
-
     fake = FakeLLM(delay=0.01)
-    with serve_example(fake) as (url, _), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url + "/")
-            page.fill("#prompt", PROMPT)
-            page.press("#prompt", "Enter")
-            page.wait_for_selector(".assistant[data-status=done]", timeout=60_000)
-            page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
-            text = page.text_content(".assistant[data-status=done]")
-        finally:
-            browser.close()
+    with serve_example(fake) as (url, _), launch_chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url + "/")
+        page.fill("#prompt", PROMPT)
+        page.press("#prompt", "Enter")
+        page.wait_for_selector(".assistant[data-status=done]", timeout=60_000)
+        page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+        text = page.text_content(".assistant[data-status=done]")
     assert text == fake.text_for(PROMPT)
     assert errors == []

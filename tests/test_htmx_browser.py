@@ -36,7 +36,6 @@ from sse_llm.testing import FakeLLM
 
 from .support.servers import run_uvicorn
 from .test_demo_browser import RECORD_READS, OneByteSends
-from .test_demo_browser import browser as browser  # the module-scoped Chromium fixture
 from .test_django import django_demo_app
 
 pytestmark = pytest.mark.browser
@@ -232,9 +231,12 @@ def serve_django(django_app: tuple[Any, Path]) -> Iterator[tuple[str, Path]]:
         yield base_url, db
 
 
-def submit(page: Page, url: str, prompt: str) -> str:
-    """Open ``url``, send ``prompt``; return the selector of the new answer element."""
+def submit(page: Page, url: str, prompt: str, *, check: str | None = None) -> str:
+    """Open ``url``, tick the box ``check`` if given, send ``prompt``; return the selector of the
+    new answer element."""
     page.goto(url)
+    if check is not None:
+        page.check(check)
     before = page.evaluate("() => document.querySelectorAll('.answer').length")
     page.fill("#chat-form textarea", prompt)
     page.click("#send")
@@ -327,12 +329,13 @@ def test_htmx4_stop_button_ends_the_stream_and_the_server_closes_the_source(tab:
     assert tab.errors == []
 
 
-@pytest.mark.parametrize("page_kind", ["htmx4", "htmx2"])
+@pytest.mark.parametrize("page_kind", ["htmx4", "htmx2", "htmx2-markdown"])
 def test_model_output_that_attacks_the_page_never_runs(tab: Tab, page_kind: str) -> None:
     fake = ScriptedLLM(XSS_TOKENS, delay=0.02)
     with serve_htmx(fake) as demo:
         url = demo.base_url + ("/" if page_kind == "htmx4" else "/htmx2")
-        selector = submit(tab.page, url, "<i>prompt</i>")
+        check = "#markdown" if page_kind == "htmx2-markdown" else None
+        selector = submit(tab.page, url, "<i>prompt</i>", check=check)
         _, final = watch_until_end(tab.page, selector)
         tab.page.hover(selector)  # an onmouseover, had one survived
         tab.page.wait_for_timeout(200)
@@ -394,11 +397,37 @@ def test_htmx2_page_streams_then_closes_on_done_without_reconnecting(tab: Tab) -
     assert_clean(tab)
 
 
-def test_htmx2_page_renders_exactly_when_every_byte_arrives_alone(tab: Tab) -> None:
+def test_htmx2_page_streams_markdown_block_by_block_into_its_own_tail(tab: Tab) -> None:
+    # MarkdownFormat(create_tail=False): the pair holds the tail with sse-swap="message"; settled
+    # blocks arrive out of band, the growing block as each event's data, the last event removes
+    # the tail, and `done` closes the EventSource.
+    fake = FakeLLM(delay=0.03)
+    expected = fake.text_for(PROMPT)
+    with serve_htmx(fake) as demo:
+        selector = submit(tab.page, demo.base_url + "/htmx2", PROMPT, check="#markdown")
+        samples, final = watch_until_end(tab.page, selector)
+        tab.page.wait_for_timeout(4500)  # past any reconnect, as in the append test above
+        streams = [p for p in demo.counter.paths if "/api/stream/" in p]
+
+    assert final["ends"] == ["close:message"]
+    assert final["html"] == MARKDOWN.render(expected)
+    # While it streamed, the answer was rendered Markdown (never raw text) and grew.
+    assert_grew(samples, final["length"])
+    growing = [s["html"] for s in samples if s["length"]]
+    assert growing and all(h.startswith("<") for h in growing)
+    assert any('class="sse-llm-tail"' in h for h in growing)
+    assert len(streams) == 1, streams
+    assert [r.reason for r in demo.results] == ["completed"]
+    assert_clean(tab)
+
+
+@pytest.mark.parametrize("markdown", [False, True], ids=["append", "markdown"])
+def test_htmx2_page_renders_exactly_when_every_byte_arrives_alone(tab: Tab, markdown: bool) -> None:
     fake = FakeLLM(delay=0)
     expected = fake.text_for(PROMPT)
     with serve_htmx(fake, mounted=False, one_byte=True) as demo:
-        selector = submit(tab.page, demo.base_url + "/htmx2", PROMPT)
+        check = "#markdown" if markdown else None
+        selector = submit(tab.page, demo.base_url + "/htmx2", PROMPT, check=check)
         _, final = watch_until_end(tab.page, selector)
 
     assert final["html"] == MARKDOWN.render(expected)

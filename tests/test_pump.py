@@ -18,6 +18,10 @@ import httpx_sse
 import pytest
 from sse_starlette import JSONServerSentEvent
 from sse_starlette import ServerSentEvent as StarletteEvent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from sse_llm import (
     Comment,
@@ -603,6 +607,79 @@ async def test_text_format_error_event() -> None:
     }
 
 
+# -- run_stream's request scope -------------------------------------------------------------------
+
+# What a browser or httpx sends for "한국어": its UTF-8 bytes, each percent-encoded.
+KOREAN_QUERY_VALUE = "%ED%95%9C%EA%B5%AD%EC%96%B4"
+
+
+async def _describe_request(request: Request) -> JSONResponse:
+    """What a Starlette view sees of the request line (raw bytes shown as latin-1 text)."""
+    return JSONResponse(
+        {
+            "path": request.scope["path"],
+            "url_path": request.url.path,
+            "raw_path": request.scope["raw_path"].decode("latin-1"),
+            "query_string": request.scope["query_string"].decode("latin-1"),
+            "query_params": dict(request.query_params),
+            "path_params": request.path_params,
+        }
+    )
+
+
+def _describing_app() -> Starlette:
+    return Starlette(
+        routes=[Route("/chat", _describe_request), Route("/문서/{name}", _describe_request)]
+    )
+
+
+async def _seen(target: str) -> dict[str, Any]:
+    response = await run_stream(_describing_app(), target)
+    assert response.status == 200, response.body
+    assert response.complete
+    seen: dict[str, Any] = json.loads(response.body)
+    return seen
+
+
+@pytest.mark.anyio
+async def test_run_stream_percent_encodes_a_non_ascii_query_as_utf_8() -> None:
+    seen = await _seen("/chat?q=한국어")
+    assert seen["query_params"] == {"q": "한국어"}
+    assert seen["query_string"] == f"q={KOREAN_QUERY_VALUE}"
+    assert seen["query_string"].encode() == httpx.URL("http://127.0.0.1/chat?q=한국어").query
+    assert (seen["path"], seen["raw_path"]) == ("/chat", "/chat")
+
+
+@pytest.mark.anyio
+async def test_run_stream_gives_a_non_ascii_path_decoded_and_raw_path_encoded() -> None:
+    seen = await _seen("/문서/안녕 하세요?q=한국어")
+    assert seen["path"] == seen["url_path"] == "/문서/안녕 하세요"
+    assert seen["path_params"] == {"name": "안녕 하세요"}
+    assert seen["raw_path"] == (
+        "/%EB%AC%B8%EC%84%9C"  # 문서
+        "/%EC%95%88%EB%85%95%20%ED%95%98%EC%84%B8%EC%9A%94"  # 안녕 하세요
+    )
+    assert seen["raw_path"].encode() == httpx.URL("http://127.0.0.1/문서/안녕 하세요").raw_path
+    assert seen["query_params"] == {"q": "한국어"}
+
+
+@pytest.mark.anyio
+async def test_run_stream_keeps_an_already_encoded_target_as_sent() -> None:
+    encoded_query = f"q={KOREAN_QUERY_VALUE}&plus=a%2Bb+c&percent=100%25"
+    seen = await _seen(f"/%EB%AC%B8%EC%84%9C/%ED%8C%8C%EC%9D%BC?{encoded_query}")
+    assert seen["raw_path"] == "/%EB%AC%B8%EC%84%9C/%ED%8C%8C%EC%9D%BC"
+    assert seen["path"] == "/문서/파일"
+    assert seen["query_string"] == encoded_query
+    assert seen["query_params"] == {"q": "한국어", "plus": "a+b c", "percent": "100%"}
+
+
+@pytest.mark.anyio
+async def test_run_stream_encodes_only_the_unencoded_part_of_a_mixed_query() -> None:
+    seen = await _seen(f"/chat?q=한국어%20{KOREAN_QUERY_VALUE}")
+    assert seen["query_string"] == f"q={KOREAN_QUERY_VALUE}%20{KOREAN_QUERY_VALUE}"
+    assert seen["query_params"] == {"q": "한국어 한국어"}
+
+
 # -- on a real uvicorn -----------------------------------------------------------------------------
 
 
@@ -783,3 +860,36 @@ def test_client_that_stops_reading_times_out(server: tuple[Router, str]) -> None
     assert closed.is_set()
     assert result.events_sent < 2000
     assert elapsed < 10
+
+
+def test_run_stream_builds_the_request_scope_uvicorn_builds_from_httpx(
+    server: tuple[Router, str],
+) -> None:
+    """The same target sent by httpx to a real uvicorn, and given to run_stream: same scope."""
+    router, base = server
+    targets = [
+        "/문서/안녕 하세요?q=한국어&plus=a%2Bb+c",
+        f"/scope/%ED%8C%8C%EC%9D%BC?q=한국어%20{KOREAN_QUERY_VALUE}",
+    ]
+    seen_by: dict[str, list[tuple[Any, ...]]] = {"uvicorn": [], "run_stream": []}
+
+    def recorder(key: str) -> ASGIApp:
+        async def record(scope: Any, receive: Any, send: Any) -> None:
+            seen_by[key].append((scope["path"], scope["raw_path"], scope["query_string"]))
+            await EventStream(["ok"], heartbeat=None)(scope, receive, send)
+
+        return record
+
+    for decoded_path in ["/문서/안녕 하세요", "/scope/파일"]:
+        router.routes[decoded_path] = lambda: recorder("uvicorn")
+    with httpx.Client(timeout=10) as client:
+        for target in targets:
+            assert client.get(base + target).status_code == 200
+
+    async def drive() -> None:
+        for target in targets:
+            assert (await run_stream(recorder("run_stream"), target)).complete
+
+    anyio.run(drive)
+    assert len(seen_by["uvicorn"]) == len(targets)
+    assert seen_by["run_stream"] == seen_by["uvicorn"]

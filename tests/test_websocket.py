@@ -24,6 +24,7 @@ from sse_llm import StreamResult
 from sse_llm.testing import FakeLLM, tokenize
 from sse_llm.websocket import LLMWebSocket, serve_websocket
 
+from .support.browser import launch_chromium
 from .support.fixtures import expected, fixture_files, fixture_id
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
@@ -363,16 +364,6 @@ async def test_a_recorded_tool_call_stream_arrives_as_tool_call_messages(
 # ------------------------------------------------------------------------------ the example
 
 PROMPT = "한국어로 인사해 줘 🙂"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _example(fake: FakeLLM, results: list[StreamResult], env: dict[str, str] | None = None) -> Any:
@@ -422,35 +413,27 @@ async def test_websocket_example_streams_a_real_openai_sdk_response(
 @pytest.mark.browser
 def test_websocket_example_page_answers_in_chromium() -> None:
     """Two prompts, then Stop during a third: all over the page's one socket."""
-    from playwright.sync_api import sync_playwright
-
     fake = FakeLLM(delay=0.01)
     results: list[StreamResult] = []
-    with run_uvicorn(_example(fake, results)) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(base + "/")
-            page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
-            texts = []
-            for i, prompt in enumerate([PROMPT, "second"]):
-                page.fill("#prompt", prompt)
-                page.press("#prompt", "Enter")
-                selector = f".assistant:nth-of-type({2 * i + 2})[data-status=done]"
-                page.wait_for_selector(selector, timeout=60_000)
-                texts.append(page.evaluate(f"document.querySelector('{selector}').firstChild.data"))
-            fake.delay = 0.5  # slow enough to stop mid-answer
-            page.fill("#prompt", "stop me")
+    with run_uvicorn(_example(fake, results)) as base, launch_chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/")
+        page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+        texts = []
+        for i, prompt in enumerate([PROMPT, "second"]):
+            page.fill("#prompt", prompt)
             page.press("#prompt", "Enter")
-            page.wait_for_function("!document.getElementById('stop').disabled", timeout=30_000)
-            page.click("#stop")
-            page.wait_for_selector(".assistant[data-status=cancelled]", timeout=30_000)
-        finally:
-            browser.close()
+            selector = f".assistant:nth-of-type({2 * i + 2})[data-status=done]"
+            page.wait_for_selector(selector, timeout=60_000)
+            texts.append(page.evaluate(f"document.querySelector('{selector}').firstChild.data"))
+        fake.delay = 0.5  # slow enough to stop mid-answer
+        page.fill("#prompt", "stop me")
+        page.press("#prompt", "Enter")
+        page.wait_for_function("!document.getElementById('stop').disabled", timeout=30_000)
+        page.click("#stop")
+        page.wait_for_selector(".assistant[data-status=cancelled]", timeout=30_000)
     assert texts == [fake.text_for(PROMPT), fake.text_for("second")]
     assert errors == []
     deadline = time.monotonic() + 5

@@ -449,8 +449,9 @@ class _MarkdownRenderer(_BaseRenderer):
         text = "".join(self.parts)
         rest = self.md.render(text[self.offset :])
         if "".join(self.sent_blocks) + rest != self.md.render(text):
-            # Never expected (settled blocks cannot change, see MarkdownRenderer.split), but
-            # the page must end with exactly the render of the whole text: swap it all in.
+            # A block sent earlier renders differently as part of the whole: a link reference
+            # definition that arrived after the paragraph using it, or a parser plugin that
+            # looks at the whole document. The page must end with the whole render.
             return super().end(result)
         context = {
             "tail_id": self.tail_id,

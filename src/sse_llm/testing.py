@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import anyio
 
@@ -33,6 +34,13 @@ DEFAULT_ANSWER = (
 )
 
 _TOKEN = re.compile(r"\s*\S{1,6}|\s+")
+
+# Characters left as they are when percent-encoding the request target: RFC 3986 pchar
+# (unreserved, sub-delims, ":" and "@") and "/"; "?" too in the query. "%" is kept so that an
+# existing %XX escape is not encoded a second time. Everything else, such as non-ASCII text
+# and spaces, becomes %XX of its UTF-8 bytes, as browsers and httpx send it.
+_PATH_SAFE = "/%!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def tokenize(text: str) -> list[str]:
@@ -129,7 +137,12 @@ async def run_stream(
 
     Args:
         app: the ASGI app.
-        path: request path, optionally with ``?query``.
+        path: the request target, ``/path`` optionally with ``?query``. Non-ASCII text and
+            spaces may be given as they are or already percent-encoded: characters outside
+            RFC 3986 are percent-encoded as UTF-8 (as browsers and httpx send them), existing
+            ``%XX`` escapes are kept. The scope gets, per the ASGI HTTP connection scope,
+            ``path`` percent-decoded (``str``), ``raw_path`` and ``query_string`` encoded
+            (``bytes``, as they would arrive on the wire).
         disconnect_after: send ``http.disconnect`` once this many events have arrived.
         timeout: seconds before giving up; the app is cancelled and ``TimeoutError`` raised.
 
@@ -140,17 +153,18 @@ async def run_stream(
     Raises:
         TimeoutError: the app did not finish within ``timeout`` seconds.
     """
-    path, _, query = path.partition("?")
+    target_path, _, query = path.partition("?")
+    raw_path = quote(target_path, safe=_PATH_SAFE)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode("ascii"),
         "root_path": "",
-        "query_string": query.encode(),
+        "query_string": quote(query, safe=_QUERY_SAFE).encode("ascii"),
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
+from .browser import launch_chromium
 from .replay import ReplayApp
 from .servers import run_uvicorn
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 class ReplayServer(NamedTuple):
@@ -22,3 +26,10 @@ def replay_server() -> Iterator[ReplayServer]:
     app = ReplayApp()
     with run_uvicorn(app) as base_url:
         yield ReplayServer(app, base_url)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module (see ``browser.py``)."""
+    with launch_chromium() as chromium:
+        yield chromium

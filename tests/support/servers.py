@@ -26,7 +26,10 @@ def run_uvicorn(app: Any, **config: Any) -> Iterator[str]:
         "host": "127.0.0.1",
         "port": 0,  # no port races between parallel runs
         "log_level": "warning",
-        "lifespan": "off",
+        # Run the app's lifespan where it has one: the examples close their cached SDK
+        # clients on shutdown, on this server's loop (left to the garbage collector, a client
+        # would try to close itself on whatever loop runs then).
+        "lifespan": "auto",
         # Bound shutdown even if a test leaves a slow stream open.
         "timeout_graceful_shutdown": 3,
     } | config
