@@ -30,6 +30,7 @@ rendered message's own size is printed: replace cannot go below it, and ``resend
 cannot go below twice it.
 
     .venv/bin/python benchmarks/bench_fragments.py [--tokens 2000] [--rate 50] [--repeat 5]
+        [--document dense|prose]
 
 Exits 1 if a target is missed under either reading (CI runs it with ``--repeat 1``).
 """
@@ -78,6 +79,26 @@ def markdown_document(tokens: int) -> str:
             "| field | meaning |\n|---|---|\n| `data` | the payload |\n| `id` | resume point |\n\n"
         )
     return "".join(tokenize("".join(sections))[:tokens])
+
+
+def prose_document(tokens: int) -> str:
+    """A Markdown answer of exactly ``tokens`` tokens in long paragraphs (a block every ~330
+    bytes instead of ~90): inline code, emphasis and Korean, no lists or tables."""
+    paragraphs = []
+    i = 0
+    while len(tokenize("\n\n".join(paragraphs))) < tokens:
+        i += 1
+        paragraphs.append(
+            f"Paragraph {i} explains how server-sent events carry each token as the model "
+            "writes it, why a proxy needs a heartbeat while the model thinks, and what "
+            "**한국어 텍스트** looks like when it is split across reads; the browser must "
+            "decode with `stream: true` or it shows replacement characters where a character "
+            "was cut."
+        )
+    return "".join(tokenize("\n\n".join(paragraphs))[:tokens])
+
+
+DOCUMENTS = {"dense": markdown_document, "prose": prose_document}
 
 
 class StepClock:
@@ -174,9 +195,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=50.0, help="tokens per second")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--document", choices=sorted(DOCUMENTS), default="dense", help="the answer's kind"
+    )
     args = parser.parse_args()
 
-    text = markdown_document(args.tokens)
+    text = DOCUMENTS[args.document](args.tokens)
     tokens = tokenize(text)
     plain = len(text.encode())
     md = MarkdownRenderer()
@@ -212,7 +236,7 @@ def main() -> None:
         ("seed: whole message per token", lambda c: SeedFormat()),
     ]
     print(
-        f"{len(tokens)} tokens, {len(text)} characters, {plain} bytes of UTF-8 text; "
+        f"{args.document}: {len(tokens)} tokens, {len(text)} characters, {plain} bytes of text; "
         f"{args.rate:g} tokens/s on the injected clock; best of {args.repeat}"
     )
     header = (
