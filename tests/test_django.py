@@ -206,7 +206,6 @@ def test_django_templates_render_fragments_with_model_output_escaped_once(
     ]
     assert data[4] == '<span class="t">&amp; 끝</span>'
     assert data[5] == (
-        '<div hx-swap-oob="innerHTML:#answer">'
-        f"{MarkdownRenderer().render(''.join(tokens))}</div>"
+        f'<div hx-swap-oob="innerHTML:#answer">{MarkdownRenderer().render("".join(tokens))}</div>'
     )
     assert "<script>" not in "".join(data)

@@ -26,6 +26,7 @@ PUBLIC_MODULES = [
     "sse_llm.html",
     "sse_llm.django",
     "sse_llm.sources",
+    "sse_llm.resume",
 ]
 
 

@@ -39,6 +39,7 @@ from sse_llm import (
     Usage,
 )
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
+from tests.support.results import Results
 from tests.support.servers import run_uvicorn
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -51,27 +52,6 @@ KOREAN = "안녕하세요! 한국어 텍스트와 이모지 🙂👍🏽 가 그
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Results:
-    """Collects StreamResults from on_complete, from any thread, with a bounded wait."""
-
-    def __init__(self) -> None:
-        self.items: list[StreamResult] = []
-        self._done = threading.Event()
-
-    def __call__(self, result: StreamResult) -> None:
-        self.items.append(result)
-        self._done.set()
-
-    @property
-    def one(self) -> StreamResult:
-        assert len(self.items) == 1, self.items
-        return self.items[0]
-
-    def wait(self, timeout: float = 10.0) -> StreamResult:
-        assert self._done.wait(timeout), f"on_complete not called within {timeout} s"
-        return self.one
 
 
 def payloads(response: StreamedResponse) -> list[tuple[str, Any]]:

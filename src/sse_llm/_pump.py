@@ -102,10 +102,7 @@ class EventStream:
         status_code: int = 200,
         close_timeout: float = 5.0,
     ) -> None:
-        if heartbeat is not None and heartbeat <= 0:
-            raise ValueError(f"heartbeat must be a positive number of seconds or None: {heartbeat}")
-        if send_timeout is not None and send_timeout <= 0:
-            raise ValueError(f"send_timeout must be positive or None: {send_timeout}")
+        _check_timing(heartbeat, send_timeout)
         self.source = source
         self.format: WireFormat = format if format is not None else EventsFormat()
         self.heartbeat = heartbeat
@@ -150,6 +147,30 @@ class EventStream:
                 await run.finish()
 
 
+def _check_timing(heartbeat: float | None, send_timeout: float | None) -> None:
+    """The ``heartbeat`` and ``send_timeout`` rules of every streaming response.
+
+    Raises:
+        ValueError: either is given and not a positive number of seconds.
+    """
+    if heartbeat is not None and heartbeat <= 0:
+        raise ValueError(f"heartbeat must be a positive number of seconds or None: {heartbeat}")
+    if send_timeout is not None and send_timeout <= 0:
+        raise ValueError(f"send_timeout must be positive or None: {send_timeout}")
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Header names lower-cased (HTTP/2 requires it, RFC 9113 §8.2).
+
+    Raises:
+        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "connection" in lowered:
+        raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
+    return lowered
+
+
 def _response_headers(
     format: WireFormat, extra: Mapping[str, str] | None
 ) -> list[tuple[bytes, bytes]]:
@@ -158,11 +179,9 @@ def _response_headers(
         "cache-control": "no-cache",
         "x-accel-buffering": "no",
     }
-    headers.update({k.lower(): v for k, v in format.headers.items()})
+    headers.update(_lower_headers(format.headers))
     if extra:
-        headers.update({k.lower(): v for k, v in extra.items()})
-    if "connection" in headers:
-        raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
+        headers.update(_lower_headers(extra))
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 

@@ -15,8 +15,12 @@ __all__ = ["EndReason", "StreamResult"]
 #: - ``disconnected``: the client went away (ASGI ``http.disconnect``);
 #: - ``error``: the source raised, or the provider reported an error in its stream;
 #: - ``timeout``: the client stopped reading and a send waited longer than ``send_timeout``;
-#: - ``shutdown``: the app's shutdown event was set.
-EndReason: TypeAlias = Literal["completed", "disconnected", "error", "timeout", "shutdown"]
+#: - ``shutdown``: the app's shutdown event was set;
+#: - ``cancelled``: a detached stream was stopped by ``StreamHub.cancel`` (a Stop button);
+#: - ``abandoned``: a detached stream had no reader for ``StreamHub``'s ``abandon_after``.
+EndReason: TypeAlias = Literal[
+    "completed", "disconnected", "error", "timeout", "shutdown", "cancelled", "abandoned"
+]
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""FastAPI adapter: the Starlette adapter plus a ``Last-Event-ID`` dependency.
+"""FastAPI adapter: the Starlette adapter plus a ``Last-Event-ID`` dependency (for
+:class:`ResumeResponse`, the resumable streams of :mod:`sse_llm.resume`).
 
 Example::
 
@@ -18,9 +19,9 @@ from typing import Annotated, TypeAlias
 
 from fastapi import Header
 
-from .starlette import SSEEndpoint, SSEResponse, sse
+from .starlette import ResumeResponse, SSEEndpoint, SSEResponse, sse
 
-__all__ = ["LastEventID", "SSEEndpoint", "SSEResponse", "sse"]
+__all__ = ["LastEventID", "ResumeResponse", "SSEEndpoint", "SSEResponse", "sse"]
 
 #: The ``Last-Event-ID`` request header a reconnecting ``EventSource`` sends (WHATWG HTML
 #: §9.2.4): the ``id`` of the last event it received, or ``None`` on a first connection.

@@ -28,13 +28,38 @@ from starlette.types import Receive, Scope, Send
 
 from ._formats import WireFormat
 from ._pump import CompletionHook, EventStream, ShutdownSignal, Source
+from ._resume import ResumeStream, StreamHub
 
-__all__ = ["SSEEndpoint", "SSEResponse", "sse"]
+__all__ = ["ResumeResponse", "SSEEndpoint", "SSEResponse", "sse"]
 
 P = ParamSpec("P")
 
 
-class SSEResponse(Response):
+class _StreamingResponse(Response):
+    """A Starlette ``Response`` that runs an sse-llm ASGI app, then the ``background`` task."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        stream: EventStream | ResumeStream,
+        status_code: int,
+        background: BackgroundTask | None,
+    ) -> None:
+        self.stream = stream
+        self.status_code = status_code
+        self.background = background
+        self.body = b""
+        # The same list: Starlette's MutableHeaders edits it in place, the stream sends it.
+        self.raw_headers = stream.headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream(scope, receive, send)  # type: ignore[arg-type]
+        if self.background is not None:
+            await self.background()
+
+
+class SSEResponse(_StreamingResponse):
     """A Starlette/FastAPI response streaming ``source`` as server-sent events.
 
     Takes every argument of :class:`sse_llm.EventStream` (``format``, ``heartbeat`` in
@@ -44,7 +69,7 @@ class SSEResponse(Response):
     ``text/event-stream`` uncompressed.
     """
 
-    media_type = "text/event-stream"
+    stream: EventStream
 
     def __init__(
         self,
@@ -59,7 +84,7 @@ class SSEResponse(Response):
         shutdown: ShutdownSignal | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        self.stream = EventStream(
+        stream = EventStream(
             source,
             format=format,
             heartbeat=heartbeat,
@@ -69,16 +94,42 @@ class SSEResponse(Response):
             headers=headers,
             status_code=status_code,
         )
-        self.status_code = status_code
-        self.background = background
-        self.body = b""
-        # The same list: Starlette's MutableHeaders edits it in place, the pump sends it.
-        self.raw_headers = self.stream.headers
+        super().__init__(stream, status_code, background)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.stream(scope, receive, send)  # type: ignore[arg-type]
-        if self.background is not None:
-            await self.background()
+
+class ResumeResponse(_StreamingResponse):
+    """A Starlette/FastAPI response sending a detached stream of ``hub`` from a position.
+
+    The Response form of :meth:`sse_llm.resume.StreamHub.response` (same arguments: the
+    ``last_event_id`` or stream id, ``heartbeat`` and ``send_timeout`` in seconds, ``headers``),
+    plus Starlette's ``background`` task. ``200`` with the stream's events after the position,
+    or ``204 No Content`` for an unknown, expired or finished-and-fully-read stream (an
+    ``EventSource`` then stops reconnecting, WHATWG HTML §9.2.3), or ``200`` with only
+    ``retry: 1000`` when the store cannot be read (it reconnects after 1 s); see
+    :class:`~sse_llm.resume.ResumeStream`. Headers set later through ``response.headers`` are
+    sent too.
+
+    Raises:
+        ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
+            header.
+    """
+
+    stream: ResumeStream
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        last_event_id: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        heartbeat: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        stream = hub.response(
+            last_event_id, heartbeat=heartbeat, send_timeout=send_timeout, headers=headers
+        )
+        super().__init__(stream, 200, background)
 
 
 @overload

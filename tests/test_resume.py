@@ -1,0 +1,1147 @@
+"""Detached, resumable streams (sse_llm.resume): real uvicorn, real httpx, real redis-server.
+
+Each behaviour runs against both stores: MemoryStore and RedisStore (a redis-server started for
+this module on a free 127.0.0.1 port, no persistence, stopped by PID).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import sse_llm._redis_store
+from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
+from sse_llm._resume import READ_LIMIT
+from sse_llm._resume import _parse_last_event_id as parse_last_event_id
+from sse_llm.fastapi import LastEventID
+from sse_llm.html import MarkdownFormat
+from sse_llm.resume import MemoryStore, RedisStore, StoredEvents, StreamHub, StreamStore
+from sse_llm.starlette import ResumeResponse
+from sse_llm.testing import FakeLLM, run_stream, tokenize
+from tests.support.redis_server import run_redis_server
+from tests.support.results import Results
+from tests.support.servers import run_uvicorn
+
+SAFE_MESSAGE = "The answer could not be completed because of an internal error."
+ANSWER = " ".join(f"word{n} 안녕 🙂" for n in range(30))  # 90 tokens
+TOKENS = tokenize(ANSWER)
+STORES = ["memory", "redis"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- an SSE reader ----------------------------------------------------------------------------
+
+
+@dataclass
+class Read:
+    status: int
+    headers: Mapping[str, str]
+    events: list[ServerSentEvent] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    ended: bool = False  # the server ended the body (not us)
+
+
+def read_stream(
+    client: httpx.Client,
+    url: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int | None = None,
+    on_event: Callable[[ServerSentEvent], None] | None = None,
+    timeout: float = 15.0,
+) -> Read:
+    """GET ``url`` and decode events; leave (disconnect) after ``stop_after`` events."""
+    headers = {"accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", url, headers=headers) as response:
+        read = Read(response.status_code, response.headers)
+        decoder = SSEDecoder()
+        for chunk in response.iter_bytes():
+            assert time.monotonic() < deadline, f"stream still open after {timeout} s"
+            for item in decoder.feed(chunk):
+                if isinstance(item, Comment):
+                    read.comments.append(item)
+                    continue
+                read.events.append(item)
+                if on_event is not None:
+                    on_event(item)
+                if stop_after is not None and len(read.events) >= stop_after:
+                    return read  # leaving the block closes the connection: a disconnect
+        read.ended = True
+        return read
+
+
+def seq_of(event: ServerSentEvent) -> int:
+    assert event.id is not None
+    position = parse_last_event_id(event.id)
+    assert position is not None, event.id
+    return position[1]
+
+
+def assert_contiguous(events: list[ServerSentEvent]) -> None:
+    """Every event once, in order, no gap: seqs 1..n."""
+    assert [seq_of(e) for e in events] == list(range(1, len(events) + 1))
+
+
+def resume_after(http: httpx.Client, url: str, first: Read) -> list[ServerSentEvent]:
+    """Resume ``url`` after ``first``'s last event to the end; every event of the stream."""
+    rest = read_stream(http, url, last_event_id=first.events[-1].id)
+    assert rest.status == 200
+    assert rest.ended
+    events = first.events + rest.events
+    assert_contiguous(events)
+    return events
+
+
+def texts(events: list[ServerSentEvent]) -> str:
+    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition`` every 10 ms; return the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+# -- the app under test -----------------------------------------------------------------------
+
+
+class NDJSONFormat:
+    """A wire format that is not text/event-stream (no ids, nothing to resume)."""
+
+    media_type = "application/x-ndjson"
+    headers: Mapping[str, str] = {}
+    heartbeat = b"\n"
+
+    def renderer(self) -> Any:
+        raise AssertionError("never rendered")
+
+
+@dataclass
+class App:
+    base_url: str
+    llm: FakeLLM
+    results: Results
+    hub: StreamHub
+
+
+def make_app(
+    make_store: Callable[[], Any],
+    llm: FakeLLM,
+    results: Results,
+    hub_options: dict[str, Any],
+    holder: dict[str, StreamHub],
+) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store, close = make_store()
+        hub = StreamHub(store, **hub_options)
+        holder["hub"] = hub
+        try:
+            async with hub:
+                yield
+        finally:
+            await close()
+
+    def hub() -> StreamHub:
+        return holder["hub"]
+
+    async def chat(request: Request) -> Response:
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id and hub().recognizes(last_event_id):
+            return ResumeResponse(hub(), last_event_id, heartbeat=0.2)
+        source = llm.stream(request.query_params.get("q", ""))
+        if request.query_params.get("events"):
+            source = ready_made_events()
+        stream_id = await hub().start(source, on_complete=results)
+        return ResumeResponse(hub(), stream_id, heartbeat=0.2)
+
+    async def start(request: Request) -> Response:
+        stream_id = await hub().start(llm.stream(""), on_complete=results)
+        return JSONResponse({"stream_id": stream_id})
+
+    async def read(request: Request) -> Response:
+        position = request.headers.get("last-event-id") or request.path_params["stream_id"]
+        if request.query_params.get("heartbeat") == "default":
+            return ResumeResponse(hub(), position)  # 15 s
+        return ResumeResponse(hub(), position, heartbeat=0.2)
+
+    async def cancel(request: Request) -> Response:
+        return JSONResponse({"cancelled": await hub().cancel(request.path_params["stream_id"])})
+
+    return Starlette(
+        routes=[
+            Route("/chat", chat),
+            Route("/start", start, methods=["POST"]),
+            Route("/streams/{stream_id}", read),
+            Route("/cancel/{stream_id}", cancel, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def ready_made_events() -> AsyncIterator[Any]:
+    yield "a"
+    yield Comment("a comment between events")
+    yield ServerSentEvent(json.dumps({"x": 1}), event="custom", id="the-source-id")
+    yield "b"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with run_redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+class Servers:
+    """Starts apps with a hub on a given store; Redis apps of one test share a key prefix."""
+
+    def __init__(self, kind: str, redis_url: str | None, prefix: str, **store_options: Any) -> None:
+        self.kind = kind
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.store_options = store_options
+        self.memory = MemoryStore(**store_options)  # one per test: "the same process"
+        self.protocol = 2 if kind == "redis-resp2" else 3
+
+    def make_store(self) -> tuple[StreamStore, Callable[[], Any]]:
+        if self.kind == "memory":
+
+            async def nothing() -> None:
+                return None
+
+            return self.memory, nothing
+        assert self.redis_url is not None
+        client = redis.asyncio.Redis.from_url(self.redis_url, protocol=self.protocol)
+        return RedisStore(client, prefix=self.prefix, **self.store_options), client.aclose
+
+    @contextmanager
+    def serve(self, llm: FakeLLM, **hub_options: Any) -> Iterator[App]:
+        results = Results()
+        holder: dict[str, StreamHub] = {}
+        app = make_app(self.make_store, llm, results, hub_options, holder)
+        with run_uvicorn(app, lifespan="on") as base_url:
+            yield App(base_url, llm, results, holder["hub"])
+
+
+def make_servers(request: pytest.FixtureRequest, kind: str, **store_options: Any) -> Servers:
+    url = request.getfixturevalue("redis_url") if kind.startswith("redis") else None
+    prefix = f"test-{request.node.name}-{time.monotonic_ns()}:"
+    return Servers(kind, url, prefix, **store_options)
+
+
+@pytest.fixture(params=STORES)
+def servers(request: pytest.FixtureRequest) -> Servers:
+    return make_servers(request, str(request.param))
+
+
+def client() -> httpx.Client:
+    return httpx.Client(timeout=httpx.Timeout(10.0))
+
+
+# -- 1. disconnect, keep generating, resume exactly once ---------------------------------------
+
+
+def test_a_resume_gets_exactly_the_missed_events_then_the_live_rest(servers: Servers) -> None:
+    llm = FakeLLM(ANSWER, delay=0.03)
+    with servers.serve(llm) as app, client() as http:
+        first = read_stream(http, app.base_url + "/chat?q=x", stop_after=5)
+        assert first.status == 200
+        assert first.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert first.headers["cache-control"] == "no-cache"
+        assert first.headers["x-accel-buffering"] == "no"
+        assert [seq_of(e) for e in first.events] == [1, 2, 3, 4, 5]
+
+        # Nobody reads now; the producer goes on, its source open.
+        time.sleep(0.5)
+        assert llm.closed == 0
+        assert app.results.items == []  # still generating: the resume will also get live events
+        last_id = first.events[-1].id
+        assert last_id is not None
+
+        resumed = read_stream(http, app.base_url + "/chat?q=x", last_event_id=last_id)
+        assert resumed.status == 200
+        assert resumed.ended
+        assert resumed.headers["content-type"] == "text/event-stream; charset=utf-8"
+        events = first.events + resumed.events
+        assert_contiguous(events)
+        assert [e.event for e in events] == ["delta"] * len(TOKENS) + ["done"]
+        assert texts(events) == ANSWER
+        assert json.loads(events[-1].data)["finish_reason"] == "stop"
+
+        result = app.results.wait()
+        assert result.reason == "completed"
+        assert result.text == ANSWER
+        assert llm.closed == 1
+        time.sleep(0.2)
+        assert len(app.results.items) == 1  # on_complete ran once
+
+
+def test_source_events_keep_their_fields_and_get_the_hub_ids(servers: Servers) -> None:
+    with servers.serve(FakeLLM(ANSWER)) as app, client() as http:
+        read = read_stream(http, app.base_url + "/chat?events=1")
+        assert read.ended
+        assert [e.event for e in read.events] == ["delta", "custom", "delta", "done"]
+        assert read.events[1].data == '{"x": 1}'
+        # The source's own id is overridden (the last id line wins), so resuming works.
+        ids = [e.id or "" for e in read.events]
+        assert all(parse_last_event_id(i) is not None for i in ids), ids
+        assert len({i.rpartition("-")[0] for i in ids}) == 1
+        assert read.comments == [Comment("a comment between events")]
+        # The comment took seq 2 (no id: a comment dispatches nothing): ids skip it.
+        assert [seq_of(e) for e in read.events] == [1, 3, 4, 5]
+
+
+# -- 2. resume after the end, and after expiry --------------------------------------------------
+
+
+def test_resume_after_the_end_replays_the_rest_then_204_and_after_expiry_204(
+    servers: Servers,
+) -> None:
+    llm = FakeLLM(ANSWER, delay=0.005)
+    with servers.serve(llm, keep=1.5) as app, client() as http:
+        first = read_stream(http, app.base_url + "/chat", stop_after=3)
+        result = app.results.wait()
+        assert result.reason == "completed"
+        finished_at = time.monotonic()
+
+        events = resume_after(http, app.base_url + "/chat", first)
+        assert texts(events) == ANSWER
+        assert events[-1].event == "done"
+
+        # Everything was read: a reconnect with the last id is told to stop.
+        again = read_stream(http, app.base_url + "/chat", last_event_id=events[-1].id)
+        assert (again.status, again.events) == (204, [])
+        # A reader from the start still gets it all while it is kept.
+        stream_id = (events[0].id or "").rpartition("-")[0]
+        whole = read_stream(http, f"{app.base_url}/streams/{stream_id}")
+        assert [e.id for e in whole.events] == [e.id for e in events]
+
+        time.sleep(max(0.0, finished_at + 1.5 + 0.3 - time.monotonic()))
+        expired = read_stream(http, app.base_url + "/chat", last_event_id=first.events[-1].id)
+        assert (expired.status, expired.events) == (204, [])
+        expired = read_stream(http, f"{app.base_url}/streams/{stream_id}")
+        assert expired.status == 204
+
+
+# -- 3. cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_closes_the_source_within_a_second_and_ends_the_readers_body(
+    servers: Servers,
+) -> None:
+    llm = FakeLLM(ANSWER, delay=0.2)  # 18 s if nothing stops it
+    with servers.serve(llm) as app, client() as http, client() as other:
+        cancel_time: list[float] = []
+
+        def cancel_after_three(event: ServerSentEvent) -> None:
+            if seq_of(event) == 3:
+                stream_id = (event.id or "").rpartition("-")[0]
+                started = time.monotonic()
+                answer = other.post(f"{app.base_url}/cancel/{stream_id}").json()
+                cancel_time.append(time.monotonic() - started)
+                assert answer == {"cancelled": True}
+                assert llm.closed == 1  # hub.cancel returns once the producer has ended
+
+        started = time.monotonic()
+        read = read_stream(http, app.base_url + "/chat", on_event=cancel_after_three)
+        assert read.ended  # the server ended the body ...
+        assert time.monotonic() - started < 0.2 * 3 + 1.0 + 0.5
+        assert cancel_time and cancel_time[0] < 1.0
+        # ... as a disconnected EventStream does: no done, no error; not the whole answer.
+        assert [e.event for e in read.events] == ["delta"] * len(read.events)
+        assert 3 <= len(read.events) < len(TOKENS)
+
+        result = app.results.wait()
+        assert result.reason == "cancelled"
+        assert result.text == texts(read.events)
+        # A reconnecting EventSource is told to stop; a second cancel finds nothing live.
+        again = read_stream(http, app.base_url + "/chat", last_event_id=read.events[-1].id)
+        assert again.status == 204
+        stream_id = (read.events[0].id or "").rpartition("-")[0]
+        assert other.post(f"{app.base_url}/cancel/{stream_id}").json() == {"cancelled": False}
+
+
+# -- 4. abandon_after ---------------------------------------------------------------------------
+
+
+def test_a_stream_nobody_reads_is_abandoned(servers: Servers) -> None:
+    llm = FakeLLM(ANSWER, delay=0.05)  # 4.5 s to the end
+    with servers.serve(llm, abandon_after=0.5) as app, client() as http:
+        started = time.monotonic()
+        http.post(app.base_url + "/start").raise_for_status()
+        result = app.results.wait(timeout=5)
+        elapsed = time.monotonic() - started
+        assert result.reason == "abandoned"
+        assert 0.5 <= elapsed < 0.5 + 1.0, elapsed
+        assert llm.closed == 1
+        assert ANSWER.startswith(result.text)
+        assert 0 < len(result.text) < len(ANSWER)
+
+
+def test_a_stream_being_read_is_not_abandoned(servers: Servers) -> None:
+    llm = FakeLLM(ANSWER, delay=0.025)  # about 2.2 s: several abandon_after periods
+    with servers.serve(llm, abandon_after=0.5) as app, client() as http:
+        read = read_stream(http, app.base_url + "/chat")
+        assert read.ended
+        assert texts(read.events) == ANSWER
+        assert app.results.wait().reason == "completed"
+
+
+# -- 5. an exception in the source --------------------------------------------------------------
+
+
+def test_a_failing_source_becomes_the_error_event_and_the_hook_gets_the_partial_text(
+    servers: Servers,
+) -> None:
+    llm = FakeLLM(ANSWER, delay=0.02, fail_after=8)
+    with servers.serve(llm) as app, client() as http:
+        first = read_stream(http, app.base_url + "/chat", stop_after=3)
+        rest = read_stream(http, app.base_url + "/chat", last_event_id=first.events[-1].id)
+        assert rest.ended
+        events = first.events + rest.events
+        assert [seq_of(e) for e in events] == list(range(1, 10))
+        assert [e.event for e in events] == ["delta"] * 8 + ["error"]
+        assert json.loads(events[-1].data) == {"message": SAFE_MESSAGE, "code": "internal_error"}
+        assert all("hunter2" not in e.data for e in events)
+        result = app.results.wait()
+        assert result.reason == "error"
+        assert isinstance(result.error, RuntimeError)
+        assert result.text == "".join(TOKENS[:8]) == texts(events)
+        assert llm.closed == 1
+
+
+# -- heartbeats -----------------------------------------------------------------------------------
+
+
+def test_a_waiting_reader_gets_heartbeats(servers: Servers) -> None:
+    llm = FakeLLM("thought about it", delay=0.0, first_token_delay=1.0)
+    with servers.serve(llm) as app, client() as http:
+        read = read_stream(http, app.base_url + "/chat")  # the app's heartbeat is 0.2 s
+        assert read.ended
+        assert len(read.comments) >= 3
+        assert set(read.comments) == {Comment("")}  # EventsFormat.heartbeat, b":\n"
+        assert texts(read.events) == "thought about it"
+
+
+# -- 6. another process serves the resume and the cancel ----------------------------------------
+
+
+def test_a_second_hub_on_the_same_redis_serves_the_resume_and_the_cancel(
+    redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    servers = Servers("redis", redis_url, prefix=f"test-{request.node.name}-{time.monotonic_ns()}:")
+    producing = FakeLLM(ANSWER, delay=0.03)
+    elsewhere = FakeLLM("never used")
+    with (
+        servers.serve(producing) as a,
+        servers.serve(elsewhere) as b,
+        client() as http,
+    ):
+        first = read_stream(http, a.base_url + "/chat", stop_after=4)
+        events = resume_after(http, b.base_url + "/chat", first)
+        assert texts(events) == ANSWER
+        assert a.results.wait().reason == "completed"
+        assert b.results.items == []
+        assert elsewhere.closed == 0
+
+        producing.delay = 0.2  # the next answer takes 18 s unless cancelled
+        stream_id = http.post(a.base_url + "/start").json()["stream_id"]
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert http.post(f"{b.base_url}/cancel/{stream_id}").json() == {"cancelled": True}
+        took = wait_until(lambda: producing.closed == 2, 1.0, "the producer closed its source")
+        assert time.monotonic() - started < 1.0, took
+        wait_until(lambda: len(a.results.items) == 2, 1.0, "on_complete ran")
+        assert a.results.items[1].reason == "cancelled"
+
+
+# -- 7. what cannot be resumed -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_non_sse_format_is_refused() -> None:
+    async with StreamHub(MemoryStore()) as hub:
+        with pytest.raises(ValueError, match="text/event-stream"):
+            await hub.start(["x"], format=NDJSONFormat())
+
+
+@pytest.mark.anyio
+async def test_start_needs_a_running_hub() -> None:
+    with pytest.raises(RuntimeError, match="async with hub"):
+        await StreamHub(MemoryStore()).start(["x"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("A" * 24, ("A" * 24, 0)),
+        ("Ab-_" * 6 + "-17", ("Ab-_" * 6, 17)),
+        ("Ab-_" * 6 + "-0", ("Ab-_" * 6, 0)),
+        (None, None),
+        ("", None),
+        ("42", None),
+        ("A" * 24 + "-", None),
+        ("A" * 24 + "-01", None),
+        ("A" * 24 + "-x", None),
+        ("A" * 23 + "=-1", None),
+        ("A" * 25 + "-1", None),
+        ("A" * 24 + "-1\n", None),
+    ],
+)
+def test_parse_last_event_id(value: str | None, expected: tuple[str, int] | None) -> None:
+    assert parse_last_event_id(value) == expected
+    assert StreamHub(MemoryStore()).recognizes(value) is (expected is not None)
+
+
+def test_foreign_and_unknown_ids(servers: Servers) -> None:
+    with servers.serve(FakeLLM("hello there", delay=0)) as app, client() as http:
+        # A foreign Last-Event-ID is not ours: the view starts a new stream from seq 1.
+        fresh = read_stream(http, app.base_url + "/chat", last_event_id="42")
+        assert fresh.status == 200
+        assert seq_of(fresh.events[0]) == 1
+        assert texts(fresh.events) == "hello there"
+        # Ours by shape but unknown (expired, or made up): 204, so EventSource stops.
+        unknown = read_stream(http, app.base_url + "/chat", last_event_id="Z" * 24 + "-3")
+        assert (unknown.status, unknown.events) == (204, [])
+        garbage = read_stream(http, app.base_url + "/streams/not-a-stream-id")
+        assert garbage.status == 204
+
+
+# -- disconnecting while the reader waits --------------------------------------------------------
+
+
+def test_a_reader_that_leaves_while_waiting_does_not_disturb_the_stream(servers: Servers) -> None:
+    # The reader waits in the store (Redis: XREAD BLOCK) while the model thinks; leaving then
+    # cancels that wait, and the store's client must stay usable for everything after it.
+    llm = FakeLLM(ANSWER, delay=0.005, first_token_delay=0.8)
+    with servers.serve(llm) as app, client() as http:
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        with http.stream("GET", f"{app.base_url}/streams/{stream_id}") as waiting:
+            assert waiting.status_code == 200
+            first = next(waiting.iter_raw())
+            # Heartbeats (the chunk may hold more than one): no event yet, the reader waits.
+            assert first.startswith(b":\n")
+            assert b"data:" not in first
+        whole = read_stream(http, f"{app.base_url}/streams/{stream_id}")
+        assert whole.ended
+        assert texts(whole.events) == ANSWER
+        assert [seq_of(e) for e in whole.events] == list(range(1, len(TOKENS) + 2))
+        assert app.results.wait().reason == "completed"
+
+
+# -- the hub's own shutdown (in-process, asyncio and trio) ---------------------------------------
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_leaving_the_hub_shuts_producers_down_like_an_event_stream() -> None:
+    llm = FakeLLM(ANSWER, delay=0.05)
+    results = Results()
+    store = MemoryStore()
+    with anyio.fail_after(5):
+        async with StreamHub(store) as hub:
+            stream_id = await hub.start(llm.stream(), on_complete=results)
+            await anyio.sleep(0.2)
+        # Leaving waited for the producer: source closed, hook run, the stream finished.
+        assert llm.closed == 1
+        result = results.wait(0)
+        assert result.reason == "shutdown"
+        found = await store.read(stream_id, 0, 0)
+    assert found is not None and found.finished
+    decoder = SSEDecoder()
+    events = list(decoder.feed(b"".join(d for _, d in found.records)))
+    assert isinstance(events[-1], ServerSentEvent)
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data)["code"] == "shutdown"
+    assert texts([e for e in events if isinstance(e, ServerSentEvent)]) == result.text
+
+
+@pytest.mark.anyio
+async def test_the_shutdown_signal_ends_producers_and_readers_of_other_processes() -> None:
+    store = MemoryStore()  # shared: hub "a" and hub "b" stand for two processes
+    elsewhere_llm, here_llm = FakeLLM(ANSWER, delay=0.05), FakeLLM(ANSWER, delay=0.05)
+    shutdown = anyio.Event()
+    reads: dict[str, Any] = {}
+    with anyio.fail_after(8):
+        async with StreamHub(store) as a, StreamHub(store, shutdown=shutdown) as b:
+            elsewhere = await a.start(elsewhere_llm.stream())
+            here = await b.start(here_llm.stream())
+
+            async def read(name: str, stream_id: str) -> None:
+                reads[name] = await run_stream(b.response(stream_id), timeout=6)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, "elsewhere", elsewhere)
+                tg.start_soon(read, "here", here)
+                await anyio.sleep(0.3)
+                shutdown.set()
+            # Both responses ended well before either answer (4.5 s) could have.
+            assert reads["here"].complete and reads["elsewhere"].complete
+            assert here_llm.closed == 1  # b's own producer was shut down ...
+            assert reads["here"].events[-1].event == "error"
+            assert json.loads(reads["here"].events[-1].data)["code"] == "shutdown"
+            # ... the one produced "elsewhere" goes on; its reader just left, to reconnect.
+            assert elsewhere_llm.closed == 0
+            assert {e.event for e in reads["elsewhere"].events} == {"delta"}
+            with pytest.raises(RuntimeError):
+                await b.start(["too late"])
+            assert await a.cancel(elsewhere) is True
+        assert elsewhere_llm.closed == 1
+
+
+# -- a store that fails ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.anyio
+async def test_a_store_that_fails_ends_the_stream_like_a_lost_client(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    llm = FakeLLM(ANSWER, delay=0.05)
+    results = Results()
+    ended = anyio.Event()
+
+    def on_complete(result: StreamResult) -> None:
+        results(result)
+        ended.set()
+
+    with run_redis_server(tmp_path) as url, anyio.fail_after(20):
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        try:
+            async with StreamHub(RedisStore(client), close_timeout=2) as hub:
+                stream_id = await hub.start(llm.stream(), on_complete=on_complete)
+                await anyio.sleep(0.3)
+                assert llm.closed == 0
+                # The redis-server goes away mid-answer (SHUTDOWN NOSAVE) ...
+                await client.shutdown(nosave=True)
+                # ... the next write fails: the source is closed, the hook says why.
+                await ended.wait()
+                result = results.wait(0)
+                assert result.reason == "error"
+                assert isinstance(result.error, redis.exceptions.ConnectionError)
+                assert ANSWER.startswith(result.text) and result.text != ANSWER
+                assert llm.closed == 1
+                # A reader now finds no store: 200 with only a retry line, so that an
+                # EventSource reconnects (any other status would make it give up for good).
+                read = await run_stream(hub.response(stream_id), timeout=5)
+                assert (read.status, read.body, read.complete) == (200, b"retry: 1000\n\n", True)
+                assert read.headers["content-type"] == "text/event-stream; charset=utf-8"
+        finally:
+            await client.aclose()
+    assert "the stream store failed; ending the stream" in caplog.text
+
+
+# -- the README example, on FastAPI ---------------------------------------------------------------
+
+
+def test_the_fastapi_example_resumes_with_the_last_event_id_dependency() -> None:
+    llm = FakeLLM(ANSWER, delay=0.02)
+    hub = StreamHub(MemoryStore(), keep=60)  # made at import time, outside any event loop
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with hub:
+            yield
+
+    api = FastAPI(lifespan=lifespan)
+
+    @api.get("/chat")
+    async def chat(q: str, last_event_id: LastEventID = None) -> ResumeResponse:
+        if last_event_id and hub.recognizes(last_event_id):
+            return ResumeResponse(hub, last_event_id)
+        return ResumeResponse(hub, await hub.start(llm.stream(q)))
+
+    @api.post("/chat/{stream_id}/stop")
+    async def stop(stream_id: str) -> dict[str, bool]:
+        return {"stopped": await hub.cancel(stream_id)}
+
+    with run_uvicorn(api, lifespan="on") as base_url, client() as http:
+        first = read_stream(http, base_url + "/chat?q=hi", stop_after=2)
+        assert first.headers["content-type"] == "text/event-stream; charset=utf-8"
+        rest = read_stream(http, base_url + "/chat?q=hi", last_event_id=first.events[-1].id)
+        assert texts(first.events + rest.events) == ANSWER
+        assert rest.ended and rest.events[-1].event == "done"
+        stream_id = (rest.events[-1].id or "").rpartition("-")[0]
+        assert http.post(f"{base_url}/chat/{stream_id}/stop").json() == {"stopped": False}
+
+
+# -- Redis: a silence longer than the socket timeout (H1) ---------------------------------------
+
+
+def test_a_redis_reader_outlasts_a_silence_longer_than_the_default_socket_timeout(
+    request: pytest.FixtureRequest,
+) -> None:
+    # redis-py's default socket_timeout is 5 s: a blocked XREAD must stay below it, or a reader
+    # with the default 15 s heartbeat fails once the model has thought for 5 s.
+    servers = make_servers(request, "redis")
+    llm = FakeLLM("after a long think", delay=0.0, first_token_delay=6.5)
+    with servers.serve(llm) as app, httpx.Client(timeout=httpx.Timeout(12.0)) as http:
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        read = read_stream(http, f"{app.base_url}/streams/{stream_id}?heartbeat=default")
+        assert read.status == 200
+        assert read.ended
+        assert read.comments == []  # no heartbeat due within 15 s
+        assert texts(read.events) == "after a long think"
+        assert read.events[-1].event == "done"
+        assert_contiguous(read.events)
+        assert app.results.wait().reason == "completed"
+
+
+def test_redis_store_block_must_stay_below_the_socket_timeout(redis_url: str) -> None:
+    default = redis.asyncio.Redis.from_url(redis_url)  # socket_timeout: redis-py's 5 s
+    short = redis.asyncio.Redis.from_url(redis_url, socket_timeout=0.5)
+    assert RedisStore(default).block == 1.0
+    with pytest.raises(ValueError, match="socket_timeout"):
+        RedisStore(default, block=5.0)
+    with pytest.raises(ValueError, match="socket_timeout"):
+        RedisStore(short)
+    with pytest.raises(ValueError, match="read_client's socket_timeout"):
+        RedisStore(default, read_client=short)
+    assert RedisStore(short, block=0.4).block == 0.4
+
+
+# -- Redis: a producer whose process died (H2) ----------------------------------------------------
+
+
+def test_readers_of_a_stream_whose_producer_process_was_killed_get_an_error_and_an_end(
+    request: pytest.FixtureRequest,
+) -> None:
+    servers = make_servers(request, "redis")
+    assert servers.redis_url is not None
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.producer_process", servers.redis_url, servers.prefix],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert producer.stdout is not None
+        ready, _, _ = select.select([producer.stdout], [], [], 20.0)
+        assert ready, "the producer process printed no stream id within 20 s"
+        stream_id = producer.stdout.readline().decode().strip()
+        assert parse_last_event_id(stream_id) == (stream_id, 0)
+        with servers.serve(FakeLLM("never used")) as app, client() as http:
+            killed_at: list[float] = []
+
+            def kill_after_five(event: ServerSentEvent) -> None:
+                if not killed_at and seq_of(event) == 5:
+                    producer.kill()  # SIGKILL, by PID: no finally, no finish in the store
+                    producer.wait(5)
+                    killed_at.append(time.monotonic())
+
+            read = read_stream(
+                http, f"{app.base_url}/streams/{stream_id}", on_event=kill_after_five
+            )
+            # Ended within the producer's liveness TTL (3 s) plus one block (1 s) and slack.
+            assert killed_at and time.monotonic() - killed_at[0] < 3.0 + 1.0 + 1.5
+            assert read.ended
+            *deltas, last = read.events
+            assert len(deltas) >= 5
+            assert {e.event for e in deltas} == {"delta"}
+            assert_contiguous(deltas)
+            # No id line of its own (the decoder keeps the last one, WHATWG HTML §9.2.6): a
+            # reconnect resumes after the last delta.
+            assert last.event == "error" and last.id == deltas[-1].id
+            assert json.loads(last.data) == {
+                "message": "The answer was interrupted because the server stopped. "
+                "Please try again.",
+                "code": "gone",
+            }
+            # A reconnect is told to stop; nothing is live to cancel.
+            again = read_stream(
+                http, f"{app.base_url}/streams/{stream_id}", last_event_id=deltas[-1].id
+            )
+            assert (again.status, again.events) == (204, [])
+            answer = http.post(f"{app.base_url}/cancel/{stream_id}").json()
+            assert answer == {"cancelled": False}
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+        producer.wait(5)
+        if producer.stdout is not None:
+            producer.stdout.close()
+
+
+# -- Redis: readers on their own client (H3) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.anyio
+async def test_waiting_redis_readers_on_a_read_client_leave_a_small_write_pool_free(
+    redis_url: str,
+) -> None:
+    # Two connections for the producer's side: one for the cancel subscription, one for the
+    # writes. Four readers each hold a connection of the read client while they wait.
+    writes = redis.asyncio.Redis(
+        connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
+            redis_url, max_connections=2, timeout=0.5
+        )
+    )
+    reads = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisStore(writes, read_client=reads, prefix=f"test-read-client-{time.monotonic_ns()}:")
+    llm = FakeLLM(ANSWER, delay=0.005, first_token_delay=1.2)  # the readers wait first
+    results = Results()
+    got: list[Any] = []
+    try:
+        with anyio.fail_after(20):
+            async with StreamHub(store) as hub:
+                stream_id = await hub.start(llm.stream(), on_complete=results)
+
+                async def read() -> None:
+                    got.append(
+                        await run_stream(hub.response(stream_id, heartbeat=None), timeout=15)
+                    )
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(4):
+                        tg.start_soon(read)
+    finally:
+        await writes.aclose()
+        await reads.aclose()
+    assert results.wait(0).reason == "completed"
+    assert len(got) == 4
+    for response in got:
+        assert response.complete
+        assert texts(response.events) == ANSWER
+        assert_contiguous(response.events)
+
+
+# -- start() racing with shutdown (M1) -----------------------------------------------------------
+
+
+class SlowCreateStore(MemoryStore):
+    """A MemoryStore whose create waits until the test lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creating = anyio.Event()
+        self.proceed = anyio.Event()
+
+    async def create(self, stream_id: str, meta: bytes) -> None:
+        await super().create(stream_id, meta)
+        self.creating.set()
+        await self.proceed.wait()
+
+
+class ClosableSource:
+    """An async iterator that counts its aclose() calls (an SDK stream holding a response)."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def __aiter__(self) -> ClosableSource:
+        return self
+
+    async def __anext__(self) -> str:
+        return "never started"
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def assert_aborted(store: SlowCreateStore, hub: StreamHub, source: ClosableSource) -> None:
+    assert source.closed == 1  # closed, although it never started
+    assert hub._producers == {}
+    [stream_id] = list(store._streams)
+    found = await store.read(stream_id, 0, 0)
+    assert found is not None and found.finished and not found.records
+
+
+@pytest.mark.anyio
+async def test_a_shutdown_signal_during_create_makes_start_fail_and_clean_up() -> None:
+    store, source, shutdown = SlowCreateStore(), ClosableSource(), anyio.Event()
+    with anyio.fail_after(5):
+        async with StreamHub(store, shutdown=shutdown) as hub:
+
+            async def start() -> None:
+                with pytest.raises(RuntimeError, match="shutting down"):
+                    await hub.start(source)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(start)
+                await store.creating.wait()
+                shutdown.set()
+                await anyio.sleep(0.05)  # the hub's shutdown waiter runs
+                store.proceed.set()
+            await assert_aborted(store, hub, source)
+
+
+@pytest.mark.anyio
+async def test_leaving_the_hub_during_create_makes_start_fail_and_clean_up() -> None:
+    store, source = SlowCreateStore(), ClosableSource()
+    hub = StreamHub(store)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def start() -> None:
+                with pytest.raises(RuntimeError, match="shutting down"):
+                    await hub.start(source)
+
+            async with hub:
+                tg.start_soon(start)
+                await store.creating.wait()
+            store.proceed.set()  # the hub has exited while the store was creating
+        await assert_aborted(store, hub, source)
+
+
+# -- keep (M2) -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0, 0.5, -1])
+def test_keep_below_one_second_is_refused(keep: float) -> None:
+    # keep=0 lost a fast answer before its first reader, and a Redis reader blocked on a
+    # deleted key never woke: a finished stream must outlive one read wait.
+    with pytest.raises(ValueError, match=r"keep must be at least 1\.0 seconds"):
+        StreamHub(MemoryStore(), keep=keep)
+    assert StreamHub(MemoryStore(), keep=1).keep == 1
+
+
+# -- writes stay in order (M4) --------------------------------------------------------------------
+
+
+class SlowFirstAppend(RedisStore):
+    """A RedisStore whose first append takes 0.3 s: a second write overtakes it unless the hub
+    serialises writes."""
+
+    slow = True
+
+    async def append(self, stream_id: str, records: Sequence[tuple[int, bytes]]) -> None:
+        if self.slow:
+            self.slow = False
+            await anyio.sleep(0.3)
+        await super().append(stream_id, records)
+
+
+async def pausing_tokens() -> AsyncIterator[str]:
+    for n in range(12):
+        yield f"Word {n} "
+        if n % 3 == 2:
+            await anyio.sleep(0.15)  # the model pauses: the format's flush hook sends held text
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.anyio
+async def test_concurrent_writes_of_one_stream_are_stored_in_order(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    prefix = f"test-write-order-{time.monotonic_ns()}:"
+    results = Results()
+    try:
+        with anyio.fail_after(15):
+            async with StreamHub(SlowFirstAppend(client, prefix=prefix)) as hub:
+                # An HTML format with a flush interval: the pump's sends and the watcher's
+                # flushes both write to the store.
+                format = MarkdownFormat("answer", interval=0.05)
+                stream_id = await hub.start(pausing_tokens(), format=format, on_complete=results)
+                producer = hub._producers[stream_id]
+                # Writes at once while the first one (the pump's first fragment) is slow, as
+                # the pump's tail and a watcher's flush may be.
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(hub._store, producer, b"data: first\n\n")
+                    await anyio.sleep(0.05)
+                    tg.start_soon(hub._store, producer, b"data: second\n\n")
+                read = await run_stream(hub.response(stream_id, heartbeat=None), timeout=10)
+    finally:
+        await client.aclose()
+    assert results.wait(0).reason == "completed"
+    assert read.complete
+    assert_contiguous(read.events)
+    datas = [e.data for e in read.events]
+    assert datas.index("first") < datas.index("second")
+    assert read.events[-1].event == "done"
+    assert "Word 11" in read.events[-2].data
+
+
+# -- positions beyond the end (M5) --------------------------------------------------------------
+
+
+def test_a_position_beyond_the_last_event_of_a_finished_stream_gets_204(servers: Servers) -> None:
+    with servers.serve(FakeLLM("short answer", delay=0)) as app, client() as http:
+        read = read_stream(http, app.base_url + "/chat")
+        assert read.ended
+        stream_id = (read.events[0].id or "").rpartition("-")[0]
+        for seq in ("9" * 15, str(len(read.events) + 1)):
+            beyond = read_stream(http, f"{app.base_url}/streams/{stream_id}-{seq}", timeout=3)
+            assert (beyond.status, beyond.events) == (204, [])
+        # More digits than any stream has events: not one of our ids at all.
+        assert not app.hub.recognizes(f"{stream_id}-{'1' * 16}")
+        assert read_stream(http, f"{app.base_url}/streams/{stream_id}-{'1' * 16}").status == 204
+
+
+# -- a store that cannot be reached before the response starts (M3) ------------------------------
+
+
+def test_a_reader_that_cannot_reach_the_store_is_told_to_retry(tmp_path: Path) -> None:
+    with run_redis_server(tmp_path) as url:
+        dead_url = url  # stopped at the end of the block: nothing listens there afterwards
+    store_client = redis.asyncio.Redis.from_url(dead_url, socket_connect_timeout=0.5)
+    hub = StreamHub(RedisStore(store_client))  # not entered: a reader needs only the store
+
+    async def read(request: Request) -> Response:
+        return ResumeResponse(hub, request.path_params["stream_id"])
+
+    app = Starlette(routes=[Route("/streams/{stream_id}", read)])
+    with run_uvicorn(app) as base_url, client() as http:
+        response = http.get(f"{base_url}/streams/{'A' * 24}-3")
+    # An EventSource reconnects after a 200 whose body ends (here: after 1 s); an error status
+    # would make it give up for good (WHATWG HTML §9.2.3).
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.content == b"retry: 1000\n\n"
+
+
+# -- eviction, long streams, several readers, RESP2 ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_resume_from_before_the_kept_events_gets_204(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    servers = make_servers(request, kind, max_events=5)
+    with servers.serve(FakeLLM(ANSWER, delay=0)) as app, client() as http:
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        assert app.results.wait().reason == "completed"
+        last = len(TOKENS) + 1  # the done event
+        evicted = read_stream(http, f"{app.base_url}/streams/{stream_id}-1")
+        assert (evicted.status, evicted.events) == (204, [])
+        kept = read_stream(http, f"{app.base_url}/streams/{stream_id}-{last - 5}")
+        assert kept.ended
+        assert [seq_of(e) for e in kept.events] == list(range(last - 4, last + 1))
+        assert kept.events[-1].event == "done"
+
+
+def test_a_stream_longer_than_one_read_arrives_whole(servers: Servers) -> None:
+    answer = " ".join(f"w{n}" for n in range(1400))  # 1,400 tokens: more than READ_LIMIT
+    with servers.serve(FakeLLM(answer, delay=0)) as app, client() as http:
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        assert app.results.wait().reason == "completed"
+        read = read_stream(http, f"{app.base_url}/streams/{stream_id}")
+        assert read.ended
+        assert len(read.events) == len(tokenize(answer)) + 1 > READ_LIMIT
+        assert_contiguous(read.events)
+        assert texts(read.events) == answer
+
+
+def test_two_readers_of_one_stream_get_the_same_events(servers: Servers) -> None:
+    with servers.serve(FakeLLM(ANSWER, delay=0.01)) as app, client() as http, client() as other:
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        reads: dict[str, Read] = {}
+
+        def read(name: str, http_client: httpx.Client) -> None:
+            reads[name] = read_stream(http_client, f"{app.base_url}/streams/{stream_id}")
+
+        threads = [
+            threading.Thread(target=read, args=("a", http)),
+            threading.Thread(target=read, args=("b", other)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+        assert set(reads) == {"a", "b"}
+        assert reads["a"].ended and reads["b"].ended
+        assert [e.id for e in reads["a"].events] == [e.id for e in reads["b"].events]
+        assert_contiguous(reads["a"].events)
+        assert texts(reads["a"].events) == ANSWER
+
+
+def test_a_resp2_redis_client_resumes_too(request: pytest.FixtureRequest) -> None:
+    servers = make_servers(request, "redis-resp2")
+    llm = FakeLLM(ANSWER, delay=0.01)
+    with servers.serve(llm) as app, client() as http:
+        first = read_stream(http, app.base_url + "/chat", stop_after=5)
+        assert texts(resume_after(http, app.base_url + "/chat", first)) == ANSWER
+        stream_id = http.post(app.base_url + "/start").json()["stream_id"]
+        assert http.post(f"{app.base_url}/cancel/{stream_id}").json() == {"cancelled": True}
+
+
+# -- the cancel subscription notices a lost connection (L5) ----------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.anyio
+async def test_the_cancel_listener_pings_and_resubscribes_after_a_lost_connection(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sse_llm._redis_store, "PUBSUB_PING_INTERVAL", 0.3)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    prefix = f"test-resubscribe-{time.monotonic_ns()}:"
+    llm = FakeLLM(ANSWER, delay=0.2)  # 18 s unless cancelled
+    results = Results()
+    ended = anyio.Event()
+
+    def on_complete(result: StreamResult) -> None:
+        results(result)
+        ended.set()
+
+    try:
+        with anyio.fail_after(15):
+            async with StreamHub(RedisStore(client, prefix=prefix)) as hub:
+                await anyio.sleep(1.5)  # several pings answered: the subscription stays
+                assert "retrying" not in caplog.text
+                # The server drops the subscriber's connection: the listener subscribes anew.
+                assert await client.client_kill_filter(_type="pubsub") >= 1
+                stream_id = await hub.start(llm.stream(), on_complete=on_complete)
+                await anyio.sleep(1.5)
+                assert "watching for stream cancel requests failed; retrying" in caplog.text
+                async with StreamHub(RedisStore(client, prefix=prefix)) as other:
+                    assert await other.cancel(stream_id) is True
+                    with anyio.fail_after(2):
+                        await ended.wait()
+    finally:
+        await client.aclose()
+    assert results.one.reason == "cancelled"
+    assert llm.closed == 1
+
+
+# -- MemoryStore reads by index (L1) ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_memory_store_keeps_exactly_the_last_max_events_across_trims() -> None:
+    store = MemoryStore(max_events=5)
+    await store.create("s", b"{}")
+    await store.touch_producer("s", 60)
+    for seq in range(1, 24):  # trims at 10 and 20 records: kept are always seqs 19..23 at the end
+        await store.append("s", [(seq, f"e{seq}".encode())])
+        found = await store.read("s", seq - 1, 0)
+        assert found is not None and [r[0] for r in found.records] == [seq]
+    for after in range(0, 18):
+        found = await store.read("s", after, 0)
+        assert found is not None and found.missing and not found.records, after
+    for after in range(18, 23):
+        found = await store.read("s", after, 0)
+        assert found is not None and not found.missing
+        assert list(found.records) == [(s, f"e{s}".encode()) for s in range(after + 1, 24)]
+    nothing = await store.read("s", 23, 0)
+    assert nothing == StoredEvents((), False)
+    await store.finish("s", 5)
+    assert await store.read("s", 23, 0) == StoredEvents((), True)
+    assert await store.read("s", 10**14, 0) == StoredEvents((), True)  # beyond the end
