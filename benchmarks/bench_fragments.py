@@ -57,45 +57,51 @@ TARGET_APPEND = 1.5  # x plain text (issue 3)
 TARGET_REPLACE = 3.0
 
 
+def _exactly(tokens: int, piece: Callable[[int], str], separator: str = "") -> str:
+    """``piece(1)``, ``piece(2)`` ... joined until there are ``tokens`` tokens (per
+    :func:`sse_llm.testing.tokenize`), cut to exactly that many."""
+    pieces: list[str] = []
+    while len(tokenize(separator.join(pieces))) < tokens:
+        pieces.append(piece(len(pieces) + 1))
+    return "".join(tokenize(separator.join(pieces))[:tokens])
+
+
+def _section(i: int) -> str:
+    return (
+        f"## {i}. 단계: streaming section {i}\n\n"
+        f"Server-sent events carry each **token** as the model writes it; section {i} "
+        "explains how `EventSource` reconnects, why proxies need a *heartbeat*, and "
+        "what 한국어 텍스트 looks like when it is split across reads.\n\n"
+        "- the pump sends one event per token;\n"
+        "- the watcher notices a disconnect at once;\n"
+        f"- heartbeats every {i % 15 + 5} seconds keep the connection open.\n\n"
+        "1. parse the request\n2. call the model\n3. stream the answer\n\n"
+        f"```python\nasync for token in llm.stream(prompt_{i}):\n"
+        "    yield token  # one SSE event each\n```\n\n"
+        "| field | meaning |\n|---|---|\n| `data` | the payload |\n| `id` | resume point |\n\n"
+    )
+
+
+def _paragraph(i: int) -> str:
+    return (
+        f"Paragraph {i} explains how server-sent events carry each token as the model "
+        "writes it, why a proxy needs a heartbeat while the model thinks, and what "
+        "**한국어 텍스트** looks like when it is split across reads; the browser must "
+        "decode with `stream: true` or it shows replacement characters where a character "
+        "was cut."
+    )
+
+
 def markdown_document(tokens: int) -> str:
-    """A Markdown answer of exactly ``tokens`` tokens (per :func:`sse_llm.testing.tokenize`):
-    headings, paragraphs, bullet and numbered lists, inline code, emphasis, code blocks, a
-    table, Korean text."""
-    sections = []
-    i = 0
-    while len(tokenize("".join(sections))) < tokens:
-        i += 1
-        sections.append(
-            f"## {i}. 단계: streaming section {i}\n\n"
-            f"Server-sent events carry each **token** as the model writes it; section {i} "
-            "explains how `EventSource` reconnects, why proxies need a *heartbeat*, and "
-            "what 한국어 텍스트 looks like when it is split across reads.\n\n"
-            "- the pump sends one event per token;\n"
-            "- the watcher notices a disconnect at once;\n"
-            f"- heartbeats every {i % 15 + 5} seconds keep the connection open.\n\n"
-            "1. parse the request\n2. call the model\n3. stream the answer\n\n"
-            f"```python\nasync for token in llm.stream(prompt_{i}):\n"
-            "    yield token  # one SSE event each\n```\n\n"
-            "| field | meaning |\n|---|---|\n| `data` | the payload |\n| `id` | resume point |\n\n"
-        )
-    return "".join(tokenize("".join(sections))[:tokens])
+    """A Markdown answer of exactly ``tokens`` tokens: headings, paragraphs, bullet and numbered
+    lists, inline code, emphasis, code blocks, a table, Korean text (a block every ~90 bytes)."""
+    return _exactly(tokens, _section)
 
 
 def prose_document(tokens: int) -> str:
     """A Markdown answer of exactly ``tokens`` tokens in long paragraphs (a block every ~330
-    bytes instead of ~90): inline code, emphasis and Korean, no lists or tables."""
-    paragraphs = []
-    i = 0
-    while len(tokenize("\n\n".join(paragraphs))) < tokens:
-        i += 1
-        paragraphs.append(
-            f"Paragraph {i} explains how server-sent events carry each token as the model "
-            "writes it, why a proxy needs a heartbeat while the model thinks, and what "
-            "**한국어 텍스트** looks like when it is split across reads; the browser must "
-            "decode with `stream: true` or it shows replacement characters where a character "
-            "was cut."
-        )
-    return "".join(tokenize("\n\n".join(paragraphs))[:tokens])
+    bytes): inline code, emphasis and Korean, no lists or tables."""
+    return _exactly(tokens, _paragraph, "\n\n")
 
 
 DOCUMENTS = {"dense": markdown_document, "prose": prose_document}
