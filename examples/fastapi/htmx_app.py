@@ -211,8 +211,9 @@ def create_app(
         tail element the pair holds (``create_tail=False``)."""
         waiting = pending.pop(number, None)
         if waiting is None:
-            # Already answered (or unknown): 204 makes EventSource stop reconnecting
-            # (WHATWG HTML §9.2.3), where an error status would only be retried.
+            # Already answered (or unknown): 204 No Content, nothing to stream. EventSource
+            # stops reconnecting on any status but 200 (WHATWG HTML §9.2.3); 204 says so
+            # without claiming an error.
             return Response(status_code=204)
         prompt, markdown = waiting
         target = f"answer-{number}"

@@ -465,7 +465,7 @@ class _MarkdownRenderer(_BaseRenderer):
 class MarkdownFormat(_Base):
     """The answer rendered as sanitised Markdown, built up in ``#target`` block by block.
 
-    Events (all unnamed):
+    Fragment events are unnamed (or ``event_name``); the last event is the named ``done``:
 
     1. (``prelude``, if given), then a fragment that empties ``#target`` and puts the tail
        element ``<div id="<target>-tail" class="sse-llm-tail">`` in it (unless
@@ -473,8 +473,8 @@ class MarkdownFormat(_Base):
     2. at most one render per ``interval`` seconds: completed top-level blocks (paragraphs,
        lists, code blocks, tables ...) once, inserted out of band before the tail element, and
        the HTML of the last, still-growing block as the event's main content, which the page
-       swaps into the tail element (see below; with ``oob_tail=True`` it is sent out of band
-       too, at ~48 bytes per update);
+       swaps into the tail element (see below; with ``oob_tail=True``, and always when the tail
+       is empty, which htmx would not swap, it is sent out of band, at ~48 bytes per update);
     3. the last event: the blocks not sent yet are inserted before the tail element and the
        tail element is deleted, so ``#target`` holds exactly ``markdown.render(text)`` of the
        whole answer. This is checked on the server, byte for byte, against a render of the
@@ -504,12 +504,14 @@ class MarkdownFormat(_Base):
     Text held back is sent when the model pauses for an interval (the pump's flush hook,
     within about two intervals) and in the last event.
 
-    Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per event) and the HTML is
-    compact (no newlines between block tags, see :func:`sse_llm._markdown.compact`).
+    Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per built-in fragment; a
+    ``prelude`` is sent as written) and the HTML is compact (no newlines between block tags,
+    see :func:`sse_llm._markdown.compact`).
 
     Args:
         target: the id of the answer element (required: every fragment is addressed to it).
-        interval: seconds between renders (default 0.1).
+        interval: seconds between renders (default 0.1). 0 renders at every delta and has no
+            flush: text the ``refresh`` rule holds back waits for the next delta or the end.
         refresh: seconds; the longest a growing tail of up to ``refresh`` x 1,000 characters
             waits for a re-send (default 0.5; 0 re-sends it at every render, whatever its
             length: bytes then grow with the square of a long paragraph).
