@@ -63,12 +63,11 @@ class Template(Protocol):
 
 _ENV = Environment(autoescape=True, keep_trailing_newline=False)
 
+#: The error message after the answer, in both last fragments below.
+_ERROR = '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}'
 #: The last fragment: the complete message, swapped into ``#target``. Context: ``target`` (the
 #: id), ``html`` (sanitised message), ``error`` (escaped message or ``""``), ``reason``.
-FINAL_TEMPLATE = (
-    '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}'
-    '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}</div>'
-)
+FINAL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}' + _ERROR + "</div>"
 #: Markdown mode, first event: empties ``#target`` and puts the tail element in it.
 _SETUP_TEMPLATE = (
     '<div hx-swap-oob="innerHTML:#{{ target }}">'
@@ -84,8 +83,8 @@ _TAIL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ tail_id }}">{{ html }}</div>'
 #: ``#target`` with exactly the render of the whole message.
 _REST_TEMPLATE = (
     '{% if html or error %}<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}'
-    '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}</div>'
-    '{% endif %}<div hx-swap-oob="delete:#{{ tail_id }}"></div>'
+    + _ERROR
+    + '</div>{% endif %}<div hx-swap-oob="delete:#{{ tail_id }}"></div>'
 )
 
 #: Markdown mode: the longest wait between re-sends of a growing tail is ``refresh`` seconds,
@@ -201,17 +200,23 @@ class _BaseRenderer:
     def end(self, result: StreamResult) -> bytes:
         if result.reason not in ("completed", "error", "shutdown"):
             return b""  # the client is gone: nothing can be sent
-        fmt = self.fmt
         out = self.drain()
-        if fmt.target is not None:
-            context = {
-                "target": fmt.target,
-                "html": self.message_html(result.text),
-                "error": Markup(escape_text(self.error_message or "")),
-                "reason": result.reason,
-            }
-            out += self.data(fmt.final_template.render(context))
-        return out + encode_data(result.reason, fmt.done_event)
+        if self.fmt.target is None:
+            return out + encode_data(result.reason, self.fmt.done_event)
+        return out + self.final(result, self.message_html(result.text))
+
+    def final(self, result: StreamResult, html: Markup) -> bytes:
+        """The final fragment (the complete message ``html`` into ``#target``) and ``done``."""
+        fmt = self.fmt
+        context = {
+            "target": fmt.target,
+            "html": html,
+            "error": Markup(escape_text(self.error_message or "")),
+            "reason": result.reason,
+        }
+        return self.data(fmt.final_template.render(context)) + encode_data(
+            result.reason, fmt.done_event
+        )
 
     def due(self) -> bool:
         """The interval since the last render has passed."""
@@ -448,11 +453,12 @@ class _MarkdownRenderer(_BaseRenderer):
             return super().end(result)
         text = "".join(self.parts)
         rest = self.md.render(text[self.offset :])
-        if "".join(self.sent_blocks) + rest != self.md.render(text):
+        whole = self.md.render(text)
+        if "".join(self.sent_blocks) + rest != whole:
             # A block sent earlier renders differently as part of the whole: a link reference
             # definition that arrived after the paragraph using it, or a parser plugin that
             # looks at the whole document. The page must end with the whole render.
-            return super().end(result)
+            return self.final(result, Markup(wire_newlines(whole)))
         context = {
             "tail_id": self.tail_id,
             "html": Markup(wire_newlines(rest)),
