@@ -466,6 +466,38 @@ def test_django_page_streams_the_markdown_answer_and_saves_it(
     assert_clean(tab)
 
 
+def test_django_page_keeps_the_growing_answer_in_view(
+    tab: Tab, django_app: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Auto-scroll without JS: the scroller is column-reverse, so it stays pinned to the bottom
+    # while the answer grows past the viewport.
+    monkeypatch.setenv("SSE_LLM_FAKE_DELAY", "0.01")
+    monkeypatch.delenv("SSE_LLM_FAKE_ANSWER_FILE", raising=False)
+    tab.page.set_viewport_size({"width": 600, "height": 300})  # the answer overflows it
+    bottom_gap = """(selector) => {
+      const scroller = document.querySelector(".scroller").getBoundingClientRect();
+      const answer = document.querySelector(selector).getBoundingClientRect();
+      return {gap: scroller.bottom - answer.bottom, overflow:
+              document.querySelector(".scroller").scrollHeight > scroller.height};
+    }"""
+    with serve_django(django_app) as (base_url, _):
+        selector = submit(tab.page, base_url + "/", PROMPT)
+        seen = []
+        deadline = time.monotonic() + DEADLINE
+        while not tab.page.evaluate("window.__ends.length"):
+            seen.append(tab.page.evaluate(bottom_gap, selector))
+            assert time.monotonic() < deadline
+            tab.page.wait_for_timeout(50)
+        tab.page.wait_for_timeout(300)
+        final = tab.page.evaluate(bottom_gap, selector)
+
+    assert final["overflow"], "the answer must overflow the viewport for this test to mean anything"
+    # The answer's bottom edge stays visible, at the scroller's bottom: 32 px above it (the
+    # scroller's 1rem padding + the pair's 1rem margin), never below it.
+    assert 0 <= final["gap"] <= 40, final
+    assert all(0 <= s["gap"] <= 40 for s in seen), seen
+
+
 def test_django_page_shows_hostile_model_output_sanitised(
     tab: Tab,
     django_app: tuple[Any, Path],
