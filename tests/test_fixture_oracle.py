@@ -384,3 +384,186 @@ def test_sse_parser_framing() -> None:
 )
 def test_in_stream_errors(fmt: str, body: bytes, message: str) -> None:
     assert parse_body(fmt, body).error == message
+
+
+# ------------------------------------- citations, provider-run tools, cache usage
+
+
+def test_openrouter_url_citations_have_no_span() -> None:
+    exp = by_id("openai-chat/openrouter-annotations-comments-emoji.sse")
+    # Five url_citation annotations, each with start_index = end_index = 0 ("not located").
+    assert [(c.kind, c.url, c.title, c.start, c.end) for c in exp.citations] == [
+        (
+            "url",
+            "https://github.com/pydantic/pydantic-ai",
+            "AI Agent Framework, the Pydantic way - GitHub",
+            None,
+            None,
+        ),
+        ("url", "https://pydantic.dev/pydantic-ai", None, None, None),  # title ""
+        (
+            "url",
+            "https://github.com/pydantic/pydantic-ai/releases/tag/v2.0.0",
+            "v2.0.0 (2026-06-23)",
+            None,
+            None,
+        ),
+        (
+            "url",
+            "https://pydantic.dev/docs/ai/overview/",
+            "Pydantic AI | Pydantic Docs",
+            None,
+            None,
+        ),
+        (
+            "url",
+            "https://github.com/pydantic/pydantic-ai/tree/refs/tags/v1.44.0",
+            "GitHub - pydantic/pydantic-ai at refs/tags/v1.44.0 · GitHub",
+            None,
+            None,
+        ),
+    ]
+    assert exp.tool_activities == []  # OpenRouter reports its search only as a usage count
+    assert exp.cache_usage == {"cached_input_tokens": 0, "cache_write_tokens": 0}
+
+
+def test_perplexity_numbered_sources() -> None:
+    exp = by_id("openai-chat/perplexity-crlf-no-done.sse")
+    assert [(c.number, c.url.split("/")[2] if c.url else None) for c in exp.citations] == [
+        (1, "en.wikipedia.org"),
+        (2, "www.statista.com"),
+        (3, "science.howstuffworks.com"),
+        (4, "www.britannica.com"),
+        (5, "www.sciencefocus.com"),
+    ]
+    # The text cites [2][4]: Statista and Britannica.
+    assert exp.text.endswith("[2][4].")
+    assert exp.citations[1].title == "Largest countries in the world - Statista"
+    assert exp.citations[3].title == (
+        "List of the world's largest countries and dependencies by area"
+    )
+    assert all(c.start is None for c in exp.citations)
+    assert exp.cache_usage == {}
+
+
+def test_responses_web_search_call_is_an_activity() -> None:
+    exp = by_id("openai-responses/pydantic-web-search-annotations.sse")
+    ws = "ws_00a60507bf41223d0068c9d30021d081a0962d80d50c12e317"
+    assert exp.tool_activities == [
+        (ws, "web_search", "started", None, None),
+        (
+            ws,
+            "web_search",
+            "finished",
+            "weather: San Francisco, CA",
+            {"query": "weather: San Francisco, CA"},
+        ),
+    ]
+    # Despite the recording's name, its output_text parts carry "annotations": [].
+    assert exp.citations == []
+    assert exp.cache_usage == {"cached_input_tokens": 8320}
+
+
+def test_anthropic_code_execution_is_an_activity() -> None:
+    exp = by_id("anthropic/pydantic-code-execution-emoji.sse")
+    tool = "srvtoolu_01MwXaweAHve88x6s3Fc8x6Q"
+    command = {"command": 'echo "65465-6544 * 65464-6+1.02255" | bc -l'}
+    assert exp.tool_activities == [
+        (tool, "code_execution", "started", None, command),
+        (tool, "code_execution", "finished", "exit code 0", command),
+    ]
+    assert exp.citations == []
+    assert exp.cache_usage == {"cached_input_tokens": 0, "cache_write_tokens": 0}
+
+
+def test_gemini_grounding_supports_become_character_spans() -> None:
+    exp = by_id("gemini/pydantic-web-search-grounding.sse")
+    assert exp.tool_activities == [
+        (
+            "web_search_0",
+            "web_search",
+            "finished",
+            "weather in San Francisco today",
+            {"query": "weather in San Francisco today"},
+        )
+    ]
+    # 8 supports naming 9 chunks in all (the 7th names chunks 4 and 1); every chunk is named.
+    assert [(c.number, c.start, c.end) for c in exp.citations] == [
+        (1, 235, 371),  # bytes 235-375: four 2-byte degree signs in the segment
+        (2, 372, 439),
+        (1, 440, 494),
+        (3, 496, 612),
+        (4, 613, 666),
+        (3, 667, 747),
+        (5, 749, 875),
+        (2, 749, 875),
+        (1, 876, 926),
+    ]
+    assert exp.text[235:371].startswith("As of Tuesday afternoon")
+    assert exp.text[235:371].endswith("approximately 68%.")
+    assert exp.citations[1].title == "timeanddate.com"
+
+
+def test_gemini_usage_keys_keep_their_last_value() -> None:
+    chunks = [
+        {
+            "candidates": [{"content": {"parts": [{"text": "a"}]}}],
+            "usageMetadata": {
+                "promptTokenCount": 4,
+                "candidatesTokenCount": 2,
+                "totalTokenCount": 6,
+            },
+        },
+        {
+            "candidates": [{"content": {"parts": []}, "finishReason": "STOP"}],
+            "usageMetadata": {
+                "promptTokenCount": 4,
+                "totalTokenCount": 9,
+                "cachedContentTokenCount": 3,
+            },
+        },
+    ]
+    exp = parse_body("gemini-json-array", json.dumps(chunks).encode())
+    assert exp.usage == {"input_tokens": 4, "output_tokens": 2, "total_tokens": 9}
+    assert exp.cache_usage == {"cached_input_tokens": 3}
+
+
+def test_anthropic_input_includes_cache_reads_and_writes() -> None:
+    events = [
+        {
+            "type": "message_start",
+            "message": {
+                "usage": {
+                    "input_tokens": 3,
+                    "cache_read_input_tokens": 50,
+                    "cache_creation_input_tokens": 7,
+                    "output_tokens": 1,
+                }
+            },
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "pause_turn"},
+            "usage": {"output_tokens": 9},
+        },
+    ]
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+    exp = parse_body("anthropic", body)
+    assert exp.usage == {"input_tokens": 60, "output_tokens": 9}
+    assert exp.cache_usage == {"cached_input_tokens": 50, "cache_write_tokens": 7}
+    assert exp.finish_reason == "pause_turn"
+
+
+@pytest.mark.parametrize("path", ALL, ids=fixture_id)
+def test_no_recording_pauses_or_uses_the_prompt_cache(path: Path) -> None:
+    """Where the recordings stand: no pause_turn, no cache hit except one Responses call."""
+    exp = expected(path)
+    assert exp.finish_reason != "pause_turn"
+    hits = {k: v for k, v in exp.cache_usage.items() if v}
+    if fixture_id(path) == "openai-responses/pydantic-web-search-annotations.sse":
+        assert hits == {"cached_input_tokens": 8320}
+    else:
+        assert hits == {}

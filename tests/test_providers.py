@@ -40,11 +40,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from sse_llm import (
+    ErrorEvent,
     EventStream,
     Finish,
     ProviderError,
     ReasoningDelta,
-    StreamError,
     StreamResult,
     TextDelta,
     ToolCall,
@@ -56,11 +56,13 @@ from sse_llm.sources import http_error, json_array, ndjson, sse_json
 
 from .support.fixtures import (
     Expected,
+    activities_of,
     all_fixture_files,
     expected,
     fixture_files,
     fixture_id,
     parse_sse,
+    sources_of,
 )
 from .support.plugin import ReplayServer
 from .support.replay import ReplayApp
@@ -301,7 +303,7 @@ async def test_recorded_stream_arrives_normalised_and_byte_exact(
     assert got.done is not None
     assert got.done["raw_finish_reason"] == want.finish_reason
     assert got.done["finish_reason"] == normalised_finish(fmt, want)
-    assert got.done["usage"] == want.usage
+    assert got.done["usage"] == want.full_usage
 
     result = await app.result(tag)
     assert result.reason == "completed"
@@ -337,7 +339,7 @@ async def test_sdk_streams_read_with_httpx_and_sse_json_arrive_the_same(
     assert got.done == {
         "finish_reason": normalised_finish(fmt, want),
         "raw_finish_reason": want.finish_reason,
-        "usage": want.usage,
+        "usage": want.full_usage,
     }
     assert (await app.result(tag)).reason == "completed"
 
@@ -420,8 +422,8 @@ def json_items(path: Path) -> list[Any]:
     return [json.loads(e.data) for e in parse_sse(body) if e.data.strip() != "[DONE]"]
 
 
-def run_normalizer(items: list[Any]) -> list[Any]:
-    normalizer = detect(items[0])
+def run_normalizer(items: list[Any], *, choice: int | None = None) -> list[Any]:
+    normalizer = detect(items[0], choice=choice)
     assert normalizer is not None
     events: list[Any] = []
     for item in items:
@@ -469,8 +471,10 @@ def test_normalizer_reproduces_the_oracle_reading(path: Path) -> None:
     assert [(f.reason, f.raw_reason) for f in finishes] == [
         (normalised_finish(fmt, want), want.finish_reason)
     ]
-    assert [u.as_dict() for u in usages] == ([] if want.usage is None else [want.usage])
-    assert not [e for e in events if isinstance(e, StreamError)]
+    assert [u.as_dict() for u in usages] == ([] if want.usage is None else [want.full_usage])
+    assert not [e for e in events if isinstance(e, ErrorEvent)]
+    assert sources_of(events) == want.citations
+    assert activities_of(events) == want.tool_activities
     # Fragments of each call join to exactly the whole call.
     for call in (e for e in events if isinstance(e, ToolCall)):
         fragments = [e for e in events if isinstance(e, ToolCallDelta) and e.index == call.index]
@@ -557,6 +561,8 @@ async def test_sdk_stream_helpers_events_are_counted_once(
     assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == want.tool_calls
     finishes = [e for e in normalised if isinstance(e, Finish)]
     assert [f.raw_reason for f in finishes] == [want.finish_reason]
+    assert sources_of(normalised) == want.citations
+    assert activities_of(normalised) == want.tool_activities
 
 
 # -- Responses API
@@ -583,7 +589,7 @@ def test_responses_error_then_failed_gives_one_stream_error_with_the_provider_me
             ),
         ]
     )
-    assert events == [TextDelta("Part"), StreamError(message, "server_error")]
+    assert events == [TextDelta("Part"), ErrorEvent(message, "server_error")]
 
 
 def test_responses_failed_alone_reports_its_error() -> None:
@@ -596,7 +602,7 @@ def test_responses_failed_alone_reports_its_error() -> None:
             )
         ]
     )
-    assert events == [StreamError("Slow", "rate_limit")]
+    assert events == [ErrorEvent("Slow", "rate_limit")]
 
 
 def test_responses_reasoning_refusal_and_content_filter() -> None:
@@ -651,7 +657,7 @@ def test_anthropic_error_event_becomes_a_stream_error() -> None:
     events = run_normalizer(
         [{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]
     )
-    assert events == [StreamError("Overloaded", "overloaded_error")]
+    assert events == [ErrorEvent("Overloaded", "overloaded_error")]
 
 
 def test_anthropic_server_tool_use_is_not_reported_as_a_tool_call() -> None:
@@ -732,13 +738,14 @@ def test_gemini_finish_reasons_by_name_and_by_number(raw: Any, reason: str) -> N
 
 def test_gemini_function_call_id_thoughts_and_other_candidates() -> None:
     events = run_normalizer(
-        [
+        choice=0,
+        items=[
             gemini_chunk(parts=[{"text": "hmm", "thought": True}, {"text": "¿Qué?"}]),
             gemini_chunk(parts=[{"text": "ignored: candidate 1"}], index=1),
             gemini_chunk(
                 "STOP", parts=[{"functionCall": {"id": "fc-7", "name": "f", "args": {"q": "東京"}}}]
             ),
-        ]
+        ],
     )
     assert events == [
         ReasoningDelta("hmm"),
@@ -752,7 +759,7 @@ def test_gemini_error_object_and_blocked_prompt() -> None:
     error = {
         "error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}
     }
-    assert run_normalizer([error]) == [StreamError("Resource exhausted", "RESOURCE_EXHAUSTED")]
+    assert run_normalizer([error]) == [ErrorEvent("Resource exhausted", "RESOURCE_EXHAUSTED")]
     blocked = {
         "promptFeedback": {"blockReason": "SAFETY"},
         "usageMetadata": {"promptTokenCount": 4},
@@ -808,7 +815,7 @@ def test_ollama_thinking_tool_calls_and_length() -> None:
 def test_ollama_error_line_becomes_a_stream_error() -> None:
     normalizer = detect({"model": "m", "message": {"content": "a"}, "done": False})
     assert normalizer is not None
-    assert list(normalizer.feed({"error": "model crashed"})) == [StreamError("model crashed")]
+    assert list(normalizer.feed({"error": "model crashed"})) == [ErrorEvent("model crashed")]
 
 
 # -- detection and error bodies
@@ -816,8 +823,8 @@ def test_ollama_error_line_becomes_a_stream_error() -> None:
 
 def test_a_stream_that_starts_with_an_error_object_is_recognised() -> None:
     body = {"error": {"message": "over capacity", "type": "internal_server_error"}}
-    assert run_normalizer([body]) == [StreamError("over capacity", "internal_server_error")]
-    assert run_normalizer([{"error": "no such model"}]) == [StreamError("no such model")]
+    assert run_normalizer([body]) == [ErrorEvent("over capacity", "internal_server_error")]
+    assert run_normalizer([{"error": "no such model"}]) == [ErrorEvent("no such model")]
 
 
 def test_databricks_items_are_recognised() -> None:
@@ -826,7 +833,7 @@ def test_databricks_items_are_recognised() -> None:
     assert "".join(e.text for e in events) == databricks_expected_text()
     assert run_normalizer(
         [{"event_type": "error", "error": {"message": "quota", "code": "429"}}]
-    ) == [StreamError("quota", "429")]
+    ) == [ErrorEvent("quota", "429")]
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ live endpoint exists (the test golden file is synthetic).
 
 Mapped: ``event_type: "delta"`` -> :class:`TextDelta` from ``delta.text`` (or a ``delta``
 that is itself a string); an object with an ``error`` (a string or ``{"message", "code"}``)
-or ``event_type: "error"`` -> :class:`StreamError`; any other event type -> nothing. The
-format has no finish reason or usage: its end is ``[DONE]``, so ``done`` reports no finish
-reason.
+or ``event_type: "error"`` -> :class:`ErrorEvent`; any other event type -> nothing. The
+format has no finish reason, usage, citations or tool activity: its end is ``[DONE]``, so
+``done`` reports no finish reason. It has one answer per stream, so no ``choice``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._model import LLMEvent, StreamError, TextDelta
-from . import error_fields
+from .._model import ErrorEvent, LLMEvent, TextDelta
+from ._common import error_fields
 
 
 def matches(item: Any) -> bool:
@@ -35,7 +35,7 @@ class Normalizer:
         kind = item.get("event_type")
         if item.get("error") or kind == "error":
             message, code = error_fields(item.get("error") or item)
-            return [StreamError(message or "The model provider reported an error.", code)]
+            return [ErrorEvent(message or "The model provider reported an error.", code)]
         if kind != "delta":
             return []
         delta = item.get("delta")

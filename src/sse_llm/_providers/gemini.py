@@ -5,17 +5,38 @@ One ``GenerateContentResponse`` per item, whether it came from ``?alt=sse`` (rea
 (:func:`sse_llm.sources.json_array`), or from the ``google-genai`` SDK
 (``client.aio.models.generate_content_stream``: its pydantic objects are dumped by alias, so
 they have the same camelCase fields). Source of the rules: Gemini API reference,
-"GenerateContentResponse" / "Candidate" / "UsageMetadata"; shapes as recorded in the test
-fixtures' FORMATS.md.
+"GenerateContentResponse" / "Candidate" / "GroundingMetadata" / "UsageMetadata" /
+"CodeExecutionResult"; the "Grounding with Google Search" and "Code execution" guides; shapes
+as recorded in the test fixtures' FORMATS.md.
 
-Mapped (candidate 0 only, as for OpenAI's ``n > 1``):
+Mapped (one candidate; see :class:`Normalizer` for ``candidateCount > 1``):
 
 - ``text`` parts -> :class:`TextDelta`; parts with ``"thought": true`` -> :class:`ReasoningDelta`
   (``thoughtSignature`` is opaque and skipped);
 - ``functionCall`` parts arrive whole -> :class:`ToolCall` directly, numbered in arrival order,
   ``args`` written as compact JSON; the id is ``functionCall.id`` when given (Vertex may), else
-  ``""`` (the Gemini API gives none). ``executableCode`` / ``codeExecutionResult`` parts are
-  Gemini's own code execution and are not surfaced;
+  ``""`` (the Gemini API gives none);
+- ``groundingMetadata`` (Google Search, Vertex AI Search, Maps grounding) ->
+  :class:`Citation`: one per ``groundingSupports`` entry and chunk it names
+  (``groundingChunkIndices``), in the order given, with the chunk's ``web`` /
+  ``retrievedContext`` / ``maps`` ``uri`` and ``title``, ``index`` = the chunk's position + 1,
+  and the span of ``segment.startIndex`` / ``endIndex``, which count UTF-8 *bytes* of the
+  candidate's text and are converted to characters; then, when the candidate finishes, one
+  span-less :class:`Citation` per chunk no support named. ``web`` and ``maps`` chunks are
+  ``kind="url"``, ``retrievedContext`` chunks ``kind="document"`` (``cited_text`` its
+  ``text``, ``document_id`` its ``documentName``). The Google Search suggestion widget
+  (``searchEntryPoint.renderedContent``, HTML) is not surfaced;
+- ``citationMetadata.citations`` (recitation sources) -> :class:`Citation` ``kind="url"``
+  without a span;
+- ``groundingMetadata.webSearchQueries`` -> one :class:`ToolActivity` ``web_search``
+  ``finished`` per query (id ``web_search_<n>``, summary and ``input`` the query): Gemini
+  reports its searches only after running them, so there is no ``started``;
+- ``executableCode`` / ``codeExecutionResult`` parts (Gemini's own code execution) ->
+  :class:`ToolActivity` ``code_execution`` (id ``code_execution_<n>``, or the part's ``id``
+  when given): ``started`` with ``input`` ``{"code", "language"}``, then ``finished``
+  (``OUTCOME_OK``) or ``failed`` (``OUTCOME_FAILED``, ``OUTCOME_DEADLINE_EXCEEDED``), summary
+  the outcome (``"ok"``, ``"failed"``, ``"deadline_exceeded"``); the program's output stays in
+  ``raw``. Never tool calls;
 - ``finishReason`` -> :class:`Finish`: ``STOP`` -> ``stop`` (``tool_calls`` when the response
   made function calls, since Gemini says ``STOP`` then too), ``MAX_TOKENS`` -> ``length``,
   ``SAFETY``, ``RECITATION``, ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII`` and the
@@ -26,11 +47,14 @@ Mapped (candidate 0 only, as for OpenAI's ``n > 1``):
   the raw reason is then the number as text (``"1"``);
 - a blocked prompt (``promptFeedback.blockReason``, no candidates) -> :class:`Finish`
   ``content_filter`` with the block reason;
-- ``usageMetadata`` is repeated with running counts; the last one -> :class:`Usage` at the end
-  (``promptTokenCount``, ``candidatesTokenCount``, ``totalTokenCount``,
-  ``thoughtsTokenCount``). Note: Gemini counts thought tokens apart from
-  ``candidatesTokenCount``; ``output_tokens`` is reported as Gemini gives it;
-- an ``error`` object -> :class:`StreamError` (message, and ``status`` as code).
+- ``usageMetadata`` is repeated with running counts; each key keeps its last reported value
+  (a final chunk without ``candidatesTokenCount`` keeps the earlier count) -> :class:`Usage`
+  at the end (``promptTokenCount``, ``candidatesTokenCount``, ``totalTokenCount``,
+  ``thoughtsTokenCount``, ``cachedContentTokenCount``). Note: Gemini counts thought tokens
+  apart from ``candidatesTokenCount`` and tool-use prompt tokens
+  (``toolUsePromptTokenCount``, kept in ``raw``) apart from ``promptTokenCount``;
+  ``output_tokens`` is reported as Gemini gives it;
+- an ``error`` object -> :class:`ErrorEvent` (message, and ``status`` as code).
 """
 
 from __future__ import annotations
@@ -40,16 +64,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._model import (
+    Citation,
+    ErrorEvent,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
-    StreamError,
     TextDelta,
+    ToolActivity,
+    ToolActivityStatus,
     ToolCall,
     Usage,
 )
-from . import error_fields
+from ._common import (
+    error_fields,
+    int_or_none,
+    merge_counts,
+    multiple_choices_error,
+    str_or_none,
+)
 
 _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII")
 _FINISH: dict[str, FinishReason] = {
@@ -70,6 +103,15 @@ _FINISH_NUMBERS: dict[int, FinishReason] = {
     8: "content_filter",
     9: "content_filter",
     11: "content_filter",
+}
+# CodeExecutionResult.Outcome (names, and numbers under enum-encoding=int).
+_OUTCOMES: dict[Any, str] = {
+    "OUTCOME_OK": "ok",
+    "OUTCOME_FAILED": "failed",
+    "OUTCOME_DEADLINE_EXCEEDED": "deadline_exceeded",
+    1: "ok",
+    2: "failed",
+    3: "deadline_exceeded",
 }
 
 
@@ -95,12 +137,42 @@ def finish(raw: Any, made_calls: bool = False) -> Finish:
 def usage(raw: Mapping[str, Any]) -> Usage:
     """A :class:`Usage` from a ``usageMetadata`` object."""
     return Usage(
-        input_tokens=raw.get("promptTokenCount"),
-        output_tokens=raw.get("candidatesTokenCount"),
-        total_tokens=raw.get("totalTokenCount"),
-        reasoning_tokens=raw.get("thoughtsTokenCount"),
+        input_tokens=int_or_none(raw.get("promptTokenCount")),
+        output_tokens=int_or_none(raw.get("candidatesTokenCount")),
+        total_tokens=int_or_none(raw.get("totalTokenCount")),
+        reasoning_tokens=int_or_none(raw.get("thoughtsTokenCount")),
+        cached_input_tokens=int_or_none(raw.get("cachedContentTokenCount")),
         raw=raw,
     )
+
+
+def grounding_source(chunk: Any, number: int | None = None) -> Citation | None:
+    """A span-less :class:`Citation` from one ``groundingChunks`` entry (``number``: its
+    position + 1)."""
+    if not isinstance(chunk, Mapping):
+        return None
+    for key in ("web", "maps", "retrievedContext"):
+        body = chunk.get(key)
+        if not isinstance(body, Mapping):
+            continue
+        if key == "retrievedContext":
+            return Citation(
+                "document",
+                url=str_or_none(body.get("uri")),
+                title=str_or_none(body.get("title")),
+                document_id=str_or_none(body.get("documentName")),
+                cited_text=str_or_none(body.get("text")),
+                index=number,
+                raw=chunk,
+            )
+        return Citation(
+            "url",
+            url=str_or_none(body.get("uri")),
+            title=str_or_none(body.get("title")),
+            index=number,
+            raw=chunk,
+        )
+    return None
 
 
 def _mapping(item: Any) -> Mapping[str, Any]:
@@ -111,45 +183,121 @@ def _mapping(item: Any) -> Mapping[str, Any]:
     return result
 
 
-class Normalizer:
-    """Normalises ``GenerateContentResponse`` chunks (see the module docstring)."""
+class _Offsets:
+    """UTF-8 byte offsets of the answer text -> character offsets (Gemini's segments count
+    bytes). Keeps the text of non-ASCII pieces only: an ASCII piece maps one to one."""
+
+    __slots__ = ("bytes", "chars", "pieces")
 
     def __init__(self) -> None:
+        self.bytes = 0
+        self.chars = 0
+        self.pieces: list[tuple[int, int, str | None]] = []  # (byte start, char start, text)
+
+    def add(self, text: str) -> None:
+        if text.isascii():
+            # Consecutive ASCII pieces are one linear run: nothing new to remember.
+            if not self.pieces or self.pieces[-1][2] is not None:
+                self.pieces.append((self.bytes, self.chars, None))
+            self.bytes += len(text)
+        else:
+            self.pieces.append((self.bytes, self.chars, text))
+            self.bytes += len(text.encode("utf-8"))
+        self.chars += len(text)
+
+    def char(self, offset: int) -> int:
+        """The character offset of byte ``offset`` (clamped to the text so far)."""
+        if offset >= self.bytes:
+            return self.chars
+        low, high = 0, len(self.pieces) - 1
+        while low < high:  # the last piece starting at or before ``offset``
+            middle = (low + high + 1) // 2
+            if self.pieces[middle][0] <= offset:
+                low = middle
+            else:
+                high = middle - 1
+        byte_start, char_start, text = self.pieces[low]
+        if text is None:
+            return char_start + (offset - byte_start)
+        prefix = text.encode("utf-8")[: offset - byte_start]
+        return char_start + len(prefix.decode("utf-8", errors="ignore"))
+
+
+class Normalizer:
+    """Normalises ``GenerateContentResponse`` chunks (see the module docstring).
+
+    Args:
+        choice: which candidate to stream when the request asked for several
+            (``candidateCount > 1``; ``candidates[].index``). Only that candidate's text,
+            calls, citations, tool activity and finish reason are streamed; the usage is
+            Gemini's, which counts every candidate. ``None``: the stream must have one
+            candidate; the first chunk with another index gives an :class:`ErrorEvent` with
+            code ``"multiple_choices"`` and nothing more is emitted (no finish, no usage).
+    """
+
+    def __init__(self, *, choice: int | None = None) -> None:
+        self._choice = choice
         self._calls = 0
-        self._usage: Mapping[str, Any] | None = None
+        self._usage: dict[str, Any] = {}
+        self._failed = False
+        self._offsets = _Offsets()
+        self._cited: set[tuple[Any, ...]] = set()
+        self._sources: dict[int, Citation] = {}  # grounding chunk index -> its source
+        self._supported: set[int] = set()  # grounding chunks some support named
+        self._queries: dict[str, None] = {}  # web search queries reported, in order
+        self._code: list[str] = []  # ids of the code executions started
+        self._code_done = 0
 
     def feed(self, item: Any) -> list[LLMEvent]:
+        if self._failed:
+            return []
         chunk = _mapping(item)
         out: list[LLMEvent] = []
         if chunk.get("error"):
             message, code = error_fields(chunk)
-            return [StreamError(message or "The model provider reported an error.", code)]
+            return [ErrorEvent(message or "The model provider reported an error.", code)]
+        candidates = chunk.get("candidates")
+        wanted = 0 if self._choice is None else self._choice
+        if self._choice is None:
+            for candidate in candidates or ():
+                index = candidate.get("index", 0) if isinstance(candidate, Mapping) else 0
+                if index not in (0, None):
+                    self._failed = True
+                    return [multiple_choices_error(index)]
         metadata = chunk.get("usageMetadata")
         if isinstance(metadata, Mapping) and metadata:
-            self._usage = metadata
-        candidates = chunk.get("candidates")
+            merge_counts(self._usage, metadata)
         if not candidates:
             feedback = chunk.get("promptFeedback")
             if isinstance(feedback, Mapping) and feedback.get("blockReason"):
                 out.append(Finish("content_filter", str(feedback["blockReason"])))
             return out
         for candidate in candidates:
-            if not isinstance(candidate, Mapping) or candidate.get("index", 0) != 0:
+            if not isinstance(candidate, Mapping) or (candidate.get("index") or 0) != wanted:
                 continue
             content = candidate.get("content")
             parts = content.get("parts") if isinstance(content, Mapping) else None
             for part in parts or ():
                 out.extend(self._part(part))
+            grounding = candidate.get("groundingMetadata")
+            if isinstance(grounding, Mapping) and grounding:
+                out.extend(self._grounding(grounding))
+            recitations = candidate.get("citationMetadata")
+            if isinstance(recitations, Mapping):
+                out.extend(self._recitations(recitations))
             raw = candidate.get("finishReason")
             if raw is not None and raw not in (0, "FINISH_REASON_UNSPECIFIED"):
+                out.extend(self._unsupported_sources())
                 out.append(finish(raw, self._calls > 0))
         return out
 
     def close(self) -> list[LLMEvent]:
-        if self._usage is None:
+        if self._failed:
             return []
-        out: list[LLMEvent] = [usage(self._usage)]
-        self._usage = None
+        out: list[LLMEvent] = self._unsupported_sources()
+        if self._usage:
+            out.append(usage(self._usage))
+            self._usage = {}
         return out
 
     def _part(self, part: Any) -> list[LLMEvent]:
@@ -163,7 +311,122 @@ class Normalizer:
                 call.get("args") or {}, ensure_ascii=False, separators=(",", ":")
             )
             return [ToolCall(index, call.get("id") or "", call.get("name") or "", arguments)]
+        code = part.get("executableCode")
+        if isinstance(code, Mapping):
+            return [self._code_started(part, code)]
+        result = part.get("codeExecutionResult")
+        if isinstance(result, Mapping):
+            return [self._code_finished(part, result)]
         text = part.get("text")
         if not isinstance(text, str) or not text:
             return []
-        return [ReasoningDelta(text) if part.get("thought") else TextDelta(text)]
+        if part.get("thought"):
+            return [ReasoningDelta(text)]
+        self._offsets.add(text)
+        return [TextDelta(text)]
+
+    def _code_started(self, part: Mapping[str, Any], code: Mapping[str, Any]) -> ToolActivity:
+        tool_id = str_or_none(code.get("id")) or f"code_execution_{len(self._code)}"
+        self._code.append(tool_id)
+        arguments: dict[str, Any] = {}
+        if isinstance(code.get("code"), str):
+            arguments["code"] = code["code"]
+        if code.get("language") is not None:
+            arguments["language"] = str(code["language"])
+        return ToolActivity(tool_id, "code_execution", "started", input=arguments or None, raw=part)
+
+    def _code_finished(self, part: Mapping[str, Any], result: Mapping[str, Any]) -> ToolActivity:
+        tool_id = str_or_none(result.get("id"))
+        if tool_id is None:
+            if self._code_done < len(self._code):
+                tool_id = self._code[self._code_done]
+            else:
+                tool_id = f"code_execution_{self._code_done}"
+        self._code_done += 1
+        outcome = _OUTCOMES.get(result.get("outcome"), str(result.get("outcome") or "") or None)
+        status: ToolActivityStatus = "finished" if outcome == "ok" else "failed"
+        return ToolActivity(tool_id, "code_execution", status, summary=outcome, raw=part)
+
+    def _grounding(self, grounding: Mapping[str, Any]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        for query in grounding.get("webSearchQueries") or ():
+            if isinstance(query, str) and query and query not in self._queries:
+                number = len(self._queries)
+                self._queries[query] = None
+                out.append(
+                    ToolActivity(
+                        f"web_search_{number}",
+                        "web_search",
+                        "finished",
+                        summary=query,
+                        input={"query": query},
+                        raw={"webSearchQueries": grounding.get("webSearchQueries")},
+                    )
+                )
+        chunks = grounding.get("groundingChunks")
+        if isinstance(chunks, list):
+            for position, chunk in enumerate(chunks):
+                source = grounding_source(chunk, position + 1)
+                if source is not None:
+                    self._sources[position] = source
+        for support in grounding.get("groundingSupports") or ():
+            if not isinstance(support, Mapping):
+                continue
+            segment = support.get("segment")
+            segment = segment if isinstance(segment, Mapping) else {}
+            first = int_or_none(segment.get("startIndex")) or 0
+            last = int_or_none(segment.get("endIndex"))
+            start = end = None
+            if last is not None and 0 <= first < last:
+                start, end = self._offsets.char(first), self._offsets.char(last)
+            for position in support.get("groundingChunkIndices") or ():
+                source = self._sources.get(position) if isinstance(position, int) else None
+                if source is None:
+                    continue
+                self._supported.add(position)
+                key = (position, start, end)
+                if key in self._cited:
+                    continue
+                self._cited.add(key)
+                out.append(
+                    Citation(
+                        source.kind,
+                        url=source.url,
+                        title=source.title,
+                        document_id=source.document_id,
+                        cited_text=source.cited_text,
+                        start=start,
+                        end=end,
+                        index=source.index,
+                        raw={"chunk": source.raw, "support": support},
+                    )
+                )
+        return out
+
+    def _unsupported_sources(self) -> list[LLMEvent]:
+        """The grounding chunks no support named, once, as span-less citations."""
+        out: list[LLMEvent] = []
+        for position, source in sorted(self._sources.items()):
+            if position not in self._supported and (position, None, None) not in self._cited:
+                self._cited.add((position, None, None))
+                out.append(source)
+        return out
+
+    def _recitations(self, metadata: Mapping[str, Any]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        for raw in metadata.get("citations") or ():
+            if not isinstance(raw, Mapping):
+                continue
+            key = ("recitation", raw.get("uri"), raw.get("title"))
+            if key in self._cited:
+                continue
+            self._cited.add(key)
+            out.append(
+                Citation(
+                    "url",
+                    url=str_or_none(raw.get("uri")),
+                    title=str_or_none(raw.get("title")),
+                    raw=raw,
+                )
+            )
+        return out

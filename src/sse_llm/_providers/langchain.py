@@ -4,45 +4,73 @@ Any LangChain chat model (``ChatOpenAI``, ``ChatAnthropic``, ``ChatGoogleGenerat
 ``ChatOllama`` ...) yields ``langchain_core.messages.AIMessageChunk``; this module reads the
 provider-neutral fields LangChain defines on it, so it does not import LangChain. (A chain
 ending in ``StrOutputParser`` yields ``str``, which needs no normaliser.) Source of the rules:
-``langchain_core.messages.ai`` (``AIMessageChunk``, ``UsageMetadata``, ``add_usage``) and the
-content-block types of ``langchain_core.messages.content``.
+``langchain_core.messages.ai`` (``AIMessageChunk``, ``UsageMetadata``, ``add_usage``), the
+content-block types of ``langchain_core.messages.content`` (``TextContentBlock.annotations``,
+``Citation``, ``ServerToolCall``, ``ServerToolCallChunk``, ``ServerToolResult``), and the
+provider-native blocks its ``block_translators`` read (Anthropic, OpenAI Responses).
 
 Mapped:
 
 - ``content`` as ``str`` -> :class:`TextDelta`; as a list of blocks: ``text`` blocks (and bare
   strings) -> :class:`TextDelta`; ``thinking`` (Anthropic), ``reasoning`` (LangChain v1
   standard blocks, with ``reasoning`` text, or OpenAI's ``summary`` list) ->
-  :class:`ReasoningDelta`; other blocks (``tool_use``, images ...) -> nothing;
+  :class:`ReasoningDelta`; images and other blocks -> nothing;
+- citations, each once -> :class:`Citation`: a ``text`` block's ``annotations`` (standard
+  ``citation`` blocks, or OpenAI's own ``url_citation`` / ``file_citation`` /
+  ``container_file_citation``), their ``start_index`` / ``end_index`` counting characters of
+  that block's text (blocks are told apart by ``index``) and shifted to the whole answer; a
+  ``text`` block's ``citations`` (Anthropic's own objects; no span);
+  ``additional_kwargs["annotations"]`` (OpenAI ``url_citation``) and
+  ``additional_kwargs["citations"]`` / ``["search_results"]`` (``ChatPerplexity``, numbered);
+- provider-run tools -> :class:`ToolActivity` (never tool calls): the standard
+  ``server_tool_call`` / ``server_tool_call_chunk`` (``started``; the chunks' arguments are
+  joined and given with the result) and ``server_tool_result`` (``finished``, or ``failed``
+  when its ``status`` is ``"error"``); Anthropic's own ``server_tool_use`` / ``mcp_tool_use``
+  and ``*_tool_result`` blocks; OpenAI's own ``web_search_call`` / ``file_search_call`` /
+  ``code_interpreter_call`` / ``image_generation_call`` / ``mcp_call`` blocks (or
+  ``additional_kwargs["tool_outputs"]``), ``started`` until their ``status`` is final. Names
+  and summaries as for those providers' own streams;
 - ``additional_kwargs["reasoning_content"]`` (DeepSeek and OpenAI-compatible reasoners) ->
   :class:`ReasoningDelta`;
 - ``tool_call_chunks`` -> :class:`ToolCallDelta`, joined by their ``index`` (a chunk with no
   index starts a new call) into one :class:`ToolCall` each when the stream finishes;
 - ``usage_metadata``: LangChain's chunks are *added* when merged (``add_usage``), so counts
-  are summed over the stream -> one :class:`Usage` at the end (``input_tokens``,
-  ``output_tokens``, ``total_tokens``, ``output_token_details.reasoning``);
+  are summed over the stream -> one :class:`Usage` at the end (``input_tokens`` (LangChain
+  counts cache reads and writes in it), ``output_tokens``, ``total_tokens``,
+  ``output_token_details.reasoning``, ``input_token_details.cache_read`` and
+  ``.cache_creation``);
 - ``response_metadata`` ``finish_reason`` (OpenAI, Gemini), ``stop_reason`` (Anthropic) or
   ``done_reason`` (Ollama) -> :class:`Finish`, mapped as by that provider's own normaliser.
   LangChain marks the last chunk of a completed stream with ``chunk_position="last"``; when
   no reason was reported, that marker finishes the answer as ``stop`` (``tool_calls`` if
   calls were made) with no raw reason.
+
+Not reported: Gemini grounding through ``ChatGoogleGenerativeAI`` (it keeps
+``groundingMetadata`` in ``response_metadata`` of the aggregated message, with byte offsets
+this module cannot place in a chunked stream).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from .._model import (
+    Citation,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
     TextDelta,
+    ToolActivity,
+    ToolActivityStatus,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from . import anthropic, gemini, ollama, openai_chat
+from . import anthropic, gemini, ollama, openai_chat, openai_responses
+from ._common import span, str_or_none, tool_name
 
 # Each provider's own table; their keys do not clash (Gemini's are upper case).
 _FINISH: dict[str, FinishReason] = {
@@ -52,6 +80,13 @@ _FINISH: dict[str, FinishReason] = {
     **openai_chat._FINISH,
 }
 _USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+_DETAIL_KEYS = (
+    ("output_token_details", "reasoning", "reasoning_tokens"),
+    ("input_token_details", "cache_read", "cached_input_tokens"),
+    ("input_token_details", "cache_creation", "cache_write_tokens"),
+)
+_OPENAI_TOOL_ITEMS = openai_responses._PROVIDER_ITEMS
+_FINAL_STATUSES = frozenset({"completed", "failed", "incomplete"})
 
 
 def matches(item: Any) -> bool:
@@ -70,6 +105,29 @@ class _Call:
         self.parts: list[str] = []
 
 
+class _ServerTool:
+    """A provider-run tool seen started: its name and the argument text so far."""
+
+    __slots__ = ("arguments", "name", "parts")
+
+    def __init__(self, name: str, arguments: Mapping[str, Any] | None) -> None:
+        self.name = name
+        self.arguments = arguments
+        self.parts: list[str] = []
+
+    def input(self) -> Mapping[str, Any] | None:
+        if self.arguments:
+            return self.arguments
+        text = "".join(self.parts)
+        if not text.strip():
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) and value else None
+
+
 class Normalizer:
     """Normalises ``AIMessageChunk`` objects (see the module docstring)."""
 
@@ -79,20 +137,29 @@ class Normalizer:
         self._raw_usage: list[Any] = []
         self._raw_finish: str | None = None
         self._finished = False
+        self._offset = 0  # characters of answer text so far
+        self._block_starts: dict[Any, int] = {}  # text block index -> its start in the answer
+        self._cited: set[tuple[Any, ...]] = set()
+        self._sources = 0  # ChatPerplexity numbered sources emitted
+        self._server: dict[str, _ServerTool] = {}  # started provider tool id -> state
+        self._server_ids: dict[Any, str] = {}  # server_tool_call_chunk index -> tool id
+        self._server_done: set[str] = set()
 
     def feed(self, item: Any) -> list[LLMEvent]:
         out: list[LLMEvent] = []
         content = getattr(item, "content", None)
         if isinstance(content, str):
             if content:
+                self._offset += len(content)
                 out.append(TextDelta(content))
         elif isinstance(content, list):
-            out.extend(_blocks(content))
+            out.extend(self._blocks(content))
         extra = getattr(item, "additional_kwargs", None)
-        if isinstance(extra, Mapping):
+        if isinstance(extra, Mapping) and extra:
             reasoning = extra.get("reasoning_content")
             if isinstance(reasoning, str) and reasoning:
                 out.insert(0, ReasoningDelta(reasoning))
+            out.extend(self._extra(extra))
         for chunk in getattr(item, "tool_call_chunks", None) or ():
             out.append(self._fragment(chunk))
         usage = getattr(item, "usage_metadata", None)
@@ -122,6 +189,8 @@ class Normalizer:
                     output_tokens=self._usage.get("output_tokens"),
                     total_tokens=self._usage.get("total_tokens"),
                     reasoning_tokens=self._usage.get("reasoning_tokens"),
+                    cached_input_tokens=self._usage.get("cached_input_tokens"),
+                    cache_write_tokens=self._usage.get("cache_write_tokens"),
                     raw={"usage_metadata": self._raw_usage},
                 )
             )
@@ -169,31 +238,208 @@ class Normalizer:
             value = usage.get(key)
             if isinstance(value, int):
                 self._usage[key] = self._usage.get(key, 0) + value
-        details = usage.get("output_token_details")
-        if isinstance(details, Mapping) and isinstance(details.get("reasoning"), int):
-            total = self._usage.get("reasoning_tokens", 0) + details["reasoning"]
-            self._usage["reasoning_tokens"] = total
+        for outer, inner, key in _DETAIL_KEYS:
+            details = usage.get(outer)
+            if isinstance(details, Mapping) and isinstance(details.get(inner), int):
+                self._usage[key] = self._usage.get(key, 0) + details[inner]
 
+    # -- content blocks ------------------------------------------------------------------
 
-def _blocks(blocks: list[Any]) -> list[LLMEvent]:
-    out: list[LLMEvent] = []
-    for block in blocks:
-        if isinstance(block, str):
-            if block:
-                out.append(TextDelta(block))
-            continue
-        if not isinstance(block, Mapping):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            text = block.get("text")
-            if isinstance(text, str) and text:
-                out.append(TextDelta(text))
-        elif kind in ("thinking", "reasoning"):
-            text = block.get(kind)
-            if isinstance(text, str) and text:
-                out.append(ReasoningDelta(text))
-            for summary in block.get("summary") or ():
-                if isinstance(summary, Mapping) and summary.get("text"):
-                    out.append(ReasoningDelta(str(summary["text"])))
-    return out
+    def _blocks(self, blocks: list[Any]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        for block in blocks:
+            if isinstance(block, str):
+                if block:
+                    self._offset += len(block)
+                    out.append(TextDelta(block))
+                continue
+            if not isinstance(block, Mapping):
+                continue
+            kind = block.get("type")
+            if kind == "text":
+                out.extend(self._text(block))
+            elif kind in ("thinking", "reasoning"):
+                text = block.get(kind)
+                if isinstance(text, str) and text:
+                    out.append(ReasoningDelta(text))
+                for summary in block.get("summary") or ():
+                    if isinstance(summary, Mapping) and summary.get("text"):
+                        out.append(ReasoningDelta(str(summary["text"])))
+            elif kind in ("server_tool_call", "server_tool_use", "mcp_tool_use"):
+                out.extend(self._server_call(block))
+            elif kind == "server_tool_call_chunk":
+                out.extend(self._server_chunk(block))
+            elif kind == "server_tool_result":
+                out.extend(self._server_result(block))
+            elif isinstance(kind, str) and kind.endswith("_tool_result"):
+                out.extend(self._anthropic_result(block))
+            elif kind in _OPENAI_TOOL_ITEMS:
+                out.extend(self._openai_item(block))
+        return out
+
+    def _text(self, block: Mapping[str, Any]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        key = block.get("index")
+        start = self._block_starts.setdefault(key, self._offset)
+        text = block.get("text")
+        if isinstance(text, str) and text:
+            self._offset += len(text)
+            out.append(TextDelta(text))
+        for annotation in block.get("annotations") or ():
+            if not isinstance(annotation, Mapping):
+                continue
+            if annotation.get("type") == "citation":
+                first, last = span(
+                    annotation.get("start_index"), annotation.get("end_index"), start
+                )
+                url = str_or_none(annotation.get("url"))
+                found: Citation | None = Citation(
+                    "url" if url else "document",
+                    url=url,
+                    title=str_or_none(annotation.get("title")),
+                    cited_text=str_or_none(annotation.get("cited_text")),
+                    start=first,
+                    end=last,
+                    raw=annotation,
+                )
+            else:
+                found = openai_responses.annotation_citation(annotation, start)
+            out.extend(self._cite(key, found))
+        for raw in block.get("citations") or ():
+            out.extend(self._cite(key, anthropic.citation(raw)))
+        return out
+
+    def _cite(self, key: Any, found: Citation | None) -> list[LLMEvent]:
+        if found is None:
+            return []
+        seen = (key, found.kind, found.url, found.title, found.cited_text, found.start, found.end)
+        if seen in self._cited:
+            return []
+        self._cited.add(seen)
+        return [found]
+
+    def _extra(self, extra: Mapping[str, Any]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        for annotation in extra.get("annotations") or ():
+            out.extend(self._cite("message", openai_chat.url_citation(annotation)))
+        if extra.get("citations") or extra.get("search_results"):
+            sources = openai_chat.numbered_sources(extra, self._sources)
+            self._sources += len(sources)
+            out.extend(sources)
+        for item in extra.get("tool_outputs") or ():
+            if isinstance(item, Mapping) and item.get("type") in _OPENAI_TOOL_ITEMS:
+                out.extend(self._openai_item(item))
+        return out
+
+    # -- provider-run tools --------------------------------------------------------------
+
+    def _started(
+        self, tool_id: str, name: str, arguments: Mapping[str, Any] | None, raw: Any
+    ) -> list[LLMEvent]:
+        if not tool_id or tool_id in self._server or tool_id in self._server_done:
+            return []
+        self._server[tool_id] = _ServerTool(name, arguments)
+        summary = None
+        if arguments:
+            summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
+        return [
+            ToolActivity(
+                tool_id,
+                name,
+                "started",
+                summary=summary,
+                input=dict(arguments) if arguments else None,
+                raw=raw if isinstance(raw, Mapping) else {},
+            )
+        ]
+
+    def _server_call(self, block: Mapping[str, Any]) -> list[LLMEvent]:
+        """A standard ``server_tool_call`` or Anthropic's ``server_tool_use`` /
+        ``mcp_tool_use`` block."""
+        arguments = block.get("args", block.get("input"))
+        arguments = arguments if isinstance(arguments, Mapping) and arguments else None
+        if block.get("type") == "mcp_tool_use":
+            name = str(block.get("name") or "mcp")
+        else:
+            name = tool_name(block.get("name"))
+        tool_id = str(block.get("id") or "")
+        if block.get("index") is not None and tool_id:
+            self._server_ids[block["index"]] = tool_id
+        if tool_id in self._server and arguments:
+            self._server[tool_id].arguments = arguments
+        return self._started(tool_id, name, arguments, block)
+
+    def _server_chunk(self, block: Mapping[str, Any]) -> list[LLMEvent]:
+        index = block.get("index")
+        tool_id = str(block.get("id") or "") or self._server_ids.get(index, "")
+        if not tool_id:
+            return []
+        if index is not None:
+            self._server_ids[index] = tool_id
+        out = self._started(tool_id, tool_name(block.get("name")), None, block)
+        state = self._server.get(tool_id)
+        if state is not None and isinstance(block.get("args"), str):
+            state.parts.append(block["args"])
+        return out
+
+    def _tool_done(
+        self,
+        tool_id: str,
+        default_name: str,
+        status: ToolActivityStatus,
+        summary: str | None,
+        raw: Mapping[str, Any],
+    ) -> list[LLMEvent]:
+        if not tool_id or tool_id in self._server_done:
+            return []
+        self._server_done.add(tool_id)
+        state = self._server.pop(tool_id, None)
+        name = state.name if state is not None else default_name
+        arguments = state.input() if state is not None else None
+        return [ToolActivity(tool_id, name, status, summary=summary, input=arguments, raw=raw)]
+
+    def _server_result(self, block: Mapping[str, Any]) -> list[LLMEvent]:
+        """A standard ``server_tool_result`` block."""
+        status: ToolActivityStatus = "failed" if block.get("status") == "error" else "finished"
+        output = block.get("output")
+        summary: str | None = None
+        if isinstance(output, Mapping):
+            if status == "failed":
+                summary = str_or_none(str(output.get("error_code") or "")) or "error"
+            elif isinstance(output.get("return_code"), int):
+                summary = f"exit code {output['return_code']}"
+        elif isinstance(output, list) and status == "finished":
+            summary = f"{len(output)} results"
+        elif status == "failed":
+            summary = "error"
+        extras = block.get("extras")
+        kind = extras.get("block_type") if isinstance(extras, Mapping) else None
+        default = tool_name(str(kind or "").removesuffix("_tool_result")) or "server_tool"
+        tool_id = str(block.get("tool_call_id") or "")
+        return self._tool_done(tool_id, default, status, summary, block)
+
+    def _anthropic_result(self, block: Mapping[str, Any]) -> list[LLMEvent]:
+        """Anthropic's own ``*_tool_result`` block."""
+        tool_id = str(block.get("tool_use_id") or "")
+        state = self._server.get(tool_id)
+        kind = str(block.get("type") or "").removesuffix("_tool_result")
+        name = state.name if state is not None else tool_name(kind)
+        result = anthropic.result_activity(block, name, None)
+        return self._tool_done(tool_id, name, result.status, result.summary, block)
+
+    def _openai_item(self, item: Mapping[str, Any]) -> list[LLMEvent]:
+        """OpenAI's own built-in tool item, as a content block or in ``tool_outputs``."""
+        tool_id = str(item.get("id") or "")
+        if not tool_id or tool_id in self._server_done:
+            return []
+        if item.get("status") not in _FINAL_STATUSES:
+            started = openai_responses.activity(item, "started")
+            return self._started(tool_id, started.name, started.input, item)
+        done = openai_responses.activity(item, "finished")
+        out: list[LLMEvent] = []
+        if tool_id not in self._server:
+            out.extend(self._started(tool_id, done.name, done.input, item))
+        self._server_done.add(tool_id)
+        self._server.pop(tool_id, None)
+        out.append(done)
+        return out

@@ -18,7 +18,10 @@ Mapped:
   ``load`` / ``unload`` -> ``other``) and, at the end, :class:`Usage` from
   ``prompt_eval_count`` (input) and ``eval_count`` (output) (durations, in nanoseconds, stay
   in ``Usage.raw``);
-- an ``{"error": "..."}`` line -> :class:`StreamError`.
+- an ``{"error": "..."}`` line -> :class:`ErrorEvent`.
+
+Not reported by Ollama: citations, provider-run tools, reasoning-token or prompt-cache counts
+(a thinking model's tokens are inside ``eval_count``).
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._model import (
+    ErrorEvent,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
-    StreamError,
     TextDelta,
     ToolCall,
     Usage,
 )
-from . import as_mapping, error_fields
+from ._common import as_mapping, error_fields
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -63,7 +66,7 @@ class Normalizer:
         obj = as_mapping(item)
         if obj.get("error"):
             message, code = error_fields(obj)
-            return [StreamError(message or "The model provider reported an error.", code)]
+            return [ErrorEvent(message or "The model provider reported an error.", code)]
         out: list[LLMEvent] = []
         message = obj.get("message")
         if isinstance(message, Mapping):

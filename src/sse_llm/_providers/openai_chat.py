@@ -2,10 +2,37 @@
 
 Covers OpenAI, Azure OpenAI, Groq, DeepSeek, OpenRouter, Perplexity, Mistral, vLLM, Ollama's
 and LM Studio's OpenAI endpoints. Source of the rules: OpenAI API reference, "The chat
-completion chunk object"; provider quirks as recorded in the test fixtures' FORMATS.md.
+completion chunk object" and "Web search" (``annotations``); Perplexity API reference, "Chat
+Completions" (``citations``, ``search_results``); OpenRouter docs, "Web Search"
+(``url_citation`` annotations); provider quirks as recorded in the test fixtures'
+FORMATS.md.
 
-Only choice 0 is streamed (requests with ``n > 1`` are rare in chat UIs); the other choices'
-deltas are ignored.
+Mapped:
+
+- ``delta.content`` (a string, or Magistral's typed parts) -> :class:`TextDelta`;
+  ``delta.reasoning_content`` (DeepSeek) / ``delta.reasoning`` (Groq, OpenRouter) ->
+  :class:`ReasoningDelta`;
+- ``delta.tool_calls`` -> :class:`ToolCallDelta` / :class:`ToolCall` (see
+  :class:`Normalizer`);
+- ``url_citation`` annotations (``delta.annotations``, or ``message.annotations`` of
+  providers that send the accumulated message) -> :class:`Citation` ``kind="url"`` with
+  ``start_index`` / ``end_index`` as the span (characters of the message text, which is the
+  answer text); OpenRouter's ``0, 0`` means "not located" and gives no span. Its page
+  extract (``content``) stays in ``raw``;
+- Perplexity's top-level ``citations`` (URLs, numbered ``[1]``, ``[2]`` ... in the text) and
+  ``search_results`` (title, URL, date), repeated on every chunk -> one :class:`Citation`
+  per source with ``index`` = its number and the title from ``search_results``; without
+  ``citations``, ``search_results`` alone are the numbered list. Perplexity gives no spans;
+- ``finish_reason`` -> :class:`Finish`; ``usage`` (or Groq's ``x_groq.usage``) ->
+  :class:`Usage` at the end: ``prompt_tokens``, ``completion_tokens``, ``total_tokens``,
+  ``completion_tokens_details.reasoning_tokens``, ``prompt_tokens_details.cached_tokens``
+  (DeepSeek: ``prompt_cache_hit_tokens``), OpenRouter's
+  ``prompt_tokens_details.cache_write_tokens``;
+- a chunk with a top-level ``error`` (OpenRouter) -> :class:`ErrorEvent`.
+
+Several choices (``n > 1``): see :class:`Normalizer`. Chat Completions has no provider-run
+tool events: OpenRouter reports its web search only as a count
+(``usage.server_tool_use_details.web_search_requests``), so no :class:`ToolActivity`.
 """
 
 from __future__ import annotations
@@ -16,15 +43,25 @@ from typing import Any
 
 from .._exceptions import ProviderError
 from .._model import (
+    Citation,
+    ErrorEvent,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
-    StreamError,
     TextDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
+)
+from ._common import (
+    as_mapping,
+    int_or_none,
+    merge_counts,
+    multiple_choices_error,
+    nested_int,
+    span,
+    str_or_none,
 )
 
 _FINISH: dict[str, FinishReason] = {
@@ -45,13 +82,17 @@ def finish(raw: str) -> Finish:
 
 
 def usage(raw: Mapping[str, Any]) -> Usage:
-    """A :class:`Usage` from a Chat Completions ``usage`` object."""
-    details = raw.get("completion_tokens_details") or {}
+    """A :class:`Usage` from a Chat Completions ``usage`` object (see the module docstring)."""
+    cached = nested_int(raw, "prompt_tokens_details", "cached_tokens")
+    if cached is None:
+        cached = int_or_none(raw.get("prompt_cache_hit_tokens"))  # DeepSeek
     return Usage(
-        input_tokens=raw.get("prompt_tokens"),
-        output_tokens=raw.get("completion_tokens"),
-        total_tokens=raw.get("total_tokens"),
-        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, Mapping) else None,
+        input_tokens=int_or_none(raw.get("prompt_tokens")),
+        output_tokens=int_or_none(raw.get("completion_tokens")),
+        total_tokens=int_or_none(raw.get("total_tokens")),
+        reasoning_tokens=nested_int(raw, "completion_tokens_details", "reasoning_tokens"),
+        cached_input_tokens=cached,
+        cache_write_tokens=nested_int(raw, "prompt_tokens_details", "cache_write_tokens"),
         raw=raw,
     )
 
@@ -93,25 +134,83 @@ def translate(exc: BaseException) -> ProviderError | None:
     return ProviderError(message, None if code is None else str(code))
 
 
+def url_citation(annotation: Any, offset: int = 0) -> Citation | None:
+    """A :class:`Citation` from a ``url_citation`` annotation, nested (OpenAI, OpenRouter:
+    ``{"type": "url_citation", "url_citation": {...}}``) or flat (the Responses API), its
+    span shifted by ``offset`` (where the annotated text begins in the answer)."""
+    if not isinstance(annotation, Mapping) or annotation.get("type") != "url_citation":
+        return None
+    body = annotation.get("url_citation")
+    if not isinstance(body, Mapping):
+        body = annotation
+    start, end = span(body.get("start_index"), body.get("end_index"), offset)
+    return Citation(
+        "url",
+        url=str_or_none(body.get("url")),
+        title=str_or_none(body.get("title")),
+        start=start,
+        end=end,
+        raw=annotation,
+    )
+
+
+def numbered_sources(fields: Mapping[str, Any], emitted: int = 0) -> list[Citation]:
+    """Perplexity's numbered sources (top-level ``citations`` and ``search_results``) after
+    the first ``emitted`` ones, as span-less :class:`Citation` objects (see the module
+    docstring)."""
+    results = [r for r in fields.get("search_results") or () if isinstance(r, Mapping)]
+    urls = fields.get("citations")
+    if not isinstance(urls, list) or not urls:
+        urls = [r.get("url") for r in results]
+    by_url = {r.get("url"): r for r in results}
+    out: list[Citation] = []
+    for number in range(emitted + 1, len(urls) + 1):
+        url = urls[number - 1]
+        result = by_url.get(url, {})
+        out.append(
+            Citation(
+                "url",
+                url=str_or_none(url),
+                title=str_or_none(result.get("title")),
+                index=number,
+                raw={"url": url, **result},
+            )
+        )
+    return out
+
+
 class Normalizer:
-    """Normalises ``chat.completion.chunk`` objects.
+    """Normalises ``chat.completion.chunk`` objects (see the module docstring).
 
     Tool-call fragments are joined by ``index`` and announced as :class:`ToolCallDelta`;
     each call is emitted whole as :class:`ToolCall` when the choice finishes (or the stream
     ends). Mistral sends calls whole with no ``index``: they are numbered in arrival order.
-    Usage is taken from the last chunk that carries it (``usage``, or Groq's ``x_groq.usage``)
-    and emitted at the end, since Perplexity repeats it on every chunk. One :class:`Finish`
-    per stream: OpenRouter repeats ``finish_reason`` on its trailing usage chunk.
+    Usage is kept as running counts (``usage``, or Groq's ``x_groq.usage``; each key's last
+    value) and emitted at the end, since Perplexity repeats it on every chunk. One
+    :class:`Finish` per stream: OpenRouter repeats ``finish_reason`` on its trailing usage
+    chunk. Citations are emitted once each, however often the provider repeats them.
+
+    Args:
+        choice: which choice to stream when the request asked for several (``n > 1``;
+            ``choices[].index``). Only that choice's text, reasoning, tool calls, citations
+            and finish reason are streamed; the usage is the provider's, which counts every
+            choice. ``None``: the stream must have one choice; the first chunk that carries
+            another index gives an :class:`ErrorEvent` with code ``"multiple_choices"`` and
+            nothing more is emitted (no finish, no usage).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, choice: int | None = None) -> None:
+        self._choice = choice
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument fragments]]
-        self._usage: Mapping[str, Any] | None = None
+        self._usage: dict[str, Any] = {}
         self._finished = False  # OpenRouter repeats finish_reason on its trailing usage chunk
+        self._failed = False
+        self._cited: set[tuple[Any, ...]] = set()
+        self._sources = 0  # Perplexity: numbered sources emitted so far
 
     def feed(self, item: Any) -> list[LLMEvent]:
-        from . import as_mapping
-
+        if self._failed:
+            return []
         chunk = as_mapping(item)
         out: list[LLMEvent] = []
         error = chunk.get("error")
@@ -119,15 +218,27 @@ class Normalizer:
             # OpenRouter: a normal chunk with a top-level error object.
             if isinstance(error, Mapping):
                 code = error.get("code") or error.get("type")
-                out.append(StreamError(str(error.get("message") or "Provider error"), _str(code)))
+                out.append(ErrorEvent(str(error.get("message") or "Provider error"), _str(code)))
             else:
-                out.append(StreamError(str(error)))
+                out.append(ErrorEvent(str(error)))
             return out
+        choices = chunk.get("choices") or ()
+        wanted = 0 if self._choice is None else self._choice
+        if self._choice is None:
+            for choice in choices:
+                index = choice.get("index", 0) if isinstance(choice, Mapping) else 0
+                if index not in (0, None):
+                    self._failed = True
+                    return [multiple_choices_error(index)]
         raw_usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
         if isinstance(raw_usage, Mapping) and raw_usage:
-            self._usage = raw_usage
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
+            merge_counts(self._usage, raw_usage)
+        if chunk.get("citations") or chunk.get("search_results"):
+            sources = numbered_sources(chunk, self._sources)
+            self._sources += len(sources)
+            out.extend(sources)
+        for choice in choices:
+            if not isinstance(choice, Mapping) or (choice.get("index") or 0) != wanted:
                 continue
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
@@ -141,6 +252,10 @@ class Normalizer:
                 out.extend(_typed_parts(content))
             for call in delta.get("tool_calls") or ():
                 out.append(self._tool_call_fragment(call))
+            out.extend(self._annotations(delta.get("annotations")))
+            message = choice.get("message")
+            if isinstance(message, Mapping):
+                out.extend(self._annotations(message.get("annotations")))
             raw_finish = choice.get("finish_reason")
             if raw_finish:
                 out.extend(self._flush())
@@ -150,10 +265,26 @@ class Normalizer:
         return out
 
     def close(self) -> list[LLMEvent]:
+        if self._failed:
+            return []
         out: list[LLMEvent] = self._flush()
-        if self._usage is not None:
+        if self._usage:
             out.append(usage(self._usage))
-            self._usage = None
+            self._usage = {}
+        return out
+
+    def _annotations(self, annotations: Any) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        if not isinstance(annotations, list):
+            return out
+        for annotation in annotations:
+            citation = url_citation(annotation)
+            if citation is None:
+                continue
+            key = (citation.url, citation.title, citation.start, citation.end)
+            if key not in self._cited:
+                self._cited.add(key)
+                out.append(citation)
         return out
 
     def _tool_call_fragment(self, call: Mapping[str, Any]) -> ToolCallDelta:

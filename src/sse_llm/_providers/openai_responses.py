@@ -1,9 +1,10 @@
 """OpenAI Responses API streams (``client.responses.create(stream=True)``).
 
-Source of the rules: OpenAI API reference, "Streaming events" of the Responses API; shapes as
-recorded in the test fixtures' FORMATS.md. Every event carries its kind in ``type`` and a
-``sequence_number``; OpenRouter's Responses endpoint sends the same events (without ``event:``
-lines, plus ``data: [DONE]``).
+Source of the rules: OpenAI API reference, "Streaming events" of the Responses API, "The
+response object" (output items, ``output_text.annotations``), the "Web search", "File search"
+and "Code interpreter" tool guides; shapes as recorded in the test fixtures' FORMATS.md.
+Every event carries its kind in ``type`` and a ``sequence_number``; OpenRouter's Responses
+endpoint sends the same events (without ``event:`` lines, plus ``data: [DONE]``).
 
 Mapped:
 
@@ -15,36 +16,67 @@ Mapped:
   ``call_id``; ``response.function_call_arguments.delta`` the argument pieces) ->
   :class:`ToolCallDelta`, then :class:`ToolCall` at ``response.function_call_arguments.done``
   (whose ``arguments`` are authoritative). The call's id is ``call_id``, the one a
-  ``function_call_output`` must cite, not the ``fc_...`` item id. Built-in tools
-  (``web_search_call``, ``file_search_call``, ``code_interpreter_call`` ...) run on OpenAI's
-  side and are not surfaced;
+  ``function_call_output`` must cite, not the ``fc_...`` item id;
+- annotations of an ``output_text`` part, from ``response.output_text.annotation.added`` or
+  the part / message item when it is done (each one once) -> :class:`Citation`:
+  ``url_citation`` (``kind="url"``), ``file_citation`` (file search; ``kind="file"``,
+  ``document_id`` = ``file_id``, ``title`` = ``filename``, a point span at ``index``),
+  ``container_file_citation`` (a file the code interpreter wrote; also ``container_id``),
+  ``file_path`` (a point span). ``start_index`` / ``end_index`` / ``index`` count characters
+  of the part's text; the span is shifted to the whole answer text;
+- built-in tools OpenAI runs itself -> :class:`ToolActivity` (never a tool call): the
+  ``web_search_call``, ``file_search_call``, ``code_interpreter_call``,
+  ``image_generation_call`` and ``mcp_call`` output items are ``started`` when the item is
+  added (or its ``response.<item>.in_progress`` event comes first) and ``finished`` /
+  ``failed`` (item ``status`` ``failed`` / ``incomplete``, or an ``mcp_call`` ``error``) when
+  the item is done. ``input``: the web search ``action`` (``{"query"}``, ``{"url"}``,
+  ``{"url", "pattern"}``), the file search ``{"queries"}``, the interpreter's ``{"code"}``,
+  the MCP call's arguments; ``summary``: the query (or URL), ``"N results"`` for a file
+  search that returned its results. Search results, program output and images stay in
+  ``raw``;
 - the terminal ``response.completed`` / ``response.incomplete`` -> :class:`Finish` (``stop``,
   or ``tool_calls`` when function calls were made; ``incomplete_details.reason``
   ``max_output_tokens`` -> ``length``, ``content_filter`` -> ``content_filter``). The raw
   reason is the status (``"completed"``) or the incomplete reason (``"max_output_tokens"``);
-- the terminal response's ``usage`` -> :class:`Usage` (input, output, total, and
-  ``output_tokens_details.reasoning_tokens``), at the end of the stream;
-- the ``error`` event and ``response.failed`` (``response.error``) -> :class:`StreamError` with
+- the terminal response's ``usage`` -> :class:`Usage` (input, output, total,
+  ``output_tokens_details.reasoning_tokens``, ``input_tokens_details.cached_tokens``), at the
+  end of the stream;
+- the ``error`` event and ``response.failed`` (``response.error``) -> :class:`ErrorEvent` with
   the provider's message and code (once: OpenAI sends both for one failure).
+
+Not surfaced: ``computer_call``, ``local_shell_call`` and ``custom_tool_call`` items (tools the
+client runs, outside function calling), ``mcp_list_tools`` / ``mcp_approval_request``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from .._model import (
+    Citation,
+    ErrorEvent,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
-    StreamError,
     TextDelta,
+    ToolActivity,
+    ToolActivityStatus,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from . import as_mapping, error_fields
+from ._common import (
+    as_mapping,
+    error_fields,
+    int_or_none,
+    nested_int,
+    span,
+    str_or_none,
+    tool_name,
+)
 
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
@@ -52,6 +84,17 @@ _INCOMPLETE: dict[str, FinishReason] = {
 }
 _TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+# Output items of the tools OpenAI runs itself.
+_PROVIDER_ITEMS = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_call",
+    }
+)
+_IN_PROGRESS = frozenset(f"response.{item}.in_progress" for item in _PROVIDER_ITEMS)
 
 
 def matches(item: Any) -> bool:
@@ -70,13 +113,93 @@ def matches(item: Any) -> bool:
 
 def usage(raw: Mapping[str, Any]) -> Usage:
     """A :class:`Usage` from a Responses ``usage`` object."""
-    details = raw.get("output_tokens_details")
     return Usage(
-        input_tokens=raw.get("input_tokens"),
-        output_tokens=raw.get("output_tokens"),
-        total_tokens=raw.get("total_tokens"),
-        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, Mapping) else None,
+        input_tokens=int_or_none(raw.get("input_tokens")),
+        output_tokens=int_or_none(raw.get("output_tokens")),
+        total_tokens=int_or_none(raw.get("total_tokens")),
+        reasoning_tokens=nested_int(raw, "output_tokens_details", "reasoning_tokens"),
+        cached_input_tokens=nested_int(raw, "input_tokens_details", "cached_tokens"),
         raw=raw,
+    )
+
+
+def annotation_citation(annotation: Any, offset: int = 0) -> Citation | None:
+    """A :class:`Citation` from one ``output_text`` annotation whose text part begins at
+    ``offset`` in the answer; ``None`` for an annotation type that cites nothing."""
+    if not isinstance(annotation, Mapping):
+        return None
+    kind = annotation.get("type")
+    if kind == "url_citation":
+        start, end = span(annotation.get("start_index"), annotation.get("end_index"), offset)
+        return Citation(
+            "url",
+            url=str_or_none(annotation.get("url")),
+            title=str_or_none(annotation.get("title")),
+            start=start,
+            end=end,
+            raw=annotation,
+        )
+    if kind not in ("file_citation", "container_file_citation", "file_path"):
+        return None
+    if kind == "container_file_citation":
+        start, end = span(annotation.get("start_index"), annotation.get("end_index"), offset)
+    else:
+        point = int_or_none(annotation.get("index"))
+        start = end = None if point is None or point < 0 else offset + point
+    return Citation(
+        "file",
+        title=str_or_none(annotation.get("filename")),
+        document_id=str_or_none(annotation.get("file_id")),
+        container_id=str_or_none(annotation.get("container_id")),
+        start=start,
+        end=end,
+        raw=annotation,
+    )
+
+
+def activity(item: Mapping[str, Any], status: ToolActivityStatus) -> ToolActivity:
+    """A :class:`ToolActivity` from a provider-run tool's output item (see the module
+    docstring for ``input`` and ``summary``)."""
+    kind = str(item.get("type") or "")
+    name = tool_name(kind)
+    arguments: dict[str, Any] = {}
+    summary: str | None = None
+    if kind == "web_search_call":
+        action = item.get("action")
+        if isinstance(action, Mapping):
+            for key in ("query", "url", "pattern"):
+                if isinstance(action.get(key), str):
+                    arguments[key] = action[key]
+            summary = str_or_none(action.get("query")) or str_or_none(action.get("url"))
+    elif kind == "file_search_call":
+        queries = [q for q in item.get("queries") or () if isinstance(q, str)]
+        if queries:
+            arguments["queries"] = queries
+            summary = "; ".join(queries)
+        results = item.get("results")
+        if status == "finished" and isinstance(results, list):
+            summary = f"{len(results)} results"
+    elif kind == "code_interpreter_call":
+        if str_or_none(item.get("code")):
+            arguments["code"] = item["code"]
+    elif kind == "mcp_call":
+        name = str(item.get("name") or kind)
+        parsed = _json_object(item.get("arguments"))
+        if parsed is not None:
+            arguments.update(parsed)
+        if status != "started" and item.get("error"):
+            status = "failed"
+    if status != "started" and item.get("status") in ("failed", "incomplete"):
+        status = "failed"
+    if status == "failed" and isinstance(item.get("error"), str):
+        summary = item["error"][:200]
+    return ToolActivity(
+        str(item.get("id") or ""),
+        name,
+        status,
+        summary=summary,
+        input=arguments or None,
+        raw=item,
     )
 
 
@@ -103,13 +226,21 @@ class Normalizer:
         self._calls: dict[str, _Call] = {}  # output item id -> call
         self._usage: Mapping[str, Any] | None = None
         self._failed = False
+        self._offset = 0  # characters of answer text so far
+        self._parts: dict[tuple[Any, Any], int] = {}  # (item id, content index) -> its start
+        self._cited: set[tuple[Any, ...]] = set()
+        self._tools: dict[str, bool] = {}  # provider tool item id -> finished
 
     def feed(self, item: Any) -> list[LLMEvent]:
         event = as_mapping(item)
         kind = event.get("type")
         if kind in _TEXT:
             delta = event.get("delta")
-            return [TextDelta(delta)] if isinstance(delta, str) and delta else []
+            if not isinstance(delta, str) or not delta:
+                return []
+            self._parts.setdefault((event.get("item_id"), event.get("content_index")), self._offset)
+            self._offset += len(delta)
+            return [TextDelta(delta)]
         if kind in _REASONING:
             delta = event.get("delta")
             return [ReasoningDelta(delta)] if isinstance(delta, str) and delta else []
@@ -118,8 +249,23 @@ class Normalizer:
             delta = event.get("delta") or ""
             call.parts.append(delta)
             return [ToolCallDelta(call.index, call.call_id, call.name, delta)] if delta else []
+        if kind == "response.output_text.annotation.added":
+            key = (event.get("item_id"), event.get("content_index"))
+            return self._cite(key, [event.get("annotation")])
+        if kind == "response.content_part.done":
+            part = event.get("part")
+            if not isinstance(part, Mapping):
+                return []
+            key = (event.get("item_id"), event.get("content_index"))
+            return self._cite(key, part.get("annotations"))
         if kind == "response.output_item.added":
             return self._item_added(event.get("item"))
+        if kind in _IN_PROGRESS:
+            item_id = event.get("item_id")
+            if not isinstance(item_id, str) or item_id in self._tools:
+                return []
+            item_type = str(kind).removeprefix("response.").removesuffix(".in_progress")
+            return self._tool({"id": item_id, "type": item_type}, "started")
         if kind == "response.function_call_arguments.done":
             call = self._call(event.get("item_id"))
             call.name = call.name or event.get("name") or ""
@@ -153,8 +299,48 @@ class Normalizer:
             call = self._calls[item_id] = _Call(len(self._calls), "", "")
         return call
 
+    def _cite(self, key: tuple[Any, Any], annotations: Any) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        if not isinstance(annotations, list):
+            return out
+        offset = self._parts.get(key, self._offset)
+        for annotation in annotations:
+            citation = annotation_citation(annotation, offset)
+            if citation is None:
+                continue
+            seen = (
+                *key,
+                citation.kind,
+                citation.url,
+                citation.title,
+                citation.document_id,
+                citation.container_id,
+                citation.start,
+                citation.end,
+            )
+            if seen not in self._cited:
+                self._cited.add(seen)
+                out.append(citation)
+        return out
+
+    def _tool(self, item: Mapping[str, Any], status: ToolActivityStatus) -> list[LLMEvent]:
+        item_id = str(item.get("id") or "")
+        finished = self._tools.get(item_id)
+        if finished or (status == "started" and finished is not None):
+            return []
+        out: list[LLMEvent] = []
+        if status != "started" and finished is None:
+            out.append(activity(item, "started"))
+        self._tools[item_id] = status != "started"
+        out.append(activity(item, status))
+        return out
+
     def _item_added(self, item: Any) -> list[LLMEvent]:
-        if not isinstance(item, Mapping) or item.get("type") != "function_call":
+        if not isinstance(item, Mapping):
+            return []
+        if item.get("type") in _PROVIDER_ITEMS:
+            return self._tool(item, "started")
+        if item.get("type") != "function_call":
             return []
         call = self._call(item.get("id"))
         call.call_id = item.get("call_id") or call.call_id
@@ -165,7 +351,18 @@ class Normalizer:
         return [ToolCallDelta(call.index, call.call_id, call.name, arguments)]
 
     def _item_done(self, item: Any) -> list[LLMEvent]:
-        if not isinstance(item, Mapping) or item.get("type") != "function_call":
+        if not isinstance(item, Mapping):
+            return []
+        kind = item.get("type")
+        if kind in _PROVIDER_ITEMS:
+            return self._tool(item, "finished")
+        if kind == "message":
+            out: list[LLMEvent] = []
+            for index, part in enumerate(item.get("content") or ()):
+                if isinstance(part, Mapping):
+                    out.extend(self._cite((item.get("id"), index), part.get("annotations")))
+            return out
+        if kind != "function_call":
             return []
         call = self._call(item.get("id"))
         call.call_id = call.call_id or item.get("call_id") or ""
@@ -182,6 +379,14 @@ class Normalizer:
         out = self._flush()
         if not isinstance(response, Mapping):
             return out
+        # Provider tools whose item never came back done: the final output has them.
+        for item in response.get("output") or ():
+            if (
+                isinstance(item, Mapping)
+                and item.get("type") in _PROVIDER_ITEMS
+                and self._tools.get(str(item.get("id") or "")) is not True
+            ):
+                out.extend(self._tool(item, "finished"))
         if isinstance(response.get("usage"), Mapping):
             self._usage = response["usage"]
         status = response.get("status") or "completed"
@@ -200,4 +405,16 @@ class Normalizer:
             return []
         self._failed = True
         message, code = error_fields(error)
-        return [StreamError(message or "The model provider reported an error.", code)]
+        return [ErrorEvent(message or "The model provider reported an error.", code)]
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    if isinstance(text, Mapping):
+        return dict(text)
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
