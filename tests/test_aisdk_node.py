@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from sse_llm import StreamError, StreamResult
+from sse_llm import ErrorEvent, StreamResult
 from sse_llm.formats import AISDKFormat
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import FakeLLM
@@ -97,7 +97,7 @@ class App:
     async def provider_error(self, request: Request) -> SSEResponse:
         async def source() -> Any:
             yield "partial "
-            yield StreamError("Rate limit reached for requests", "rate_limit_exceeded")
+            yield ErrorEvent("Rate limit reached for requests", "rate_limit_exceeded")
 
         return SSEResponse(source(), format=AISDKFormat())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,25 +15,8 @@ import pytest
 
 from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
 from sse_llm.testing import FakeLLM
+from tests.support.django_demo import django_demo_app
 from tests.support.servers import run_uvicorn
-
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "django"
-
-
-def django_demo_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
-    """The demo's ASGI application and its SQLite file (a temporary one).
-
-    Django is configured once per process, so the first caller chooses the database and
-    later ones (another test module) get the same application and file.
-    """
-    if "chatproject.asgi" not in sys.modules:
-        os.environ["CHAT_DB"] = str(tmp_path_factory.mktemp("django") / "chat.sqlite3")
-        os.environ["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
-        sys.path.insert(0, str(DEMO))
-    from chatproject.asgi import application
-    from django.conf import settings
-
-    return application, Path(settings.DATABASES["default"]["NAME"])
 
 
 @pytest.fixture(scope="module")

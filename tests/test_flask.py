@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
 from sse_llm.client import iter_events
 from sse_llm.flask import sse_response
-from sse_llm.formats import AISDKFormat, JSONEventsFormat
+from sse_llm.formats import AISDKFormat, TypedJSONFormat
 from sse_llm.testing import FakeLLM, tokenize
 
 from .support.browser import launch_chromium
@@ -120,7 +120,7 @@ def base_url(backend: Backend) -> Iterator[str]:
     @app.get("/fake")
     def fake() -> Any:
         llm = FakeLLM(delay=0.002)
-        return sse_response(llm.stream(request.args["prompt"]), format=JSONEventsFormat())
+        return sse_response(llm.stream(request.args["prompt"]), format=TypedJSONFormat())
 
     @app.get("/closable")
     def closable() -> Any:

@@ -25,11 +25,11 @@ from starlette.routing import Route
 
 import sse_llm.formats
 from sse_llm import (
+    ErrorEvent,
     EventStream,
     Finish,
     ReasoningDelta,
     SSEDecoder,
-    StreamError,
     StreamResult,
     TextDelta,
     ToolCall,
@@ -39,10 +39,10 @@ from sse_llm import (
 from sse_llm.client import aiter_events
 from sse_llm.formats import (
     AISDKFormat,
-    EventsFormat,
-    JSONEventsFormat,
+    NamedEventsFormat,
     OpenAIChatFormat,
     TextFormat,
+    TypedJSONFormat,
     WireFormat,
 )
 from sse_llm.starlette import SSEResponse
@@ -56,9 +56,9 @@ pytestmark = pytest.mark.anyio
 
 SAFE_ERROR = "The answer could not be completed because of an internal error."
 ALL_FORMATS: list[WireFormat] = [
-    EventsFormat(),
+    NamedEventsFormat(),
     TextFormat(),
-    JSONEventsFormat(),
+    TypedJSONFormat(),
     OpenAIChatFormat(),
     AISDKFormat(),
 ]
@@ -86,13 +86,13 @@ def test_the_formats_module_lists_every_format() -> None:
     names = {name for name in sse_llm.formats.__all__ if name.endswith("Format")}
     assert names == {
         "AISDKFormat",
-        "EventsFormat",
-        "JSONEventsFormat",
+        "NamedEventsFormat",
+        "TypedJSONFormat",
         "OpenAIChatFormat",
         "TextFormat",
         "WireFormat",
     }
-    assert sse_llm.formats.EventsFormat is sse_llm.EventsFormat
+    assert sse_llm.formats.NamedEventsFormat is sse_llm.NamedEventsFormat
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: type(f).__name__)
@@ -102,11 +102,11 @@ async def test_every_format_frames_a_stream_as_valid_sse(fmt: WireFormat) -> Non
     assert response.complete
     assert response.status == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-    # Everything decodes into events (no stray bytes), and each renderer is a fresh one.
+    # Everything decodes into events (no stray bytes), and each writer is a fresh one.
     assert response.events
-    assert fmt.renderer() is not fmt.renderer()
-    # The heartbeat is a comment every client ignores.
-    assert SSEDecoder().feed(fmt.heartbeat + b"\n")[0].__class__.__name__ == "Comment"
+    assert fmt.writer() is not fmt.writer()
+    # The keep-alive is a comment every client ignores.
+    assert SSEDecoder().feed(fmt.keepalive + b"\n")[0].__class__.__name__ == "Comment"
 
 
 # ------------------------------------------------------------------------------ JSONEvents
@@ -114,7 +114,7 @@ async def test_every_format_frames_a_stream_as_valid_sse(fmt: WireFormat) -> Non
 
 async def test_json_events_stream_is_session_deltas_done_then_done_sentinel() -> None:
     llm = FakeLLM(delay=0)
-    response = await run_stream(EventStream(llm.stream("hi"), format=JSONEventsFormat()))
+    response = await run_stream(EventStream(llm.stream("hi"), format=TypedJSONFormat()))
     data = _json_data(response)
     assert b"event:" not in response.body  # unnamed: EventSource.onmessage gets them all
     session = data[0]
@@ -142,7 +142,7 @@ async def test_json_events_carry_reasoning_tool_calls_and_usage() -> None:
         Finish("tool_calls", "tool_calls"),
         Usage(input_tokens=3, output_tokens=4),
     )
-    fmt = JSONEventsFormat(session_id="conv-42")
+    fmt = TypedJSONFormat(session_id="conv-42")
     data = _json_data(await run_stream(EventStream(source, format=fmt)))
     assert data[0]["session_id"] == "conv-42"
     assert data[1:] == [
@@ -161,7 +161,7 @@ async def test_json_events_carry_reasoning_tool_calls_and_usage() -> None:
 
 async def test_json_events_error_is_followed_by_the_done_sentinel() -> None:
     llm = FakeLLM(delay=0, fail_after=3)
-    data = _json_data(await run_stream(EventStream(llm.stream(), format=JSONEventsFormat())))
+    data = _json_data(await run_stream(EventStream(llm.stream(), format=TypedJSONFormat())))
     assert [d["type"] for d in data[1:-2]] == ["delta"] * 3
     assert data[-2] == {"type": "error", "message": SAFE_ERROR, "code": "internal_error"}
     assert data[-1] == "[DONE]"
@@ -169,8 +169,8 @@ async def test_json_events_error_is_followed_by_the_done_sentinel() -> None:
 
 
 async def test_json_events_provider_error_in_stream_keeps_its_message() -> None:
-    source = _events("partial", StreamError("Rate limit reached", "rate_limit_exceeded"))
-    data = _json_data(await run_stream(EventStream(source, format=JSONEventsFormat())))
+    source = _events("partial", ErrorEvent("Rate limit reached", "rate_limit_exceeded"))
+    data = _json_data(await run_stream(EventStream(source, format=TypedJSONFormat())))
     assert data[1:] == [
         {"type": "delta", "delta": "partial"},
         {"type": "error", "message": "Rate limit reached", "code": "rate_limit_exceeded"},
@@ -192,8 +192,8 @@ def _text_of(fmt: WireFormat, body: bytes) -> str:
         if data is None or data == "[DONE]":
             continue
         obj = json.loads(data)
-        delta_type = "delta" if isinstance(fmt, JSONEventsFormat) else "text-delta"
-        if isinstance(fmt, JSONEventsFormat | AISDKFormat) and obj["type"] == delta_type:
+        delta_type = "delta" if isinstance(fmt, TypedJSONFormat) else "text-delta"
+        if isinstance(fmt, TypedJSONFormat | AISDKFormat) and obj["type"] == delta_type:
             out.append(obj["delta"])
         elif isinstance(fmt, OpenAIChatFormat) and obj.get("choices"):
             out.append(obj["choices"][0]["delta"].get("content") or "")
@@ -201,14 +201,14 @@ def _text_of(fmt: WireFormat, body: bytes) -> str:
 
 
 @pytest.mark.parametrize(
-    "fmt", [JSONEventsFormat(), OpenAIChatFormat(), AISDKFormat()], ids=lambda f: type(f).__name__
+    "fmt", [TypedJSONFormat(), OpenAIChatFormat(), AISDKFormat()], ids=lambda f: type(f).__name__
 )
 @settings(max_examples=150, deadline=None)
 @given(tokens=st.lists(_TEXT, max_size=8))
 def test_any_text_survives_every_json_format_exactly(fmt: WireFormat, tokens: list[str]) -> None:
-    renderer = fmt.renderer()
-    body = renderer.start() + b"".join(renderer.text(t) for t in tokens)
-    body += renderer.end(StreamResult(finish=Finish("stop")))
+    writer = fmt.writer()
+    units = [*writer.start(), *(unit for t in tokens for unit in writer.text(t))]
+    body = b"".join([*units, *writer.end(StreamResult(finish=Finish("stop")))])
     assert _text_of(fmt, body) == "".join(tokens)
     # One data line per event, whatever the text: no raw CR or LF inside a JSON line.
     assert all(line.startswith((b"data: ", b":")) or not line for line in body.split(b"\n"))

@@ -1,7 +1,7 @@
 """Property tests: encode -> (any split into reads) -> decode gives the events back.
 
 The one change the SSE format imposes is that CR and CRLF in data arrive as LF (WHATWG HTML
-§9.2.6 joins data lines with LF). The ``delta`` payload of :class:`EventsFormat` carries text
+§9.2.6 joins data lines with LF). The ``delta`` payload of :class:`NamedEventsFormat` carries text
 as a JSON string, so it arrives with no change at all, CR included.
 """
 
@@ -17,7 +17,7 @@ import httpx_sse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sse_llm import Comment, EventsFormat, ServerSentEvent, SSEDecoder, TextFormat, encode
+from sse_llm import Comment, NamedEventsFormat, ServerSentEvent, SSEDecoder, TextFormat, encode
 from sse_llm._encoder import LINE_BREAK
 
 # Text with line breaks, NUL, Korean, emoji and lookalike separators much more often than
@@ -179,8 +179,8 @@ def test_httpx_sse_decodes_our_output_to_the_same_events(
 def test_events_format_delta_reassembles_exact_text_including_cr(
     tokens: list[str], data: st.DataObject
 ) -> None:
-    renderer = EventsFormat().renderer()
-    wire = b"".join(renderer.text(t) for t in tokens)
+    writer = NamedEventsFormat().writer()
+    wire = b"".join(unit for t in tokens for unit in writer.text(t))
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=12))
     decoder = SSEDecoder()
     texts: list[str] = []
@@ -195,8 +195,8 @@ def test_events_format_delta_reassembles_exact_text_including_cr(
 
 def test_events_format_delta_keeps_cr_under_every_two_way_split() -> None:
     tokens = ["a\r", "\nb", "\r\n", "\0\u2028", "한🙂\r"]
-    renderer = EventsFormat().renderer()
-    wire = b"".join(renderer.text(t) for t in tokens)
+    writer = NamedEventsFormat().writer()
+    wire = b"".join(unit for t in tokens for unit in writer.text(t))
     for cut in range(len(wire) + 1):
         decoder = SSEDecoder()
         items = decoder.feed(wire[:cut]) + decoder.feed(wire[cut:])
@@ -208,8 +208,8 @@ def test_events_format_delta_keeps_cr_under_every_two_way_split() -> None:
 @SETTINGS
 @given(tokens=st.lists(TEXT, max_size=8))
 def test_events_format_delta_reassembles_in_httpx_sse(tokens: list[str]) -> None:
-    renderer = EventsFormat().renderer()
-    wire = b"".join(renderer.text(t) for t in tokens)
+    writer = NamedEventsFormat().writer()
+    wire = b"".join(unit for t in tokens for unit in writer.text(t))
     events = httpx_sse.EventSource(
         httpx.Response(
             200,
@@ -228,8 +228,8 @@ def test_text_format_changes_only_cr_and_crlf_to_lf(tokens: list[str]) -> None:
     # TextFormat's documented promise: the one change to the answer is CR/CRLF -> LF, so the
     # joined event data is the whole answer with its line breaks normalised, even when a
     # tokenizer splits a CRLF between two tokens.
-    renderer = TextFormat().renderer()
-    wire = b"".join(renderer.text(t) for t in tokens if t)
+    writer = TextFormat().writer()
+    wire = b"".join(unit for t in tokens if t for unit in writer.text(t))
     decoder = SSEDecoder()
     texts = [item.data for item in decoder.feed(wire) if isinstance(item, ServerSentEvent)]
     assert "".join(texts) == spec_data("".join(tokens))

@@ -12,10 +12,11 @@ from typing import Any
 import anyio
 import pytest
 
-from sse_llm import EventStream, StreamError, StreamResult, TextDelta
+from sse_llm import ErrorEvent, EventStream, StreamEngine, TextDelta
 from sse_llm._markdown import MarkdownRenderer
 from sse_llm.html import HTMLAppendFormat, MarkdownFormat, escape_text, wire_newlines
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, run_stream, tokenize
+from tests.support.htmx import htmx_view
 from tests.test_markdown import XSS_MARKDOWN, assert_safe
 
 pytestmark = pytest.mark.anyio
@@ -44,53 +45,6 @@ async def timed_source(tokens: list[str], clock: FakeClock, step: float) -> Asyn
     for token in tokens:
         clock.now += step
         yield token
-
-
-_OOB = re.compile(
-    r'<div hx-swap-oob="(beforebegin|innerHTML|delete):#([A-Za-z0-9_-]+)">(.*?)</div>'
-)
-
-
-def htmx_view(events: list[Any], target: str) -> str:
-    """``#target``'s innerHTML after a page applied ``events`` as the htmx 4 demo does: out-of-band
-    swaps, and each event's main content swapped into the tail (``hx-target="previous
-    .sse-llm-tail" hx-swap="innerHTML"``; htmx skips an empty main swap). Newlines sent as
-    ``&#10;`` are read back as the newlines the browser's parser makes of them. Sanitised
-    Markdown has no ``div``, so the first ``</div>`` ends an out-of-band wrapper."""
-    tail_id = f"{target}-tail"
-    setup = (
-        f'<div hx-swap-oob="innerHTML:#{target}">'
-        f'<div id="{tail_id}" class="sse-llm-tail"></div></div>'
-    )
-    blocks: list[str] = []
-    tail: str | None = None
-    for event in events:
-        if event.event != "message":
-            continue
-        data = event.data
-        if data.startswith(setup):
-            blocks, tail, data = [], "", data[len(setup) :]
-        for style, element, content in _OOB.findall(data):
-            if element == target:  # the complete message
-                assert style == "innerHTML"
-                blocks, tail = [content], None
-            elif style == "beforebegin":
-                assert element == tail_id and tail is not None
-                blocks.append(content)
-            elif style == "innerHTML":
-                assert element == tail_id and tail is not None
-                tail = content
-            else:
-                assert element == tail_id and tail is not None
-                tail = None
-        main = _OOB.sub("", data)
-        if main.strip():
-            assert tail is not None, f"main content with no tail element: {main!r}"
-            tail = main
-    view = "".join(blocks)
-    if tail is not None:
-        view += f'<div id="{tail_id}" class="sse-llm-tail">{tail}</div>'
-    return view.replace("&#10;", "\n")
 
 
 def whole_message_swapped(events: list[Any], target: str) -> bool:
@@ -301,7 +255,7 @@ async def test_xss_split_across_tokens_never_reaches_a_fragment_unsanitised() ->
 async def test_an_error_is_shown_escaped_in_the_final_fragment() -> None:
     async def failing() -> AsyncIterator[object]:
         yield TextDelta("partial **answer**")
-        yield StreamError("quota <b>exceeded</b>", "rate_limit")
+        yield ErrorEvent("quota <b>exceeded</b>", "rate_limit")
 
     response = await run_stream(EventStream(failing(), format=MarkdownFormat("m")))
     final = response.events[-2].data
@@ -336,8 +290,8 @@ def test_custom_templates_get_escaped_values_even_without_autoescape() -> None:
 
     raw_env = Environment(autoescape=False)
     fmt = HTMLAppendFormat("m", token_template=raw_env.from_string("<span>{{ text }}</span>"))
-    renderer = fmt.renderer()
-    assert renderer.text("<img src=x onerror=alert(1)>") == (
+    engine = StreamEngine(fmt)
+    assert engine.feed("<img src=x onerror=alert(1)>") == (
         b"data: <span>&lt;img src=x onerror=alert(1)&gt;</span>\n\n"
     )
 
@@ -348,19 +302,19 @@ def test_flush_sends_held_text_only_once_the_interval_has_passed() -> None:
         HTMLAppendFormat(interval=0.1, clock=clock),
         MarkdownFormat("m", interval=0.1, clock=clock),
     ):
-        renderer: Any = fmt.renderer()
-        assert renderer.flush_interval == 0.1  # the pump polls flush() this often
-        renderer.start()
-        assert renderer.text("Hello")  # the first delta goes out at once
-        assert renderer.text(" world") == b""  # held: within the interval
+        engine = StreamEngine(fmt)
+        assert engine.flush_interval == 0.1  # the pump polls flush() this often
+        engine.start()
+        assert engine.feed("Hello")  # the first delta goes out at once
+        assert engine.feed(" world") == b""  # held: within the interval
         clock.now += 0.05
-        assert renderer.flush() == b""  # still within the interval
+        assert engine.flush() == b""  # still within the interval
         clock.now += 0.06
-        assert b"world" in renderer.flush()
-        assert renderer.flush() == b""  # nothing held any more
+        assert b"world" in engine.flush()
+        assert engine.flush() == b""  # nothing held any more
     # No interval, nothing to poll: the pump then never calls flush on a timer.
-    renderer = HTMLAppendFormat(interval=0).renderer()
-    assert renderer.flush_interval is None
+    engine = StreamEngine(HTMLAppendFormat(interval=0))
+    assert engine.flush_interval is None
 
 
 class ArrivalTimes:
@@ -409,20 +363,20 @@ async def test_a_held_token_is_shown_within_the_interval_while_the_model_pauses(
 
 def test_append_coalesces_by_default() -> None:
     clock = FakeClock()
-    renderer: Any = HTMLAppendFormat(clock=clock).renderer()
-    assert renderer.flush_interval == 0.1
-    assert renderer.text("a") == b"data: a\n\n"
-    assert renderer.text("b") == b""  # within 0.1 s of the last event
+    engine = StreamEngine(HTMLAppendFormat(clock=clock))
+    assert engine.flush_interval == 0.1
+    assert engine.feed("a") == b"data: a\n\n"
+    assert engine.feed("b") == b""  # within 0.1 s of the last event
     clock.now += 0.1
-    assert renderer.text("c") == b"data: bc\n\n"
+    assert engine.feed("c") == b"data: bc\n\n"
 
 
 def test_fragments_are_one_data_line_however_many_newlines_the_answer_has() -> None:
     text = "# T\n\nline one\nline two\r\n\n```\ncode\n\nmore\n```\n\n- a\n- b\n"
     for fmt in (HTMLAppendFormat("m", interval=0), MarkdownFormat("m", interval=0, refresh=0)):
-        renderer: Any = fmt.renderer()
-        out = renderer.start() + b"".join(renderer.text(t) for t in tokenize(text))
-        out += renderer.end(StreamResult(reason="completed", text=text))
+        engine = StreamEngine(fmt)
+        out = engine.start() + b"".join(engine.feed(t) for t in tokenize(text))
+        out += engine.close()
         events = out.split(b"\n\n")
         assert all(event.count(b"\n") == 0 for event in events if event.startswith(b"data:"))
 
@@ -458,12 +412,12 @@ async def test_a_long_growing_paragraph_costs_linear_bytes_not_quadratic() -> No
 
 def test_a_growing_paragraph_is_re_sent_at_least_every_refresh_seconds() -> None:
     clock = FakeClock()
-    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=0.5, clock=clock).renderer()
-    renderer.start()
+    engine = StreamEngine(MarkdownFormat("m", interval=0.1, refresh=0.5, clock=clock))
+    engine.start()
     sent_at = []
     for i in range(70):  # 1.4 s at 50 tokens/s, ~470 characters on one line
         clock.now += 0.02
-        if renderer.text(f" word{i}"):
+        if engine.feed(f" word{i}"):
             sent_at.append(clock.now)
     gaps = [b - a for a, b in pairwise(sent_at)]
     assert max(gaps) <= 0.5 + 0.1 + 1e-9, gaps  # refresh, checked once per interval
@@ -474,26 +428,26 @@ def test_a_growing_paragraph_is_re_sent_at_least_every_refresh_seconds() -> None
 
 def test_a_settled_block_is_sent_at_the_first_check_whatever_the_tail_rule() -> None:
     clock = FakeClock()
-    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, clock=clock).renderer()
-    renderer.start()
-    assert b"<p>intro</p>" in renderer.text("intro")  # the first text goes out at once
+    engine = StreamEngine(MarkdownFormat("m", interval=0.1, refresh=10, clock=clock))
+    engine.start()
+    assert b"<p>intro</p>" in engine.feed("intro")  # the first text goes out at once
     clock.now += 0.1
-    assert renderer.text(" text that is not worth a re-send") == b""
+    assert engine.feed(" text that is not worth a re-send") == b""
     clock.now += 0.1
-    out = renderer.text("\n\n# Head")
+    out = engine.feed("\n\n# Head")
     assert b'beforebegin:#m-tail"><p>intro text that is not worth a re-send</p>' in out
     assert b"<h1>Head</h1>" in out
 
 
 def test_a_pause_flushes_held_text_but_flowing_text_is_not_forced() -> None:
     clock = FakeClock()
-    renderer: Any = MarkdownFormat("m", interval=0.1, refresh=10, clock=clock).renderer()
-    renderer.start()
-    assert renderer.text("A long first line of the paragraph")
+    engine = StreamEngine(MarkdownFormat("m", interval=0.1, refresh=10, clock=clock))
+    engine.start()
+    assert engine.feed("A long first line of the paragraph")
     clock.now += 0.1
-    assert renderer.text(" more") == b""  # not worth a re-send yet: held
+    assert engine.feed(" more") == b""  # not worth a re-send yet: held
     clock.now += 0.05
-    assert renderer.flush() == b""  # the model spoke 0.05 s ago: not a pause, and not due
+    assert engine.flush() == b""  # the model spoke 0.05 s ago: not a pause, and not due
     clock.now += 0.06
-    assert b"paragraph more</p>" in renderer.flush()  # silent for an interval: shown
-    assert renderer.flush() == b""  # nothing held any more
+    assert b"paragraph more</p>" in engine.flush()  # silent for an interval: shown
+    assert engine.flush() == b""  # nothing held any more

@@ -33,10 +33,10 @@ from playwright.sync_api import Browser, Page
 from sse_llm import StreamResult
 from sse_llm._markdown import MarkdownRenderer
 from sse_llm.testing import FakeLLM
+from tests.support.django_demo import django_demo_app
 
 from .support.servers import run_uvicorn
 from .test_demo_browser import RECORD_READS, OneByteSends
-from .test_django import django_demo_app
 
 pytestmark = pytest.mark.browser
 

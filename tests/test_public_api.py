@@ -57,7 +57,7 @@ def test_core_names_are_exported() -> None:
         "SSEDecoder",
         "InvalidEventError",
         "EventStream",
-        "EventsFormat",
+        "NamedEventsFormat",
         "TextFormat",
         "StreamResult",
         "TextDelta",

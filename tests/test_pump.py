@@ -25,13 +25,13 @@ from starlette.routing import Route
 
 from sse_llm import (
     Comment,
+    ErrorEvent,
     EventStream,
     Finish,
     ProviderError,
     ReasoningDelta,
     ServerSentEvent,
     SSEDecoder,
-    StreamError,
     StreamResult,
     TextDelta,
     TextFormat,
@@ -327,7 +327,7 @@ async def test_stream_error_event_is_the_last_event() -> None:
 
     async def source() -> AsyncIterator[Any]:
         yield "a"
-        yield StreamError("Overloaded", "overloaded_error")
+        yield ErrorEvent("Overloaded", "overloaded_error")
         consumed.append("after")
         yield "b"
 
@@ -340,7 +340,7 @@ async def test_stream_error_event_is_the_last_event() -> None:
     assert response.complete
     assert consumed == []
     assert results.one.reason == "error"
-    assert results.one.error == StreamError("Overloaded", "overloaded_error")
+    assert results.one.error == ErrorEvent("Overloaded", "overloaded_error")
 
 
 @pytest.mark.anyio

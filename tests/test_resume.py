@@ -28,15 +28,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-import sse_llm._redis_store
+import sse_llm._resume.redis
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
-from sse_llm._resume import READ_LIMIT
-from sse_llm._resume import _parse_last_event_id as parse_last_event_id
+from sse_llm._resume.ids import parse_last_event_id
+from sse_llm._resume.store import READ_LIMIT
 from sse_llm.fastapi import LastEventID
-from sse_llm.html import MarkdownFormat
+from sse_llm.html import MarkdownFormat, MarkdownRenderer
 from sse_llm.resume import MemoryStore, RedisStore, StoredEvents, StreamHub, StreamStore
 from sse_llm.starlette import ResumeResponse
 from sse_llm.testing import FakeLLM, run_stream, tokenize
+from tests.support.htmx import htmx_view
 from tests.support.redis_server import run_redis_server
 from tests.support.results import Results
 from tests.support.servers import run_uvicorn
@@ -135,10 +136,10 @@ class NDJSONFormat:
 
     media_type = "application/x-ndjson"
     headers: Mapping[str, str] = {}
-    heartbeat = b"\n"
+    keepalive = b"\n"
 
-    def renderer(self) -> Any:
-        raise AssertionError("never rendered")
+    def writer(self) -> Any:
+        raise AssertionError("never written")
 
 
 @dataclass
@@ -444,7 +445,7 @@ def test_a_waiting_reader_gets_heartbeats(servers: Servers) -> None:
         read = read_stream(http, app.base_url + "/chat")  # the app's heartbeat is 0.2 s
         assert read.ended
         assert len(read.comments) >= 3
-        assert set(read.comments) == {Comment("")}  # EventsFormat.heartbeat, b":\n"
+        assert set(read.comments) == {Comment("")}  # NamedEventsFormat.keepalive, b":\n"
         assert texts(read.events) == "thought about it"
 
 
@@ -959,24 +960,19 @@ async def test_concurrent_writes_of_one_stream_are_stored_in_order(redis_url: st
                 # An HTML format with a flush interval: the pump's sends and the watcher's
                 # flushes both write to the store.
                 format = MarkdownFormat("answer", interval=0.05)
+                # The first write (the pump's first fragment) is slow: the next token and the
+                # watcher's flush of held text are both due meanwhile, and must wait for it.
                 stream_id = await hub.start(pausing_tokens(), format=format, on_complete=results)
-                producer = hub._producers[stream_id]
-                # Writes at once while the first one (the pump's first fragment) is slow, as
-                # the pump's tail and a watcher's flush may be.
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(hub._store, producer, b"data: first\n\n")
-                    await anyio.sleep(0.05)
-                    tg.start_soon(hub._store, producer, b"data: second\n\n")
                 read = await run_stream(hub.response(stream_id, heartbeat=None), timeout=10)
     finally:
         await client.aclose()
-    assert results.wait(0).reason == "completed"
+    result = results.wait(0)
+    assert result.reason == "completed"
     assert read.complete
     assert_contiguous(read.events)
-    datas = [e.data for e in read.events]
-    assert datas.index("first") < datas.index("second")
     assert read.events[-1].event == "done"
     assert "Word 11" in read.events[-2].data
+    assert htmx_view(read.events, "answer") == MarkdownRenderer().render(result.text)
 
 
 # -- positions beyond the end (M5) --------------------------------------------------------------
@@ -1090,7 +1086,7 @@ def test_a_resp2_redis_client_resumes_too(request: pytest.FixtureRequest) -> Non
 async def test_the_cancel_listener_pings_and_resubscribes_after_a_lost_connection(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(sse_llm._redis_store, "PUBSUB_PING_INTERVAL", 0.3)
+    monkeypatch.setattr(sse_llm._resume.redis, "PUBSUB_PING_INTERVAL", 0.3)
     client = redis.asyncio.Redis.from_url(redis_url)
     prefix = f"test-resubscribe-{time.monotonic_ns()}:"
     llm = FakeLLM(ANSWER, delay=0.2)  # 18 s unless cancelled

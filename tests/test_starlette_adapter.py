@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -16,7 +17,7 @@ from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from sse_llm import ServerSentEvent, SSEDecoder, StreamResult, TextFormat
@@ -139,12 +140,34 @@ def test_sse_decorator_keeps_identity_and_does_not_expose_the_generator() -> Non
     assert not hasattr(configured_view, "__wrapped__")
 
 
-def test_sse_decorator_rejects_non_generator_functions() -> None:
-    async def not_a_generator(request: Request) -> str:
-        return "x"
+def test_sse_decorator_rejects_functions_that_are_not_async() -> None:
+    def not_async(request: Request) -> list[str]:
+        return ["x"]
 
-    with pytest.raises(TypeError):
-        sse(not_a_generator)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="async"):
+        sse(not_async)
+
+
+@pytest.mark.anyio
+async def test_sse_decorator_streams_the_source_an_async_view_returns() -> None:
+    # The same @sse in every framework module: an async function returning a source (an SDK
+    # stream, say) streams it, and a ready response it returns is sent as is.
+    @sse
+    async def returning(request: Request) -> Any:
+        if request.query_params.get("bad"):
+            return PlainTextResponse("a prompt is needed", status_code=400)
+        return FakeLLM("ok", delay=0).stream()
+
+    app = Starlette(routes=[Route("/r", returning)])
+    response = await run_stream(app, "/r")
+    assert [e.event for e in response.events] == ["delta", "done"]
+    refused = await run_stream(app, "/r?bad=1")
+    assert (refused.status, refused.body) == (400, b"a prompt is needed")
+
+
+def test_sse_decorator_refuses_a_misspelt_option_when_decorating() -> None:
+    with pytest.raises(TypeError, match="heartbeet"):
+        sse(heartbeet=5)  # type: ignore[call-arg]
 
 
 # -- SSEEndpoint ----------------------------------------------------------------------------------

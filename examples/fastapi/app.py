@@ -20,7 +20,7 @@ Endpoints:
 - ``GET /``: the chat page (``examples/_shared/chat.html`` and ``chat.js``).
 - ``POST /api/chat`` with ``{"prompt": "..."}``: the answer as server-sent events, read by the
   page with ``fetch``. Events: ``delta`` ``{"text"}``, ``reasoning``, ``tool_call``, then
-  ``done`` or ``error`` (:class:`sse_llm.EventsFormat`).
+  ``done`` or ``error`` (:class:`sse_llm.NamedEventsFormat`).
 - ``GET /api/chat?prompt=...``: the same stream for ``EventSource``.
 - ``GET /api/echo?prompt=...``: the ``@sse`` decorator on an async generator view.
 - ``GET|POST /api/mounted/?prompt=...``: an ``SSEEndpoint`` mounted as an ASGI app.

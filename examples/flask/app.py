@@ -20,7 +20,7 @@ Endpoints:
 
 - ``GET /``: the chat page (below, self-contained).
 - ``POST /api/chat`` with ``{"prompt": "..."}``: the answer in
-  :class:`sse_llm.formats.JSONEventsFormat`: ``data: {"type": "session", ...}``, then
+  :class:`sse_llm.formats.TypedJSONFormat`: ``data: {"type": "session", ...}``, then
   ``{"type": "delta", "delta": "..."}`` ..., then ``{"type": "done", ...}`` or
   ``{"type": "error", "message": ...}``, then ``data: [DONE]``.
 - ``GET /api/chat/async?prompt=...``: the same from the async ``FakeLLM.stream`` (the
@@ -39,7 +39,7 @@ from flask import Flask, Response, jsonify, request
 
 from sse_llm import CompletionHook, StreamResult
 from sse_llm.flask import sse_response
-from sse_llm.formats import JSONEventsFormat
+from sse_llm.formats import TypedJSONFormat
 from sse_llm.testing import FakeLLM, tokenize
 
 MAX_PROMPT = 4000  # characters
@@ -114,13 +114,13 @@ def create_app(
             logger.warning("the model refused the request: %s", exc)
             return jsonify(detail="the model is not available"), 502
         return sse_response(
-            source, format=JSONEventsFormat(), heartbeat=heartbeat, on_complete=on_complete
+            source, format=TypedJSONFormat(), heartbeat=heartbeat, on_complete=on_complete
         )
 
     @app.get("/api/chat/async")
     def chat_async() -> Any:
         prompt = request.args.get("prompt", "")[:MAX_PROMPT]
-        return sse_response(fake.stream(prompt), format=JSONEventsFormat(), heartbeat=heartbeat)
+        return sse_response(fake.stream(prompt), format=TypedJSONFormat(), heartbeat=heartbeat)
 
     return app
 

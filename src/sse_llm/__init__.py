@@ -1,14 +1,26 @@
 """sse-llm: correctly framed Server-Sent Events from any LLM token stream.
 
-The core (events, encoder, decoder, normalised LLM events) is framework-free and does no I/O;
-:class:`EventStream` is the ASGI pump; framework adapters live in ``sse_llm.starlette``,
-``sse_llm.fastapi``; test helpers in ``sse_llm.testing``; a small client in ``sse_llm.client``.
+- The core does no I/O and imports no web framework: SSE values and their encoder/decoder
+  (:class:`ServerSentEvent`, :func:`encode`, :class:`SSEDecoder`), the normalised LLM events
+  (:class:`TextDelta`, :class:`ToolCall`, :class:`Finish`, :class:`Usage` ...), and
+  :class:`StreamEngine`, which turns any source's items into a wire format's bytes.
+- One pump drives the engine for every transport: :class:`EventStream` (ASGI), and the
+  framework bindings ``sse_llm.starlette``, ``sse_llm.fastapi``, ``sse_llm.django``,
+  ``sse_llm.flask`` (each with its ``SSEResponse``), ``sse_llm.websocket``, and the resumable
+  streams of ``sse_llm.resume``. :class:`StreamOptions` are the same everywhere.
+- Wire formats: ``sse_llm.formats`` (JSON events, plain text, OpenAI chunks, the Vercel AI SDK)
+  and ``sse_llm.html`` (escaped or sanitised Markdown fragments for htmx).
+- Reading provider streams without their SDK: ``sse_llm.sources``; an SSE client:
+  ``sse_llm.client``; testing endless streams: ``sse_llm.testing``.
 """
 
 from __future__ import annotations
 
+from ._asgi import EventStream
 from ._decoder import SSEDecoder
+from ._deprecation import aliases
 from ._encoder import encode
+from ._engine import StreamEngine
 from ._events import Comment, ServerSentEvent
 from ._exceptions import (
     InvalidEventError,
@@ -16,45 +28,56 @@ from ._exceptions import (
     SSELLMError,
     UnsupportedServerError,
 )
-from ._formats import EventsFormat, Renderer, TextFormat, WireFormat
+from ._formats import FormatWriter, NamedEventsFormat, TextFormat, WireFormat
 from ._model import (
+    Citation,
+    CitationKind,
+    ErrorEvent,
     Finish,
     FinishReason,
     LLMEvent,
     ReasoningDelta,
-    StreamError,
     TextDelta,
+    ToolActivity,
+    ToolActivityStatus,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from ._pump import CompletionHook, EventStream, ShutdownSignal, Source
+from ._options import StreamOptions
 from ._result import EndReason, StreamResult
+from ._types import CompletionHook, ShutdownSignal, Source
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Citation",
+    "CitationKind",
     "Comment",
     "CompletionHook",
     "EndReason",
+    "ErrorEvent",
     "EventStream",
-    "EventsFormat",
     "Finish",
     "FinishReason",
+    "FormatWriter",
     "InvalidEventError",
     "LLMEvent",
+    "NamedEventsFormat",
     "ProviderError",
     "ReasoningDelta",
-    "Renderer",
     "SSEDecoder",
     "SSELLMError",
     "ServerSentEvent",
     "ShutdownSignal",
     "Source",
-    "StreamError",
+    "StreamEngine",
+    "StreamOptions",
     "StreamResult",
     "TextDelta",
     "TextFormat",
+    "ToolActivity",
+    "ToolActivityStatus",
     "ToolCall",
     "ToolCallDelta",
     "UnsupportedServerError",
@@ -63,3 +86,12 @@ __all__ = [
     "__version__",
     "encode",
 ]
+
+__getattr__ = aliases(
+    __name__,
+    {
+        "EventsFormat": ("NamedEventsFormat", NamedEventsFormat),
+        "Renderer": ("FormatWriter", FormatWriter),
+        "StreamError": ("ErrorEvent", ErrorEvent),
+    },
+)

@@ -1,490 +1,485 @@
-"""The stream pump: an ASGI app that sends a source's items as they come.
+"""The stream pump: one loop that feeds a :class:`~sse_llm.StreamEngine` and sends what it
+returns, for every binding (ASGI, Django, Flask, WebSocket, the resumable hub).
 
-Per connection it runs the response in the ASGI task plus one watcher task, in one anyio task
-group opened in the ASGI call (never across a ``yield``). The watcher owns everything that
-happens while the source is silent:
+A binding gives the pump two things:
 
-- it waits on ``receive()`` so an ``http.disconnect`` cancels the pump at once, even while
-  the source is blocked waiting for an LLM's next token (Starlette's ``StreamingResponse``,
-  under ASGI 2.4+, only notices on the next failed send);
-- it sends a heartbeat comment after ``heartbeat`` seconds without output;
-- it ends a send that has waited longer than ``send_timeout`` (a client that stopped reading).
+- ``send``: delivers units to the client. Either an ASGI ``send`` (``asgi=True``: each call
+  becomes one ``http.response.body`` message) or ``send(units, more)`` (a memory object
+  stream, WebSocket messages, a store). It raises ``OSError`` once the client is gone.
+- ``wait_client()``: returns once the client is gone: an end reason (``"disconnected"``), or
+  an ASGI message (so an ASGI ``receive`` is passed as is: ``http.disconnect`` ends the
+  stream, anything else is ignored), or ``None`` for a wake-up that means nothing.
 
-The pump itself does no per-token task, timer or lock: it records when it sent last and
-whether it is inside ``send``, and the watcher reads those. Each event goes out in a single
-``send`` call, so a heartbeat can never land inside an event.
+The pump runs the source in a child task and watches in the calling task:
+
+- the producer task iterates the source, feeds the engine, and sends; it ends with the
+  engine's last units and closes the source. Each event goes out in one send, so a heartbeat
+  can never land inside one;
+- the calling task waits on ``wait_client()`` so that a disconnect cancels the producer at
+  once, even while the source waits for an LLM's next token (Starlette's ``StreamingResponse``,
+  under ASGI 2.4+, only notices on the next failed send); between those waits it sends the
+  format's keep-alive after ``heartbeat`` seconds without output, sends text the format held
+  back, and ends a send that waited longer than ``send_timeout``.
+
+A paced event resumes only the producer task's few frames, not the host framework's middleware
+chain, which stays suspended in the calling task. No task, timer or lock is made per event:
+the producer records when it sent last and whether it is inside ``send``, and the watcher
+reads those. The completion hook runs in the calling task, shielded, once both are done.
+
+On asyncio the pump uses the event loop's own task, timer and timeout; elsewhere (trio) an
+anyio task group and cancel scopes. An anyio task group and its scopes cost several times a
+raw ASGI loop's whole per-request work, and the first use of anyio's asyncio backend in a
+process imports it (~60 ms), which must not happen in the middle of a disconnect.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 
-from ._encoder import LINE_BREAK, encode
-from ._events import Comment, ServerSentEvent
-from ._formats import EventsFormat, Renderer, WireFormat
-from ._model import (
-    Finish,
-    LLMEvent,
-    ReasoningDelta,
-    StreamError,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-)
-from ._providers import Normalizer, detect, translate_exception
+from ._engine import StreamEngine
+from ._formats import Units
+from ._options import Config
+from ._providers import translate_exception
 from ._result import EndReason, StreamResult
 from ._sources import aclose_source, aiter_source
+from ._types import ShutdownSignal, Source
 
-__all__ = ["CompletionHook", "EventStream", "ShutdownSignal", "Source"]
+__all__ = ["Pump", "SendUnits", "WaitClient"]
 
 logger = logging.getLogger("sse_llm")
 
-#: What a stream can be built from: any (async) iterable of text, events or provider chunks.
-Source = AsyncIterable[Any] | Iterable[Any]
-#: Called once when a stream ends, whatever the reason; may be sync or async.
-CompletionHook = Callable[[StreamResult], Awaitable[None] | None]
+#: Delivers units to the client; ``more=False`` with the last ones. Raises ``OSError`` when
+#: the client is gone.
+SendUnits = Callable[[Units, bool], Awaitable[None]]
+#: Returns an end reason once the client is gone, an ASGI message (``http.disconnect`` is the
+#: client gone), or ``None`` for a wake-up that means nothing.
+WaitClient = Callable[[], Awaitable[EndReason | Mapping[str, Any] | None]]
 
-_LLM_EVENTS = (TextDelta, ReasoningDelta, ToolCallDelta, ToolCall, Usage, Finish, StreamError)
-_SAFE_ERROR = "The answer could not be completed because of an internal error."
-_SHUTDOWN_ERROR = "The server is restarting. Please try again."
 _monotonic = time.monotonic
 
 
-class ShutdownSignal(Protocol):
-    """Anything with ``async wait()`` that returns at shutdown: ``anyio.Event``,
-    ``asyncio.Event``, ``trio.Event``."""
-
-    def wait(self) -> Awaitable[Any]: ...
-
-
-class EventStream:
-    """An ASGI app that streams ``source`` to the client.
+class Pump:
+    """Runs one stream to its end. Made per response by a binding; see the module docs.
 
     Args:
-        source: an async or sync iterable of ``str`` (answer text), normalised
-            :data:`~sse_llm.LLMEvent` values, provider stream chunks (OpenAI
-            ``ChatCompletionChunk`` ...), or ready-made :class:`ServerSentEvent` /
-            :class:`Comment` / ``sse_starlette.ServerSentEvent`` / ``dict`` events, which are
-            sent as they are. An SDK stream object (``openai.AsyncStream``) can be passed as is.
-        format: the wire format for text and LLM events (default :class:`EventsFormat`).
-        heartbeat: seconds without output before a comment is sent; ``None`` disables.
-        send_timeout: seconds one send may wait on a client that is not reading before the
-            stream is ended with reason ``timeout``; ``None`` disables.
-        on_complete: called once with the :class:`StreamResult` when the stream ends, whatever
-            the reason; shielded from cancellation so an interrupted answer can be saved.
-        shutdown: an event the app sets at shutdown: the stream then sends an ``error``
-            event (code ``shutdown``), closes the source and ends with reason ``shutdown``.
-        headers: extra response headers.
-        status_code: the HTTP status, 200 by default.
-        close_timeout: seconds allowed for closing the source and for the final send.
-
-    The response headers are ``content-type: <format>; charset=utf-8``,
-    ``cache-control: no-cache`` and ``x-accel-buffering: no`` (nginx: don't buffer). No
-    ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+        source: what the stream is made from (or an awaitable of it, awaited first: an error
+            it raises becomes the stream's ``error`` event).
+        engine: the stream's engine.
+        config: the resolved options (heartbeat, send timeout, close timeout, hook, shutdown).
+        send: delivers units: ``send(units, more)``, or an ASGI ``send`` with ``asgi=True``.
+        asgi: ``send`` is an ASGI ``send``.
     """
+
+    __slots__ = (
+        "_asgi",
+        "_closing",
+        "_finished",
+        "_host",
+        "_host_stopped",
+        "_idle_send",
+        "_in_send",
+        "_iterator",
+        "_last_output",
+        "_producer",
+        "_scope",
+        "_timed_out",
+        "_watching",
+        "config",
+        "engine",
+        "reason",
+        "send",
+        "source",
+    )
 
     def __init__(
         self,
-        source: Source,
+        source: Source | Awaitable[Source],
+        engine: StreamEngine,
+        config: Config,
+        send: Any,
         *,
-        format: WireFormat | None = None,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
-        on_complete: CompletionHook | None = None,
-        shutdown: ShutdownSignal | None = None,
-        headers: Mapping[str, str] | None = None,
-        status_code: int = 200,
-        close_timeout: float = 5.0,
+        asgi: bool = False,
     ) -> None:
-        _check_timing(heartbeat, send_timeout)
         self.source = source
-        self.format: WireFormat = format if format is not None else EventsFormat()
-        self.heartbeat = heartbeat
-        self.send_timeout = send_timeout
-        self.on_complete = on_complete
-        self.shutdown = shutdown
-        self.status_code = status_code
-        self.close_timeout = close_timeout
-        self.headers = _response_headers(self.format, headers)
-
-    async def __call__(
-        self,
-        scope: Mapping[str, Any],
-        receive: Callable[[], Awaitable[Mapping[str, Any]]],
-        send: Callable[[Mapping[str, Any]], Awaitable[None]],
-    ) -> None:
-        run = _Run(self, send)
-        try:
-            await send(
-                {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
-            )
-        except OSError:
-            # ASGI 2.4: send raises OSError once the client is gone. Still close the source and
-            # run the hook, as for any other ending.
-            run.reason = "disconnected"
-            with anyio.CancelScope(shield=True):
-                await run.finish()
-            return
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run.watch, receive, tg.cancel_scope)
-                if self.shutdown is not None:
-                    tg.start_soon(run.wait_shutdown, self.shutdown, tg.cancel_scope)
-                await run.pump()
-                tg.cancel_scope.cancel()
-        except anyio.get_cancelled_exc_class():
-            # The server cancelled the whole request (a forced shutdown): say so in the hook.
-            run.reason = run.reason or "shutdown"
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await run.finish()
-
-
-def _check_timing(heartbeat: float | None, send_timeout: float | None) -> None:
-    """The ``heartbeat`` and ``send_timeout`` rules of every streaming response.
-
-    Raises:
-        ValueError: either is given and not a positive number of seconds.
-    """
-    if heartbeat is not None and heartbeat <= 0:
-        raise ValueError(f"heartbeat must be a positive number of seconds or None: {heartbeat}")
-    if send_timeout is not None and send_timeout <= 0:
-        raise ValueError(f"send_timeout must be positive or None: {send_timeout}")
-
-
-def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names lower-cased (HTTP/2 requires it, RFC 9113 §8.2).
-
-    Raises:
-        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if "connection" in lowered:
-        raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
-    return lowered
-
-
-def _response_headers(
-    format: WireFormat, extra: Mapping[str, str] | None
-) -> list[tuple[bytes, bytes]]:
-    headers = {
-        "content-type": f"{format.media_type}; charset=utf-8",
-        "cache-control": "no-cache",
-        "x-accel-buffering": "no",
-    }
-    headers.update(_lower_headers(format.headers))
-    if extra:
-        headers.update(_lower_headers(extra))
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-
-
-class _Run:
-    """One response's state, shared by the pump and the watcher."""
-
-    def __init__(self, stream: EventStream, send: Callable[[Mapping[str, Any]], Awaitable[None]]):
-        self.stream = stream
+        self.engine = engine
+        self.config = config
         self.send = send
-        self.renderer: Renderer = stream.format.renderer()
-        self.result = StreamResult()
-        self.reason: EndReason | None = None  # set by whoever ends the stream first
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.normalizer: Normalizer | None = None
-        self.from_provider = False  # a provider stream reports its own finish reason
-        self.iterator: Any = None
-        self.in_send = False
-        self.last_output = _monotonic()
-        self.heartbeat_done: anyio.Event | None = None  # set while the watcher is sending
-        self.pending_error: tuple[str, str | None] | None = None  # (safe message, code)
+        self._asgi = asgi
+        #: Why the stream ended, set by whoever ended it first.
+        self.reason: EndReason | None = None
+        self._iterator: AsyncIterator[Any] | None = None
+        self._host: asyncio.Task[Any] | None = None  # the calling task, on asyncio
+        self._producer: asyncio.Task[None] | None = None  # the producer task, on asyncio
+        self._scope: anyio.CancelScope | None = None  # the task group's scope, elsewhere
+        self._host_stopped = False  # the producer stopped the watcher: not a cancellation
+        self._timed_out = False  # the watcher's timer went off: not a cancellation
+        self._in_send = False
+        self._last_output = _monotonic()
+        # Set while the watcher is sending (an asyncio.Event on asyncio).
+        self._idle_send: asyncio.Event | anyio.Event | None = None
+        self._closing = False  # the producer is sending the last units
+        self._finished = False  # the producer is done: a disconnect now changes nothing
+        self._watching = False  # the calling task is still in its watch loop
 
-    # -- the pump ---------------------------------------------------------------------------
+    # -- the whole run ----------------------------------------------------------------------
 
-    async def pump(self) -> None:
-        send = self.send
-        renderer = self.renderer
-        text = self.text
-        sent = 0
-        first = renderer.start()
-        if first:
-            try:
-                await send({"type": "http.response.body", "body": first, "more_body": True})
-            except OSError:
-                self.reason = "disconnected"
-                return
-        self.iterator = iterator = aiter_source(self.stream.source)
-        anext = iterator.__anext__
+    async def run(self, wait_client: WaitClient) -> StreamResult:
+        """Stream to the end, then run the completion hook; returns the result.
+
+        Cancelling the calling task (a server that force-cancels its requests) still closes
+        the source and runs the hook (reason ``shutdown``) before the cancellation goes on.
+        """
         try:
-            while True:
+            host = _asyncio_task()
+            if host is not None and self.config.shutdown is None:
+                self._host = host
+                producer = self._producer = host.get_loop().create_task(self._produce())
                 try:
-                    item = await anext()
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    self._fail(exc)
-                    break
-                kind = type(item)
-                if kind is str or isinstance(item, str):
-                    if not item:
-                        continue
-                    if kind is not str:
-                        item = str(item)  # a str subclass (Markup, a StrEnum) is plain text here
-                    text.append(item)
-                    body = renderer.text(item)
-                else:
-                    try:
-                        body = self._convert(item)
-                    except Exception as exc:
-                        self._fail(exc)
-                        break
-                if not body:
-                    if self.reason is not None:
-                        break
-                    continue
-                if self.heartbeat_done is not None:
-                    await self.heartbeat_done.wait()
-                self.in_send = True
-                self.last_output = _monotonic()
+                    await self._watch(wait_client)
+                except asyncio.CancelledError:
+                    if not (self._host_stopped and host.uncancel() == 0):
+                        # Cancelled from outside (a server that stops, an outer cancel scope):
+                        # the producer closes the source and sends what it can first.
+                        self.reason = self.reason or "shutdown"
+                        producer.cancel()
+                        await asyncio.wait({producer})
+                        raise
                 try:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                except OSError:
-                    self.reason = "disconnected"
-                    return
-                self.in_send = False
-                sent += 1
-                if self.reason is not None:  # the provider reported an error: it was the last
-                    break
-            if self.reason is None and self.normalizer is not None:
-                tail = b"".join(self._event(event) for event in self.normalizer.close())
-                self.normalizer = None
-                if tail:
-                    try:
-                        await send({"type": "http.response.body", "body": tail, "more_body": True})
-                    except OSError:
-                        self.reason = "disconnected"
+                    await producer
+                except asyncio.CancelledError:
+                    # The producer ended by our cancel (a disconnect, a stop button), unless
+                    # this task is being cancelled too (the cancel reached it through us).
+                    if host.cancelling():
+                        raise
+            else:
+                async with anyio.create_task_group() as task_group:
+                    self._scope = task_group.cancel_scope
+                    task_group.start_soon(self._produce)
+                    if self.config.shutdown is not None:
+                        task_group.start_soon(self._wait_shutdown, self.config.shutdown)
+                    await self._watch(wait_client)
         finally:
-            self.result.events_sent += sent
+            if not self._finished:
+                # The producer never ran: cancelled before its first step.
+                await self._cut_short()
+            await self._complete()
+        return self.engine.result
 
-    def _convert(self, item: Any) -> bytes:
-        """Everything but plain text: LLM events, ready-made SSE events, provider chunks."""
-        if isinstance(item, _LLM_EVENTS):
-            return self._event(item)
-        if isinstance(item, ServerSentEvent | Comment):
-            return encode(item)
-        foreign = _foreign_event(item)
-        if foreign is not None:
-            return foreign
-        if self.normalizer is None:
-            self.normalizer = detect(item)
-            self.from_provider = True
-            if self.normalizer is None:
-                raise TypeError(
-                    f"sse-llm cannot stream items of type {type(item).__name__}; yield str, "
-                    "an LLM event, a ServerSentEvent, or a supported provider chunk"
-                )
-        return b"".join(self._event(event) for event in self.normalizer.feed(item))
+    async def abandon(self, reason: EndReason) -> StreamResult:
+        """End a stream that never started (the client was gone before the headers): close
+        the source and run the hook."""
+        self.reason = reason
+        await self._cut_short()
+        await self._complete()
+        return self.engine.result
 
-    def _event(self, event: LLMEvent) -> bytes:
-        kind = type(event)
-        if kind is TextDelta:
-            self.text.append(event.text)  # type: ignore[union-attr]
-        elif kind is ReasoningDelta:
-            self.reasoning.append(event.text)  # type: ignore[union-attr]
-        elif kind is ToolCall:
-            self.result.tool_calls.append(event)  # type: ignore[arg-type]
-        elif kind is Finish:
-            self.result.finish = event  # type: ignore[assignment]
-        elif kind is Usage:
-            self.result.usage = event  # type: ignore[assignment]
-        elif kind is StreamError:
-            self.result.error = event  # type: ignore[assignment]
-            self.reason = "error"
-            return self.renderer.error(event.message, event.code)  # type: ignore[union-attr]
-        return self.renderer.event(event)
+    def end(self, reason: EndReason) -> None:
+        """End the stream now (a binding's stop button, a shutdown), unless it already ended."""
+        if self.reason is None and not self._finished:
+            self.reason = reason
+            if self._producer is not None:
+                self._producer.cancel()
+            elif self._scope is not None:
+                self._scope.cancel()
 
-    def _fail(self, exc: Exception) -> None:
-        self.reason = "error"
-        self.result.error = exc
-        provider = translate_exception(exc)
-        if provider is not None:
-            logger.warning("provider error in stream: %s", provider.message)
-            self.pending_error = (provider.message, provider.code)
+    # -- the producer -----------------------------------------------------------------------
+
+    async def _deliver(self, units: Units, more: bool) -> None:
+        if self._asgi:
+            body = units[0] if len(units) == 1 else b"".join(units)
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
         else:
-            logger.error("exception in stream source", exc_info=exc)
-            self.pending_error = (_SAFE_ERROR, "internal_error")
+            await self.send(units, more)
+
+    async def _produce(self) -> None:
+        engine = self.engine
+        send = self.send
+        asgi = self._asgi
+        error: Exception | None = None
+        sent = 0
+        try:
+            first = engine.start_units()
+            if first:
+                await self._deliver(first, True)
+            try:
+                source = self.source
+                if inspect.isawaitable(source):
+                    source = await source  # an SDK call the view did not await
+                    self.source = source
+                self._iterator = iterator = aiter_source(source, self.config.sync_limiter)
+            except Exception as exc:
+                error = exc
+            else:
+                anext = iterator.__anext__
+                while True:
+                    try:
+                        item = await anext()
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        error = exc
+                        break
+                    if self._idle_send is not None:
+                        # Feed only once the watcher's send is over: what the engine writes
+                        # goes out in the order it was written (event ids rely on it).
+                        await self._idle_send.wait()
+                    try:
+                        units = engine.feed_units(item)
+                    except Exception as exc:
+                        error = exc
+                        break
+                    if not units:
+                        continue
+                    self._in_send = True
+                    self._last_output = _monotonic()
+                    if asgi:  # the hot path, inlined: one coroutine call per event
+                        body = units[0] if len(units) == 1 else b"".join(units)
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    else:
+                        await send(units, True)
+                    self._in_send = False
+                    sent += len(units)
+                    if engine.ended:  # the provider reported an error: it was the last
+                        break
+            engine.result.events_sent += sent
+            if error is not None:
+                _log_source_error(error)
+            await self._last_units(error)
+        except OSError:
+            # ASGI 2.4: send raises once the client is gone.
+            engine.result.events_sent += sent
+            self.reason = self.reason or "disconnected"
+            await self._cut_short()
+            await self._stop_watching()
+        except Exception:
+            # A transport that failed in another way than a gone client: a bug to see.
+            engine.result.events_sent += sent
+            self.reason = self.reason or "error"
+            await self._cut_short()
+            raise
+        except BaseException:  # cancelled (by a disconnect, a stop, the server)
+            engine.result.events_sent += sent
+            await self._cut_short()
+            raise
+
+    async def _last_units(self, error: Exception | None) -> None:
+        """The engine's last units, then the source closed (the stream ended by itself)."""
+        self._closing = True
+        if self._idle_send is not None:
+            await self._idle_send.wait()
+        units = self.engine.close_units("completed", error)
+        self._in_send = True  # the watcher times out a final send too
+        self._last_output = _monotonic()
+        with contextlib.suppress(OSError):
+            await self._deliver(units, False)
+        self._in_send = False
+        self._finished = True
+        await self._close_source()
+        await self._stop_watching()
+
+    async def _cut_short(self) -> None:
+        """The stream was cut (disconnect, timeout, shutdown): close the source, and send the
+        last units if the client can still take them (shutdown), bounded and shielded."""
+        if self._finished:
+            return
+        self._finished = True
+        # Cancelled with no reason given: from outside, by a server that is stopping.
+        reason = self.reason = self.reason or "shutdown"
+        if self._host is not None:
+            # A native timeout: on asyncio a cancel scope would shield from anyio cancels
+            # only, and would import anyio's backend right in the middle of a disconnect.
+            async with asyncio.timeout(self.config.close_timeout):
+                await self._close_and_end(reason)
+            return
+        with anyio.CancelScope(shield=True) as shield:
+            shield.deadline = anyio.current_time() + self.config.close_timeout
+            await self._close_and_end(reason)
+
+    async def _close_and_end(self, reason: EndReason) -> None:
+        await self._close_source()
+        if self._idle_send is not None:
+            await self._idle_send.wait()
+        units = self.engine.close_units(reason)
+        if reason == "shutdown":
+            with contextlib.suppress(OSError):
+                await self._deliver(units, False)
+
+    async def _close_source(self) -> None:
+        # Also when iteration never started: an SDK stream holds an open upstream response.
+        try:
+            await aclose_source(self._iterator, self.source)
+        except Exception:
+            logger.exception("closing the stream source failed")
+
+    async def _stop_watching(self) -> None:
+        """Let the watcher end. An ASGI server answers a pending ``receive()`` with
+        ``http.disconnect`` once the response is complete (ASGI spec), so usually it ends by
+        itself, at its next turn; if it is still watching after that, it is cancelled."""
+        if self._host is not None:
+            self._host.get_loop().call_soon(self._stop_if_watching)
+            return
+        await anyio.lowlevel.checkpoint()
+        self._stop_if_watching()
+
+    def _stop_if_watching(self) -> None:
+        if not self._watching and self.config.shutdown is None:
+            return
+        if self._host is not None:
+            self._host_stopped = True
+            self._host.cancel()
+        elif self._scope is not None:
+            self._scope.cancel()
 
     # -- the watcher ------------------------------------------------------------------------
 
-    async def watch(
-        self,
-        receive: Callable[[], Awaitable[Mapping[str, Any]]],
-        scope: anyio.CancelScope,
-    ) -> None:
-        heartbeat = self.stream.heartbeat
-        send_timeout = self.stream.send_timeout
-        # A renderer that holds text back (coalesced Markdown renders) is polled so that held
-        # text goes out within its interval even when the model pauses.
-        flush = getattr(self.renderer, "flush", None)
-        flush_interval: float | None = getattr(self.renderer, "flush_interval", None)
-        while True:
-            now = _monotonic()
-            if self.in_send:
-                wake = None if send_timeout is None else self.last_output + send_timeout - now
-                if heartbeat is not None:
-                    # The send may end while we wait: look again in time for a heartbeat.
-                    wake = heartbeat if wake is None else min(wake, heartbeat)
-            else:
-                wake = None if heartbeat is None else self.last_output + heartbeat - now
-                if send_timeout is not None:
-                    # A send may start while we wait: wake in time to time it out.
-                    wake = send_timeout if wake is None else min(wake, send_timeout)
-            if flush_interval is not None:
-                wake = flush_interval if wake is None else min(wake, flush_interval)
-            if wake is None:
-                message = await receive()
-            elif wake > 0:
-                message = None
-                with anyio.move_on_after(wake):
-                    message = await receive()
-            else:
-                message = None
-            if message is not None:
-                if message["type"] == "http.disconnect":
-                    self._end("disconnected", scope)
+    async def _watch(self, wait_client: WaitClient) -> None:
+        host = self._host
+        heartbeat = self.config.heartbeat
+        send_timeout = self.config.send_timeout
+        flush_interval = self.engine.flush_interval
+        self._watching = True
+        try:
+            while not self._finished:
+                now = _monotonic()
+                if self._in_send:
+                    wake = None if send_timeout is None else self._last_output + send_timeout - now
+                    if heartbeat is not None:
+                        # The send may end while we wait: look again in time for a heartbeat.
+                        wake = heartbeat if wake is None else min(wake, heartbeat)
+                else:
+                    wake = None if heartbeat is None else self._last_output + heartbeat - now
+                    if send_timeout is not None:
+                        # A send may start while we wait: wake in time to time it out.
+                        wake = send_timeout if wake is None else min(wake, send_timeout)
+                if flush_interval is not None:
+                    wake = flush_interval if wake is None else min(wake, flush_interval)
+                got: EndReason | Mapping[str, Any] | None = None
+                if wake is None:
+                    got = await wait_client()
+                elif wake <= 0:
+                    pass
+                elif host is None:
+                    with anyio.move_on_after(wake):
+                        got = await wait_client()
+                else:
+                    # A timer that cancels this task, not a cancel scope (see the module docs).
+                    timer = host.get_loop().call_later(wake, self._time_out)
+                    try:
+                        got = await wait_client()
+                    except asyncio.CancelledError:
+                        if not self._timed_out or host.uncancel() > 0:
+                            raise  # (also) cancelled from outside
+                    finally:
+                        timer.cancel()
+                        self._timed_out = False
+                if self._finished:
                     return
-                continue  # a request body chunk the view did not read
-            if self.in_send:
-                if send_timeout is not None and _monotonic() - self.last_output >= send_timeout:
-                    self._end("timeout", scope)
+                if got is not None and not isinstance(got, str):
+                    got = "disconnected" if got["type"] == "http.disconnect" else None
+                if got is not None:
+                    if not self._closing:  # a disconnect during the last send is the end
+                        self.end(got)
                     return
-                continue
-            held = flush() if flush is not None else b""
-            due = heartbeat is not None and _monotonic() - self.last_output >= heartbeat
-            if (held or due) and not await self._send_idle(held or self.stream.format.heartbeat):
-                self._end("timeout", scope)
-                return
+                if self._in_send:
+                    if (
+                        send_timeout is not None
+                        and _monotonic() - self._last_output >= send_timeout
+                    ):
+                        self.end("timeout")
+                        return
+                    continue
+                units = self.engine.flush_units() if flush_interval is not None else ()
+                due = heartbeat is not None and _monotonic() - self._last_output >= heartbeat
+                if (units or due) and not await self._send_idle(units or (self.engine.keepalive,)):
+                    self.end("timeout")
+                    return
+        finally:
+            self._watching = False
 
-    async def _send_idle(self, body: bytes) -> bool:
-        """Send a heartbeat or held text while the pump waits on its source.
+    def _time_out(self) -> None:
+        assert self._host is not None
+        self._timed_out = True
+        self._host.cancel()
+
+    async def _send_idle(self, units: Units) -> bool:
+        """Send a keep-alive or held text while the producer waits on its source.
 
         Returns False when the client did not take it within ``send_timeout``.
         """
-        done = self.heartbeat_done = anyio.Event()
-        self.last_output = _monotonic()
-        message = {"type": "http.response.body", "body": body, "more_body": True}
-        try:
-            if self.stream.send_timeout is None:
-                await self.send(message)
+        self._last_output = _monotonic()
+        if self._host is not None:
+            done: asyncio.Event | anyio.Event = asyncio.Event()
+            self._idle_send = done
+            try:
+                async with asyncio.timeout(self.config.send_timeout):
+                    await self._deliver(units, True)
                 return True
-            with anyio.move_on_after(self.stream.send_timeout):
-                await self.send(message)
+            except TimeoutError:
+                return False
+            except OSError:
+                return True  # the disconnect arrives through wait_client()
+            finally:
+                self._idle_send = None
+                done.set()
+        done = self._idle_send = anyio.Event()
+        try:
+            with anyio.move_on_after(self.config.send_timeout):
+                await self._deliver(units, True)
                 return True
             return False
         except OSError:
-            return True  # the disconnect arrives through receive()
+            return True
         finally:
-            self.heartbeat_done = None
+            self._idle_send = None
             done.set()
 
-    async def wait_shutdown(self, shutdown: ShutdownSignal, scope: anyio.CancelScope) -> None:
+    async def _wait_shutdown(self, shutdown: ShutdownSignal) -> None:
         await shutdown.wait()
-        self._end("shutdown", scope)
-
-    def _end(self, reason: EndReason, scope: anyio.CancelScope) -> None:
-        if self.reason is None:
-            self.reason = reason
-        scope.cancel()
+        self.end("shutdown")
 
     # -- the end ----------------------------------------------------------------------------
 
-    async def finish(self) -> None:
-        """Close the source, send the last bytes if the client can take them, run the hook."""
-        stream = self.stream
-        result = self.result
-        result.reason = self.reason or "completed"
-        if self.normalizer is not None:  # cut short: still collect pending calls and usage
-            for event in self.normalizer.close():
-                self._event(event)
-        # Also when iteration never started: an SDK stream holds an open upstream response.
-        iterator = self.iterator if self.iterator is not None else stream.source
-        if not isinstance(iterator, str | bytes):
-            with anyio.move_on_after(stream.close_timeout):
-                try:
-                    await aclose_source(iterator, stream.source)
-                except Exception:
-                    logger.exception("closing the stream source failed")
-        if result.reason == "completed" and result.finish is None and not self.from_provider:
-            result.finish = Finish("stop")  # a plain text source ends by running out
-        result.text = "".join(self.text)
-        result.reasoning = "".join(self.reasoning)
-        if result.reason in ("completed", "error", "shutdown"):
-            tail = b""
-            if result.reason == "shutdown":
-                tail = self.renderer.error(_SHUTDOWN_ERROR, "shutdown")
-            elif self.pending_error is not None:
-                tail = self.renderer.error(*self.pending_error)
-            tail += self.renderer.end(result)
-            with anyio.move_on_after(stream.close_timeout):
-                try:
-                    if self.heartbeat_done is not None:
-                        await self.heartbeat_done.wait()
-                    await self.send(
-                        {"type": "http.response.body", "body": tail, "more_body": False}
-                    )
-                except OSError:
-                    pass
-        if stream.on_complete is not None:
-            try:
-                outcome = stream.on_complete(result)
-                if outcome is not None:
-                    await outcome
-            except Exception:
-                logger.exception("the stream's on_complete hook failed")
+    async def _complete(self) -> None:
+        """Run the completion hook, shielded."""
+        hook = self.config.on_complete
+        if hook is None:
+            return
+        if self._host is not None:  # nothing but a native cancel can reach it here
+            await _call_hook(hook, self.engine.result)
+            return
+        with anyio.CancelScope(shield=True):
+            await _call_hook(hook, self.engine.result)
 
 
-_SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+async def _call_hook(hook: Callable[[StreamResult], Any], result: StreamResult) -> None:
+    try:
+        outcome = hook(result)
+        if outcome is not None:
+            await outcome
+    except Exception:
+        logger.exception("the stream's on_complete hook failed")
 
 
-def _foreign_event(item: Any) -> bytes | None:
-    """sse-starlette events and plain dicts, so existing generators work unchanged."""
-    if isinstance(item, Mapping):
-        if not item.keys() <= _SSE_FIELDS:
-            return None  # a provider's JSON chunk, not an event
-        fields = item
-    elif type(item).__module__.startswith("sse_starlette"):
-        fields = {
-            "data": item.data,
-            "event": item.event,
-            "id": item.id,
-            "retry": item.retry,
-            "comment": getattr(item, "comment", None),
-        }
-    else:
+def _asyncio_task() -> asyncio.Task[Any] | None:
+    """The current asyncio task; ``None`` on another event loop (trio)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
         return None
-    out = b""
-    comment = fields.get("comment")
-    if comment is not None:
-        out += b"".join(encode(Comment(line)) for line in LINE_BREAK.split(str(comment)))
-    data = fields.get("data")
-    retry = fields.get("retry")
-    if data is not None or fields.get("event") is not None or fields.get("id") is not None:
-        out += encode(
-            ServerSentEvent(
-                "" if data is None else str(data),
-                event=fields.get("event"),
-                id=fields.get("id"),
-                retry=retry,
-            )
-        )
-    elif retry is not None:
-        # retry alone sets the client's reconnection delay (§9.2.6) without an event: one
-        # field line and no blank line, so no client dispatches an empty message.
-        ServerSentEvent(retry=retry)  # validates: a non-negative int
-        out += f"retry: {retry}\n".encode()
-    return out
+
+
+def _log_source_error(exc: BaseException) -> None:
+    provider = translate_exception(exc)
+    if provider is not None:
+        logger.warning("provider error in stream: %s", provider.message)
+    else:
+        logger.error("exception in stream source", exc_info=exc)

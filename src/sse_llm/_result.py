@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from ._model import Finish, StreamError, ToolCall, Usage
+from ._model import Citation, ErrorEvent, Finish, ToolActivity, ToolCall, Usage
 
 __all__ = ["EndReason", "StreamResult"]
 
@@ -29,20 +29,30 @@ class StreamResult:
 
     Attributes:
         reason: why the stream ended.
-        text: the answer text streamed so far (all text deltas joined), also when cut short.
-        reasoning: the reasoning text streamed so far.
-        tool_calls: complete tool calls, in order.
+        text: the answer text streamed so far (all text deltas joined), also when cut short;
+            as much of it as the stream's ``keep_text`` option keeps (all by default).
+        text_truncated: ``keep_text`` cut :attr:`text` short.
+        reasoning: the reasoning text streamed so far (kept as ``keep_text`` says, like
+            :attr:`text`).
+        tool_calls: complete tool calls (for the client to run), in order.
+        citations: the sources the answer cites, in order.
+        tool_activity: what tools the provider ran itself (web search, code execution):
+            every ``started`` / ``finished`` / ``failed`` event, in order.
         finish: the provider's finish, if one arrived.
         usage: token usage, if reported.
         error: the exception the source raised, or the provider's in-stream error.
-        events_sent: how many events reached the ASGI ``send`` (heartbeats not counted).
+        events_sent: how many events (units) were handed to the transport (heartbeats not
+            counted).
     """
 
     reason: EndReason = "completed"
     text: str = ""
+    text_truncated: bool = False
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    tool_activity: list[ToolActivity] = field(default_factory=list)
     finish: Finish | None = None
     usage: Usage | None = None
-    error: BaseException | StreamError | None = None
+    error: BaseException | ErrorEvent | None = None
     events_sent: int = 0

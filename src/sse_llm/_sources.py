@@ -3,58 +3,148 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
-__all__ = ["aclose_source", "aiter_source"]
+from ._options import SYNC_SOURCE_THREADS
+from ._types import Source
+
+__all__ = ["aclose_source", "aiter_source", "check_source", "sync_limiter"]
 
 _END = object()
+# One limiter per event loop (a RunVar, not a module global): anyio's own default limiter is
+# made the same way.
+_SYNC_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("sse_llm_sync_limiter")
 
 
-def aiter_source(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
-    """An async iterator over ``source``.
-
-    A sync iterable is iterated in a worker thread, one ``next()`` per item, so a blocking
-    SDK call never stalls the event loop.
+def check_source(source: object, binding: str) -> None:
+    """Refuse, where the response is built, what can never be streamed.
 
     Raises:
-        TypeError: ``source`` is not iterable, or is a ``str``/``bytes`` (almost always a
-            mistake: the caller meant ``[text]``).
+        TypeError: ``source`` is a ``str`` or ``bytes`` (almost always a mistake: the caller
+            meant ``[text]``), or neither an (async) iterable nor an awaitable of one.
     """
-    if isinstance(source, str | bytes):
-        raise TypeError("a stream source must be an iterable of items, not a str or bytes")
+    if isinstance(source, str | bytes | bytearray):
+        raise TypeError(
+            f"{binding} needs an iterable of items, not {type(source).__name__}: "
+            f"to send one text, pass [text]"
+        )
+    if not (
+        hasattr(source, "__aiter__") or hasattr(source, "__iter__") or inspect.isawaitable(source)
+    ):
+        raise TypeError(
+            f"{binding} needs an (async) iterable source or an awaitable of one, "
+            f"not {type(source).__name__}"
+        )
+
+
+def sync_limiter() -> anyio.CapacityLimiter:
+    """The event loop's limiter for sync sources (:data:`SYNC_SOURCE_THREADS` threads)."""
+    try:
+        return _SYNC_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(SYNC_SOURCE_THREADS)
+        _SYNC_LIMITER.set(limiter)
+        return limiter
+
+
+def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> AsyncIterator[Any]:
+    """An async iterator over ``source``.
+
+    A sync iterable is iterated in worker threads, one ``next()`` per item, bounded by
+    ``limiter`` (default :func:`sync_limiter`), so a blocking SDK call never stalls the event
+    loop nor takes a thread from the app's own pool.
+
+    Raises:
+        TypeError: ``source`` is not iterable, or is a ``str``/``bytes``.
+    """
+    check_source(source, "a stream")
     if hasattr(source, "__aiter__"):
         return source.__aiter__()
     if hasattr(source, "__iter__"):
-        return _in_thread(iter(source))
+        return _ThreadedIterator(iter(source), limiter)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
 
 
-async def _in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    try:
-        while True:
-            # Not abandoned on cancel: the generator must not be closed while a thread runs it.
-            item = await anyio.to_thread.run_sync(next, iterator, _END)
-            if item is _END:
-                return
-            yield item
-    finally:
-        close = getattr(iterator, "close", None)
+class _ThreadedIterator:
+    """A sync iterator, one ``next()`` per worker thread call.
+
+    A cancel (the client left) does not wait for a ``next()`` blocked in its thread: the
+    stream ends at once, and the item that call returns later is dropped, so the result holds
+    only what the client was sent. A generator cannot be closed while a thread runs it, so
+    :meth:`aclose` leaves the closing to that thread when its ``next()`` returns.
+    """
+
+    def __init__(self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None) -> None:
+        self.iterator = iterator
+        self.limiter = limiter
+        self.lock = threading.Lock()
+        self.running = False
+        self.close_requested = False
+        self.closed = False
+
+    def __aiter__(self) -> _ThreadedIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        limiter = self.limiter if self.limiter is not None else sync_limiter()
+        item = await anyio.to_thread.run_sync(self._next, limiter=limiter, abandon_on_cancel=True)
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    def _next(self) -> Any:
+        with self.lock:
+            if self.close_requested:
+                return _END
+            self.running = True
+        try:
+            return next(self.iterator, _END)
+        finally:
+            with self.lock:
+                self.running = False
+                close_now = self.close_requested
+            if close_now:
+                self._close()
+
+    def _request_close(self) -> None:
+        with self.lock:
+            self.close_requested = True
+            if self.running:
+                return  # the thread in next() closes it when that call returns
+        self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.iterator, "close", None)
         if close is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(close)
+            close()
+
+    async def aclose(self) -> None:
+        limiter = self.limiter if self.limiter is not None else sync_limiter()
+        await anyio.to_thread.run_sync(self._request_close, limiter=limiter)
 
 
 async def aclose_source(iterator: Any, source: Any) -> None:
     """Close the iterator, then the source object if it is a different one.
 
     An SDK stream (``openai.AsyncStream``) closes its HTTP response in ``close()``/``aclose()``,
-    which is what stops the upstream from generating (and billing) more tokens.
+    which is what stops the upstream from generating (and billing) more tokens. A coroutine
+    that was never awaited (an awaitable source whose stream never started) is closed too.
     """
     for obj in (iterator, source) if source is not iterator else (iterator,):
+        if obj is None or isinstance(obj, str | bytes):
+            continue
+        if inspect.iscoroutine(obj):
+            obj.close()
+            continue
         close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
         if close is None:
             continue

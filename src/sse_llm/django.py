@@ -1,59 +1,70 @@
-"""Django adapter: stream an LLM answer from an async view, under an ASGI server.
+"""Django binding: stream an LLM answer from an async view, under an ASGI server.
 
 Example::
 
-    from sse_llm.django import SSEStreamingResponse, sse
-    from sse_llm.html import MarkdownFormat
+    from sse_llm.django import SSEResponse, sse
 
     async def chat(request):
-        return SSEStreamingResponse(llm.stream(prompt), request=request,
-                                    format=MarkdownFormat("answer-1"), on_complete=save)
+        return SSEResponse(llm.stream(request.POST["prompt"]), request=request,
+                           on_complete=save)
 
     @sse(heartbeat=10)
     async def echo(request):
-        async for token in llm.stream(request.GET["prompt"]):
+        async for token in llm.stream(request.GET.get("prompt", "")):
             yield token
 
-How it works: the response is a ``StreamingHttpResponse`` over an async iterator that runs
-:class:`sse_llm.EventStream` (the same pump as the ASGI adapters) against an in-memory ASGI
-channel, so heartbeats, provider chunks, error events and ``on_complete`` behave the same. A
-heartbeat is written while the source is silent without cancelling its pending
-``__anext__``: a slow upstream keeps its request. When the client goes away, Django (5.0+,
-ASGI) cancels the response; the pump then closes the source and calls ``on_complete`` with
-reason ``disconnected`` and the partial text, before the cancellation finishes.
+How it works: the response is a ``StreamingHttpResponse`` over an async iterator. The pump
+(the one every binding shares: heartbeats, provider chunks, error events, ``on_complete``)
+runs in a task of its own and hands each chunk over through an anyio memory object stream of
+size 0, so a client that stops reading holds the pump (and ``send_timeout`` applies). When the
+client goes away, Django (5.0+, ASGI) cancels the response; the pump then closes the source and
+calls ``on_complete`` with reason ``disconnected`` and the partial text, before the
+cancellation goes on.
 
 Under WSGI a streaming response is buffered whole (Django consumes an async iterator to the
-end before sending anything), so this adapter refuses: :class:`sse_llm.UnsupportedServerError`.
+end before sending anything), so this binding refuses: :class:`sse_llm.UnsupportedServerError`.
 
 Django's ``GZipMiddleware`` has no exception for ``text/event-stream``: it would compress each
 event as its own gzip member (async) or hold everything back (sync). The response therefore
 carries ``Content-Encoding: identity``, which the middleware leaves alone (it skips responses
 that already have a ``Content-Encoding``). CSRF works as usual: an htmx form posts its
 ``csrfmiddlewaretoken`` field, or send the ``X-CSRFToken`` header.
+
+Fragment templates of :mod:`sse_llm.html` may be Django templates
+(``django.template.loader.get_template(name)``): their context values are already safe HTML.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Unpack
 
-from django.http import HttpRequest, StreamingHttpResponse  # type: ignore[import-untyped]
-from django.template.loader import get_template  # type: ignore[import-untyped]
+import anyio
+from django.http import (  # type: ignore[import-untyped]
+    HttpRequest,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 
+from ._engine import StreamEngine
 from ._exceptions import UnsupportedServerError
-from ._formats import WireFormat
-from ._pump import CompletionHook, EventStream, ShutdownSignal, Source
-from .html import Template
+from ._formats import Units
+from ._options import Config, StreamOptions, resolve, response_headers
+from ._pump import Pump
+from ._result import EndReason
+from ._sources import check_source
+from ._types import Source
+from ._views import check_view, source_of
 
-__all__ = ["SSEStreamingResponse", "require_asgi", "sse", "template"]
+__all__ = ["SSEResponse", "SSEStreamingResponse", "require_asgi", "sse"]
 
 _WSGI_MESSAGE = (
     "sse-llm cannot stream under WSGI: Django would read the whole answer before sending "
     "a byte. Run the project under an ASGI server (uvicorn project.asgi:application, "
-    "daphne, hypercorn) with Django >= 5.0."
+    "daphne, hypercorn) with Django >= 5.0; for `manage.py runserver`, add 'daphne' first "
+    "in INSTALLED_APPS."
 )
 
 
@@ -70,26 +81,17 @@ def require_asgi(request: HttpRequest) -> None:
         raise UnsupportedServerError(_WSGI_MESSAGE)
 
 
-def template(name: str) -> Template:
-    """A Django template usable as a fragment template of :mod:`sse_llm.html` formats.
-
-    The context values the formats pass are :class:`markupsafe.Markup` (escaped text or
-    sanitised HTML); Django's autoescaping keeps them as they are (they have ``__html__``).
-    """
-    loaded: Any = get_template(name)
-    return loaded  # type: ignore[no-any-return]
-
-
-class SSEStreamingResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stubs
+class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stubs
     """A ``StreamingHttpResponse`` streaming ``source`` as server-sent events.
 
     Args:
-        source: anything :class:`sse_llm.EventStream` takes (text, LLM events, provider
-            chunks, ready-made events), sync or async.
+        source: what to stream, as for :class:`sse_llm.EventStream` (an awaitable of a
+            source too).
         request: the view's request; when given, a WSGI request raises at once.
-        format, heartbeat, send_timeout, on_complete, shutdown, headers, close_timeout: as
-            for :class:`sse_llm.EventStream` (seconds for the times).
-        status: the HTTP status.
+        status: the HTTP status (Django's name for it).
+        **options: :class:`~sse_llm.StreamOptions` (``format``, ``heartbeat`` in seconds,
+            ``send_timeout``, ``close_timeout``, ``on_complete``, ``shutdown``, ``headers``,
+            ``keep_text``, ``choice``, ``sync_limiter``).
 
     Headers: the format's ``content-type`` (``; charset=utf-8``), ``Cache-Control:
     no-cache``, ``X-Accel-Buffering: no`` and ``Content-Encoding: identity`` (keeps
@@ -98,37 +100,24 @@ class SSEStreamingResponse(StreamingHttpResponse):  # type: ignore[misc]  # no d
     Raises:
         UnsupportedServerError: ``request`` is a WSGI request, or the response is iterated
             synchronously (a WSGI server).
+        TypeError: a source that cannot be streamed, an unknown option or a wrong type.
+        ValueError: a time that is not positive, or a ``Connection`` header.
     """
 
     def __init__(
         self,
-        source: Source,
+        source: Source | Awaitable[Source],
         *,
         request: HttpRequest | None = None,
-        format: WireFormat | None = None,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
-        on_complete: CompletionHook | None = None,
-        shutdown: ShutdownSignal | None = None,
-        headers: Mapping[str, str] | None = None,
         status: int = 200,
-        close_timeout: float = 5.0,
+        **options: Unpack[StreamOptions],
     ) -> None:
         if request is not None:
             require_asgi(request)
-        self.stream = EventStream(
-            source,
-            format=format,
-            heartbeat=heartbeat,
-            send_timeout=send_timeout,
-            on_complete=on_complete,
-            shutdown=shutdown,
-            headers=headers,
-            status_code=status,
-            close_timeout=close_timeout,
-        )
-        super().__init__(_run(self.stream), status=status)
-        for name, value in self.stream.headers:
+        check_source(source, "SSEResponse")
+        config = resolve(options, binding="SSEResponse")
+        super().__init__(_Body(source, config), status=status)
+        for name, value in response_headers(config.format, config.headers):
             self[name.decode("latin-1")] = value.decode("latin-1")
         self["Content-Encoding"] = "identity"
 
@@ -137,90 +126,97 @@ class SSEStreamingResponse(StreamingHttpResponse):  # type: ignore[misc]  # no d
         raise UnsupportedServerError(_WSGI_MESSAGE)
 
 
-async def _run(stream: EventStream) -> AsyncIterator[bytes]:
-    """Run ``stream`` on an in-memory ASGI channel and yield what it sends."""
-    # Bounded, so a client that stops reading still blocks the pump (and send_timeout applies);
-    # a few chunks of slack so a send is rarely pending when the pump's watcher plans its
-    # next heartbeat.
-    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-    disconnected = asyncio.Event()
-    requested = False
+#: The name this class had before every framework module called its response SSEResponse.
+SSEStreamingResponse = SSEResponse
 
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True  # Django has read the body already
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await disconnected.wait()
-        return {"type": "http.disconnect"}
 
-    async def send(message: Mapping[str, Any]) -> None:
-        if message["type"] != "http.response.body":
-            return  # Django sends the status and headers itself
-        if disconnected.is_set():
-            raise OSError("the client disconnected")
-        body = message.get("body", b"")
-        if body:
-            await chunks.put(body)
+class _Body:
+    """The async iterator Django reads: chunks from a pump running in its own task."""
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-    }
-    task = asyncio.create_task(stream(scope, receive, send))
-    finished = False
-    try:
-        while True:
-            getter = asyncio.ensure_future(chunks.get())
-            try:
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                yield getter.result()
-                continue
-            while not chunks.empty():  # the pump is done: what it queued last
-                yield chunks.get_nowait()
-            finished = True
-            task.result()  # re-raise a bug in the pump rather than end quietly
+    def __init__(self, source: Source | Awaitable[Source], config: Config) -> None:
+        self.source = source
+        self.config = config
+        self.send, self.receive = anyio.create_memory_object_stream[Units]()
+        self.gone = anyio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.task is None:
+            # Django's ASGI handler runs on asyncio; the task outlives each __anext__ call,
+            # so it cannot belong to a task group here.
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            units = await self.receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        except BaseException:
+            # Cancelled by Django (the client left) or closed early: let the pump close the
+            # source and run on_complete first, bounded by its close timeout.
+            await self._stop()
+            raise
+        return b"".join(units)
+
+    async def aclose(self) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        task = self.task
+        if task is None or task.done():
             return
-    finally:
-        if not finished:
-            # Cancelled by Django (client gone) or closed early: let the pump close the source
-            # and run on_complete, bounded by its own close timeout.
-            disconnected.set()
+        self.gone.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.close_timeout + 1):
+            await asyncio.wait({task})
+
+    async def _run(self) -> None:
+        config = self.config
+        engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
+        send = self.send
+
+        async def send_units(units: Units, more: bool) -> None:
+            if self.gone.is_set():
+                raise OSError("the client disconnected")
             try:
-                await asyncio.wait_for(asyncio.shield(task), stream.close_timeout + 1.0)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
+                await send.send(units)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise OSError("the client disconnected") from exc
+
+        async def wait_client() -> EndReason:
+            await self.gone.wait()
+            return "disconnected"
+
+        async with send:
+            await Pump(self.source, engine, config, send_units).run(wait_client)
 
 
-def sse(view: Any = None, /, **options: Any) -> Any:
-    """Turn an async generator view (or an async view returning a source) into an SSE view.
+def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
+    """Turn an async view into one that streams what it yields or returns.
 
-    Use bare (``@sse``) or with :class:`SSEStreamingResponse` options (``@sse(heartbeat=5)``).
-    The view receives the request and URL arguments as usual; the result is an async view.
+    Use bare (``@sse``) or with :class:`~sse_llm.StreamOptions` (``@sse(heartbeat=5)``). The
+    view is an async generator (what it yields is the stream) or an async function returning
+    a source; if it returns a Django ``HttpResponse`` (a 400 for a bad request, say), that is
+    sent as is. The view receives the request and URL arguments as usual.
 
     Raises:
-        TypeError: the decorated function is neither an async generator function nor a
-            coroutine function.
+        TypeError: the view is neither an async generator function nor an async function, or
+            an option is unknown or of the wrong type (when decorating).
         UnsupportedServerError: (when the view is called) the request came through WSGI.
     """
 
-    def decorate(func: Callable[..., Any]) -> Callable[..., Awaitable[SSEStreamingResponse]]:
-        is_generator = inspect.isasyncgenfunction(func)
-        if not is_generator and not inspect.iscoroutinefunction(func):
-            raise TypeError(f"@sse needs an async generator or async function, got {func!r}")
+    resolve(options, binding="@sse")  # a misspelt option fails here, not at request time
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Awaitable[HttpResponseBase]]:
+        is_generator = check_view(func)
 
         @functools.wraps(func)
-        async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> SSEStreamingResponse:
+        async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             require_asgi(request)
-            source = func(request, *args, **kwargs)
-            if not is_generator:
-                source = await source
-            return SSEStreamingResponse(source, request=request, **options)
+            source = await source_of(func, is_generator, request, *args, **kwargs)
+            if isinstance(source, HttpResponseBase):
+                return source
+            return SSEResponse(source, request=request, **options)
 
         return view
 

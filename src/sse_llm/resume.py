@@ -46,8 +46,8 @@ the answer and cancel it. Authorize in your views, and do not log it.
 
 from __future__ import annotations
 
-from ._redis_store import RedisStore
 from ._resume import MemoryStore, ResumeStream, StoredEvents, StreamHub, StreamStore
+from ._resume.redis import RedisStore
 
 __all__ = [
     "MemoryStore",

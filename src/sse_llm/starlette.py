@@ -1,103 +1,103 @@
-"""Starlette adapter: a response class, a view decorator and a mountable ASGI app.
+"""Starlette binding: a response class, a view decorator and an ASGI endpoint.
 
 Example::
 
-    from sse_llm.starlette import SSEResponse, sse, SSEEndpoint
+    from sse_llm.starlette import SSEResponse, SSEEndpoint, sse
 
     async def chat(request):
-        return SSEResponse(llm.stream(prompt))      # a response
+        return SSEResponse(llm.stream(request.query_params.get("q", "")))   # a response
 
     @sse(heartbeat=10)
-    async def chat(request):                        # a decorated async generator view
-        async for token in llm.stream(prompt):
+    async def echo(request):                       # a decorated async generator view
+        async for token in llm.stream("hi"):
             yield token
 
-    app.mount("/chat", SSEEndpoint(lambda request: llm.stream("hi")))   # a mounted app
+    app = Starlette(routes=[
+        Route("/chat", chat),
+        Route("/echo", echo),
+        Route("/stream", SSEEndpoint(lambda request: llm.stream("hi"))),  # an ASGI endpoint
+    ])
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, overload
+from typing import Any, ParamSpec, Unpack, overload
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
 
-from ._formats import WireFormat
-from ._pump import CompletionHook, EventStream, ShutdownSignal, Source
-from ._resume import ResumeStream, StreamHub
+from ._asgi import EventStream
+from ._options import StreamOptions, resolve
+from ._resume import StreamHub
+from ._types import ASGIApp, Receive, Scope, Send, Source
+from ._views import check_view, source_of
 
 __all__ = ["ResumeResponse", "SSEEndpoint", "SSEResponse", "sse"]
 
 P = ParamSpec("P")
 
 
-class _StreamingResponse(Response):
+class _StreamResponse(Response):
     """A Starlette ``Response`` that runs an sse-llm ASGI app, then the ``background`` task."""
 
     media_type = "text/event-stream"
 
     def __init__(
         self,
-        stream: EventStream | ResumeStream,
+        app: ASGIApp,
+        headers: list[tuple[bytes, bytes]],
         status_code: int,
         background: BackgroundTask | None,
     ) -> None:
-        self.stream = stream
+        self._app = app
         self.status_code = status_code
         self.background = background
         self.body = b""
-        # The same list: Starlette's MutableHeaders edits it in place, the stream sends it.
-        self.raw_headers = stream.headers
+        # The same list: Starlette's MutableHeaders edits it in place, the app sends it.
+        self.raw_headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.stream(scope, receive, send)  # type: ignore[arg-type]
+        await self._app(scope, receive, send)
         if self.background is not None:
             await self.background()
 
 
-class SSEResponse(_StreamingResponse):
+class SSEResponse(_StreamResponse):
     """A Starlette/FastAPI response streaming ``source`` as server-sent events.
 
-    Takes every argument of :class:`sse_llm.EventStream` (``format``, ``heartbeat`` in
-    seconds, ``send_timeout`` in seconds, ``on_complete``, ``shutdown``, ``headers``), plus
-    Starlette's ``background`` task, run after the stream ends. Headers set later through
-    ``response.headers`` or ``set_cookie`` are sent too. Starlette's ``GZipMiddleware`` leaves
-    ``text/event-stream`` uncompressed.
-    """
+    Args:
+        source: what to stream, as for :class:`sse_llm.EventStream` (an awaitable of a
+            source too).
+        status_code: the HTTP status.
+        background: Starlette's background task, run after the stream ends.
+        **options: :class:`~sse_llm.StreamOptions` (``format``, ``heartbeat`` in seconds,
+            ``send_timeout``, ``close_timeout``, ``on_complete``, ``shutdown``, ``headers``,
+            ``keep_text``, ``choice``, ``sync_limiter``).
 
-    stream: EventStream
+    Headers set later through ``response.headers`` or ``set_cookie`` are sent too.
+    Starlette's ``GZipMiddleware`` leaves ``text/event-stream`` uncompressed.
+
+    Raises:
+        TypeError: a source that cannot be streamed, an unknown option or a wrong type.
+        ValueError: a time that is not positive, or a ``Connection`` header.
+    """
 
     def __init__(
         self,
-        source: Source,
+        source: Source | Awaitable[Source],
         *,
         status_code: int = 200,
-        headers: Mapping[str, str] | None = None,
-        format: WireFormat | None = None,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
-        on_complete: CompletionHook | None = None,
-        shutdown: ShutdownSignal | None = None,
         background: BackgroundTask | None = None,
+        **options: Unpack[StreamOptions],
     ) -> None:
-        stream = EventStream(
-            source,
-            format=format,
-            heartbeat=heartbeat,
-            send_timeout=send_timeout,
-            on_complete=on_complete,
-            shutdown=shutdown,
-            headers=headers,
-            status_code=status_code,
-        )
-        super().__init__(stream, status_code, background)
+        self.stream = EventStream(source, status_code=status_code, **options)
+        super().__init__(self.stream, self.stream.headers, status_code, background)
 
 
-class ResumeResponse(_StreamingResponse):
+class ResumeResponse(_StreamResponse):
     """A Starlette/FastAPI response sending a detached stream of ``hub`` from a position.
 
     The Response form of :meth:`sse_llm.resume.StreamHub.response` (same arguments: the
@@ -114,8 +114,6 @@ class ResumeResponse(_StreamingResponse):
             header.
     """
 
-    stream: ResumeStream
-
     def __init__(
         self,
         hub: StreamHub,
@@ -129,35 +127,46 @@ class ResumeResponse(_StreamingResponse):
         stream = hub.response(
             last_event_id, heartbeat=heartbeat, send_timeout=send_timeout, headers=headers
         )
-        super().__init__(stream, 200, background)
+        super().__init__(stream, stream.headers, 200, background)
 
 
 @overload
-def sse(view: Callable[P, AsyncIterator[Any]], /) -> Callable[P, Awaitable[SSEResponse]]: ...
+def sse(view: Callable[P, AsyncIterator[Any]], /) -> Callable[P, Awaitable[Response]]: ...
+
+
+@overload
+def sse(view: Callable[P, Awaitable[Any]], /) -> Callable[P, Awaitable[Response]]: ...
 
 
 @overload
 def sse(
-    view: None = None, /, **options: Any
-) -> Callable[[Callable[P, AsyncIterator[Any]]], Callable[P, Awaitable[SSEResponse]]]: ...
+    view: None = None, /, **options: Unpack[StreamOptions]
+) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Response]]]: ...
 
 
-def sse(view: Any = None, /, **options: Any) -> Any:
-    """Decorate an async generator view so that it returns an :class:`SSEResponse`.
+def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
+    """Turn an async view into one that streams what it yields or returns.
 
-    Use bare (``@sse``) or with :class:`SSEResponse` options (``@sse(heartbeat=5)``). The
-    view's parameters are kept, so FastAPI dependency injection works on it.
+    Use bare (``@sse``) or with :class:`~sse_llm.StreamOptions` (``@sse(heartbeat=5)``). The
+    view is an async generator (what it yields is the stream) or an async function returning
+    a source; if it returns a Starlette ``Response`` (a 400 for a bad request, say), that is
+    sent as is. The view's parameters are kept, so FastAPI dependency injection works on it.
 
     Raises:
-        TypeError: the decorated function is not an async generator function.
+        TypeError: the view is neither an async generator function nor an async function, or
+            an option is unknown or of the wrong type (when decorating).
     """
 
-    def decorate(func: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[SSEResponse]]:
-        if not inspect.isasyncgenfunction(func):
-            raise TypeError(f"@sse needs an async generator function, got {func!r}")
+    resolve(options, binding="@sse")  # a misspelt option fails here, not at request time
 
-        async def endpoint(*args: Any, **kwargs: Any) -> SSEResponse:
-            return SSEResponse(func(*args, **kwargs), **options)
+    def decorate(func: Callable[..., Any]) -> Callable[..., Awaitable[Response]]:
+        is_generator = check_view(func)
+
+        async def endpoint(*args: Any, **kwargs: Any) -> Response:
+            source = await source_of(func, is_generator, *args, **kwargs)
+            if isinstance(source, Response):
+                return source
+            return SSEResponse(source, **options)
 
         # Copy the identity but not __wrapped__: frameworks that unwrap would find an async
         # generator function and stream it themselves.
@@ -178,22 +187,27 @@ def sse(view: Any = None, /, **options: Any) -> Any:
 
 
 class SSEEndpoint:
-    """A mountable ASGI app: ``app.mount("/chat", SSEEndpoint(handler))``.
+    """An ASGI endpoint: ``Route("/chat", SSEEndpoint(handler))`` or ``app.mount(...)``.
 
     Args:
         handler: called with the Starlette :class:`~starlette.requests.Request`; returns a
-            stream source (sync or async callable).
+            source, or a Starlette ``Response`` sent as is (a 400 for a missing parameter);
+            sync or async.
         methods: accepted HTTP methods; others get ``405``.
-        **options: :class:`SSEResponse` options.
+        **options: :class:`~sse_llm.StreamOptions`.
+
+    Raises:
+        TypeError: an unknown option or one of the wrong type.
     """
 
     def __init__(
         self,
-        handler: Callable[[Request], Source | Awaitable[Source]],
+        handler: Callable[[Request], Source | Response | Awaitable[Source | Response]],
         *,
         methods: tuple[str, ...] = ("GET", "POST"),
-        **options: Any,
+        **options: Unpack[StreamOptions],
     ) -> None:
+        resolve(options, binding="SSEEndpoint")
         self.handler = handler
         self.methods = frozenset(m.upper() for m in methods)
         self.options = options
@@ -201,15 +215,17 @@ class SSEEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise RuntimeError(f"SSEEndpoint serves HTTP only, not {scope['type']!r}")
+        response: Response
         if scope["method"] not in self.methods:
             allow = ", ".join(sorted(self.methods))
-            response: Response = PlainTextResponse(
+            response = PlainTextResponse(
                 "Method Not Allowed", status_code=405, headers={"allow": allow}
             )
-            await response(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        source = self.handler(request)
-        if inspect.isawaitable(source):
-            source = await source
-        await SSEResponse(source, **self.options)(scope, receive, send)
+        else:
+            source = self.handler(Request(scope, receive))
+            if inspect.isawaitable(source):
+                source = await source
+            response = (
+                source if isinstance(source, Response) else SSEResponse(source, **self.options)
+            )
+        await response(scope, receive, send)

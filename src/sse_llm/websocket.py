@@ -1,10 +1,13 @@
-"""WebSocket transport: many prompts over one socket, each answer streamed as JSON messages.
+"""WebSocket binding: many prompts over one socket, each answer streamed as JSON messages.
 
 Example (Starlette or FastAPI)::
 
+    from starlette.routing import WebSocketRoute
     from sse_llm.websocket import LLMWebSocket, serve_websocket
 
-    app.add_websocket_route("/ws", LLMWebSocket(lambda message: llm.stream(message["prompt"])))
+    app.router.routes.append(
+        WebSocketRoute("/ws", LLMWebSocket(lambda message: llm.stream(message["prompt"])))
+    )
 
     @app.websocket("/ws")                      # or inside your own endpoint (auth first, say)
     async def ws(websocket: WebSocket):
@@ -29,6 +32,8 @@ server numbers requests 1, 2 … when the client gives no id):
 ``reasoning``   ``{"type": "reasoning", "request_id": "a1", "text": "..."}``
 ``tool_call``   ``{"type": "tool_call", "request_id": "a1", "index": 0, "id": "call_1",
                 "name": "f", "arguments": "{...}"}``
+``heartbeat``   ``{"type": "heartbeat"}``: sent after ``heartbeat`` seconds without a message
+                while an answer is pending (a thinking model); ignore it
 ``done``        ``{"type": "done", "request_id": "a1", "finish_reason": "stop",
                 "raw_finish_reason": "stop", "usage": {...} | null}``: the answer is complete
 ``error``       ``{"type": "error", "request_id": "a1" | null, "message": "...", "code": ...}``:
@@ -43,10 +48,10 @@ closed, ``cancelled`` is sent) and then starts the new one, so a chat UI's "send
 and no two answers interleave. Messages of the old answer may still arrive before its
 ``cancelled``; the ``request_id`` tells them apart.
 
-Each answer runs the same pump as an SSE response (:class:`sse_llm.EventStream`): sources are
-anything ``EventStream`` takes (text, LLM events, provider SDK streams), provider errors keep
-their message, other exceptions become a safe ``error``, ``on_complete`` always runs. While
-an answer streams, the socket is read in the same task group, so a client that goes away
+Each answer runs the pump every binding shares: sources are anything
+:class:`sse_llm.EventStream` takes (text, LLM events, provider SDK streams), provider errors
+keep their message, other exceptions become a safe ``error``, ``on_complete`` always runs.
+While an answer streams the pump reads the socket, so a client that goes away
 (``websocket.disconnect``) cancels the answer and closes its source at once (reason
 ``disconnected``, as for a cancelled answer), even while the model is silent.
 """
@@ -54,33 +59,47 @@ an answer streams, the socket is read in the same task group, so a client that g
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
-from starlette.types import Receive, Scope, Send
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ._formats import Renderer, dumps, usage_json
-from ._model import LLMEvent, ReasoningDelta, TextDelta, ToolCall
-from ._pump import CompletionHook, EventStream, ShutdownSignal, Source
-from ._result import StreamResult
+from ._engine import StreamEngine
+from ._formats import (
+    NOTHING,
+    FormatWriter,
+    Units,
+    WriterBase,
+    done_fields,
+    dumps,
+    json_string,
+    tool_call_fields,
+)
+from ._model import LLMEvent, ReasoningDelta, ToolCall
+from ._options import Config, StreamOptions, resolve
+from ._pump import Pump
+from ._result import EndReason, StreamResult
+from ._sources import check_source
+from ._types import Receive, Scope, Send, Source
 
 __all__ = ["LLMWebSocket", "PromptHandler", "serve_websocket"]
 
 
-#: Called with the client's JSON message (it has a ``prompt`` string); returns a stream source.
+#: Called with the client's JSON message (it has a ``prompt`` string); returns a stream source
+#: (or an awaitable of one).
 PromptHandler = Callable[[Mapping[str, Any]], Source | Awaitable[Source]]
 
-_json_string: Any = encode_basestring
 _SHUTDOWN_CLOSE = 1012  # "service restart" (RFC 6455 §7.4.1, IANA registry)
+#: What a WebSocket answer has no use for: its messages are this module's JSON protocol, and
+#: it has no HTTP headers of its own.
+_NOT_FOR_WEBSOCKETS = ("format", "headers")
 
 
-class _MessagesRenderer:
-    """One answer's messages, each a JSON line (the pump may join several in one body)."""
+class _MessagesWriter(WriterBase):
+    """One answer's messages, each unit one JSON text message."""
 
     __slots__ = ("_delta", "_rid")
 
@@ -88,65 +107,44 @@ class _MessagesRenderer:
         self._rid = dumps(request_id)
         self._delta = f'{{"type":"delta","request_id":{self._rid},"text":'
 
-    def _line(self, kind: str, fields: Mapping[str, Any]) -> bytes:
+    def _message(self, kind: str, fields: Mapping[str, Any]) -> bytes:
         body = dumps(dict(fields))[1:]  # without the opening brace
         sep = "," if body != "}" else ""
-        return f'{{"type":"{kind}","request_id":{self._rid}{sep}{body}\n'.encode()
+        return f'{{"type":"{kind}","request_id":{self._rid}{sep}{body}'.encode()
 
-    def start(self) -> bytes:
-        return f'{{"type":"start","request_id":{self._rid}}}\n'.encode()
+    def start(self) -> Units:
+        return (self._message("start", {}),)
 
-    def text(self, text: str) -> bytes:
-        return f"{self._delta}{_json_string(text)}}}\n".encode()
+    def text(self, text: str) -> Units:
+        return (f"{self._delta}{json_string(text)}}}".encode(),)
 
-    def event(self, event: LLMEvent) -> bytes:
-        kind = type(event)
-        if kind is TextDelta:
-            return self.text(event.text)  # type: ignore[union-attr]
-        if kind is ReasoningDelta:
-            return self._line("reasoning", {"text": event.text})  # type: ignore[union-attr]
-        if kind is ToolCall:
-            assert isinstance(event, ToolCall)
-            call = {
-                "index": event.index,
-                "id": event.id,
-                "name": event.name,
-                "arguments": event.arguments,
-            }
-            return self._line("tool_call", call)
-        return b""  # fragments are sent whole as tool_call; Finish and Usage go into done
+    def event(self, event: LLMEvent) -> Units:
+        match event:
+            case ReasoningDelta(text=text):
+                return (self._message("reasoning", {"text": text}),)
+            case ToolCall():
+                return (self._message("tool_call", tool_call_fields(event)),)
+        return NOTHING  # fragments are sent whole as tool_call; Finish and Usage go into done
 
-    def error(self, message: str, code: str | None) -> bytes:
-        return self._line("error", {"message": message, "code": code})
+    def error(self, message: str, code: str | None) -> Units:
+        return (self._message("error", {"message": message, "code": code}),)
 
-    def end(self, result: StreamResult) -> bytes:
+    def end(self, result: StreamResult) -> Units:
         if result.reason != "completed":
-            return b""  # the error was the last message
-        finish = result.finish
-        done = {
-            "finish_reason": finish.reason if finish else None,
-            "raw_finish_reason": finish.raw_reason if finish else None,
-            "usage": usage_json(result.usage),
-        }
-        return self._line("done", done)
+            return NOTHING  # the error was the last message
+        return (self._message("done", done_fields(result)),)
 
 
 class _MessagesFormat:
-    media_type = "application/x-ndjson"  # never sent: there are no HTTP headers here
+    media_type = "application/json"  # never sent: a WebSocket message has no headers
     headers: Mapping[str, str] = {}
-    heartbeat = b""
+    keepalive = b'{"type":"heartbeat"}'
 
     def __init__(self, request_id: Any) -> None:
         self.request_id = request_id
 
-    def renderer(self) -> Renderer:
-        return _MessagesRenderer(self.request_id)
-
-
-def _is_source(value: object) -> bool:
-    """What :class:`~sse_llm.EventStream` can iterate (a str is iterable but never meant)."""
-    iterable = hasattr(value, "__aiter__") or hasattr(value, "__iter__")
-    return iterable and not isinstance(value, str | bytes)
+    def writer(self) -> FormatWriter:
+        return _MessagesWriter(self.request_id)
 
 
 async def _failed(exc: Exception) -> AsyncIterator[Any]:
@@ -155,17 +153,10 @@ async def _failed(exc: Exception) -> AsyncIterator[Any]:
 
 
 class _Connection:
-    def __init__(
-        self,
-        websocket: WebSocket,
-        handler: PromptHandler,
-        options: Mapping[str, Any],
-        shutdown: ShutdownSignal | None,
-    ) -> None:
+    def __init__(self, websocket: WebSocket, handler: PromptHandler, config: Config) -> None:
         self.websocket = websocket
         self.handler = handler
-        self.options = options
-        self.shutdown = shutdown
+        self.config = config
         self.lock = anyio.Lock()  # one sender at a time: the pump and the reader both send
         self.gone = False
         self.shutting_down = False
@@ -184,17 +175,10 @@ class _Connection:
                 self.gone = True
                 raise OSError("the WebSocket client went away") from exc
 
-    async def send_json(self, payload: Mapping[str, Any]) -> None:
-        await self.send_text(dumps(dict(payload)))
-
-    async def asgi_send(self, message: Mapping[str, Any]) -> None:
-        """The pump's ``send``: each JSON line of a body becomes one text message."""
-        if message["type"] != "http.response.body":
-            return  # http.response.start: a WebSocket has no per-answer headers
-        body: bytes = message.get("body", b"")
-        for line in body.split(b"\n"):
-            if line:
-                await self.send_text(line.decode())
+    async def send_units(self, units: Units, more: bool) -> None:
+        """The pump's ``send``: each unit is one text message."""
+        for unit in units:
+            await self.send_text(unit.decode())
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -233,12 +217,12 @@ class _Connection:
     async def invalid(self, reason: str) -> None:
         error = {"type": "error", "request_id": None, "message": reason, "code": "invalid_message"}
         with contextlib.suppress(OSError):
-            await self.send_json(error)
+            await self.send_text(dumps(error))
 
     async def next_prompt(self) -> dict[str, Any] | None:
         """Wait, idle, for the next prompt; ``None`` when the client left or at shutdown."""
         while True:
-            if self.shutdown is None:
+            if self.config.shutdown is None:
                 kind, value = await self.receive()
             else:
                 kind, value = await self._receive_unless_shutdown()
@@ -252,7 +236,8 @@ class _Connection:
             # "cancel" with nothing streaming: nothing to do
 
     async def _receive_unless_shutdown(self) -> tuple[str, Any]:
-        assert self.shutdown is not None
+        shutdown = self.config.shutdown
+        assert shutdown is not None
         outcome: tuple[str, Any] = ("shutdown", None)
         async with anyio.create_task_group() as tg:
 
@@ -262,8 +247,7 @@ class _Connection:
                 tg.cancel_scope.cancel()
 
             async def wait_shutdown() -> None:
-                assert self.shutdown is not None
-                await self.shutdown.wait()
+                await shutdown.wait()
                 self.shutting_down = True
                 tg.cancel_scope.cancel()
 
@@ -278,76 +262,40 @@ class _Connection:
         self.requests += 1
         rid = message.get("request_id")
         request_id = rid if rid is not None else str(self.requests)
-        stop = anyio.Event()
-        result: StreamResult | None = None
         next_prompt: dict[str, Any] | None = None
-        hook: CompletionHook | None = self.options.get("on_complete")
 
-        async def on_complete(outcome: StreamResult) -> None:
-            nonlocal result
-            result = outcome
-            if hook is not None:
-                done = hook(outcome)
-                if done is not None:
-                    await done
-
-        async def receive() -> Mapping[str, Any]:
-            # The pump's watcher waits here: "stop" is its client disconnect.
-            await stop.wait()
-            return {"type": "http.disconnect"}
-
-        async def watch() -> None:
+        async def wait_client() -> EndReason | None:
             nonlocal next_prompt
-            while True:
-                kind, value = await self.receive()
-                if kind == "invalid":
-                    await self.invalid(value)
-                    continue
-                if kind == "prompt":
-                    next_prompt = value  # answered after this one is cancelled
-                stop.set()
-                return
+            kind, value = await self.receive()
+            if kind == "invalid":
+                await self.invalid(value)
+                return None
+            if kind == "prompt":
+                next_prompt = value  # answered after this one is cancelled
+            return "disconnected"  # cancel, a new prompt, or the client left
 
         try:
             source = self.handler(message)
-            if inspect.isawaitable(source):
-                source = await source
-            if not _is_source(source):
-                raise TypeError(f"the handler returned {type(source).__name__}, not a source")
+            check_source(source, "the WebSocket handler's result")
         except Exception as exc:
             # Refused before streaming (an SDK's HTTP error, a bad prompt): the pump turns it
             # into this request's error message, with the provider's text when it has one.
             source = _failed(exc)
-        stream = EventStream(
-            source,
-            format=_MessagesFormat(request_id),
-            heartbeat=None,  # WebSocket keep-alive is the server's ping/pong
-            send_timeout=self.options["send_timeout"],
-            on_complete=on_complete,
-            shutdown=self.shutdown,
-            close_timeout=self.options["close_timeout"],
+        config = self.config
+        engine = StreamEngine(
+            _MessagesFormat(request_id), keep_text=config.keep_text, choice=config.choice
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            await stream({"type": "http"}, receive, self.asgi_send)
-            tg.cancel_scope.cancel()  # the answer ended by itself: stop reading for now
-        if result is not None and result.reason == "shutdown":
+        result = await Pump(source, engine, config, self.send_units).run(wait_client)
+        if result.reason == "shutdown":
             self.shutting_down = True
-        cancelled = result is not None and result.reason == "disconnected"
-        if cancelled and not self.gone:
+        if result.reason == "disconnected" and not self.gone:
             with contextlib.suppress(OSError):
-                await self.send_json({"type": "cancelled", "request_id": request_id})
+                await self.send_text(dumps({"type": "cancelled", "request_id": request_id}))
         return next_prompt
 
 
 async def serve_websocket(
-    websocket: WebSocket,
-    handler: PromptHandler,
-    *,
-    on_complete: CompletionHook | None = None,
-    shutdown: ShutdownSignal | None = None,
-    send_timeout: float | None = 30.0,
-    close_timeout: float = 5.0,
+    websocket: WebSocket, handler: PromptHandler, **options: Unpack[StreamOptions]
 ) -> None:
     """Serve LLM answers over ``websocket`` until the client leaves (see the module docs).
 
@@ -357,26 +305,30 @@ async def serve_websocket(
     Args:
         websocket: a Starlette (or FastAPI) ``WebSocket``.
         handler: called with the client's message (a dict with a ``prompt`` string, and any
-            other keys the client sent); returns a source (sync or async callable). An
-            exception it raises becomes that request's ``error`` message.
-        on_complete: called with each answer's :class:`~sse_llm.StreamResult`, whatever the
-            ending (``disconnected`` for an answer that was cancelled or whose client left).
-        shutdown: an event the app sets at shutdown: the streaming answer ends with an
-            ``error`` (code ``shutdown``) and the socket is closed with code 1012.
-        send_timeout: seconds one message may wait on a client that does not read before
-            the answer is ended (reason ``timeout``); ``None`` disables.
-        close_timeout: seconds allowed for closing a source.
+            other keys the client sent); returns a source (sync or async callable, or an
+            awaitable source). An exception it raises becomes that request's ``error``
+            message.
+        **options: :class:`~sse_llm.StreamOptions` but ``format`` and ``headers`` (the
+            messages are this module's protocol). ``on_complete`` gets each answer's
+            :class:`~sse_llm.StreamResult`, whatever the ending (``disconnected`` for an
+            answer that was cancelled or whose client left); at ``shutdown`` the streaming
+            answer ends with an ``error`` (code ``shutdown``) and the socket is closed with
+            code 1012; ``heartbeat`` sends ``{"type": "heartbeat"}`` while an answer waits on
+            a silent model.
 
     Returns when the client disconnects or at shutdown.
+
+    Raises:
+        TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
     """
+    config = resolve(options, binding="serve_websocket", exclude=_NOT_FOR_WEBSOCKETS)
+    await _serve(websocket, handler, config)
+
+
+async def _serve(websocket: WebSocket, handler: PromptHandler, config: Config) -> None:
     if websocket.application_state == WebSocketState.CONNECTING:
         await websocket.accept()
-    options = {
-        "on_complete": on_complete,
-        "send_timeout": send_timeout,
-        "close_timeout": close_timeout,
-    }
-    connection = _Connection(websocket, handler, options, shutdown)
+    connection = _Connection(websocket, handler, config)
     pending: dict[str, Any] | None = None
     while not connection.gone and not connection.shutting_down:
         message = pending if pending is not None else await connection.next_prompt()
@@ -389,38 +341,21 @@ async def serve_websocket(
 
 
 class LLMWebSocket:
-    """A mountable ASGI WebSocket app: ``app.add_websocket_route("/ws", LLMWebSocket(h))``.
+    """An ASGI WebSocket endpoint: ``WebSocketRoute("/ws", LLMWebSocket(handler))``.
 
     Takes :func:`serve_websocket`'s ``handler`` and options. Non-WebSocket requests get
     ``404``.
+
+    Raises:
+        TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
     """
 
-    def __init__(
-        self,
-        handler: PromptHandler,
-        *,
-        on_complete: CompletionHook | None = None,
-        shutdown: ShutdownSignal | None = None,
-        send_timeout: float | None = 30.0,
-        close_timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, handler: PromptHandler, **options: Unpack[StreamOptions]) -> None:
         self.handler = handler
-        self.on_complete = on_complete
-        self.shutdown = shutdown
-        self.send_timeout = send_timeout
-        self.close_timeout = close_timeout
+        self.config = resolve(options, binding="LLMWebSocket", exclude=_NOT_FOR_WEBSOCKETS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            from starlette.responses import PlainTextResponse
-
             await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
             return
-        await serve_websocket(
-            WebSocket(scope, receive, send),
-            self.handler,
-            on_complete=self.on_complete,
-            shutdown=self.shutdown,
-            send_timeout=self.send_timeout,
-            close_timeout=self.close_timeout,
-        )
+        await _serve(WebSocket(scope, receive, send), self.handler, self.config)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._resume import READ_LIMIT, StoredEvents
+from .store import READ_LIMIT, StoredEvents
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,0 +1,76 @@
+"""The ASGI binding: :class:`EventStream`, the pump as an ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Unpack
+
+from ._engine import StreamEngine
+from ._options import StreamOptions, resolve, response_headers
+from ._pump import Pump
+from ._sources import check_source
+from ._types import Receive, Scope, Send, Source
+
+__all__ = ["EventStream", "start_response"]
+
+
+class EventStream:
+    """An ASGI app that streams ``source`` to the client as it comes.
+
+    Args:
+        source: what to stream (see :data:`~sse_llm.Source`): an async or sync iterable of
+            text, LLM events, provider chunks or ready-made events, or an awaitable of one
+            (``AsyncOpenAI().chat.completions.create(..., stream=True)`` without ``await``:
+            awaited once the response has started; an error it raises becomes the stream's
+            ``error`` event).
+        status_code: the HTTP status, 200 by default.
+        **options: :class:`~sse_llm.StreamOptions` (``format``, ``heartbeat``,
+            ``send_timeout``, ``close_timeout``, ``on_complete``, ``shutdown``, ``headers``,
+            ``keep_text``, ``choice``, ``sync_limiter``).
+
+    The response headers are ``content-type: <format>; charset=utf-8``,
+    ``cache-control: no-cache`` and ``x-accel-buffering: no`` (nginx: don't buffer), then the
+    format's and ``headers``. No ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113
+    §8.2.2). An ``http.disconnect`` closes the source at once, even while it waits for the
+    model's next token.
+
+    Raises:
+        TypeError: ``source`` cannot be streamed (a ``str``, ``None``, a number), or an unknown
+            option or one of the wrong type.
+        ValueError: a time that is not positive, or a ``Connection`` header.
+    """
+
+    def __init__(
+        self,
+        source: Source | Awaitable[Source],
+        *,
+        status_code: int = 200,
+        **options: Unpack[StreamOptions],
+    ) -> None:
+        check_source(source, type(self).__name__)
+        self.source = source
+        self.config = config = resolve(options, binding=type(self).__name__)
+        self.status_code = status_code
+        #: The response headers (ASGI pairs); a list that may be edited until the response
+        #: starts (Starlette's ``response.headers`` edits it in place).
+        self.headers = response_headers(config.format, config.headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        config = self.config
+        engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
+        pump = Pump(self.source, engine, config, send, asgi=True)
+        if await start_response(pump, self.status_code, self.headers, send):
+            await pump.run(receive)
+
+
+async def start_response(
+    pump: Pump, status: int, headers: list[tuple[bytes, bytes]], send: Send
+) -> bool:
+    """Send ``http.response.start``; returns whether the client is still there (if not, the
+    pump's source is closed and its hook run, as for any other ending)."""
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+    except OSError:  # ASGI 2.4: send raises once the client is gone
+        await pump.abandon("disconnected")
+        return False
+    return True

@@ -1,0 +1,409 @@
+"""The stream engine: items in, wire bytes out, no I/O (the ``h11.Connection`` model).
+
+:class:`StreamEngine` knows everything about one stream except how bytes travel: what each
+item a source yields means (text, a normalised event, a provider chunk, a ready-made event),
+how the wire format writes it, where events begin and end and which id each gets, and what
+the completion hook will be told. The pump (``sse_llm._pump``) owns the I/O: it feeds the
+engine and sends what comes back. So the engine can be driven with plain function calls::
+
+    engine = StreamEngine(TextFormat())
+    head = engine.start()
+    body = engine.feed("Hello") + engine.feed(" world")
+    tail = engine.close("completed")
+    assert engine.result.text == "Hello world"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._encoder import LINE_BREAK, encode
+from ._events import Comment, ServerSentEvent
+from ._formats import NOTHING, NamedEventsFormat, Units, WireFormat
+from ._model import (
+    Citation,
+    ErrorEvent,
+    Finish,
+    LLMEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolActivity,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from ._providers import Normalizer, detect, translate_exception
+from ._result import EndReason, StreamResult
+
+__all__ = ["SAFE_ERROR", "SHUTDOWN_ERROR", "Encoded", "StreamEngine"]
+
+#: The message of the ``error`` event when the source raised anything but a provider error:
+#: no traceback or secret reaches the browser.
+SAFE_ERROR = "The answer could not be completed because of an internal error."
+#: The message of the ``error`` event (code ``shutdown``) when the server stops.
+SHUTDOWN_ERROR = "The server is restarting. Please try again."
+
+_LLM_EVENTS = (
+    TextDelta,
+    ReasoningDelta,
+    ToolCallDelta,
+    ToolCall,
+    Citation,
+    ToolActivity,
+    Usage,
+    Finish,
+    ErrorEvent,
+)
+_SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+_ID_PREFIX = re.compile(r"[^\r\n\0]+")
+# Answer text is kept as a few joined blocks rather than one string per token: a list of
+# 2,000 token strings costs ~60 bytes each beyond the text itself.
+_JOIN_EVERY = 64
+
+
+class Encoded(bytes):
+    """Wire bytes that are already one complete unit (an event with its blank line, or a
+    comment line): a source may yield them to pass stored events through as they are."""
+
+    __slots__ = ()
+
+
+class _Text:
+    """The answer text kept for the result: all of it, none, or the first ``limit`` chars."""
+
+    __slots__ = ("limit", "loose", "pieces", "size", "truncated")
+
+    def __init__(self, keep: bool | int) -> None:
+        self.limit: int | None = None if keep is True else int(keep)
+        self.pieces: list[str] = []
+        self.loose = 0  # pieces at the end not joined yet
+        self.size = 0
+        self.truncated = False
+
+    def add(self, text: str) -> None:
+        limit = self.limit
+        if limit is not None:
+            room = limit - self.size
+            if room <= 0:
+                self.truncated = True
+                return
+            if len(text) > room:
+                text = text[:room]
+                self.truncated = True
+            self.size += len(text)
+        pieces = self.pieces
+        pieces.append(text)
+        self.loose += 1
+        if self.loose == _JOIN_EVERY:
+            pieces[-_JOIN_EVERY:] = ["".join(pieces[-_JOIN_EVERY:])]
+            self.loose = 0
+
+    def value(self) -> str:
+        return "".join(self.pieces)
+
+
+class StreamEngine:
+    """One stream's protocol state, with no I/O: feed it items, send what it returns.
+
+    Args:
+        format: the wire format (default :class:`~sse_llm.formats.NamedEventsFormat`).
+        keep_text: how much of the answer :attr:`result` keeps in ``text``: ``True`` all,
+            ``False`` none, an ``int`` the first that many characters.
+        choice: which choice of a multi-choice provider stream to normalise (see
+            :class:`~sse_llm.StreamOptions`).
+        event_ids: a prefix that turns on event ids: every event gets ``id: <prefix>-<n>``,
+            ``n`` counting the units written from 1 (WHATWG HTML §9.2.6; what a resumable
+            stream replays from). Only for ``text/event-stream`` formats.
+
+    Every method returns the bytes to send next (possibly ``b""``); the ``*_units`` methods
+    return the same as a sequence of units, one per event (or comment), for transports that
+    send or store events one by one.
+
+    Raises:
+        ValueError: ``event_ids`` contains CR, LF or NUL, or the format is not
+            ``text/event-stream``.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_from_provider",
+        "_ids",
+        "_normalizer",
+        "_pending_error",
+        "_reasoning",
+        "_text",
+        "_writer",
+        "choice",
+        "ended",
+        "flush_interval",
+        "format",
+        "keepalive",
+        "result",
+        "seq",
+    )
+
+    def __init__(
+        self,
+        format: WireFormat | None = None,
+        *,
+        keep_text: bool | int = True,
+        choice: int | None = None,
+        event_ids: str | None = None,
+    ) -> None:
+        fmt: WireFormat = format if format is not None else NamedEventsFormat()
+        if event_ids is not None:
+            if not _ID_PREFIX.fullmatch(event_ids):
+                raise ValueError(f"event_ids must be text without CR, LF or NUL: {event_ids!r}")
+            if fmt.media_type != "text/event-stream":
+                raise ValueError(f"only text/event-stream has event ids, not {fmt.media_type}")
+        self.format = fmt
+        self._writer = fmt.writer()
+        #: What the completion hook gets; complete once :meth:`close` has run.
+        self.result = StreamResult()
+        #: The keep-alive unit of the format (an SSE comment line).
+        self.keepalive: bytes = fmt.keepalive
+        #: Seconds between :meth:`flush` calls while the source is silent, or ``None``.
+        self.flush_interval: float | None = self._writer.flush_interval
+        #: An ``error`` event was written (the provider reported one): feed nothing more.
+        self.ended = False
+        #: How many units have been written (the id of the last one, with ``event_ids``).
+        self.seq = 0
+        self.choice = choice
+        self._ids = None if event_ids is None else f"id: {event_ids}-".encode()
+        self._text = _Text(keep_text)
+        self._reasoning: _Text | None = None  # made when reasoning arrives
+        self._normalizer: Normalizer | None = None
+        self._from_provider = False  # a provider stream reports its own finish reason
+        self._pending_error: tuple[str, str | None] | None = None
+        self._closed = False
+
+    # -- the bytes API ---------------------------------------------------------------------
+
+    def start(self) -> bytes:
+        """What goes out right after the response headers."""
+        return b"".join(self.start_units())
+
+    def feed(self, item: Any) -> bytes:
+        """One item from the source. See :meth:`feed_units`."""
+        return b"".join(self.feed_units(item))
+
+    def flush(self) -> bytes:
+        """Text the format held back, if it is due (call every :attr:`flush_interval`)."""
+        return b"".join(self.flush_units())
+
+    def close(self, reason: EndReason = "completed", error: BaseException | None = None) -> bytes:
+        """The end of the stream. See :meth:`close_units`."""
+        return b"".join(self.close_units(reason, error))
+
+    # -- the units API ---------------------------------------------------------------------
+
+    def start_units(self) -> Units:
+        return self._out(self._writer.start())
+
+    def feed_units(self, item: Any) -> Units:
+        """One item from the source, as units to send.
+
+        Accepts ``str`` (answer text; ``""`` is skipped), a normalised
+        :data:`~sse_llm.LLMEvent`, a :class:`~sse_llm.ServerSentEvent` or
+        :class:`~sse_llm.Comment` (sent as encoded), an ``sse_starlette`` event or a ``dict``
+        of SSE fields, or a provider stream chunk (its provider is recognised from the first
+        one). After an :class:`~sse_llm.ErrorEvent` (the provider failed), :attr:`ended` is
+        true: call :meth:`close`.
+
+        Raises:
+            TypeError: an item sse-llm cannot stream (the pump then ends the stream with an
+                ``error`` event).
+            InvalidEventError: a ready-made event the wire cannot carry.
+        """
+        if type(item) is str:  # the hot path: a plain text token
+            if not item:
+                return NOTHING
+            self._text.add(item)
+            units = self._writer.text(item)
+            if self._ids is None:
+                return units
+            return self._number(units)
+        return self._out(self._feed_other(item))
+
+    def flush_units(self) -> Units:
+        return self._out(self._writer.flush())
+
+    def close_units(
+        self, reason: EndReason = "completed", error: BaseException | None = None
+    ) -> Units:
+        """End the stream and complete :attr:`result`; returns its last units.
+
+        Args:
+            reason: why it ends (see :data:`~sse_llm.EndReason`). An error event written
+                earlier or an ``error`` given here makes it ``error``.
+            error: the exception the source raised: the stream ends with an ``error`` event
+                carrying the provider's message (:class:`~sse_llm.ProviderError` and provider
+                SDK errors) or a generic safe one, never the exception's own text.
+
+        Only a stream that ends ``completed``, ``error`` or ``shutdown`` gets last units (the
+        format's end: ``done``, ``[DONE]``, a final fragment); for any other reason the
+        client is gone and nothing is written. A second call returns nothing.
+        """
+        if self._closed:
+            return NOTHING
+        self._closed = True
+        result = self.result
+        if error is not None:
+            result.error = error
+            provider = translate_exception(error)
+            if provider is not None:
+                self._pending_error = (provider.message, provider.code)
+            else:
+                self._pending_error = (SAFE_ERROR, "internal_error")
+            reason = "error"
+        elif self.ended:
+            reason = "error"
+        out: list[bytes] = []
+        normalizer = self._normalizer
+        if normalizer is not None:
+            # Pending tool calls and the final usage: sent when the stream completed, and
+            # kept in the result however it ended.
+            self._normalizer = None
+            for event in normalizer.close():
+                units = self._event(event)
+                if reason == "completed":
+                    out.extend(units)
+        if reason == "completed" and result.finish is None and not self._from_provider:
+            result.finish = Finish("stop")  # a plain text source ends by running out
+        result.reason = reason
+        result.text = self._text.value()
+        result.text_truncated = self._text.truncated
+        result.reasoning = "" if self._reasoning is None else self._reasoning.value()
+        if reason == "shutdown":
+            out.extend(self._writer.error(SHUTDOWN_ERROR, "shutdown"))
+        elif self._pending_error is not None:
+            out.extend(self._writer.error(*self._pending_error))
+        if reason in ("completed", "error", "shutdown"):
+            out.extend(self._writer.end(result))
+        return self._out(out)
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _out(self, units: Units) -> Units:
+        return units if self._ids is None or not units else self._number(units)
+
+    def _number(self, units: Units) -> list[bytes]:
+        """Every unit counts; an event also gets its ``id:`` line, just before the blank line
+        that dispatches it (a later ``id`` field of the same event wins, §9.2.6)."""
+        prefix = self._ids
+        assert prefix is not None
+        out = []
+        for unit in units:
+            self.seq += 1
+            if unit.endswith(b"\n\n"):
+                unit = b"%s%s%d\n\n" % (unit[:-1], prefix, self.seq)
+            out.append(unit)
+        return out
+
+    def _feed_other(self, item: Any) -> Units:
+        if isinstance(item, str):
+            return self._event(TextDelta(str(item)))  # a str subclass (Markup, a StrEnum)
+        if isinstance(item, _LLM_EVENTS):
+            return self._event(item)
+        if isinstance(item, ServerSentEvent | Comment):
+            return (encode(item),)
+        if type(item) is Encoded:
+            return (item,)
+        foreign = _foreign_event(item)
+        if foreign is not None:
+            return foreign
+        normalizer = self._normalizer
+        if normalizer is None:
+            normalizer = detect(item, choice=self.choice)
+            if normalizer is None:
+                raise TypeError(
+                    f"sse-llm cannot stream items of type {type(item).__name__}; yield str, "
+                    "an LLM event, a ServerSentEvent, or a supported provider chunk"
+                )
+            self._normalizer = normalizer
+            self._from_provider = True
+        out: list[bytes] = []
+        for event in normalizer.feed(item):
+            out.extend(self._event(event))
+        return out
+
+    def _event(self, event: LLMEvent) -> Units:
+        """Record what the result keeps, and write the event."""
+        if isinstance(event, TextDelta):
+            if not event.text:
+                return NOTHING
+            self._text.add(event.text)
+            return self._writer.text(event.text)
+        if isinstance(event, ReasoningDelta):
+            if self._reasoning is None:
+                self._reasoning = _Text(True if self._text.limit is None else self._text.limit)
+            self._reasoning.add(event.text)
+        elif isinstance(event, ToolCall):
+            self.result.tool_calls.append(event)
+        elif isinstance(event, Citation):
+            self.result.citations.append(event)
+        elif isinstance(event, ToolActivity):
+            self.result.tool_activity.append(event)
+        elif isinstance(event, Finish):
+            self.result.finish = event
+        elif isinstance(event, Usage):
+            self.result.usage = event
+        elif isinstance(event, ErrorEvent):
+            self.result.error = event
+            self.ended = True
+            return self._writer.error(event.message, event.code)
+        return self._writer.event(event)
+
+
+def _foreign_event(item: Any) -> Units | None:
+    """sse-starlette events and plain dicts, so existing generators migrate unchanged.
+
+    Written as sse-starlette writes them (``ServerSentEvent.encode``): a field is sent only if
+    it is not ``None``, so an event with only an ``id`` or only an ``event`` carries no
+    ``data:`` line and, by the dispatch rule (WHATWG HTML §9.2.6), dispatches nothing.
+    """
+    if isinstance(item, Mapping):
+        if not item.keys() <= _SSE_FIELDS:
+            return None  # a provider's JSON chunk, not an event
+        fields = item
+    elif type(item).__module__.startswith("sse_starlette"):
+        fields = {
+            "data": item.data,
+            "event": item.event,
+            "id": item.id,
+            "retry": item.retry,
+            "comment": getattr(item, "comment", None),
+        }
+    else:
+        return None
+    out: list[bytes] = []
+    comment = fields.get("comment")
+    if comment is not None:
+        out.extend(encode(Comment(line)) for line in LINE_BREAK.split(str(comment)))
+    data = fields.get("data")
+    event = fields.get("event")
+    event_id = fields.get("id")
+    retry = fields.get("retry")
+    # Validates every field: CR/LF in event or id, NUL in id, a negative retry.
+    check = ServerSentEvent("", event=event, id=None if event_id is None else str(event_id))
+    if retry is not None:
+        ServerSentEvent(retry=retry)
+    if data is None and event is None and event_id is None:
+        if retry is not None:
+            # retry alone sets the client's reconnection delay (§9.2.6) without an event: one
+            # field line and no blank line, so no client dispatches an empty message.
+            out.append(f"retry: {retry}\n".encode())
+        return out
+    head = ""
+    if check.event is not None:
+        head += f"event: {check.event}\n"
+    if check.id is not None:
+        head += f"id: {check.id}\n"
+    if retry is not None:
+        head += f"retry: {retry}\n"
+    if data is not None:
+        head += "".join(f"data: {line}\n" for line in LINE_BREAK.split(str(data)))
+    out.append(f"{head}\n".encode())
+    return out

@@ -1,0 +1,124 @@
+"""Append mode: each text delta as escaped HTML text, for ``hx-swap="beforeend"``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from markupsafe import Markup
+
+from .._formats import NOTHING, FormatWriter, Units
+from .._markdown import MarkdownRenderer
+from .fragments import (
+    FormatOptions,
+    FragmentWriter,
+    Template,
+    compile_template,
+    escape_text,
+    wire_newlines,
+)
+
+__all__ = ["HTMLAppendFormat"]
+
+
+class _AppendWriter(FragmentWriter):
+    def __init__(self, fmt: HTMLAppendFormat) -> None:
+        super().__init__(fmt)
+        self.pending = ""  # text not sent yet: whitespace-only tokens, or coalesced ones
+        self.token_template = fmt.token_template
+
+    def text(self, text: str) -> Units:
+        self.parts.append(text)
+        pending = self.pending + text
+        # htmx 4 skips a main swap whose fragment is only whitespace (swapEmpty:false), so a
+        # space or newline token would be lost: it travels with the next visible token.
+        # A trailing CR waits too: it may be the first half of a CRLF that the tokenizer
+        # split, and an LF arriving alone would show as a second line break.
+        ready = pending[:-1] if pending.endswith("\r") else pending
+        if not ready or ready.isspace() or not self.due():
+            self.pending = pending
+            return NOTHING
+        self.pending = pending[len(ready) :]
+        return (self._send(ready),)
+
+    def _send(self, text: str) -> bytes:
+        self.last_render = self.fmt.clock()
+        escaped = wire_newlines(escape_text(text))
+        if self.token_template is None:
+            return self.data(escaped)
+        return self.data(self.token_template.render({"text": Markup(escaped)}))
+
+    def drain(self) -> Units:
+        pending = self.pending
+        if not pending or pending.isspace():
+            return NOTHING  # kept: it goes out with the next visible text
+        self.pending = ""
+        return (self._send(pending),)
+
+
+class HTMLAppendFormat(FormatOptions):
+    """Each text delta as escaped HTML text, for ``hx-swap="beforeend"``.
+
+    Args:
+        target: the id of the answer element. When set, the stream ends by swapping the complete
+            message into it (escaped text, or the sanitised Markdown render if ``markdown``);
+            ``None`` sends no final fragment.
+        prelude: trusted HTML sent as the first event (e.g. an out-of-band swap that inserts
+            the message pair the answer streams into). Never put model output here.
+        interval: seconds; deltas arriving sooner than this after the previous event are held
+            and sent together (default 0.1: at most ten events a second, which a reader cannot
+            tell from one per token and which saves the per-event framing; 0 = every delta is
+            an event). Held text goes out with the next
+            delta after the interval or, if the model pauses, by the pump's flush within about
+            one more interval (at most ~2 x ``interval`` after it arrived), or at the end.
+        markdown: render the final message as Markdown with this renderer; pass
+            ``MarkdownRenderer()`` for the default.
+        token_template: template for one delta (context ``text``: escaped); default: the
+            escaped text itself, the fewest bytes.
+        final_template: template for the final fragment, see :data:`FINAL_TEMPLATE`.
+        done_event: name of the closing event (``sse-close="done"`` / ``hx-sse:close``).
+        event_name: the SSE event name of the fragment events; ``None`` (default) sends them
+            unnamed, which htmx 4's ``hx-sse`` swaps (it turns *named* events into DOM events
+            instead) and which htmx 2's ``htmx-ext-sse`` receives as ``sse-swap="message"``.
+            Set a name only for htmx 2 pages that route several streams by name
+            (``sse-swap="<event_name>"``).
+        clock: seconds, monotonic (tests and benchmarks inject one).
+
+    Whitespace-only deltas are held and sent with the next visible one: htmx 4 drops a main
+    swap whose content is only whitespace. Style the element with ``white-space: pre-wrap`` so
+    newlines show while streaming.
+
+    Raises:
+        ValueError: ``target`` is not a plain HTML id, ``done_event`` or ``event_name`` not a
+            plain event name (or both the same), or ``interval`` negative.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        prelude: str | None = None,
+        interval: float = 0.1,
+        markdown: MarkdownRenderer | None = None,
+        token_template: Template | str | None = None,
+        final_template: Template | str | None = None,
+        done_event: str = "done",
+        event_name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            target,
+            prelude=prelude,
+            interval=interval,
+            final_template=final_template,
+            done_event=done_event,
+            event_name=event_name,
+            markdown=markdown,
+            clock=clock,
+        )
+        self.token_template = (
+            None if token_template is None else compile_template(token_template, "")
+        )
+
+    def writer(self) -> FormatWriter:
+        return _AppendWriter(self)

@@ -1,0 +1,188 @@
+"""What both HTML-fragment formats share: templates, escaping, options, the base writer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from jinja2 import Environment
+from markupsafe import Markup
+
+from .._encoder import encode_data
+from .._formats import NOTHING, Units, WriterBase
+from .._markdown import MarkdownRenderer
+from .._result import StreamResult
+
+__all__ = [
+    "ERROR_TEMPLATE",
+    "FINAL_TEMPLATE",
+    "FormatOptions",
+    "FragmentWriter",
+    "Template",
+    "compile_template",
+    "escape_text",
+    "wire_newlines",
+]
+
+
+class Template(Protocol):
+    """What renders a fragment: ``jinja2.Template`` or a Django backend template (from
+    ``django.template.loader.get_template``); both take a context mapping."""
+
+    def render(self, context: Mapping[str, Any]) -> str: ...
+
+
+_ENV = Environment(autoescape=True, keep_trailing_newline=False)
+
+#: The error message after the answer, in both last fragments below.
+ERROR_TEMPLATE = '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}'
+#: The last fragment: the complete message, swapped into ``#target``. Context: ``target`` (the
+#: id), ``html`` (sanitised message), ``error`` (escaped message or ``""``), ``reason``.
+FINAL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}' + ERROR_TEMPLATE + "</div>"
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
+_EVENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+
+
+def escape_text(text: str) -> str:
+    """Escape text for an HTML text node: ``&``, ``<`` and ``>`` (quotes are harmless there and
+    escaping them would only add bytes)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def wire_newlines(html: str) -> str:
+    """``html`` with every line break written as ``&#10;``.
+
+    In an SSE event each line break of the data costs a new ``data:`` line (7 bytes); the
+    character reference is 5 and parses to the same newline, in text and in attribute values
+    alike. CR and CRLF become LF first, as the HTML parser would make them. Only for model
+    text and sanitised HTML (nh3 never writes a line break inside a tag), never for templates.
+    """
+    if "\r" in html:
+        html = html.replace("\r\n", "\n").replace("\r", "\n")
+    return html.replace("\n", "&#10;")
+
+
+def compile_template(value: Template | str | None, default: str) -> Template:
+    if value is None:
+        value = default
+    if isinstance(value, str):
+        compiled: Any = _ENV.from_string(value)
+        return compiled  # type: ignore[no-any-return]
+    return value
+
+
+def _check_id(name: str, value: str | None) -> None:
+    if value is not None and not _ID.fullmatch(value):
+        raise ValueError(f"{name} must be an HTML id ([A-Za-z][A-Za-z0-9_-]*), got {value!r}")
+
+
+class FormatOptions:
+    """Options shared by both formats."""
+
+    media_type = "text/event-stream"
+    headers: Mapping[str, str] = {}
+    keepalive = b":\n"
+
+    def __init__(
+        self,
+        target: str | None,
+        *,
+        prelude: str | None,
+        interval: float,
+        final_template: Template | str | None,
+        done_event: str,
+        event_name: str | None,
+        markdown: MarkdownRenderer | None,
+        clock: Callable[[], float],
+    ) -> None:
+        _check_id("target", target)
+        if not _EVENT_NAME.fullmatch(done_event):
+            raise ValueError(f"done_event must be a plain event name, got {done_event!r}")
+        if event_name is not None and not _EVENT_NAME.fullmatch(event_name):
+            raise ValueError(f"event_name must be a plain event name, got {event_name!r}")
+        if event_name == done_event:
+            raise ValueError("event_name and done_event must differ")
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
+        self.target = target
+        self.prelude = prelude
+        self.interval = interval
+        self.final_template = compile_template(final_template, FINAL_TEMPLATE)
+        self.custom_final = final_template is not None
+        self.done_event = done_event
+        self.event_name = event_name
+        self.markdown = markdown
+        self.clock = clock
+
+
+class FragmentWriter(WriterBase):
+    def __init__(self, fmt: FormatOptions) -> None:
+        self.fmt = fmt
+        self.parts: list[str] = []
+        self.error_message: str | None = None
+        self.last_render = -float("inf")
+        self.event_name = fmt.event_name
+        # While the model is silent the pump calls flush() at least this often, so text held
+        # back to coalesce renders goes out within about one interval, not with the next token.
+        self.flush_interval: float | None = fmt.interval or None
+
+    def data(self, fragment: str) -> bytes:
+        """One fragment event (unnamed, or ``event_name``)."""
+        return encode_data(fragment, self.event_name)
+
+    def start(self) -> Units:
+        return (self.data(self.fmt.prelude),) if self.fmt.prelude else NOTHING
+
+    def error(self, message: str, code: str | None) -> Units:
+        # Shown in the final fragment, which ``end`` sends right after.
+        self.error_message = message
+        return NOTHING
+
+    def message_html(self, text: str) -> Markup:
+        markdown = self.fmt.markdown
+        if markdown is not None:
+            return Markup(wire_newlines(markdown.render(text)))
+        return Markup(wire_newlines(escape_text(text)))
+
+    def text_so_far(self) -> str:
+        """The whole answer text (the writer keeps its own: the result may keep none)."""
+        text = "".join(self.parts)
+        self.parts = [text]
+        return text
+
+    def end(self, result: StreamResult) -> Units:
+        if result.reason not in ("completed", "error", "shutdown"):
+            return NOTHING  # the client is gone: nothing can be sent
+        out = list(self.drain())
+        if self.fmt.target is None:
+            out.append(encode_data(result.reason, self.fmt.done_event))
+        else:
+            out.extend(self.final(result, self.message_html(self.text_so_far())))
+        return out
+
+    def final(self, result: StreamResult, html: Markup) -> Units:
+        """The final fragment (the complete message ``html`` into ``#target``) and ``done``."""
+        fmt = self.fmt
+        context = {
+            "target": fmt.target,
+            "html": html,
+            "error": Markup(escape_text(self.error_message or "")),
+            "reason": result.reason,
+        }
+        fragment = self.data(fmt.final_template.render(context))
+        return (fragment, encode_data(result.reason, fmt.done_event))
+
+    def due(self) -> bool:
+        """The interval since the last render has passed."""
+        return self.fmt.clock() - self.last_render >= self.fmt.interval
+
+    def flush(self) -> Units:
+        """Held text, if one ``interval`` has passed since the last event; else nothing.
+
+        Called by the pump while the source is silent (every ``flush_interval`` seconds)."""
+        return self.drain() if self.due() else NOTHING
+
+    def drain(self) -> Units:
+        """Everything held back, now."""
+        return NOTHING

@@ -1,0 +1,203 @@
+"""The one set of stream options every binding takes, checked when the binding is built.
+
+:class:`StreamOptions` declares the names and types (so ``**options: Unpack[StreamOptions]``
+lets a type checker catch a misspelt option); :func:`resolve` checks them at run time too and
+fills in the defaults, so a wrong name or type raises ``TypeError`` where the response is
+built, not halfway through a request.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import anyio
+
+from ._formats import NamedEventsFormat, WireFormat
+from ._types import CompletionHook, ShutdownSignal
+
+__all__ = ["Config", "StreamOptions", "header_pairs", "resolve", "response_headers"]
+
+
+class StreamOptions(TypedDict, total=False):
+    """Options of a stream, the same in every binding (``EventStream``, ``SSEResponse`` in
+    each framework module, ``@sse``, ``SSEEndpoint``, the WebSocket, ``StreamHub.start``).
+
+    Attributes:
+        format: the wire format (default :class:`~sse_llm.formats.NamedEventsFormat`).
+        heartbeat: seconds without output before the format's keep-alive is sent (nginx
+            closes a silent stream after 60 s, Cloudflare after 100 s); ``None`` disables.
+            Default 15.
+        send_timeout: seconds one send may wait on a client that stopped reading before the
+            stream ends with reason ``timeout``; ``None`` disables. Default 30.
+        close_timeout: seconds allowed for closing the source and for the last send.
+            Default 5.
+        on_complete: called once with the :class:`~sse_llm.StreamResult` when the stream
+            ends, whatever the reason; sync or async; run even when the request is cancelled.
+        shutdown: an event the app sets when the server begins shutting down (``anyio.Event``,
+            ``asyncio.Event``): the stream then sends an ``error`` event (code ``shutdown``),
+            closes its source and ends with reason ``shutdown``.
+        headers: extra response headers (names are sent lower-cased).
+        keep_text: how much answer text :attr:`StreamResult.text` keeps: ``True`` (default)
+            all of it, ``False`` none, an ``int`` at most that many characters (the start of
+            the answer; :attr:`StreamResult.text_truncated` tells). Each kept token costs
+            memory for the whole stream (about 60 bytes per token as separate strings; sse-llm
+            joins them as it goes, so close to the text's own size).
+        choice: for a provider stream with several choices (OpenAI ``n > 1``, Gemini
+            ``candidateCount``): which one to stream. ``None`` (default): only choice 0 is
+            expected, and another index ends the stream with an ``error`` event (code
+            ``multiple_choices``) instead of mixing answers.
+        sync_limiter: the ``anyio.CapacityLimiter`` bounding the worker threads that iterate
+            sync sources (each blocked ``next()`` holds one). Default: one limiter of
+            :data:`SYNC_SOURCE_THREADS` per event loop, apart from anyio's default limiter
+            (40 threads) that ``run_in_threadpool`` and sync views use, so blocked sources
+            never starve the app's own thread pool.
+    """
+
+    format: WireFormat
+    heartbeat: float | None
+    send_timeout: float | None
+    close_timeout: float
+    on_complete: CompletionHook | None
+    shutdown: ShutdownSignal | None
+    headers: Mapping[str, str] | None
+    keep_text: bool | int
+    choice: int | None
+    sync_limiter: anyio.CapacityLimiter | None
+
+
+#: Worker threads that sync sources may hold at once, per event loop, by default.
+SYNC_SOURCE_THREADS = 100
+
+
+@dataclass(slots=True)
+class Config:
+    """:class:`StreamOptions` checked, with every default filled in."""
+
+    format: WireFormat
+    heartbeat: float | None = 15.0
+    send_timeout: float | None = 30.0
+    close_timeout: float = 5.0
+    on_complete: CompletionHook | None = None
+    shutdown: ShutdownSignal | None = None
+    headers: Mapping[str, str] | None = None
+    keep_text: bool | int = True
+    choice: int | None = None
+    sync_limiter: anyio.CapacityLimiter | None = None
+
+
+_NAMES = frozenset(StreamOptions.__annotations__)
+
+
+def _seconds(name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "a number of seconds or None" if optional else "a number of seconds"
+        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
+    if not float(value) > 0:  # also refuses NaN
+        raise ValueError(f"{name} must be a positive number of seconds: {value}")
+
+
+def _callable_or_none(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
+
+
+def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str] = ()) -> Config:
+    """Check ``options`` and return the :class:`Config`.
+
+    Args:
+        options: keyword arguments a binding received (see :class:`StreamOptions`).
+        binding: the binding's name, for error messages (``"SSEResponse"``).
+        exclude: option names that make no sense for this binding (a WebSocket answer has
+            no HTTP ``headers``): giving one is an error.
+
+    Raises:
+        TypeError: an unknown or excluded option, or a value of the wrong type.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
+    """
+    unknown = options.keys() - _NAMES
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(
+            f"{binding} got unknown option(s) {names}; the options are {', '.join(sorted(_NAMES))}"
+        )
+    excluded = options.keys() & set(exclude)
+    if excluded:
+        raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")
+    fmt = options.get("format")
+    if fmt is None:
+        fmt = NamedEventsFormat()
+    elif not all(hasattr(fmt, attr) for attr in ("media_type", "headers", "keepalive", "writer")):
+        raise TypeError(
+            f"format must be a wire format object (sse_llm.formats), not {type(fmt).__name__}"
+            + (f" {fmt!r}" if isinstance(fmt, str) else "")
+        )
+    config = Config(fmt, **{k: v for k, v in options.items() if k != "format"})
+    _seconds("heartbeat", config.heartbeat, optional=True)
+    _seconds("send_timeout", config.send_timeout, optional=True)
+    _seconds("close_timeout", config.close_timeout, optional=False)
+    _callable_or_none("on_complete", config.on_complete)
+    if config.shutdown is not None and not callable(getattr(config.shutdown, "wait", None)):
+        raise TypeError("shutdown must have an async wait() (anyio.Event, asyncio.Event)")
+    if config.headers is not None and not isinstance(config.headers, Mapping):
+        raise TypeError(f"headers must be a mapping, not {type(config.headers).__name__}")
+    if not isinstance(config.keep_text, bool | int):
+        raise TypeError(f"keep_text must be a bool or an int, not {type(config.keep_text)}")
+    if config.keep_text is not True and config.keep_text is not False and config.keep_text < 0:
+        raise ValueError(f"keep_text must not be negative: {config.keep_text}")
+    if config.choice is not None and (
+        isinstance(config.choice, bool) or not isinstance(config.choice, int)
+    ):
+        raise TypeError(f"choice must be an int or None, not {type(config.choice).__name__}")
+    if config.choice is not None and config.choice < 0:
+        raise ValueError(f"choice must not be negative: {config.choice}")
+    if config.sync_limiter is not None and not hasattr(config.sync_limiter, "total_tokens"):
+        raise TypeError("sync_limiter must be an anyio.CapacityLimiter or None")
+    return config
+
+
+def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """``headers`` as ASGI pairs, names lower-cased (HTTP/2 requires it, RFC 9113 §8.2).
+
+    Raises:
+        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+    """
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    if "connection" in lowered:
+        raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in lowered.items()]
+
+
+#: Every stream response's headers besides its content type.
+_STREAM_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type(media_type: str) -> bytes:
+    return f"{media_type}; charset=utf-8".encode("latin-1")
+
+
+def response_headers(
+    format: WireFormat, extra: Mapping[str, str] | None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of a stream response, as ASGI header pairs.
+
+    ``content-type: <format>; charset=utf-8`` (without the charset, ``requests`` reads
+    ``text/event-stream`` as ISO-8859-1), ``cache-control: no-cache``, ``x-accel-buffering:
+    no`` (nginx: don't buffer), the format's own headers, then ``extra``. Names lower-cased
+    (HTTP/2 requires it, RFC 9113 §8.2); no ``Connection`` header.
+
+    Raises:
+        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+    """
+    base = [(b"content-type", _content_type(format.media_type)), *_STREAM_HEADERS]
+    if not format.headers and not extra:
+        return base
+    headers = dict(base)
+    headers.update(header_pairs(format.headers))
+    headers.update(header_pairs(extra))
+    return list(headers.items())

@@ -1,0 +1,463 @@
+"""Detached, resumable streams: the producer runs apart from the response that reads it.
+
+:class:`StreamHub` runs each stream's producer in its own task group, opened by the app (``async
+with hub:`` in the lifespan). A producer is the pump every binding shares, whose engine numbers
+the events (``id: <stream id>-<seq>``) and whose ``send`` writes them to a
+:class:`~sse_llm.resume.StreamStore` instead of a socket, so normalisation, errors-as-``error``-
+events, flush hooks and ``on_complete`` behave exactly as in a normal response. A response
+(:class:`~sse_llm.resume.ResumeStream`) replays the stored events after a client's
+``Last-Event-ID`` (WHATWG HTML §9.2.4) and then tails the store. A client that goes away stops
+only its response; the producer keeps going until the source ends, :meth:`StreamHub.cancel`,
+``abandon_after`` or the hub's exit. A producer refreshes its liveness in the store while it
+runs, so that the readers of one whose process died are ended (an ``error`` event with code
+``gone``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, Unpack
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._engine import StreamEngine
+from .._formats import Units
+from .._options import Config, StreamOptions, resolve
+from .._pump import Pump
+from .._result import EndReason, StreamResult
+from .._sources import aclose_source, check_source
+from .._types import CompletionHook, ShutdownSignal, Source
+from .ids import new_stream_id, parse_last_event_id
+from .response import PRESENCE_REFRESH, PRESENCE_TTL, ResumeStream, encode_meta
+from .store import MIN_KEEP, StreamStore
+
+__all__ = ["StreamHub"]
+
+logger = logging.getLogger("sse_llm")
+
+#: Only this media type has ids and ``Last-Event-ID`` (WHATWG HTML §9.2).
+SSE_MEDIA_TYPE = "text/event-stream"
+#: What a producer has no use for: it has no client of its own (readers have their own
+#: heartbeat, send timeout and headers), and the hub's shutdown is its shutdown.
+_NOT_FOR_PRODUCERS = ("heartbeat", "send_timeout", "headers", "shutdown")
+
+
+class _Producer:
+    """One detached stream's producer state."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self.stop = anyio.Event()  # the producer's "client" leaving: a cancel, no readers
+        self.stop_reason: EndReason | None = None
+        self.shutdown = anyio.Event()  # the hub's exit: the pump's shutdown signal
+        self.done = anyio.Event()
+        self.store_error: Exception | None = None
+
+
+class StreamHub:
+    """Runs detached streams: producers that outlive their client, readable from a store.
+
+    Use one hub per app, entered in the app's lifespan (``async with hub:``): it owns the task
+    group the producers run in. Leaving it shuts every producer down as
+    :class:`~sse_llm.EventStream`'s ``shutdown`` does (an ``error`` event with code
+    ``shutdown`` for readers, the source closed, reason ``shutdown``) and waits for them.
+
+    A server waits for open responses before it runs the lifespan's shutdown, and a response
+    of a live stream stays open until its producer ends: pass ``shutdown`` (the event the app
+    sets when shutdown begins, as for ``EventStream``) so that producers are shut down then,
+    and responses reading a stream that another process produces end at once (an
+    ``EventSource`` reconnects with its ``Last-Event-ID``, to a process still serving).
+
+    A stream id is a bearer capability: whoever has it (or any of its event ids) can read the
+    answer and cancel it, through :meth:`response` and :meth:`cancel`. Check in your view that
+    the user may do so (e.g. keep the stream id with the conversation it belongs to), and do
+    not log it.
+
+    A producer whose process dies (a crash, a kill) stops refreshing its liveness in the store:
+    within :data:`PRESENCE_TTL` s plus one read wait, its readers get the format's ``error``
+    event with code ``gone`` (the HTML formats: the body just ends) and the body ends; a
+    reconnect gets ``204 No Content`` and :meth:`cancel` returns ``False``.
+
+    Args:
+        store: where events are kept: :class:`MemoryStore` (this process) or ``RedisStore``
+            (any process that reaches the same Redis).
+        keep: seconds a finished stream's events stay readable; at least :data:`MIN_KEEP`.
+        abandon_after: seconds without any attached reader after which a producer is stopped
+            (reason ``abandoned``) so that nobody pays for tokens no one reads; ``None`` (the
+            default) generates to the end. Presence is refreshed every
+            :data:`PRESENCE_REFRESH` s and lasts :data:`PRESENCE_TTL` s, so a stream is
+            stopped between ``abandon_after`` and ``abandon_after + PRESENCE_TTL + 1`` s after
+            its last reader left.
+        close_timeout: seconds allowed for closing a source and for one store write.
+        shutdown: an event (``anyio.Event``, ``asyncio.Event`` ...) the app sets when shutdown
+            begins; the hub then shuts down as on leaving ``async with``.
+
+    Raises:
+        ValueError: ``keep`` is below :data:`MIN_KEEP`, or ``abandon_after`` /
+            ``close_timeout`` is not positive.
+    """
+
+    def __init__(
+        self,
+        store: StreamStore,
+        *,
+        keep: float = 300.0,
+        abandon_after: float | None = None,
+        close_timeout: float = 5.0,
+        shutdown: ShutdownSignal | None = None,
+    ) -> None:
+        if keep < MIN_KEEP:
+            raise ValueError(f"keep must be at least {MIN_KEEP} seconds: {keep}")
+        if abandon_after is not None and abandon_after <= 0:
+            raise ValueError(f"abandon_after must be positive seconds or None: {abandon_after}")
+        if close_timeout <= 0:
+            raise ValueError(f"close_timeout must be positive seconds: {close_timeout}")
+        self.store = store
+        self.keep = keep
+        self.abandon_after = abandon_after
+        self.close_timeout = close_timeout
+        self.shutdown = shutdown
+        self._producers: dict[str, _Producer] = {}
+        self._task_group: TaskGroup | None = None
+        # The cancel listener and the shutdown waiter. Made in __aenter__: a hub is often made
+        # at import time, outside any event loop.
+        self._services: anyio.CancelScope | None = None
+        self._closing: anyio.Event | None = None  # set once shutdown has begun
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> StreamHub:
+        if self._task_group is not None:
+            raise RuntimeError("this StreamHub is already running")
+        self._closing = anyio.Event()
+        self._services = anyio.CancelScope()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(self._run_services)
+        except BaseException as exc:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        task_group = self._task_group
+        if task_group is None:
+            return None
+        self._begin_shutdown()
+        if self._services is not None:
+            self._services.cancel()
+        try:
+            return await task_group.__aexit__(*exc_info)
+        finally:
+            self._task_group = None
+
+    def _begin_shutdown(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+        for producer in list(self._producers.values()):
+            producer.shutdown.set()
+
+    async def _run_services(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        assert self._services is not None
+        with self._services:
+            async with anyio.create_task_group() as services:
+                await services.start(self._listen_for_cancels)
+                if self.shutdown is not None:
+                    services.start_soon(self._wait_shutdown, self.shutdown)
+                task_status.started()
+
+    async def _wait_shutdown(self, shutdown: ShutdownSignal) -> None:
+        await shutdown.wait()
+        self._begin_shutdown()
+
+    async def _listen_for_cancels(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        while True:
+            try:
+                await self.store.watch_cancels(self._cancel_requested, ready)
+            except Exception:
+                if not started:
+                    raise  # the store is unreachable at startup: fail loudly
+                logger.exception("watching for stream cancel requests failed; retrying")
+            await anyio.sleep(1.0)
+
+    def _cancel_requested(self, stream_id: str) -> None:
+        producer = self._producers.get(stream_id)
+        if producer is not None:
+            self._stop(producer, "cancelled")
+
+    @staticmethod
+    def _stop(producer: _Producer, reason: EndReason) -> None:
+        if producer.stop_reason is None:
+            producer.stop_reason = reason
+        producer.stop.set()
+
+    # -- the public surface -----------------------------------------------------------------
+
+    async def start(
+        self, source: Source | Awaitable[Source], **options: Unpack[StreamOptions]
+    ) -> str:
+        """Start producing ``source`` in the background; return the new stream's id.
+
+        Args:
+            source: anything :class:`~sse_llm.EventStream` streams (text, LLM events,
+                provider chunks, ready-made events, an awaitable of a source). An ``id`` a
+                ready-made event carries is overridden by the hub's (the last ``id:`` line of
+                an event wins, WHATWG HTML §9.2.6).
+            **options: :class:`~sse_llm.StreamOptions` that apply to a producer: ``format`` (a
+                ``text/event-stream`` format, default
+                :class:`~sse_llm.formats.NamedEventsFormat`), ``on_complete``,
+                ``close_timeout`` (default the hub's), ``keep_text``, ``choice``,
+                ``sync_limiter``. ``on_complete`` is called once with the
+                :class:`~sse_llm.StreamResult` when the producer ends: reason ``completed``,
+                ``error``, ``shutdown`` (the hub's exit), ``cancelled`` (:meth:`cancel`) or
+                ``abandoned`` (``abandon_after``); also ``error`` when the store failed
+                (``result.error`` is the store's exception).
+
+        Returns:
+            the stream id: 24 URL-safe characters (144 random bits, so unguessable), valid in
+            a URL path, to pass to :meth:`response` or :meth:`cancel`.
+
+        Raises:
+            TypeError: a source that cannot be streamed, or an option that is unknown, of the
+                wrong type, or not for producers (``heartbeat``, ``send_timeout``,
+                ``headers``, ``shutdown``: readers and the hub have their own).
+            ValueError: the format is not ``text/event-stream`` (other formats have no event
+                ids, so nothing to resume from). The source is then left untouched.
+            RuntimeError: the hub is not running (``async with hub:``) or is shutting down
+                (also when that began while the stream was being created: the stream is then
+                finished in the store and the source closed).
+            Exception: whatever the store raised: while creating the stream (the source is
+                then left untouched, for the caller to close), or just after (the stream is
+                then finished and the source closed).
+        """
+        check_source(source, "StreamHub.start")
+        given = resolve(options, binding="StreamHub.start", exclude=_NOT_FOR_PRODUCERS)
+        wire = given.format
+        if wire.media_type != SSE_MEDIA_TYPE:
+            raise ValueError(
+                f"only {SSE_MEDIA_TYPE} streams can be resumed (WHATWG HTML §9.2 event ids), "
+                f"not {wire.media_type}"
+            )
+        task_group = self._task_group
+        if task_group is None or self._closing is None or self._closing.is_set():
+            raise RuntimeError("the StreamHub is not running: enter it with `async with hub:`")
+        stream_id = new_stream_id()
+        await self.store.create(stream_id, encode_meta(wire))
+        try:
+            # Before the id is handed out: no reader may find the producer not yet alive.
+            await self.store.touch_producer(stream_id, PRESENCE_TTL)
+            closing = self._closing
+            if closing is None or closing.is_set() or self._task_group is not task_group:
+                # Shutdown began while the store was creating the stream.
+                raise RuntimeError("the StreamHub is shutting down: no new streams")
+            producer = _Producer(stream_id)
+            hook = given.on_complete
+
+            async def complete(result: StreamResult) -> None:
+                await self._complete(producer, hook, result)
+
+            config = dataclasses.replace(
+                given,
+                heartbeat=None,  # readers send their own heartbeats
+                send_timeout=None,  # the store is the only client
+                on_complete=complete,
+                shutdown=producer.shutdown,
+                close_timeout=options.get("close_timeout", self.close_timeout),
+            )
+        except BaseException:
+            await self._abort(stream_id, source)
+            raise
+        self._producers[stream_id] = producer
+        task_group.start_soon(
+            self._produce, producer, source, config, name=f"sse-llm stream {stream_id}"
+        )
+        return stream_id
+
+    async def _abort(self, stream_id: str, source: Source | Awaitable[Source]) -> None:
+        """Undo a :meth:`start` that failed after the store created the stream: finish it
+        there and close the source, which never started (as ``EventStream`` closes one)."""
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.close_timeout):
+                try:
+                    await self.store.finish(stream_id, self.keep)
+                except Exception:
+                    logger.exception("finishing a detached stream that never started failed")
+            with anyio.move_on_after(self.close_timeout):
+                try:
+                    await aclose_source(source, source)
+                except Exception:
+                    logger.exception("closing the stream source failed")
+
+    def recognizes(self, last_event_id: str | None) -> bool:
+        """Whether ``last_event_id`` (a ``Last-Event-ID`` header) has the shape of this
+        hub's ids (``<24 URL-safe characters>`` or ``<that>-<seq>``).
+
+        Only the shape: not whether the stream exists, nor whether the user may read it (see
+        the class docstring: a stream id is a bearer capability). A recognized id whose stream
+        expired gets ``204 No Content`` from :meth:`response`, which tells an ``EventSource``
+        to stop reconnecting (WHATWG HTML §9.2.3) rather than ask the model again.
+        """
+        return parse_last_event_id(last_event_id) is not None
+
+    def produces(self, stream_id: str) -> bool:
+        """Whether this hub (this process) runs the producer of ``stream_id``."""
+        return stream_id in self._producers
+
+    def response(
+        self,
+        last_event_id: str,
+        *,
+        heartbeat: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> ResumeStream:
+        """An ASGI app that sends a stream's events after ``last_event_id``, then the live rest.
+
+        Args:
+            last_event_id: a stream id (from the first event) or a ``Last-Event-ID``.
+            heartbeat: seconds without output before the format's heartbeat comment is sent;
+                ``None`` disables.
+            send_timeout: seconds one send may wait on a client that is not reading before the
+                response is ended (the producer is not affected); ``None`` disables.
+            headers: extra response headers.
+
+        See :class:`ResumeStream` for the statuses. For Starlette/FastAPI,
+        ``sse_llm.starlette.ResumeResponse`` wraps this in a ``Response``.
+        """
+        return ResumeStream(
+            self, last_event_id, heartbeat=heartbeat, send_timeout=send_timeout, headers=headers
+        )
+
+    async def cancel(self, stream_id: str) -> bool:
+        """Stop a stream (a Stop button): its source is closed, ``on_complete`` gets reason
+        ``cancelled``, and readers see the end of the body with no ``done`` event (as after a
+        disconnect; a reconnecting ``EventSource`` then gets ``204``).
+
+        Args:
+            stream_id: a stream id or one of its event ids.
+
+        Returns:
+            whether the stream was live. For a stream this hub produces, this returns once the
+            producer has ended (within ``close_timeout`` + 1 s); for one produced elsewhere,
+            once the request is passed on through the store (``RedisStore``: pub/sub).
+        """
+        position = parse_last_event_id(stream_id)
+        if position is None:
+            return False
+        producer = self._producers.get(position[0])
+        if producer is None:
+            return await self.store.request_cancel(position[0])
+        self._stop(producer, "cancelled")
+        with anyio.move_on_after(self.close_timeout + 1.0):
+            await producer.done.wait()
+        return True
+
+    # -- the producer -----------------------------------------------------------------------
+
+    async def _produce(
+        self, producer: _Producer, source: Source | Awaitable[Source], config: Config
+    ) -> None:
+        engine = StreamEngine(
+            config.format,
+            keep_text=config.keep_text,
+            choice=config.choice,
+            event_ids=producer.stream_id,
+        )
+
+        async def store_units(units: Units, more: bool) -> None:
+            # The pump sends units in the order the engine numbered them: the last has seq
+            # engine.seq.
+            first = engine.seq - len(units) + 1
+            await self._store(producer, list(enumerate(units, first)))
+
+        async def wait_stop() -> EndReason:
+            await producer.stop.wait()
+            return producer.stop_reason or "cancelled"
+
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self._keep_alive, producer)
+                if self.abandon_after is not None:
+                    task_group.start_soon(self._watch_readers, producer, self.abandon_after)
+                await Pump(source, engine, config, store_units).run(wait_stop)
+                task_group.cancel_scope.cancel()
+        except Exception:
+            logger.exception("a detached stream's producer failed")
+        finally:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self.close_timeout):
+                    try:
+                        await self.store.finish(producer.stream_id, self.keep)
+                    except Exception:
+                        logger.exception("marking a detached stream finished failed")
+                self._producers.pop(producer.stream_id, None)
+                producer.done.set()
+
+    async def _store(self, producer: _Producer, records: list[tuple[int, bytes]]) -> None:
+        if producer.store_error is not None:
+            raise OSError("the stream store failed")
+        try:
+            # Shielded: a cancel must not leave a seq half written (readers would see a gap).
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self.close_timeout) as timer:
+                    await self.store.append(producer.stream_id, records)
+                if timer.cancelled_caught:
+                    raise TimeoutError(f"the stream store took over {self.close_timeout} s")
+        except Exception as exc:
+            producer.store_error = exc
+            logger.error("the stream store failed; ending the stream", exc_info=exc)
+            # To the pump a store that fails is a client that went away: it stops and closes
+            # the source; _complete then reports the error.
+            raise OSError("the stream store failed") from exc
+
+    async def _complete(
+        self, producer: _Producer, hook: CompletionHook | None, result: StreamResult
+    ) -> None:
+        if producer.store_error is not None:
+            result.reason = "error"
+            if result.error is None:
+                result.error = producer.store_error
+        if hook is not None:
+            outcome = hook(result)
+            if outcome is not None:
+                await outcome
+
+    async def _keep_alive(self, producer: _Producer) -> None:
+        while True:
+            await anyio.sleep(PRESENCE_REFRESH)
+            try:
+                await self.store.touch_producer(producer.stream_id, PRESENCE_TTL)
+            except Exception:
+                logger.exception("refreshing a detached stream's liveness failed")
+
+    async def _watch_readers(self, producer: _Producer, abandon_after: float) -> None:
+        last_seen = time.monotonic()
+        interval = min(abandon_after / 4, PRESENCE_REFRESH)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                seen = await self.store.has_reader(producer.stream_id)
+            except Exception:
+                logger.exception("checking a detached stream's readers failed")
+                seen = True  # a store hiccup is no reason to throw the answer away
+            now = time.monotonic()
+            if seen:
+                last_seen = now
+            elif now - last_seen >= abandon_after:
+                self._stop(producer, "abandoned")
+                return

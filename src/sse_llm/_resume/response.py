@@ -1,0 +1,250 @@
+"""Reading a detached stream: :class:`ResumeStream`, an ASGI app run by the shared pump."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._asgi import start_response
+from .._engine import Encoded, StreamEngine
+from .._formats import NOTHING, FormatWriter, Units, WireFormat, WriterBase
+from .._options import Config, header_pairs, resolve, response_headers
+from .._pump import Pump
+from .._result import StreamResult
+from .._types import Receive, Scope, Send
+from .ids import parse_last_event_id
+from .store import StoredEvents, StreamStore
+
+if TYPE_CHECKING:
+    from .hub import StreamHub
+
+__all__ = ["ResumeStream", "encode_meta"]
+
+logger = logging.getLogger("sse_llm")
+
+#: A reader refreshes its presence in the store this often (seconds) ...
+PRESENCE_REFRESH = 1.0
+#: ... and it lasts this long (seconds) unless refreshed, so that a reader (or a producer's
+#: liveness) in a process that died stops counting.
+PRESENCE_TTL = 3.0
+#: Sent, with nothing else, when the store cannot be read before a response has started: an
+#: ``EventSource`` treats a ``200`` body that ends as a lost connection and reconnects after
+#: this many ms (WHATWG HTML §9.2.3), whereas any other status makes it give up for good.
+_RETRY_LATER = b"retry: 1000\n\n"
+#: The ``error`` event for a stream whose producer's process died (code ``gone``).
+_GONE_MESSAGE = "The answer was interrupted because the server stopped. Please try again."
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """What a reader needs to know of a stream's format, kept in the store."""
+
+    headers: list[tuple[bytes, bytes]]
+    keepalive: bytes
+    gone: bytes
+
+
+def encode_meta(format: WireFormat) -> bytes:
+    """The stream's format, as a reader of any process needs it: its response headers, its
+    keep-alive, and its own ``error`` event with code ``gone`` (empty for formats that show
+    errors only in their last event: the HTML formats)."""
+    fields = {
+        "headers": [
+            [name.decode("latin-1"), value.decode("latin-1")]
+            for name, value in response_headers(format, None)
+        ],
+        "keepalive": format.keepalive.decode("utf-8"),
+        "gone": b"".join(format.writer().error(_GONE_MESSAGE, "gone")).decode("utf-8"),
+    }
+    return json.dumps(fields).encode()
+
+
+def _decode_meta(meta: bytes) -> _Meta:
+    fields = json.loads(meta)
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in fields["headers"]
+    ]
+    return _Meta(headers, fields["keepalive"].encode("utf-8"), fields["gone"].encode("utf-8"))
+
+
+class _StoredWriter(WriterBase):
+    """Writes nothing of its own: a reader only passes stored events on."""
+
+    __slots__ = ()
+
+    def text(self, text: str) -> Units:
+        return NOTHING
+
+    def error(self, message: str, code: str | None) -> Units:
+        return NOTHING  # the body just ends; the client reconnects with its Last-Event-ID
+
+    def end(self, result: StreamResult) -> Units:
+        return NOTHING
+
+
+class _StoredFormat:
+    """The stream's own format as a reader sends it: stored events as they are."""
+
+    media_type = "text/event-stream"
+    headers: Mapping[str, str] = {}
+
+    def __init__(self, keepalive: bytes) -> None:
+        self.keepalive = keepalive
+
+    def writer(self) -> FormatWriter:
+        return _StoredWriter()
+
+
+class _RemoteShutdown:
+    """The shutdown signal of a reader: the hub's shutdown, for a stream another process
+    produces (end the body so the server can stop; the client reconnects with its
+    ``Last-Event-ID``, to a process that still serves). A stream this process produces ends
+    once its producer has stored the shutdown ``error`` event, so its readers wait for that."""
+
+    def __init__(self, hub: StreamHub, stream_id: str) -> None:
+        self.hub = hub
+        self.stream_id = stream_id
+
+    async def wait(self) -> None:
+        closing = self.hub._closing
+        if closing is None:
+            await anyio.sleep_forever()  # the hub is not running here: it produces nothing
+        assert closing is not None
+        await closing.wait()
+        if self.hub.produces(self.stream_id):
+            await anyio.sleep_forever()
+
+
+async def _replay(
+    store: StreamStore, stream_id: str, after: int, found: StoredEvents | None, meta: _Meta
+) -> AsyncIterator[Encoded]:
+    """The stored events after ``after``, then the live ones as they are stored."""
+    next_touch = 0.0
+    while True:
+        if found is None or found.missing:
+            return  # expired or evicted: end the body; a reconnect gets 204
+        if found.records:
+            yield Encoded(b"".join(data for _, data in found.records))
+            after = found.records[-1][0]
+        if found.finished:
+            return
+        if found.producer_lost:
+            # Its process died: nothing more will come. A reconnect gets 204.
+            logger.warning("a detached stream's producer is gone; ending its reader")
+            if meta.gone:
+                yield Encoded(meta.gone)
+            return
+        now = time.monotonic()
+        if now >= next_touch:
+            next_touch = now + PRESENCE_REFRESH
+            try:
+                await store.touch_reader(stream_id, PRESENCE_TTL)
+            except Exception:
+                logger.exception("recording a stream reader's presence failed")
+        # An error here ends the body rather than break the connection: the client reconnects
+        # with its Last-Event-ID and is served once the store answers again.
+        found = await store.read(stream_id, after, max(next_touch - time.monotonic(), 0.001))
+
+
+class ResumeStream:
+    """An ASGI app sending a detached stream from a position: made by
+    :meth:`StreamHub.response <sse_llm.resume.StreamHub.response>`.
+
+    - ``200``: the headers a stream of the stream's format sends (``content-type:
+      text/event-stream; charset=utf-8``, ``cache-control: no-cache``, ``x-accel-buffering:
+      no``, the format's own), then every stored event after the position, then live events
+      as they are stored, with the format's keep-alive after ``heartbeat`` seconds of silence.
+      The body ends once the producer has finished and everything was sent. If the
+      producer's process died, the format's ``error`` event with code ``gone`` (none for the
+      HTML formats) is sent after the stored events and the body ends.
+    - ``204 No Content`` (which makes an ``EventSource`` stop reconnecting, WHATWG HTML
+      §9.2.3): the id is not a stream id, the stream is unknown or expired, it has finished
+      with nothing after the position (also a position beyond its last event), the events
+      after the position were evicted, or its producer died with nothing after the position.
+    - ``200`` with only ``retry: 1000`` when the store failed before anything was sent (logged):
+      an ``EventSource`` reconnects after 1 s, whereas an error status would make it give up
+      for good (WHATWG HTML §9.2.3).
+
+    An ``http.disconnect`` ends only this response: the producer keeps going. A live stream
+    read from a position beyond its last event waits for events above that position.
+
+    Raises:
+        ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
+            header.
+    """
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        last_event_id: str,
+        *,
+        heartbeat: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # Checked as every binding checks its options; the format comes from the store.
+        self.config = resolve(
+            {"heartbeat": heartbeat, "send_timeout": send_timeout, "headers": headers},
+            binding="ResumeStream",
+        )
+        self.hub = hub
+        self.last_event_id = last_event_id
+        #: Extra headers, sent after (and instead of same-named) format headers; a list that
+        #: may be edited in place until the response starts.
+        self.headers = header_pairs(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        store = self.hub.store
+        position = parse_last_event_id(self.last_event_id)
+        meta = found = None
+        if position is not None:
+            try:
+                meta = await store.meta(position[0])
+                if meta is not None:
+                    found = await store.read(position[0], position[1], 0)
+            except Exception:
+                logger.exception("reading a detached stream from the store failed")
+                await self._end_at_once(send, 200, _RETRY_LATER)
+                return
+        if (
+            position is None
+            or meta is None
+            or found is None
+            or found.missing
+            or (not found.records and (found.finished or found.producer_lost))
+        ):
+            await self._end_at_once(send, 204, b"")
+            return
+        stream_id, after = position
+        stream_meta = _decode_meta(meta)
+        config = Config(
+            _StoredFormat(stream_meta.keepalive),
+            heartbeat=self.config.heartbeat,
+            send_timeout=self.config.send_timeout,
+            shutdown=_RemoteShutdown(self.hub, stream_id),
+        )
+        source = _replay(store, stream_id, after, found, stream_meta)
+        pump = Pump(source, StreamEngine(config.format), config, send, asgi=True)
+        if await start_response(pump, 200, self._headers(stream_meta.headers), send):
+            await pump.run(receive)
+
+    def _headers(self, format_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The stream format's headers, then ours (which replace same-named ones)."""
+        extra_names = {name.lower() for name, _ in self.headers}
+        return [h for h in format_headers if h[0] not in extra_names] + self.headers
+
+    async def _end_at_once(self, send: Send, status: int, body: bytes) -> None:
+        if status == 200:  # the headers of a stream of the default format
+            headers = self._headers(response_headers(self.config.format, None))
+        else:
+            headers = self.headers
+        with contextlib.suppress(OSError):  # ASGI 2.4: the client is already gone
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,49 @@
+"""The type aliases every module shares: ASGI callables, stream sources, hooks, signals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Protocol, TypeAlias
+
+from ._result import StreamResult
+
+__all__ = [
+    "ASGIApp",
+    "CompletionHook",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "ShutdownSignal",
+    "Source",
+]
+
+#: An ASGI connection scope (ASGI spec, "HTTP Connection Scope").
+Scope: TypeAlias = MutableMapping[str, Any]
+#: One ASGI event, sent or received (``{"type": "http.response.body", ...}``).
+Message: TypeAlias = MutableMapping[str, Any]
+#: The ASGI ``receive`` callable.
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+#: The ASGI ``send`` callable.
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+#: An ASGI 3 application.
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+Source: TypeAlias = AsyncIterable[Any] | Iterable[Any]
+"""What a stream is built from: an async or sync iterable of ``str`` (answer text),
+normalised :data:`~sse_llm.LLMEvent` values, provider stream chunks (an OpenAI
+``ChatCompletionChunk``, an Anthropic event, a Gemini JSON chunk ...), or ready-made
+:class:`~sse_llm.ServerSentEvent` / :class:`~sse_llm.Comment` / ``dict`` /
+``sse_starlette.ServerSentEvent`` events. An SDK stream object (``openai.AsyncStream``) can be
+passed as is: closing it is what stops the upstream request."""
+
+CompletionHook: TypeAlias = Callable[[StreamResult], Awaitable[None] | None]
+"""Called once when a stream ends, whatever the reason, with its
+:class:`~sse_llm.StreamResult`; sync or async."""
+
+
+class ShutdownSignal(Protocol):
+    """Anything with ``async wait()`` that returns when the server begins shutting down:
+    ``anyio.Event``, ``asyncio.Event``, ``trio.Event``."""
+
+    def wait(self) -> Awaitable[Any]: ...

@@ -1,0 +1,214 @@
+"""One options type for every binding: a wrong name or type fails where the binding is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import flask
+import pytest
+
+from sse_llm import EventStream, StreamOptions
+from sse_llm.testing import FakeLLM
+from tests.support.django_demo import django_demo_app
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _django_configured(tmp_path_factory: pytest.TempPathFactory) -> None:
+    django_demo_app(tmp_path_factory)  # Django's responses need its settings
+
+
+def _starlette(**options: Any) -> Any:
+    from sse_llm.starlette import SSEResponse
+
+    return SSEResponse(["x"], **options)
+
+
+def _fastapi(**options: Any) -> Any:
+    from sse_llm.fastapi import SSEResponse
+
+    return SSEResponse(["x"], **options)
+
+
+def _starlette_sse(**options: Any) -> Any:
+    from sse_llm.starlette import sse
+
+    return sse(**options)
+
+
+def _endpoint(**options: Any) -> Any:
+    from sse_llm.starlette import SSEEndpoint
+
+    return SSEEndpoint(lambda request: ["x"], **options)
+
+
+def _django(**options: Any) -> Any:
+    from sse_llm.django import SSEResponse
+
+    return SSEResponse(["x"], **options)
+
+
+def _django_sse(**options: Any) -> Any:
+    from sse_llm.django import sse
+
+    return sse(**options)
+
+
+def _flask(**options: Any) -> Any:
+    from sse_llm.flask import SSEResponse
+
+    with flask.Flask(__name__).test_request_context("/"):
+        return SSEResponse(["x"], **options)
+
+
+def _websocket(**options: Any) -> Any:
+    from sse_llm.websocket import LLMWebSocket
+
+    return LLMWebSocket(lambda message: ["x"], **options)
+
+
+def _hub(**options: Any) -> Any:
+    from sse_llm.resume import MemoryStore, StreamHub
+
+    async def start() -> Any:
+        async with StreamHub(MemoryStore()) as hub:
+            try:
+                return await hub.start(FakeLLM(delay=0).stream(), **options)
+            except Exception as exc:  # raised where the app calls start, not by the hub
+                return exc
+
+    outcome = anyio.run(start)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+BINDINGS: dict[str, Callable[..., Any]] = {
+    "EventStream": lambda **options: EventStream(["x"], **options),
+    "starlette.SSEResponse": _starlette,
+    "fastapi.SSEResponse": _fastapi,
+    "starlette.sse": _starlette_sse,
+    "starlette.SSEEndpoint": _endpoint,
+    "django.SSEResponse": _django,
+    "django.sse": _django_sse,
+    "flask.SSEResponse": _flask,
+    "websocket.LLMWebSocket": _websocket,
+    "StreamHub.start": _hub,
+}
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_a_misspelt_option_fails_when_the_binding_is_built(binding: str) -> None:
+    with pytest.raises(TypeError, match="heartbeet"):
+        BINDINGS[binding](heartbeet=5)
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"send_timeout": "30"},
+        {"close_timeout": None},
+        {"on_complete": "save"},
+        {"keep_text": "yes"},
+        {"choice": 1.5},
+        {"sync_limiter": 10},
+    ],
+    ids=lambda option: next(iter(option)),
+)
+def test_an_option_of_the_wrong_type_fails_when_the_binding_is_built(
+    binding: str, option: dict[str, Any]
+) -> None:
+    with pytest.raises(TypeError, match=next(iter(option))):
+        BINDINGS[binding](**option)
+
+
+@pytest.mark.parametrize("binding", ["EventStream", "starlette.SSEResponse", "django.SSEResponse",
+                                     "flask.SSEResponse"])  # fmt: skip
+def test_a_string_where_a_format_belongs_fails_with_a_clear_type_error(binding: str) -> None:
+    with pytest.raises(TypeError, match="wire format object"):
+        BINDINGS[binding](format="events")
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize("value", [0, -1, float("nan")])
+def test_a_time_that_is_not_positive_is_refused(binding: str, value: float) -> None:
+    with pytest.raises(ValueError, match="close_timeout"):
+        BINDINGS[binding](close_timeout=value)
+
+
+def test_options_that_make_no_sense_for_a_binding_are_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="headers"):
+        _websocket(headers={"x": "1"})
+    with pytest.raises(TypeError, match="format"):
+        _websocket(format=None)
+    with pytest.raises(TypeError, match="heartbeat"):
+        _hub(heartbeat=5)
+
+
+def _flask_source(source: Any) -> Any:
+    from sse_llm.flask import SSEResponse
+
+    with flask.Flask(__name__).test_request_context("/"):
+        return SSEResponse(source)
+
+
+SOURCE_BINDINGS: dict[str, Callable[[Any], Any]] = {
+    "EventStream": EventStream,
+    "starlette.SSEResponse": lambda source: _starlette_response()(source),
+    "fastapi.SSEResponse": lambda source: _fastapi_response()(source),
+    "django.SSEResponse": lambda source: _django_response()(source),
+    "flask.SSEResponse": _flask_source,
+}
+
+
+def _starlette_response() -> Any:
+    from sse_llm.starlette import SSEResponse
+
+    return SSEResponse
+
+
+def _fastapi_response() -> Any:
+    from sse_llm.fastapi import SSEResponse
+
+    return SSEResponse
+
+
+def _django_response() -> Any:
+    from sse_llm.django import SSEResponse
+
+    return SSEResponse
+
+
+@pytest.mark.parametrize("binding", SOURCE_BINDINGS)
+@pytest.mark.parametrize("source", ["a plain str", b"bytes", 123, None])
+def test_a_source_that_cannot_be_streamed_fails_when_the_response_is_built(
+    binding: str, source: Any
+) -> None:
+    with pytest.raises(TypeError, match="iterable"):
+        SOURCE_BINDINGS[binding](source)
+
+
+def test_every_binding_takes_every_option_that_makes_sense_for_it() -> None:
+    # The same names everywhere: each binding accepts the whole StreamOptions set, less the
+    # few it refuses by name (checked above).
+    every = {
+        "heartbeat": 5.0,
+        "send_timeout": 10.0,
+        "close_timeout": 2.0,
+        "on_complete": print,
+        "shutdown": anyio.Event(),
+        "keep_text": 100,
+        "choice": 0,
+        "sync_limiter": anyio.CapacityLimiter(2),
+    }
+    assert set(every) | {"format", "headers"} == set(StreamOptions.__annotations__)
+    for name, build in BINDINGS.items():
+        if name in ("StreamHub.start",):
+            continue
+        given = dict(every)
+        if name == "websocket.LLMWebSocket":
+            build(**given)
+            continue
+        build(**given, headers={"x-a": "1"})
