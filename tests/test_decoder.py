@@ -113,6 +113,60 @@ def test_decoder_is_reusable_after_close_for_a_new_stream_state() -> None:
     ]
 
 
+# A body of long lines with every kind of line end, multi-byte characters (so that reads cut
+# them), a BOM, comments, ids and an unterminated last event.
+_LONG = "한🙂 ascii \u2028 \u0085 \ufeff:" * 700  # ~20 KB, lookalike separators included
+LONG_BODY = (
+    "\ufeff: a comment, then long lines\r\n"
+    f"data: {_LONG}\r\n"
+    f"data:{_LONG[::-1]}\r"
+    "id: 7\n"
+    "\r\n"
+    f"event: big\rdata: {_LONG}\n"
+    f": {_LONG}\r"
+    "\r"
+    f"retry: 1500\ndata:  {_LONG}\n\n"
+    f"data: {_LONG}"  # no blank line: discarded at close
+).encode()
+
+
+def _reads(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1460])
+def test_long_lines_in_small_reads_equal_one_read(size: int) -> None:
+    whole, whole_decoder = _run([LONG_BODY])
+    assert [item.get("event", "comment") for item in whole] == [
+        "comment",
+        "message",
+        "comment",  # a comment line is seen at once, before the event around it is dispatched
+        "big",
+        "message",
+    ]
+    items, decoder = _run(_reads(LONG_BODY, size))
+    assert items == whole
+    assert (decoder.last_event_id, decoder.retry) == (whole_decoder.last_event_id, 1500)
+
+
+def test_an_open_line_is_kept_as_its_reads_not_rebuilt_per_read() -> None:
+    # Linear by construction: while a line is open, each read is stored once, as is; nothing
+    # joins or re-scans the pieces before (the decoder used to, at every read: O(length^2)).
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: ") == []
+    reads = [bytes([65 + i % 26]) * 64 for i in range(2000)]
+    kept: list[str] = []
+    for data in reads:
+        assert decoder.feed(data) == []
+        kept.append(decoder._pending[-1])
+    assert len(decoder._pending) == 1 + len(reads)
+    # The pieces held now are the very objects stored when their read came: never rebuilt.
+    assert all(a is b for a, b in zip(decoder._pending[1:], kept, strict=True))
+    events = decoder.feed(b"\n\n")
+    assert decoder._pending == []
+    assert _as_dicts(events) == [{"event": "message", "data": b"".join(reads).decode(), "id": None}]
+
+
 def test_client_iter_events_skips_comments() -> None:
     chunks = [b": hi\n", b"id: 3\nevent: e\ndata: x", b"\n\n:\n", b"data: y\n\n"]
     events = list(iter_events(chunks))

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any, Protocol, runtime_checkable
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import anyio
 
@@ -47,6 +48,17 @@ ERROR_BODY_LIMIT = 65536
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\r\n"
+# json_array's scanner (_ArrayParser._scan), over bytes. Outside strings: up to the next
+# bracket, whole strings included. Inside a string: up to its closing quote (escapes included)
+# or a backslash ending the read. The rest of a number or literal: up to a delimiter. Each
+# matches everywhere (the empty string at least), hence the casts: never None.
+_Match = Callable[[bytes, int], "re.Match[bytes]"]
+_skip = cast(_Match, re.compile(rb'(?:[^"\[\]{}]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', re.S).match)
+_string_rest = cast(_Match, re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S).match)
+_scalar_rest = cast(_Match, re.compile(rb'[^ \t\r\n,\[\]{}"]*+').match)
+_scalar_rest_text = cast(
+    Callable[[str, int], "re.Match[str]"], re.compile(r'[^ \t\r\n,\[\]{}"]*+').match
+)
 
 
 @runtime_checkable
@@ -174,25 +186,26 @@ async def json_array(source: ByteSource) -> AsyncIterator[Any]:
 
     Gemini's ``streamGenerateContent`` without ``alt=sse`` writes ``[{...}`` then
     ``\\n,\\r\\n{...}`` ... then ``\\n]`` (FORMATS: gemini-json-array). The parser skips ``[``,
-    ``,``, ``]`` and JSON whitespace between elements and decodes each element with
-    ``json.JSONDecoder.raw_decode`` once its closing brace has arrived (elements must be
-    objects or arrays, as Gemini's are). UTF-8 is decoded incrementally, so a read may end
-    inside a multi-byte character.
+    ``,``, ``]`` and JSON whitespace between elements and decodes each element once, as soon as
+    its last character has arrived (Gemini's elements are objects; any JSON value is read).
+    UTF-8 is decoded incrementally, so a read may end inside a multi-byte character. The cost
+    is linear in the body whatever the read size: an element split across reads is followed
+    over each new read only (bracket depth, strings, escapes) and decoded once, when complete.
 
     Raises:
         ProviderError: the response status is not 2xx (see :func:`http_error`).
-        ValueError: the body is not a JSON array, or it ends before its closing ``]``.
+        ValueError: the body is not a JSON array, an element is not JSON, or the body ends
+            before its closing ``]``.
     """
     try:
         error = await http_error(source)
         if error is not None:
             raise error
-        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         parser = _ArrayParser()
         async for chunk in _chunks(source):
-            for element in parser.feed(utf8.decode(chunk)):
+            for element in parser.feed(chunk):
                 yield element
-        for element in parser.feed(utf8.decode(b"", final=True)):
+        for element in parser.feed(b"", final=True):
             yield element
         parser.close()
     finally:
@@ -201,29 +214,60 @@ async def json_array(source: ByteSource) -> AsyncIterator[Any]:
 
 class _ArrayParser:
     """Incremental reader of one top-level JSON array (states: before ``[``, before the first
-    element or ``]``, before a later element, after an element, after ``]``)."""
+    element or ``]``, before a later element, after an element, after ``]``).
 
-    __slots__ = ("_buffer", "_state", "_waiting")
+    Linear in the body whatever the read size. An element that arrives within one read is
+    decoded there, by ``raw_decode`` on the read's text. One that goes on past its first read
+    is tried whole once more with the next read, if it is still small next to that read (at
+    most TRY_RATIO times: a Gemini chunk cut by a TCP segment), at a cost bounded by a
+    constant times that read. Otherwise, or if it goes on, it is kept as its raw bytes, a list
+    of pieces, while :meth:`_scan` follows its bracket depth and string/escape state over each
+    new read only (never from the element's start again), and it is decoded once, when its
+    last character has arrived. Scanning bytes is safe: the characters that matter (brackets,
+    quotes, backslash, delimiters) are ASCII, and no byte of a multi-byte UTF-8 character is.
+    """
+
+    TRY_RATIO = 4
+
+    __slots__ = (
+        "_depth",
+        "_escape",
+        "_head",
+        "_in_string",
+        "_pieces",
+        "_scalar",
+        "_state",
+        "_utf8",
+    )
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._state = "start"  # start | first | element | separator | end
-        self._waiting = False  # the buffer holds an incomplete element
+        self._head = ""  # the text of an element begun in the last read, to try once more
+        self._pieces: list[bytes] = []  # or the bytes so far of an element followed by _scan
+        self._scalar = False  # that element is a number or a literal (no brackets, no quotes)
+        self._depth = 0  # brackets open in it
+        self._in_string = False  # it stops inside a string
+        self._escape = False  # ... right after a backslash
 
-    def feed(self, text: str) -> list[Any]:
-        if not text:
-            return []
-        self._buffer += text
-        if self._waiting and "}" not in text and "]" not in text:
-            return []  # an object or array can only be completed by a closing bracket
+    def feed(self, data: bytes, final: bool = False) -> list[Any]:
         out: list[Any] = []
-        buffer, pos, end = self._buffer, 0, len(self._buffer)
+        text: str | None
+        if self._head and (data or final):
+            text = self._retry(data, final, out)
+        elif self._pieces and data:
+            text = self._follow(data, final, out)
+        else:
+            text = self._utf8.decode(data, final)
+        if text is None:
+            return out  # the element goes on past this read
+        pos, end = 0, len(text)
         while True:
-            while pos < end and buffer[pos] in _WHITESPACE:
+            while pos < end and text[pos] in _WHITESPACE:
                 pos += 1
             if pos == end:
                 break
-            char, state = buffer[pos], self._state
+            char, state = text[pos], self._state
             if state == "start":
                 if char != "[":
                     raise ValueError(f"expected a JSON array, got {char!r}")
@@ -233,12 +277,19 @@ class _ArrayParser:
                 pos += 1  # an empty array
                 self._state = "end"
             elif state in ("first", "element"):
-                try:
-                    element, pos = _DECODER.raw_decode(buffer, pos)
-                except json.JSONDecodeError:
-                    self._waiting = True
-                    break
-                self._waiting = False
+                if char in '{["':
+                    try:
+                        element, pos = _DECODER.raw_decode(text, pos)
+                    except json.JSONDecodeError:
+                        self._head = text[pos:]  # not complete in this read (or not JSON)
+                        break
+                else:  # a number or a literal ends at a delimiter, which may not be here yet
+                    stop = _scalar_rest_text(text, pos).end()
+                    if stop == end:
+                        self._keep(text[pos:].encode(), scalar=True)
+                        break
+                    element = _DECODER.decode(text[pos:stop])
+                    pos = stop
                 out.append(element)
                 self._state = "separator"
             elif state == "separator":
@@ -248,12 +299,120 @@ class _ArrayParser:
                 self._state = "element" if char == "," else "end"
             else:
                 raise ValueError(f"unexpected {char!r} after the end of a JSON array")
-        self._buffer = buffer[pos:]
         return out
 
     def close(self) -> None:
-        if self._state != "end" or self._buffer.strip():
+        if self._state != "end":
             raise ValueError("the JSON array ended before its closing ']'")
+
+    def _retry(self, data: bytes, final: bool, out: list[Any]) -> str | None:
+        """The read after the one where an element began: the element goes to ``out`` and the
+        text after it is returned, or ``None`` if it goes on (then followed by :meth:`_scan`)."""
+        head, self._head = self._head, ""
+        rest = self._utf8.decode(data, final)
+        text = head + rest
+        # Decode it whole once more if that costs a constant times this read, and this read
+        # may end it (its last character is a bracket or a quote).
+        if len(head) <= self.TRY_RATIO * len(rest) and ("}" in rest or "]" in rest or '"' in rest):
+            try:
+                element, end = _DECODER.raw_decode(text)
+            except json.JSONDecodeError:
+                pass  # not complete yet, or not JSON (then the scan below finds its end)
+            else:
+                return self._done(element, out, text[end:])
+        # The scanner, from the element's start. Decoding with "replace" and encoding again
+        # gives the same text: the bytes are the element's as far as the decoder went.
+        piece = text.encode()
+        self._depth, self._in_string, self._escape = 0, text[0] == '"', False
+        stop = self._scan(piece, 1 if self._in_string else 0)
+        if stop >= 0:  # it ends in this read after all (not tried, or not JSON: raises)
+            whole = piece[:stop].decode()
+            return self._done(_DECODER.decode(whole), out, text[len(whole) :])
+        self._keep(piece, scalar=False)
+        return None
+
+    def _keep(self, piece: bytes, *, scalar: bool) -> None:
+        """Keep the element's bytes so far, and those the decoder holds (the start of a
+        character cut by the end of the read): from now on, reads are taken as bytes."""
+        held = self._utf8.getstate()[0]
+        self._utf8.reset()
+        self._pieces = [piece, held] if held else [piece]
+        self._scalar = scalar
+        if held and not scalar:
+            self._scan(held, 0)  # not an end (no ASCII), but it may be the escaped character
+
+    def _follow(self, data: bytes, final: bool, out: list[Any]) -> str | None:
+        """The next read of an element followed across reads: the element goes to ``out`` and
+        the text after it is returned, or ``None`` if it goes on past this read."""
+        if self._scalar:
+            stop = _scalar_rest(data, 0).end()
+            if stop == len(data):
+                self._pieces.append(data)
+                return None
+        else:
+            if self._in_string and not self._escape and b'"' not in data and data[-1] != 0x5C:
+                # The middle of a long string (a base64 image): nothing here can end it.
+                self._pieces.append(data)
+                return None
+            stop = self._scan(data, 0)
+            if stop < 0:
+                self._pieces.append(data)
+                return None
+        self._pieces.append(data[:stop])
+        whole = b"".join(self._pieces).decode("utf-8", "replace")
+        self._pieces = []
+        return self._done(_DECODER.decode(whole), out, self._utf8.decode(data[stop:], final))
+
+    def _done(self, element: Any, out: list[Any], rest: str) -> str:
+        out.append(element)
+        self._state = "separator"
+        return rest
+
+    def _scan(self, data: bytes, pos: int) -> int:
+        """Follow the element being read through ``data`` from ``pos``: the index just past its
+        end, or -1 if it goes on past this read (the state is kept for the next read).
+
+        Only brackets outside strings, and the quotes and backslashes of strings, matter; the
+        regular expressions skip everything else, so Python code runs per bracket at most.
+        """
+        end = len(data)
+        depth = self._depth
+        if self._in_string:
+            if self._escape:
+                self._escape = False
+                pos += 1  # the byte after the backslash
+            if data.find(b'"', pos) < 0:  # the string goes on past this read (memchr speed)
+                if data.endswith(b"\\"):  # an odd run of backslashes escapes the next byte
+                    self._escape = min(end - len(data.rstrip(b"\\")), end - pos) % 2 == 1
+                return -1
+            pos = _string_rest(data, pos).end()
+            if pos == end:  # every quote here was escaped
+                return -1
+            if data[pos] == 0x5C:  # the read ends right after a backslash
+                self._escape = True
+                return -1
+            pos += 1  # just past the closing quote
+            self._in_string = False
+            if depth == 0:
+                return pos  # the element was a string
+        while True:
+            pos = _skip(data, pos).end()
+            if pos == end:
+                self._depth = depth
+                return -1
+            byte = data[pos]
+            pos += 1
+            if byte == 0x22:  # _skip takes whole strings: this one does not end in this read
+                self._depth = depth
+                self._in_string = True
+                return self._scan(data, pos)  # -1, with the escape state set
+            if byte == 0x5B or byte == 0x7B:  # [ {
+                depth += 1
+            else:  # ] }
+                depth -= 1
+                if depth <= 0:
+                    self._depth = 0
+                    return pos
 
 
 def _chunks(source: ByteSource) -> AsyncIterator[bytes]:
