@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
+import math
 import os
 import platform
 import resource
@@ -21,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -36,14 +38,36 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 END_OF_BODY = b"0\r\n\r\n"  # the last chunk of a chunked HTTP/1.1 body
 
-LLM_VARIANTS = ("raw", "sse-llm", "sse-llm-events", "sse-starlette", "streaming")
+#: Every server variant ``_server.py`` knows, in table order, with its label.
 VARIANT_LABELS = {
-    "raw": "raw ASGI loop (baseline)",
-    "sse-llm": "sse-llm `EventStream`, `TextFormat`",
-    "sse-llm-events": "sse-llm `EventStream`, `EventsFormat` (extra)",
-    "sse-starlette": "sse-starlette `EventSourceResponse`",
-    "streaming": "Starlette `StreamingResponse`",
+    "raw": "raw ASGI loop + disconnect watcher (baseline)",
+    "raw-nowatch": "raw ASGI loop, no watcher (extra)",
+    "sse-llm": "sse-llm `EventStream`, bare",
+    "sse-llm-events": "sse-llm `EventStream`, bare, `EventsFormat` (extra)",
+    "sse-llm-starlette": "sse-llm `SSEResponse`, Starlette route",
+    "sse-llm-fastapi": "sse-llm `SSEResponse`, FastAPI route",
+    "sse-starlette": "sse-starlette `EventSourceResponse`, Starlette route",
+    "streaming-routed": "Starlette `StreamingResponse`, Starlette route",
+    "streaming": "Starlette `StreamingResponse`, bare",
+    "streaming-fastapi": "Starlette `StreamingResponse`, FastAPI route (extra)",
 }
+#: What a full run measures (the extras above are on request: ``--variants``).
+DEFAULT_VARIANTS = (
+    "raw",
+    "raw-nowatch",
+    "sse-llm",
+    "sse-llm-starlette",
+    "sse-llm-fastapi",
+    "sse-starlette",
+    "streaming-routed",
+    "streaming",
+)
+BARE = "sse-llm"  # judged against raw
+ROUTED = ("sse-llm-starlette", "sse-llm-fastapi")  # judged against ROUTED_BASELINE
+ROUTED_BASELINE = "streaming-routed"
+
+#: uvicorn ``loop``/``http`` pairs (``_server.py --stack``), in table order.
+STACKS = {"asyncio": "asyncio/h11", "uvloop": "uvloop/httptools"}
 
 
 def raise_fd_limit() -> None:
@@ -59,12 +83,17 @@ def raise_fd_limit() -> None:
 @dataclass
 class Server:
     variant: str
+    stack: str
     proc: subprocess.Popen[bytes]
-    port: int
+    port: int = 0
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} on {STACKS[self.stack]}"
 
     def cpu_seconds(self) -> float:
         """CPU time of every thread of the server, from the scheduler's nanosecond counter.
@@ -103,7 +132,7 @@ class Server:
         return out
 
     def get(self, path: str, timeout: float = 5.0) -> Any:
-        """A blocking ``GET`` of a small JSON route (``/stats``, ``/reset``)."""
+        """A blocking ``GET`` of a small JSON route (``/stats``, ``/reset``, ``/go``)."""
         with socket.create_connection((HOST, self.port), timeout=timeout) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n".encode())
             data = b""
@@ -127,6 +156,20 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT)
+        _close_pipe(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL, by this server's PID: for servers whose measurement is over and whose
+        graceful stop (a second per open stream set) would only cost time."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(STOP_TIMEOUT)
+        _close_pipe(self.proc)
+
+
+def _close_pipe(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _unchunk(body: bytes) -> bytes:
@@ -141,49 +184,89 @@ def _unchunk(body: bytes) -> bytes:
     return out
 
 
-def start_server(variant: str, profile: str | None = None) -> Server:
-    cmd = [sys.executable, str(SERVER), "--variant", variant]
-    if profile:
-        cmd += ["--profile", profile]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+def start_servers(
+    keys: Sequence[tuple[str, str]], profile_dir: str | None = None
+) -> dict[tuple[str, str], Server]:
+    """Start one server per ``(variant, stack)``, all at once (their imports overlap), and wait
+    until each answers ``/stats``. On any failure every one of them is stopped again."""
+    started: dict[tuple[str, str], Server] = {}
     try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
-        if not ready:
-            raise RuntimeError(f"server {variant} printed no port within {START_TIMEOUT}s")
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"server {variant} exited at startup (code {proc.wait(5)})")
-        server = Server(variant, proc, json.loads(line)["port"])
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # the socket listens before uvicorn serves: wait for a real answer
-            try:
-                server.get("/stats", timeout=2.0)
-                break
-            except (OSError, ValueError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        return server
+        for variant, stack in keys:
+            cmd = [sys.executable, str(SERVER), "--variant", variant, "--stack", stack]
+            if profile_dir:
+                cmd += ["--profile", f"{profile_dir}/{variant}-{stack}.prof"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            started[(variant, stack)] = Server(variant, stack, proc)
+        deadline = time.monotonic() + START_TIMEOUT + 2 * len(keys)  # they share two cores
+        for server in started.values():
+            _wait_ready(server, deadline)
+        return started
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        for server in started.values():
+            server.kill()
         raise
 
 
+def _wait_ready(server: Server, deadline: float) -> None:
+    proc = server.proc
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0.0))
+    if not ready:
+        raise RuntimeError(f"server {server.name} printed no port in time")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"server {server.name} exited at startup (code {proc.wait(5)})")
+    server.port = json.loads(line)["port"]
+    while True:  # the socket listens before uvicorn serves: wait for a real answer
+        try:
+            server.get("/stats", timeout=2.0)
+            return
+        except (OSError, ValueError):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.05)
+
+
+def start_server(variant: str, stack: str, profile_dir: str | None = None) -> Server:
+    return start_servers([(variant, stack)], profile_dir)[(variant, stack)]
+
+
 @contextmanager
-def servers(variants: Iterable[str], profile_dir: str | None = None) -> Any:
-    """Start one server per variant; always stop them (each by its own PID)."""
-    started: dict[str, Server] = {}
+def servers(
+    keys: Sequence[tuple[str, str]], profile_dir: str | None = None, graceful: bool = True
+) -> Iterator[dict[tuple[str, str], Server]]:
+    """Start one server per ``(variant, stack)``; always stop them (each by its own PID):
+    gracefully (SIGTERM, which writes profiles) or, with ``graceful=False``, by SIGKILL."""
+    started = start_servers(keys, profile_dir)
     try:
-        for v in variants:
-            prof = f"{profile_dir}/{v}.prof" if profile_dir else None
-            started[v] = start_server(v, prof)
         yield started
     finally:
-        for s in started.values():
+        stop_all(started.values(), graceful)
+
+
+def wait_quiet(server: Server, timeout: float = 5.0, window: float = 0.1) -> None:
+    """Wait (at most ``timeout``) until the server spends under 10% of a core over
+    ``window``: the teardown of a load's connections is over before the next measurement on
+    another server starts competing with it for the two cores."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cpu0 = server.cpu_seconds()
+        time.sleep(window)
+        if server.cpu_seconds() - cpu0 < 0.1 * window:
+            return
+
+
+def stop_all(started: Iterable[Server], graceful: bool = True) -> None:
+    """Stop servers by PID: signal them all first, then wait for each (bounded)."""
+    started = list(started)
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+    for s in started:  # each waits (bounded), escalating to SIGKILL if need be
+        if graceful:
             s.stop()
+        else:
+            s.kill()
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -221,6 +304,15 @@ class Conn:
         if joined.endswith(END_OF_BODY):
             self.done = True
         self.tail = joined[-4:]
+
+    def reset(self) -> None:
+        """Ready for the next response on the same (keep-alive) connection."""
+        self.head = b""
+        self.headers_done = False
+        self.status = 0
+        self.ndata = 0
+        self.tail = b""
+        self.done = False
 
 
 class Client:
@@ -297,6 +389,66 @@ class Client:
             self.close(conn)
         self.epoll.close()
 
+    def request_many(
+        self, path: str, total: int, inflight: int, keepalive: bool, expect: int, deadline: float
+    ) -> int:
+        """``total`` GETs of ``path``, ``inflight`` at a time, each read to its end; returns
+        how many were wrong (not 200, or fewer than ``expect`` ``data:`` lines).
+
+        ``keepalive``: each of the ``inflight`` connections sends its next request when the
+        previous response ended. Otherwise every request has its own connection, which the
+        client resets (RST) once the response ended, so that no TIME_WAIT entry is left.
+        """
+        request = f"GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n".encode()
+        sent = done = bad = 0
+
+        def launch() -> None:
+            nonlocal sent
+            s = socket.create_connection((HOST, self.port), timeout=10)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(request)
+            s.setblocking(False)
+            conn = Conn(s, sent)
+            self.conns[s.fileno()] = conn
+            self.epoll.register(s.fileno(), select.EPOLLIN)
+            sent += 1
+
+        for _ in range(min(inflight, total)):
+            launch()
+        while done < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{done}/{total} requests answered in time")
+            for fd, _ in self.epoll.poll(0.5):
+                conn = self.conns.get(fd)
+                if conn is None:
+                    continue
+                eof = False
+                while True:
+                    try:
+                        chunk = conn.sock.recv(262144)
+                    except BlockingIOError:
+                        break
+                    except ConnectionError:
+                        chunk = b""
+                    if not chunk:
+                        eof = True
+                        break
+                    conn.feed(chunk)
+                if not conn.done and not eof:
+                    continue
+                done += 1
+                if not conn.done or conn.status != 200 or conn.ndata < expect:
+                    bad += 1
+                if keepalive and not eof and sent < total:
+                    conn.reset()
+                    conn.sock.sendall(request)
+                    sent += 1
+                    continue
+                self.close(conn)
+                if sent < total:
+                    launch()
+        return bad
+
 
 def client_cpu_seconds() -> float:
     t = os.times()
@@ -307,7 +459,15 @@ def client_cpu_seconds() -> float:
 
 
 def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    """The median, or nan if there is none or any value is nan (a missing measurement)."""
+    if not values or any(math.isnan(v) for v in values):
+        return float("nan")
+    return statistics.median(values)
+
+
+def med(samples: Sequence[dict[str, Any]], key: str) -> float:
+    """The median of one figure over rounds (``samples``: one dict per round)."""
+    return median([s[key] for s in samples])
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -321,6 +481,7 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def ratio_summary(per_round: Sequence[float]) -> str:
     """``1.12x (1.08-1.20)``: the median per-round ratio and its spread over rounds."""
+    per_round = [r for r in per_round if not math.isnan(r)]
     if not per_round:
         return "n/a"
     if len(per_round) == 1:
@@ -332,6 +493,114 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def per_round(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """``a[r] / b[r]`` for every round (nan where ``b[r]`` is 0 or nan)."""
+    return [x / y if y and not math.isnan(y) else math.nan for x, y in zip(a, b, strict=True)]
+
+
+def stack_table(
+    variants: Sequence[str],
+    stacks: Sequence[str],
+    columns: Sequence[tuple[str, Callable[[str, str], str]]],
+    first: str = "server",
+    label: Callable[[str], str] | None = None,
+) -> str:
+    """Rows: variants; for each stack, one group of ``columns`` (header, cell(variant,
+    stack)). With two stacks each header names its stack."""
+    header = [first]
+    for stack in stacks:
+        for name, _ in columns:
+            header.append(f"{name}, {STACKS[stack]}" if len(stacks) > 1 else name)
+    rows = []
+    for v in variants:
+        row: list[object] = [(label or VARIANT_LABELS.__getitem__)(v)]
+        for stack in stacks:
+            row += [cell(v, stack) for _, cell in columns]
+        rows.append(row)
+    return markdown_table(header, rows)
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One target on one row: ``situation`` (e.g. "1,000 streams, uvloop/httptools"),
+    ``target`` (e.g. "bare ≤ 1.05x raw"), the figure it was judged by, and the verdict."""
+
+    situation: str
+    target: str
+    figure: str
+    ok: bool
+
+    def cell(self) -> str:
+        return f"PASS {self.figure}" if self.ok else f"**MISS** {self.figure}"
+
+
+def ratio_checks(
+    situation: str,
+    values: dict[str, Sequence[float]],
+    bare_limit: float,
+    what: str = "",
+    also: tuple[str, Callable[[str], tuple[str, bool]]] | None = None,
+) -> list[Check]:
+    """The issue's two targets on one row, from ``values[variant]`` = the row's figure in
+    each round (lower is better): bare sse-llm within ``bare_limit`` of raw, and each routed
+    sse-llm no more than Starlette's routed ``StreamingResponse``. Each is judged by the
+    median over rounds of the per-round ratio. ``also``: (", 0 leaks", variant -> (figure,
+    ok)), a second condition on the same variant, added to each check."""
+    pairs: list[tuple[str, str, float]] = []
+    if BARE in values and "raw" in values:
+        pairs.append((BARE, f"bare {what}≤ {bare_limit:.2f}x raw", bare_limit))
+    if ROUTED_BASELINE in values:
+        pairs += [
+            (v, f"{ROUTE_NAMES[v]} ≤ `StreamingResponse` route", 1.0) for v in ROUTED if v in values
+        ]
+    checks = []
+    for variant, target, limit in pairs:
+        base = "raw" if variant == BARE else ROUTED_BASELINE
+        r = median(per_round(values[variant], values[base]))
+        check = Check(situation, target, "n/a" if math.isnan(r) else f"{r:.2f}x", r <= limit)
+        if also is not None:
+            figure, ok = also[1](variant)
+            check.target += also[0]
+            check.figure += f", {figure}"
+            check.ok = check.ok and ok
+        checks.append(check)
+    return checks
+
+
+ROUTE_NAMES = {"sse-llm-starlette": "Starlette route", "sse-llm-fastapi": "FastAPI route"}
+
+
+def checks_markdown(checks: Sequence[Check], quick: bool) -> str:
+    """A table of the targets (rows: situations; columns: targets) and a verdict line."""
+    if not checks:
+        return ""
+    situations = list(dict.fromkeys(c.situation for c in checks))
+    targets = list(dict.fromkeys(c.target for c in checks))
+    cells = {(c.situation, c.target): c.cell() for c in checks}
+    table = markdown_table(
+        ["targets", *targets],
+        ([s, *(cells.get((s, t), "—") for t in targets)] for s in situations),
+    )
+    missed = sum(not c.ok for c in checks)
+    if quick:
+        verdict = "quick run: sizes too small to judge; PASS/MISS shown only to check the report"
+    else:
+        verdict = "all met" if not missed else f"{missed} of {len(checks)} missed"
+    return f"{table}\n\nTargets (ratio: median over rounds of the per-round ratio): **{verdict}**."
+
+
+def target_summary(checks: Sequence[Check]) -> dict[str, Any]:
+    """The JSON part ``run_all.py`` reads: ``target_met`` and the misses."""
+    return {
+        "target_met": all(c.ok for c in checks) if checks else None,
+        "misses": [f"{c.situation}: {c.target}: {c.figure}" for c in checks if not c.ok],
+        "checks": [vars(c) for c in checks],
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -371,6 +640,7 @@ def machine() -> dict[str, Any]:
                 "uvicorn",
                 "h11",
                 "starlette",
+                "fastapi",
                 "sse-starlette",
                 "anyio",
                 "uvloop",
@@ -380,19 +650,87 @@ def machine() -> dict[str, Any]:
     }
 
 
+FULL_ROUNDS = 7
+
+
 def common_args(description: str, profile: bool = False) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (median is reported)")
+    parser.add_argument(
+        "--rounds", type=int, help=f"interleaved rounds, median reported (full: {FULL_ROUNDS})"
+    )
+    parser.add_argument(
+        "--stack",
+        choices=("asyncio", "uvloop", "both"),
+        default="both",
+        help="uvicorn stack(s): asyncio = asyncio loop + h11, uvloop = uvloop + httptools "
+        "(uvicorn[standard]); default both",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANT_LABELS),
+        metavar="VARIANT",
+        help="servers to run (default: the full set; raw is always added). Choices: "
+        + ", ".join(VARIANT_LABELS),
+    )
     parser.add_argument("--json", help="also write the result (with its markdown) here")
     if profile:
         parser.add_argument(
             "--profile",
             metavar="DIR",
-            help="run the servers under cProfile, writing DIR/<variant>.prof (inflates the CPU "
-            "figures; read with python -m pstats)",
+            help="run the servers under cProfile, writing DIR/<variant>-<stack>.prof (inflates "
+            "the CPU figures; read with python -m pstats)",
         )
     return parser
+
+
+def stacks(args: argparse.Namespace) -> list[str]:
+    """The stacks to run. uvloop/httptools missing: a quick (smoke) run skips that stack with a
+    note; a measuring run stops, since the figures would be incomplete."""
+    wanted = ["asyncio", "uvloop"] if args.stack == "both" else [args.stack]
+    if "uvloop" in wanted:
+        missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
+        if missing:
+            note = f"{' and '.join(missing)} not installed (pip install 'uvicorn[standard]')"
+            if not args.quick or args.stack == "uvloop":
+                raise SystemExit(f"the uvloop/httptools stack cannot run: {note}")
+            print(f"note: skipping the uvloop/httptools stack: {note}", flush=True)
+            wanted.remove("uvloop")
+    return wanted
+
+
+def variants(args: argparse.Namespace, default: Sequence[str] = DEFAULT_VARIANTS) -> list[str]:
+    """The variants to run, in table order; the raw baseline is always one of them."""
+    chosen = set(args.variants or default) | {"raw"}
+    return [v for v in VARIANT_LABELS if v in chosen]
+
+
+def rounds(args: argparse.Namespace) -> int:
+    return args.rounds or (1 if args.quick else FULL_ROUNDS)
+
+
+def header(args: argparse.Namespace, stack_list: Sequence[str], n_rounds: int) -> str:
+    """The sentence every table starts with: stacks, rounds, how to read the ratios."""
+    st = " and ".join(STACKS[s] for s in stack_list)
+    both = ", both stacks in each round" if len(stack_list) > 1 else ""
+    return (
+        f"uvicorn on {st}; {n_rounds} interleaved round(s) (every variant once per "
+        f"round{both}), medians; ratios are per round against the raw loop of the same round "
+        f"and stack: median (range over rounds)"
+    )
+
+
+_T0 = time.monotonic()
+
+
+def progress(args: argparse.Namespace, message: str) -> None:
+    """A line on stderr in a measuring run (which takes minutes per benchmark); quiet in
+    ``--quick``."""
+    if not args.quick:
+        print(f"  [{time.monotonic() - _T0:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 def emit(result: dict[str, Any], json_path: str | None) -> None:

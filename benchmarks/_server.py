@@ -3,28 +3,56 @@
 Run by the benchmark scripts as a subprocess (never imported by them), so that the parent can
 read this process's CPU time and memory from ``/proc/<pid>`` without counting the client.
 
-    python benchmarks/_server.py --variant sse-llm [--profile out.prof]
+    python benchmarks/_server.py --variant sse-llm [--stack asyncio|uvloop] [--profile out.prof]
 
 It binds 127.0.0.1 on an OS-chosen port and prints ``{"port": N}`` on its first stdout line.
 
-Routes (any method):
-    /stream?n=N&delay=S&id=I   the variant's SSE response over ``source(n, delay, id)``:
-                               N tokens of 16 bytes, S seconds apart (0: back to back;
-                               negative: the source awaits forever and yields nothing).
-    /stats                     JSON ``{"closed": count, "finally": {id: monotonic seconds}}``:
-                               when each source's ``finally`` ran (CLOCK_MONOTONIC is
-                               system-wide on Linux, so the client compares it with its own).
-    /reset                     clears the stats.
+Stacks (uvicorn ``loop`` / ``http``):
+    asyncio   ``loop="asyncio", http="h11"``: pure Python, uvicorn's fallback.
+    uvloop    ``loop="uvloop", http="httptools"``: ``uvicorn[standard]``, what production runs.
 
-Variants (all stream the same source; only the ASGI layer differs):
-    raw             hand-written ASGI: ``send(start)``, one ``send`` per item, the end.
-    sse-llm         ``sse_llm.EventStream(source, format=TextFormat(), heartbeat=15)``.
-    sse-llm-events  the same with the default ``EventsFormat`` (JSON ``event: delta``).
-    sse-starlette   ``sse_starlette.EventSourceResponse(source)`` (ping every 15 s).
-    streaming       Starlette ``StreamingResponse`` of ``b"data: ...\\n\\n"`` chunks.
+Routes (GET; every variant serves the same four, so the harness talks to all alike):
+    /stream?n=N&delay=S&id=I&gate=G
+                 the variant's SSE response over ``source(n, delay, id, gate)``: N tokens of
+                 16 bytes, S seconds apart (0: back to back; negative: the source awaits
+                 forever and yields nothing). ``gate=1``: the source first waits for ``/go``,
+                 then 50 ms (so that /go's own request is over before the first token), then
+                 ``S * (I % 100) / 100`` seconds (so streams released together do not all tick
+                 at the same instant): connection set-up and /go are left out of a
+                 measurement that starts when /go has answered.
+    /stats       JSON ``{"closed": count, "finally": {id: monotonic seconds}}``: when each
+                 source's ``finally`` ran (CLOCK_MONOTONIC is system-wide on Linux, so the
+                 client compares it with its own).
+    /reset       clears the stats (same answer as /stats, after clearing).
+    /go          releases the sources waiting on the gate (and arms a fresh gate).
+
+Variants (all stream the same source; only the layer between it and uvicorn differs).
+"bare": a plain ASGI function dispatching on the path; "routed": a Starlette (or FastAPI) app
+with one route per path, as an application is written.
+
+    raw                 bare, hand-written ASGI with a disconnect watcher: ``send(start)``, one
+                        ``send`` per item, the end; a second task awaits ``receive()`` and
+                        cancels the streaming task on ``http.disconnect``. The baseline.
+    raw-nowatch         bare, the same loop without the watcher (extra: what the watcher costs;
+                        it never notices a client that left, so it has no drop row).
+    sse-llm             bare, ``sse_llm.EventStream(source, format=TextFormat(), heartbeat=15)``.
+    sse-llm-events      bare, the same with the default ``EventsFormat`` (extra, on request).
+    sse-llm-starlette   routed, ``sse_llm.starlette.SSEResponse(source, format=TextFormat(),
+                        heartbeat=15)`` returned from a Starlette endpoint.
+    sse-llm-fastapi     routed, ``sse_llm.fastapi.SSEResponse(...)`` returned from a FastAPI
+                        ``@app.get("/stream")`` endpoint.
+    sse-starlette       routed, ``sse_starlette.EventSourceResponse(source, ping=15)`` in a
+                        Starlette route.
+    streaming-routed    routed, Starlette ``StreamingResponse`` of ``b"data: ...\\n\\n"`` chunks
+                        in a Starlette route.
+    streaming           bare, the same ``StreamingResponse`` called as an ASGI app.
+    streaming-fastapi   routed, the same ``StreamingResponse`` from a FastAPI endpoint (extra, on
+                        request: FastAPI's own cost).
+
+Every routed endpoint reads the query with the same small helper as the bare apps (not
+``request.query_params`` or typed FastAPI parameters), so that what differs is the framework's
+routing, middleware and response classes, not how three benchmark parameters are parsed.
 """
-
-from __future__ import annotations
 
 import argparse
 import asyncio
@@ -36,7 +64,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -45,18 +73,52 @@ import uvicorn
 TOKEN = "abcdefghijklmnop"  # the 16-byte str every variant streams
 assert len(TOKEN.encode()) == 16
 
+GATE_LEAD = 0.05  # seconds from /go to the first token: /go's own request is over by then
+
+STACKS = {"asyncio": ("asyncio", "h11"), "uvloop": ("uvloop", "httptools")}
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Source = AsyncGenerator[str, None]
+Stream = Callable[[Scope, Receive, Send, Source], Awaitable[None]]
 
 _finally: dict[int, float] = {}
 _closed = 0
+_gate: asyncio.Event | None = None
 
 
-async def source(n: int, delay: float, ident: int) -> AsyncIterator[str]:
+def _current_gate() -> asyncio.Event:
+    global _gate
+    if _gate is None:
+        _gate = asyncio.Event()
+    return _gate
+
+
+def _go() -> None:
+    global _gate
+    gate, _gate = _current_gate(), asyncio.Event()
+    gate.set()
+
+
+def _reset() -> None:
+    global _closed
+    _finally.clear()
+    _closed = 0
+
+
+def _stats_body() -> bytes:
+    return json.dumps({"closed": _closed, "finally": _finally}).encode()
+
+
+async def source(n: int, delay: float, ident: int, gate: bool) -> Source:
     """The one source every variant serves; records when its ``finally`` runs."""
     global _closed
     try:
+        if gate:
+            await _current_gate().wait()
+            await asyncio.sleep(GATE_LEAD + max(delay, 0.0) * (ident % 100) / 100)
         if delay < 0:
             # An LLM that never answers: only a disconnect (or shutdown) ends this.
             await asyncio.get_running_loop().create_future()
@@ -69,14 +131,37 @@ async def source(n: int, delay: float, ident: int) -> AsyncIterator[str]:
         _closed += 1
 
 
-async def raw_app(scope: Scope, receive: Receive, send: Send, src: AsyncIterator[str]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
-        }
+def _params(scope: Scope) -> tuple[int, float, int, bool]:
+    q = parse_qs(scope["query_string"].decode())
+    return (
+        int(q.get("n", ["1000000000"])[0]),
+        float(q.get("delay", ["0"])[0]),
+        int(q.get("id", ["0"])[0]),
+        q.get("gate", ["0"])[0] == "1",
     )
+
+
+def _source_for(scope: Scope) -> Source:
+    return source(*_params(scope))
+
+
+async def _framed(src: Source) -> AsyncIterator[bytes]:
+    async for s in src:
+        yield b"data: " + s.encode() + b"\n\n"
+
+
+# -- the raw baselines -------------------------------------------------------------------------
+
+_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+}
+_END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def raw_nowatch(scope: Scope, receive: Receive, send: Send, src: Source) -> None:
+    await send(_START)
     async for s in src:
         await send(
             {
@@ -85,68 +170,65 @@ async def raw_app(scope: Scope, receive: Receive, send: Send, src: AsyncIterator
                 "more_body": True,
             }
         )
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    await send(_END)
 
 
-def make_variant(
-    name: str,
-) -> Callable[[Scope, Receive, Send, AsyncIterator[str]], Awaitable[None]]:
-    if name == "raw":
-        return raw_app
-    if name in ("sse-llm", "sse-llm-events"):
-        import sse_llm
+async def raw_watch(scope: Scope, receive: Receive, send: Send, src: Source) -> None:
+    """The fair baseline: the least a server can do that also ends the stream (and closes its
+    source) when the client goes away, whether or not the source is yielding."""
+    streaming = asyncio.current_task()
+    assert streaming is not None
+    finished = False
+    gone = False
 
-        fmt = sse_llm.TextFormat() if name == "sse-llm" else sse_llm.EventsFormat()
+    async def watch() -> None:
+        nonlocal gone
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not finished:
+                    gone = True
+                    streaming.cancel()
+                return
 
-        async def llm(scope: Scope, receive: Receive, send: Send, src: AsyncIterator[str]) -> None:
-            await sse_llm.EventStream(src, format=fmt, heartbeat=15)(scope, receive, send)
-
-        return llm
-    if name == "sse-starlette":
-        from sse_starlette import EventSourceResponse
-
-        async def ssestar(
-            scope: Scope, receive: Receive, send: Send, src: AsyncIterator[str]
-        ) -> None:
-            await EventSourceResponse(src, ping=15)(scope, receive, send)
-
-        return ssestar
-    if name == "streaming":
-        from starlette.responses import StreamingResponse
-
-        async def framed(src: AsyncIterator[str]) -> AsyncIterator[bytes]:
-            async for s in src:
-                yield b"data: " + s.encode() + b"\n\n"
-
-        async def streaming(
-            scope: Scope, receive: Receive, send: Send, src: AsyncIterator[str]
-        ) -> None:
-            response = StreamingResponse(framed(src), media_type="text/event-stream")
-            await response(scope, receive, send)
-
-        return streaming
-    raise SystemExit(f"unknown variant {name!r}")
+    watcher = asyncio.create_task(watch())
+    try:
+        await send(_START)
+        async for s in src:
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + s.encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        finished = True
+        await send(_END)
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        streaming.uncancel()
+    finally:
+        finished = True
+        watcher.cancel()
+        await src.aclose()  # a no-op when the loop ended; closes a source left at its yield
 
 
-def make_app(variant: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    stream = make_variant(variant)
+# -- the variants ------------------------------------------------------------------------------
 
+
+def _bare(stream: Stream) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        global _closed
         if scope["type"] != "http":
             return
         path = scope["path"]
         if path == "/stream":
-            q = parse_qs(scope["query_string"].decode())
-            n = int(q.get("n", ["1000000000"])[0])
-            delay = float(q.get("delay", ["0"])[0])
-            ident = int(q.get("id", ["0"])[0])
-            await stream(scope, receive, send, source(n, delay, ident))
+            await stream(scope, receive, send, _source_for(scope))
             return
         if path == "/reset":
-            _finally.clear()
-            _closed = 0
-        body = json.dumps({"closed": _closed, "finally": _finally}).encode()
+            _reset()
+        elif path == "/go":
+            _go()
         await send(
             {
                 "type": "http.response.start",
@@ -154,14 +236,120 @@ def make_app(variant: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
                 "headers": [(b"content-type", b"application/json")],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": _stats_body()})
 
     return app
 
 
+def _starlette(respond: Callable[[Any], Any]) -> ASGIApp:
+    """A Starlette app as the docs write one: ``Starlette(routes=[Route(...), ...])``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def stream(request: Request) -> Any:
+        return respond(_source_for(request.scope))
+
+    async def stats(request: Request) -> Response:
+        return Response(_stats_body(), media_type="application/json")
+
+    async def reset(request: Request) -> Response:
+        _reset()
+        return Response(_stats_body(), media_type="application/json")
+
+    async def go(request: Request) -> Response:
+        _go()
+        return Response(_stats_body(), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/stream", stream),
+            Route("/stats", stats),
+            Route("/reset", reset),
+            Route("/go", go),
+        ]
+    )
+
+
+def _fastapi(respond: Callable[[Any], Any]) -> ASGIApp:
+    """A FastAPI app as the docs write one: ``app = FastAPI()`` and ``@app.get`` endpoints."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.get("/stream")
+    async def stream(request: Request) -> Response:
+        return respond(_source_for(request.scope))
+
+    @app.get("/stats")
+    async def stats() -> Response:
+        return Response(_stats_body(), media_type="application/json")
+
+    @app.get("/reset")
+    async def reset() -> Response:
+        _reset()
+        return Response(_stats_body(), media_type="application/json")
+
+    @app.get("/go")
+    async def go() -> Response:
+        _go()
+        return Response(_stats_body(), media_type="application/json")
+
+    return app
+
+
+def make_app(name: str) -> ASGIApp:
+    if name == "raw":
+        return _bare(raw_watch)
+    if name == "raw-nowatch":
+        return _bare(raw_nowatch)
+    if name in ("sse-llm", "sse-llm-events"):
+        import sse_llm
+
+        text = name == "sse-llm"
+
+        async def llm(scope: Scope, receive: Receive, send: Send, src: Source) -> None:
+            fmt = sse_llm.TextFormat() if text else sse_llm.EventsFormat()
+            await sse_llm.EventStream(src, format=fmt, heartbeat=15)(scope, receive, send)
+
+        return _bare(llm)
+    if name == "sse-llm-starlette":
+        from sse_llm import TextFormat
+        from sse_llm.starlette import SSEResponse
+
+        return _starlette(lambda src: SSEResponse(src, format=TextFormat(), heartbeat=15))
+    if name == "sse-llm-fastapi":
+        from sse_llm import TextFormat
+        from sse_llm.fastapi import SSEResponse as FastAPISSEResponse
+
+        return _fastapi(lambda src: FastAPISSEResponse(src, format=TextFormat(), heartbeat=15))
+    if name == "sse-starlette":
+        from sse_starlette import EventSourceResponse
+
+        return _starlette(lambda src: EventSourceResponse(src, ping=15))
+    if name in ("streaming", "streaming-routed", "streaming-fastapi"):
+        from starlette.responses import StreamingResponse
+
+        def respond(src: Source) -> StreamingResponse:
+            return StreamingResponse(_framed(src), media_type="text/event-stream")
+
+        if name == "streaming-routed":
+            return _starlette(respond)
+        if name == "streaming-fastapi":
+            return _fastapi(respond)
+
+        async def streaming(scope: Scope, receive: Receive, send: Send, src: Source) -> None:
+            await respond(src)(scope, receive, send)
+
+        return _bare(streaming)
+    raise SystemExit(f"unknown variant {name!r}")
+
+
 class _ExpectedShutdownNoise(logging.Filter):
-    """Silent streams of the raw and StreamingResponse variants never see a disconnect, so
-    stopping a server that held them always cancels tasks; that is expected here."""
+    """Silent streams of the variants that do not watch for disconnects never end, so stopping
+    a server that held them always cancels tasks; that is expected here."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "timeout graceful shutdown exceeded" not in record.getMessage()
@@ -170,11 +358,13 @@ class _ExpectedShutdownNoise(logging.Filter):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", required=True)
+    parser.add_argument("--stack", choices=sorted(STACKS), default="asyncio")
     parser.add_argument("--profile", help="write a cProfile of the whole run here at exit")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of connections
     app = make_app(args.variant)
+    loop, http = STACKS[args.stack]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -184,8 +374,8 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         lifespan="off",
-        loop="asyncio",
-        http="h11",
+        loop=loop,
+        http=http,
         ws="none",
         timeout_graceful_shutdown=1,
     )
