@@ -1,10 +1,14 @@
-"""The Django adapter, through the demo project on a real uvicorn (ASGI) and Django's WSGI path."""
+"""The Django adapter, through the demo project on a real uvicorn (ASGI), on Django's own
+``manage.py runserver`` (daphne's, as the demo installs it) and on Django's WSGI path."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ import pytest
 
 from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
 from sse_llm.testing import FakeLLM
-from tests.support.django_demo import django_demo_app
+from tests.support.django_demo import DEMO, django_demo_app
 from tests.support.servers import run_uvicorn
 
 
@@ -29,7 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 
 def start_chat(client: httpx.Client, base_url: str) -> tuple[str, str]:
-    """Open a conversation page; return (its URL, the CSRF token from the form)."""
+    """Open the chat page; return (its URL, the CSRF token from the form)."""
     page = client.get(base_url + "/", follow_redirects=True)
     assert page.status_code == 200
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
@@ -191,3 +195,98 @@ def test_django_templates_render_fragments_with_model_output_escaped_once(
         f'<div hx-swap-oob="innerHTML:#answer">{MarkdownRenderer().render("".join(tokens))}</div>'
     )
     assert "<script>" not in "".join(data)
+
+
+def count_rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute(f"select count(*) from {table}").fetchone()
+    return int(count)
+
+
+def ask(client: httpx.Client, url: str, token: str, prompt: str) -> list[ServerSentEvent]:
+    with client.stream(
+        "POST", url + "send", data={"prompt": prompt, "csrfmiddlewaretoken": token}
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        return [i for i in read_events(response) if type(i) is ServerSentEvent]
+
+
+def test_opening_the_page_writes_nothing_and_questions_join_one_conversation(
+    demo: tuple[str, Path],
+) -> None:
+    base_url, db = demo
+    conversations = count_rows(db, "chat_conversation")
+    with httpx.Client(timeout=20) as client:
+        for _ in range(3):
+            url, token = start_chat(client, base_url)
+        assert count_rows(db, "chat_conversation") == conversations
+        first = ask(client, url, token, "하나")
+        second = ask(client, url, token, "둘")
+        page = client.get(url)
+    assert first[-1].data == second[-1].data == "completed"
+    assert count_rows(db, "chat_conversation") == conversations + 1
+    # Both answers are on the page of the one conversation, in order.
+    assert page.text.index("하나") < page.text.index("둘")
+    with httpx.Client(timeout=20) as other:  # another browser: a page of its own, empty
+        assert "하나" not in other.get(base_url + "/").text
+
+
+def test_new_conversation_starts_an_empty_page(demo: tuple[str, Path]) -> None:
+    base_url, _ = demo
+    with httpx.Client(timeout=20) as client:
+        url, token = start_chat(client, base_url)
+        ask(client, url, token, "첫 대화")
+        assert "첫 대화" in client.get(url).text
+        page = client.post(
+            base_url + "/new", data={"csrfmiddlewaretoken": token}, follow_redirects=True
+        )
+    assert page.status_code == 200
+    assert "첫 대화" not in page.text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_djangos_own_runserver_streams_every_answer(tmp_path: Path) -> None:
+    # `python manage.py runserver` as the README says: 'daphne' first in INSTALLED_APPS makes
+    # it an ASGI server. Plain Django's WSGI runserver would answer every Send with a 500.
+    port = free_port()
+    env = os.environ | {"CHAT_DB": str(tmp_path / "chat.sqlite3"), "SSE_LLM_FAKE_DELAY": "0"}
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=DEMO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        with httpx.Client(timeout=20) as client:
+            wait_until_up(client, base_url, server)
+            url, token = start_chat(client, base_url)
+            answers = [ask(client, url, token, f"질문 {n}") for n in range(3)]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert "ASGI/Daphne" in output, output
+    for n, events in enumerate(answers):
+        assert events[-1].event == "done" and events[-1].data == "completed"
+        assert f"질문 {n}" in events[0].data  # the message pair, inserted out of band
+    assert " 500 " not in output, output
+
+
+def wait_until_up(client: httpx.Client, base_url: str, server: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()[0]
+        try:
+            client.get(base_url + "/wsgi-probe")
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError("runserver did not start")

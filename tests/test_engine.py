@@ -404,3 +404,26 @@ def test_held_text_goes_out_through_flush_once_due(fmt: str) -> None:
     assert engine.flush() == b""
     assert b"done" in engine.close()
     assert StreamEngine(TextFormat()).flush_interval is None
+
+
+# -- text UTF-8 cannot carry ----------------------------------------------------------------
+
+
+def test_a_surrogate_pair_split_between_tokens_is_joined() -> None:
+    # A provider that cuts an emoji's UTF-16 pair between two chunks; the half that comes
+    # first is held until its other half arrives, so nothing is lost or garbled.
+    engine = StreamEngine(TextFormat())
+    wire = engine.feed("before ") + engine.feed("\ud83d") + engine.feed("\ude00 after")
+    wire += engine.close()
+    assert [e[1] for e in events(wire) if e[0] == "message"] == ["before ", "😀 after"]
+    assert engine.result.text == "before 😀 after"
+    assert engine.result.reason == "completed"
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
+    engine = StreamEngine()
+    wire = engine.feed("x\udc00y") + engine.feed("end\ud83d") + engine.close()
+    deltas = [data["text"] for name, data in events(wire) if name == "delta"]
+    assert "".join(deltas) == "x\ufffdyend\ufffd"
+    assert engine.result.text == "x\ufffdyend\ufffd"
+    assert engine.result.reason == "completed"

@@ -1,14 +1,22 @@
-"""The demo apps (examples/fastapi, examples/starlette) served by a real uvicorn, read by httpx.
+"""The demo apps (examples/*) served by a real server, read by httpx.
 
-The examples are single files, not a package, so they are loaded from their paths.
+The examples are single files, not a package, so they are loaded from their paths. Each
+example also runs from its own declared dependencies (its PEP 723 header, or Django's
+requirements.txt) in a brand-new virtualenv, started the way the README says.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
+import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +31,7 @@ from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, tokenize
 from .support.fixtures import FIXTURES, expected
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
+from .support.venvs import from_wheel, make_venv, requirement_lines, script_dependencies
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -237,3 +246,151 @@ def test_fastapi_demo_turns_an_upstream_refusal_into_an_error_event(
     assert "no recording 'openai-chat/no-such-recording.sse'" in data["message"]
     [result] = results
     assert result.reason == "error"
+
+
+# -- each example from its own declared dependencies, in a brand-new virtualenv ----------------
+
+
+def declared_requirements(name: str) -> list[str]:
+    """What the example says it needs: its PEP 723 header, or (Django) requirements.txt."""
+    folder = EXAMPLES / name
+    if (folder / "requirements.txt").exists():
+        return requirement_lines(folder / "requirements.txt")
+    return script_dependencies(folder / "app.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(command: list[str], cwd: Path, env: dict[str, str], probe: str) -> Iterator[None]:
+    """Run a server command until ``probe`` answers; stop it afterwards."""
+    server = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"{command} exited:\n{server.communicate()[0]}")
+            try:
+                httpx.get(probe, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"{command} did not start"
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+
+
+def ask_json_events(base: str) -> str:
+    """POST /api/chat (the shared page's request); the answer's text, checked to be complete."""
+    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+        events = read_stream(client, "POST", "/api/chat", json={"prompt": PROMPT})
+    assert events[-1][0] == "done"
+    return answer_text(events)
+
+
+def ask_flask(base: str) -> str:
+    with (
+        httpx.Client(base_url=base, timeout=TIMEOUT) as client,
+        client.stream("POST", "/api/chat", json={"prompt": PROMPT}) as response,
+    ):
+        assert response.status_code == 200
+        data = [e.data for e in iter_events(response)]
+    assert data[-1] == "[DONE]"
+    events = [json.loads(d) for d in data[:-1]]
+    assert events[-1]["type"] == "done"
+    return "".join(e["delta"] for e in events if e["type"] == "delta")
+
+
+def ask_websocket(base: str) -> str:
+    from websockets.sync.client import connect
+
+    text = ""
+    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=30) as socket_:
+        socket_.send(json.dumps({"prompt": PROMPT, "request_id": "a1"}))
+        while True:
+            message = json.loads(socket_.recv(timeout=30))
+            if message["type"] == "delta":
+                text += message["text"]
+            elif message["type"] != "start":
+                assert message["type"] == "done", message
+                return text
+
+
+def ask_django(base: str) -> str:
+    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+        page = client.get("/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert token is not None, page.text
+        data = {"prompt": PROMPT, "csrfmiddlewaretoken": token.group(1)}
+        with client.stream("POST", "/send", data=data) as response:
+            assert response.status_code == 200, response.read()
+            events = list(iter_events(response))
+    assert (events[-1].event, events[-1].data) == ("done", "completed")
+    return "".join(e.data for e in events)
+
+
+def uvicorn_app(folder: str, app: str) -> list[str]:
+    return ["uvicorn", "--app-dir", str(EXAMPLES / folder), app]
+
+
+# (command inside the venv's bin/, working directory, how to ask, what the answer contains)
+EXAMPLE_RUNS: dict[str, list[tuple[list[str], Path | None, Callable[[str], str]]]] = {
+    "fastapi": [(uvicorn_app("fastapi", "app:app"), None, ask_json_events)],
+    "starlette": [(uvicorn_app("starlette", "app:app"), None, ask_json_events)],
+    "flask": [(["flask", "--app", str(EXAMPLES / "flask" / "app.py"), "run"], None, ask_flask)],
+    "websocket": [(uvicorn_app("websocket", "app:app"), None, ask_websocket)],
+    "django": [
+        (["python", "manage.py", "runserver", "--noreload"], EXAMPLES / "django", ask_django),
+        (uvicorn_app("django", "chatproject.asgi:application"), None, ask_django),
+    ],
+}
+
+
+# examples/fastapi belongs to other work in progress; its header must become
+# `dependencies = ["sse-llm[fastapi,html,openai]", "uvicorn>=0.30"]` (app.py mounts htmx_app,
+# which needs sse_llm.html). Strict: this fails as soon as the header is fixed, to drop the mark.
+_FASTAPI_HEADER = pytest.mark.xfail(
+    reason="examples/fastapi/app.py's PEP 723 header does not declare sse-llm[fastapi,html]",
+    strict=True,
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=_FASTAPI_HEADER) if n == "fastapi" else n for n in sorted(EXAMPLE_RUNS)],
+)
+def test_each_example_runs_with_only_its_declared_dependencies(
+    name: str, sse_llm_wheel: Path, tmp_path: Path
+) -> None:
+    requirements = declared_requirements(name)
+    assert any(r.startswith("sse-llm") for r in requirements), requirements
+    bin_dir = make_venv(tmp_path / "venv", from_wheel(requirements, sse_llm_wheel))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SSE_LLM_"))}
+    env |= {"CHAT_DB": str(tmp_path / "chat.sqlite3"), "PATH": f"{bin_dir}:{env['PATH']}"}
+    expected_text = DEFAULT_ANSWER.replace("{prompt}", PROMPT)
+    for command, cwd, ask in EXAMPLE_RUNS[name]:
+        port = free_port()
+        if command[0] == "python":  # Django's runserver takes the address as an argument
+            argv = [str(bin_dir / "python"), *command[1:3], f"127.0.0.1:{port}", *command[3:]]
+        else:
+            argv = [str(bin_dir / command[0]), *command[1:], "--host", "127.0.0.1"]
+            argv += ["--port", str(port)]
+        base = f"http://127.0.0.1:{port}"
+        with serve(argv, cwd or tmp_path, env, base + "/"):
+            answer = ask(base)
+        if name == "django":  # sanitised Markdown fragments: look for plain words
+            assert "sse-llm" in answer and "감사합니다" in answer
+        else:
+            assert answer == expected_text

@@ -17,7 +17,7 @@ import pytest
 from fastapi import Depends, FastAPI, Query, Request
 
 from sse_llm import ServerSentEvent
-from sse_llm.fastapi import LastEventID, SSEEndpoint, SSEResponse, sse
+from sse_llm.fastapi import LastEventID, SSEEndpoint, SSEResponse, SSERoute, sse, stream_openapi
 from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
 from tests.support.servers import run_uvicorn
 
@@ -141,3 +141,109 @@ def test_resume_with_last_event_id_over_the_network_with_httpx_sse() -> None:
     assert first[:3] == [("message", f"part {i}", str(i)) for i in (1, 2, 3)]
     assert first[3][0] == "done"
     assert second[:3] == [("message", f"part {i}", str(i)) for i in (4, 5, 6)]
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------------
+
+
+def _documented_app() -> FastAPI:
+    from fastapi import APIRouter
+
+    from sse_llm.formats import TypedJSONFormat
+    from sse_llm.html import MarkdownFormat
+
+    documented = FastAPI()
+    documented.router.route_class = SSERoute
+
+    @documented.post("/chat")
+    async def chat(q: str) -> SSEResponse:
+        """A plain view returning a response: its format is chosen when it runs."""
+        return SSEResponse(FakeLLM("{prompt}!", delay=0).stream(q))
+
+    @documented.get("/echo")
+    @sse(heartbeat=10)
+    async def echo(q: str) -> AsyncIterator[str]:
+        yield q
+
+    @documented.get("/typed")
+    @sse(format=TypedJSONFormat())
+    async def typed(q: str) -> AsyncIterator[str]:
+        yield q
+
+    @documented.get("/fragments")
+    @sse(format=MarkdownFormat("answer"))
+    async def fragments(q: str) -> AsyncIterator[str]:
+        yield q
+
+    @documented.get("/json")
+    async def plain_json() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    router = APIRouter(route_class=SSERoute)
+
+    @router.get("/routed")
+    @sse
+    async def routed() -> AsyncIterator[str]:
+        yield "x"
+
+    documented.include_router(router, prefix="/api")
+    return documented
+
+
+def _event_names(operation: dict[str, object]) -> list[str]:
+    content = operation["responses"]["200"]["content"]  # type: ignore[index]
+    variants = content["text/event-stream"]["itemSchema"]["oneOf"]
+    return [v["properties"]["event"]["const"] for v in variants if "event" in v["properties"]]
+
+
+def test_openapi_json_documents_streams_as_text_event_stream_with_their_events() -> None:
+    with run_uvicorn(_documented_app()) as base, httpx.Client(timeout=10) as client:
+        schema = client.get(f"{base}/openapi.json").json()
+        streamed = client.get(f"{base}/echo", params={"q": "안녕"})
+    paths = schema["paths"]
+    for path, method in [
+        ("/chat", "post"),
+        ("/echo", "get"),
+        ("/typed", "get"),
+        ("/fragments", "get"),
+        ("/api/routed", "get"),
+    ]:
+        content = paths[path][method]["responses"]["200"]["content"]
+        assert list(content) == ["text/event-stream"], path
+    assert list(paths["/json"]["get"]["responses"]["200"]["content"]) == ["application/json"]
+    # @sse knows its format: every event the default format writes, with its data's shape.
+    echo = paths["/echo"]["get"]
+    assert {"delta", "reasoning", "tool_call", "done", "error"} <= set(_event_names(echo))
+    variants = echo["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]["oneOf"]
+    delta = next(v for v in variants if v["title"] == "delta")
+    data = delta["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    assert data["contentSchema"]["properties"]["text"] == {"type": "string"}
+    done = next(v for v in variants if v["title"] == "done")["properties"]["data"]
+    assert set(done["contentSchema"]["properties"]) >= {"finish_reason", "usage"}
+    assert "delta" in echo["responses"]["200"]["description"]
+    # TypedJSONFormat: unnamed events told apart by their JSON "type", then [DONE].
+    typed = paths["/typed"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    titles = [v["title"] for v in typed["itemSchema"]["oneOf"]]
+    assert {"session", "delta", "done", "error", "[DONE]"} <= set(titles)
+    # HTML fragments: unnamed events whose data is HTML, then `done`.
+    fragments = paths["/fragments"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    assert {"message", "done"} <= {v["title"] for v in fragments["itemSchema"]["oneOf"]}
+    # A plain view: text/event-stream, each item a generic server-sent event.
+    chat = paths["/chat"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    assert set(chat["itemSchema"]["properties"]) == {"event", "data", "id", "retry"}
+    # The routes still stream as before.
+    assert streamed.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert '"text":"안녕"' in streamed.text
+
+
+def test_without_the_route_class_response_class_gives_the_media_type() -> None:
+    plain = FastAPI()
+
+    @plain.get("/chat", response_class=SSEResponse, responses={200: stream_openapi(None)})
+    async def chat(q: str) -> SSEResponse:
+        return SSEResponse([q])
+
+    content = plain.openapi()["paths"]["/chat"]["get"]["responses"]["200"]["content"]
+    assert list(content) == ["text/event-stream"]
+    assert "itemSchema" in content["text/event-stream"]

@@ -363,11 +363,13 @@ PROMPT = "한국어로 인사해 줘 🙂"
 
 @contextmanager
 def serve_example(
-    fake: FakeLLM, env: dict[str, str] | None = None
+    fake: FakeLLM, env: dict[str, str] | None = None, *, wrap: Any = None, **options: Any
 ) -> Iterator[tuple[str, list[StreamResult]]]:
     results: list[StreamResult] = []
     module = load_example("flask")
-    app = module.create_app(fake=fake, env=env or {}, on_complete=results.append)
+    app = module.create_app(fake=fake, env=env or {}, on_complete=results.append, **options)
+    if wrap is not None:
+        app.wsgi_app = wrap(app.wsgi_app)
     with run_werkzeug(app) as url:
         yield url, results
 
@@ -451,3 +453,85 @@ def test_flask_example_page_shows_the_streamed_answer_in_chromium() -> None:
         text = page.text_content(".assistant[data-status=done]")
     assert text == fake.text_for(PROMPT)
     assert errors == []
+
+
+# ------------------------------------------------------------------ the non-streaming fallback
+
+
+class BufferingProxy:
+    """WSGI middleware that holds each response until its body is complete, as a proxy that
+    buffers does: a stream reaches the client all at once, at its end."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        held: list[Any] = []
+
+        def hold(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            held.append((status, headers))
+            return lambda data: None
+
+        body = self.app(environ, hold)
+        try:
+            data = b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        status, headers = held[0]
+        start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"])
+        return [data]
+
+
+def test_flask_example_complete_endpoint_answers_in_one_json_object() -> None:
+    fake = FakeLLM(delay=0)
+    with serve_example(fake) as (url, results), httpx.Client(timeout=WAIT) as client:
+        response = client.post(url + "/api/chat/complete", json={"prompt": PROMPT})
+        refused = client.post(url + "/api/chat/complete", json={"prompt": ""})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["text"] == fake.text_for(PROMPT)
+    assert body["finish_reason"] == "stop" and body["error"] is None
+    assert refused.status_code == 422
+    assert [r.reason for r in results] == ["completed"]
+
+
+def _ask_in_chromium(url: str, route: Any = None) -> tuple[str, dict[str, str], list[str]]:
+    with launch_chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        if route is not None:
+            page.route("**/api/chat", route)
+        page.goto(url + "/")
+        page.fill("#prompt", PROMPT)
+        page.press("#prompt", "Enter")
+        page.wait_for_selector(".assistant[data-status=done]", timeout=60_000)
+        page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+        answer = page.locator(".assistant[data-status=done]")
+        text = answer.text_content() or ""
+        data = page.evaluate("(el) => ({...el.dataset})", answer.element_handle())
+    return text, data, errors
+
+
+@pytest.mark.browser
+def test_flask_example_page_falls_back_to_json_on_a_network_error() -> None:
+    fake = FakeLLM(delay=0)
+    with serve_example(fake) as (url, _):
+        text, data, errors = _ask_in_chromium(url, route=lambda route: route.abort("failed"))
+    assert text == fake.text_for(PROMPT)
+    assert data["via"] == "fallback"
+    assert errors == []
+
+
+@pytest.mark.browser
+def test_flask_example_page_falls_back_to_json_behind_a_buffering_proxy() -> None:
+    fake = FakeLLM(delay=0.03)  # ~3 s of answer: nothing reaches the page for that long
+    with serve_example(fake, wrap=BufferingProxy, first_event_timeout=1.0) as (url, results):
+        text, data, errors = _ask_in_chromium(url)
+    assert text == fake.text_for(PROMPT)
+    assert data["via"] == "fallback"
+    assert errors == []
+    assert "completed" in [r.reason for r in results]  # the JSON answer's own hook

@@ -1,22 +1,33 @@
-"""Each framework binding works with only its own extra installed, in a brand-new virtualenv.
+"""Installs as a user makes them, each in a brand-new virtualenv: the wheel of this checkout
+with one extra (``pip install 'sse-llm[django]'``), dependencies from the package index.
 
-The package is built into a wheel once, then installed with one extra per fresh venv
-(``pip install 'sse-llm[django]'`` as a user would, dependencies from the package index), and a
-small script imports that binding and streams an answer through it.
+- Each framework binding works with only its own extra installed.
+- A binding whose extra is missing raises an ImportError that names the extra to install.
+- The README's testing snippet passes under plain pytest with only ``sse-llm[starlette]`` and
+  pytest (sse-llm's pytest plugin runs its ``async def`` test).
+- The README's quick start runs as written: its ``pip install`` line, its app, ``uvicorn
+  app:app`` and its ``curl``, against a local OpenAI-compatible replay server.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
-import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-INSTALL_TIMEOUT = 300  # seconds: dependencies come from the package index
+from .support.servers import run_uvicorn
+from .support.snippets import MODELS, ReadmeReplay, readme_snippet
+from .support.venvs import from_wheel, installed, make_venv
 
 SCRIPTS = {
     "starlette": """
@@ -75,51 +86,146 @@ SCRIPTS = {
     """,
 }
 
+#: What each venv also checks: importing these modules (their extra missing) must fail with
+#: an ImportError naming the extra.
+MISSING = {
+    "starlette": {
+        "sse_llm.html": "html",
+        "sse_llm.django": "django",
+        "sse_llm.flask": "flask",
+        "sse_llm.fastapi": "fastapi",
+    },
+    "django": {"sse_llm.starlette": "starlette", "sse_llm.fastapi": "fastapi"},
+    "flask": {"sse_llm.django": "django", "sse_llm.starlette": "starlette"},
+}
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
-        timeout=INSTALL_TIMEOUT,
+HINT = """
+import importlib, json, sys
+out = {}
+for module in sys.argv[1:]:
+    try:
+        importlib.import_module(module)
+        out[module] = None
+    except ImportError as exc:
+        out[module] = [type(exc).__name__, str(exc)]
+print(json.dumps(out))
+"""
+
+
+def run_python(bin_dir: Path, code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(bin_dir / "python"), "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
-    [built] = out.glob("sse_llm-*.whl")
-    yield built
 
 
 @pytest.mark.parametrize("extra", sorted(SCRIPTS))
 def test_a_binding_streams_with_only_its_own_extra_installed(
-    extra: str, wheel: Path, tmp_path: Path
+    extra: str, sse_llm_wheel: Path, tmp_path: Path
 ) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"{wheel}[{extra}]"],
-        check=True,
-        timeout=INSTALL_TIMEOUT,
-    )
-    installed = subprocess.run(
-        [str(python), "-m", "pip", "list", "--format=freeze"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.lower()
+    extra_packages = ["pytest"] if extra == "starlette" else []
+    bin_dir = make_venv(tmp_path / "venv", [f"{sse_llm_wheel}[{extra}]", *extra_packages])
     others = {"starlette", "django", "flask", "jinja2", "openai", "fastapi"} - {extra}
     if extra == "flask":
         others.discard("jinja2")  # Flask's own dependency
-    present = {name for name in others if f"\n{name}==" in f"\n{installed}"}
+    present = others & installed(bin_dir)
     assert present == set(), f"[{extra}] pulled in {present}"
-    run = subprocess.run(
-        [str(python), "-c", textwrap.dedent(SCRIPTS[extra])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+
+    run = run_python(bin_dir, SCRIPTS[extra], tmp_path)
     assert run.returncode == 0, run.stderr
     names, _, body = run.stdout.partition("] ")
     assert "안녕" in body and "🙂" in body
     assert names.endswith("'done'"), run.stdout
+
+    # A module whose extra is missing says what to install.
+    hints = run_python(bin_dir, HINT, tmp_path, *MISSING[extra])
+    assert hints.returncode == 0, hints.stderr
+
+    for module, (kind, message) in json.loads(hints.stdout).items():
+        wanted = MISSING[extra][module]
+        assert kind == "ImportError", (module, message)
+        assert f"pip install 'sse-llm[{wanted}]'" in message, (module, message)
+
+    if extra == "starlette":
+        # The README's testing snippet, under plain pytest, in this venv alone.
+        folder = tmp_path / "project"
+        folder.mkdir()
+        (folder / "test_chat.py").write_text(readme_snippet("testing"), encoding="utf-8")
+        result = subprocess.run(
+            [str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert re.search(r"\b1 passed\b", result.stdout), result.stdout
+
+
+@pytest.fixture
+def readme_replay() -> Iterator[tuple[ReadmeReplay, str]]:
+    app = ReadmeReplay()
+    with run_uvicorn(app) as base_url:
+        yield app, base_url
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_readme_quick_start_runs_as_written_in_a_fresh_virtualenv(
+    sse_llm_wheel: Path, tmp_path: Path, readme_replay: tuple[ReadmeReplay, str]
+) -> None:
+    replay, replay_url = readme_replay
+    install, serve, ask = readme_snippet("quickstart-shell").strip().splitlines()
+    # 1. pip install 'sse-llm[fastapi,openai]' uvicorn: this checkout's wheel for sse-llm.
+    words = shlex.split(install)
+    assert words[:2] == ["pip", "install"], install
+    bin_dir = make_venv(tmp_path / "venv", from_wheel(words[2:], sse_llm_wheel))
+    # 2. the app, saved as app.py, served by `OPENAI_API_KEY=sk-... uvicorn app:app`.
+    (tmp_path / "app.py").write_text(readme_snippet("quickstart-app"), encoding="utf-8")
+    env_part, _, command = serve.rpartition(" uvicorn ")
+    assert env_part.startswith("OPENAI_API_KEY=") and command == "app:app", serve
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env |= {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": replay_url + "/v1"}
+    server = subprocess.Popen(
+        [str(bin_dir / "uvicorn"), command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        # 3. the curl line, at this port.
+        argv = shlex.split(ask.replace("localhost:8000", f"127.0.0.1:{port}"))
+        assert argv[0] == "curl" and shutil.which("curl"), ask
+        body = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)
+    events = re.findall(r"^event: (\w+)\ndata: (.*)$", body, re.M)
+    assert [name for name, _ in events][-1] == "done", body
+
+    done = json.loads(events[-1][1])
+    assert done["usage"] is not None  # include_usage asked for it: OpenAI sends usage only then
+    sent = next(r for r in reversed(replay.requests) if r.path == "/v1/chat/completions")
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["model"] in MODELS

@@ -27,6 +27,16 @@ PUBLIC_MODULES = [
     "sse_llm.django",
     "sse_llm.sources",
     "sse_llm.resume",
+    "sse_llm.pytest_plugin",
+]
+BINDINGS = [
+    "sse_llm.starlette",
+    "sse_llm.fastapi",
+    "sse_llm.django",
+    "sse_llm.flask",
+    "sse_llm.websocket",
+    "sse_llm.resume",
+    "sse_llm.html",
 ]
 
 
@@ -94,3 +104,72 @@ def test_build_backend_requirement_can_build_the_declared_license() -> None:
     match = re.search(r">=\s*(\d+)", requirement)
     assert match is not None, requirement
     assert int(match.group(1)) >= 77, requirement
+
+
+def test_help_names_every_framework_binding() -> None:
+    import pydoc
+
+    text = pydoc.render_doc(sse_llm, renderer=pydoc.plaintext)
+    missing = [name for name in BINDINGS if name not in text]
+    assert missing == []
+
+
+def test_the_fallback_is_exported() -> None:
+    assert {"collect", "result_json"} <= set(sse_llm.__all__)
+
+
+def test_the_package_ships_a_license_and_says_where_it_lives() -> None:
+    assert "MIT License" in (ROOT / "LICENSE").read_text("utf-8")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    project = config["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert {"Homepage", "Documentation", "Source", "Changelog", "Issues"} <= set(project["urls"])
+    assert all(url.startswith("https://") for url in project["urls"].values())
+    metadata = importlib.metadata.metadata("sse-llm")
+    assert metadata.get_all("Project-URL")  # in the installed distribution too
+
+
+def test_development_dependencies_are_groups_not_published_extras() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    published = set(config["project"]["optional-dependencies"])
+    assert published == {
+        "starlette",
+        "fastapi",
+        "django",
+        "flask",
+        "websocket",
+        "html",
+        "openai",
+        "client",
+        "redis",
+    }
+    assert {"dev", "demo", "demos", "docs"} <= set(config["dependency-groups"])
+
+
+def test_the_pytest_plugin_is_registered_as_an_entry_point() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    assert config["project"]["entry-points"]["pytest11"] == {"sse_llm": "sse_llm.pytest_plugin"}
+    found = importlib.metadata.entry_points(group="pytest11", name="sse_llm")
+    assert [e.value for e in found] == ["sse_llm.pytest_plugin"]
+
+
+def test_the_changelog_lists_the_renames() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text("utf-8")
+    for old, new in [
+        ("EventsFormat", "NamedEventsFormat"),
+        ("JSONEventsFormat", "TypedJSONFormat"),
+        ("Renderer", "FormatWriter"),
+        ("StreamError", "ErrorEvent"),
+        ("SSEStreamingResponse", "SSEResponse"),
+        (".heartbeat", ".keepalive"),
+        ("renderer()", "writer()"),
+    ]:
+        assert old in text and new in text, old
+
+
+def test_no_docstring_recommends_the_websocket_route_call_fastapi_lacks() -> None:
+    # FastAPI >= 0.116 has no add_websocket_route: docs show WebSocketRoute or @app.websocket.
+    sources = [*(ROOT / "src" / "sse_llm").rglob("*.py"), ROOT / "README.md"]
+    sources += list((ROOT / "docs").rglob("*.md"))
+    offenders = [str(p) for p in sources if "add_websocket_route" in p.read_text("utf-8")]
+    assert offenders == []

@@ -229,6 +229,61 @@ def test_sse_endpoint_post_body_over_the_network() -> None:
     assert put.status_code == 405
 
 
+@pytest.mark.anyio
+async def test_sse_endpoint_in_a_route_answers_the_path_itself_without_a_redirect() -> None:
+    llm = FakeLLM("{prompt}?", delay=0)
+    app = Starlette(
+        routes=[Route("/chat", SSEEndpoint(lambda request: llm.stream(request.query_params["q"])))]
+    )
+    response = await run_stream(app, "/chat?q=hi")
+    assert response.status == 200
+    assert "".join(texts(response)) == "hi?"
+    # A mount of the same endpoint only matches "/chat/...": "/chat?q=hi" is redirected.
+    mounted = Starlette(routes=[Mount("/chat", SSEEndpoint(lambda request: ["x"]))])
+    redirect = await run_stream(mounted, "/chat?q=hi")
+    assert redirect.status == 307
+    assert redirect.headers["location"].endswith("/chat/?q=hi")
+
+
+@pytest.mark.anyio
+async def test_a_missing_query_parameter_is_a_400_that_names_it() -> None:
+    llm = FakeLLM(delay=0)
+    endpoint = SSEEndpoint(lambda request: llm.stream(request.query_params["q"]))
+    response = await run_stream(Starlette(routes=[Route("/chat", endpoint)]), "/chat")
+    assert response.status == 400
+    assert response.body == b"missing request parameter 'q'"
+    assert response.events == []
+
+
+@pytest.mark.anyio
+async def test_a_keyerror_of_the_handlers_own_data_is_not_mistaken_for_a_bad_request() -> None:
+    settings: dict[str, str] = {}
+    endpoint = SSEEndpoint(lambda request: [settings["model"]])
+    with pytest.raises(KeyError, match="model"):
+        await run_stream(endpoint, "/chat?q=hi")
+
+
+@pytest.mark.anyio
+async def test_a_handler_may_raise_http_exception_or_return_a_response() -> None:
+    from starlette.exceptions import HTTPException
+
+    def handler(request: Request) -> Any:
+        q = request.query_params.get("q", "")
+        if not q:
+            raise HTTPException(400, "send ?q=your question")
+        if len(q) > 10:
+            return PlainTextResponse("too long", status_code=413)
+        return [q]
+
+    endpoint = SSEEndpoint(handler)  # no Starlette app around it: the endpoint answers itself
+    missing = await run_stream(endpoint, "/")
+    assert (missing.status, missing.body) == (400, b"send ?q=your question")
+    long = await run_stream(endpoint, "/?q=" + "x" * 11)
+    assert (long.status, long.body) == (413, b"too long")
+    ok = await run_stream(endpoint, "/?q=hi")
+    assert texts(ok) == ["hi"]
+
+
 # -- over the network ------------------------------------------------------------------------------
 
 

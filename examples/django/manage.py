@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""Django's command-line utility for the sse-llm chat demo (``python manage.py migrate``)."""
+"""Django's command-line utility for the sse-llm chat demo.
+
+``python manage.py runserver`` serves the demo on http://127.0.0.1:8000 through daphne (first
+in ``INSTALLED_APPS``), an ASGI server, so answers stream. The SQLite schema is created when
+the app starts (``chatproject/asgi.py``).
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[flask]'` from its root.
-# dependencies = ["flask>=3", "openai>=1.40"]
+# # From a clone, sse-llm comes from the repository: `pip install -e '.[flask,openai]'`.
+# dependencies = ["sse-llm[flask,openai]"]
 # ///
 """The sse-llm chat demo on Flask (WSGI): a page and one streaming endpoint.
 
-Run it from the repository root, then open http://127.0.0.1:5000::
+Run it from the repository root (``make demo-flask``), then open http://127.0.0.1:5000::
 
     .venv/bin/flask --app examples/flask/app.py run
 
@@ -23,6 +23,10 @@ Endpoints:
   :class:`sse_llm.formats.TypedJSONFormat`: ``data: {"type": "session", ...}``, then
   ``{"type": "delta", "delta": "..."}`` ..., then ``{"type": "done", ...}`` or
   ``{"type": "error", "message": ...}``, then ``data: [DONE]``.
+- ``POST /api/chat/complete`` with ``{"prompt": "..."}``: the same answer, not streamed, as
+  one JSON object (:func:`sse_llm.collect` and :func:`sse_llm.result_json`): the page falls
+  back to it when the stream fails (a network error, an HTTP error, or no event within
+  ``first_event_timeout`` seconds, as behind a proxy that buffers the response).
 - ``GET /api/chat/async?prompt=...``: the same from the async ``FakeLLM.stream`` (the
   adapter runs async sources on its background event loop).
 """
@@ -35,10 +39,11 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import anyio
 from flask import Flask, Response, jsonify, request
 
-from sse_llm import CompletionHook, StreamResult
-from sse_llm.flask import sse_response
+from sse_llm import CompletionHook, StreamResult, collect, result_json
+from sse_llm.flask import SSEResponse
 from sse_llm.formats import TypedJSONFormat
 from sse_llm.testing import FakeLLM, tokenize
 
@@ -67,6 +72,7 @@ def create_app(
     env: Mapping[str, str] | None = None,
     on_complete: CompletionHook | None = log_answer,
     heartbeat: float = 15.0,
+    first_event_timeout: float = 10.0,
 ) -> Flask:
     """Build the demo app.
 
@@ -76,6 +82,8 @@ def create_app(
             ``os.environ`` (at each request) by default.
         on_complete: the streams' completion hook.
         heartbeat: seconds of silence before a keep-alive comment.
+        first_event_timeout: seconds the page waits for the stream's first event before it
+            gives up on streaming and asks ``/api/chat/complete`` instead.
     """
     fake = fake if fake is not None else FakeLLM(delay=0.03)
     app = Flask(__name__)
@@ -99,33 +107,55 @@ def create_app(
 
     @app.get("/")
     def page() -> Response:
-        return Response(PAGE, mimetype="text/html")
+        timeout_ms = str(round(first_event_timeout * 1000))
+        return Response(PAGE.replace("{first_event_timeout_ms}", timeout_ms), mimetype="text/html")
+
+    def read_prompt() -> str | None:
+        body = request.get_json(silent=True)
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+            return None
+        return prompt
 
     @app.post("/api/chat")
     def chat() -> Any:
         # Read the request here: the stream runs outside the request context.
-        body = request.get_json(silent=True)
-        prompt = body.get("prompt") if isinstance(body, dict) else None
-        if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+        prompt = read_prompt()
+        if prompt is None:
             return jsonify(detail="send a prompt of 1 to 4000 characters"), 422
         try:
             source = answer(prompt)
         except Exception as exc:  # refused before streaming (bad key, server down)
             logger.warning("the model refused the request: %s", exc)
             return jsonify(detail="the model is not available"), 502
-        return sse_response(
+        return SSEResponse(
             source, format=TypedJSONFormat(), heartbeat=heartbeat, on_complete=on_complete
         )
+
+    @app.post("/api/chat/complete")
+    def chat_complete() -> Any:
+        """The whole answer as JSON: the same model and normalisation, nothing streamed."""
+        prompt = read_prompt()
+        if prompt is None:
+            return jsonify(detail="send a prompt of 1 to 4000 characters"), 422
+        try:
+            source = answer(prompt)
+        except Exception as exc:
+            logger.warning("the model refused the request: %s", exc)
+            return jsonify(detail="the model is not available"), 502
+        result = anyio.run(lambda: collect(source, on_complete=on_complete))
+        return jsonify(result_json(result))
 
     @app.get("/api/chat/async")
     def chat_async() -> Any:
         prompt = request.args.get("prompt", "")[:MAX_PROMPT]
-        return sse_response(fake.stream(prompt), format=TypedJSONFormat(), heartbeat=heartbeat)
+        return SSEResponse(fake.stream(prompt), format=TypedJSONFormat(), heartbeat=heartbeat)
 
     return app
 
 
-# The page: fetch() + a small parser for the JSON events; the answer is inserted as text.
+# The page: fetch() + a small parser for the JSON events; the answer is inserted as text. When
+# the stream fails (no event in time, a network or HTTP error) it asks /api/chat/complete.
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -143,7 +173,7 @@ PAGE = """<!doctype html>
     textarea { flex: 1; font: inherit; }
   </style>
 </head>
-<body data-state="idle">
+<body data-state="idle" data-first-event-timeout="{first_event_timeout_ms}">
   <h1>sse-llm on Flask</h1>
   <div id="log" aria-live="polite"></div>
   <form id="chat-form">
@@ -188,30 +218,66 @@ function sseParser(onData) {
   };
 }
 
-async function ask(prompt, div) {
+// Streams the answer into div. Returns true when the stream completed (or the prompt was
+// refused); false when the answer must be fetched whole: a network or HTTP error, a stream
+// cut before [DONE], or no event within the first-event timeout (a proxy that buffers).
+async function stream(prompt, div) {
   controller = new AbortController();
-  const response = await fetch("api/chat", {
+  let started = false, timedOut = false, finished = false;
+  const timer = setTimeout(() => {
+    if (!started) { timedOut = true; controller.abort(); }
+  }, Number(document.body.dataset.firstEventTimeout));
+  try {
+    const response = await fetch("api/chat", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt }),
+      signal: controller.signal,
+    });
+    if (response.status === 422) {
+      add("assistant error", "Send 1 to 4000 characters.");
+      return true;
+    }
+    if (!response.ok) return false;
+    const decoder = new TextDecoder("utf-8"); // stream: true keeps split characters whole
+    const feed = sseParser((data) => {
+      started = true;
+      if (data === "[DONE]") { finished = true; return; }
+      const event = JSON.parse(data);
+      if (event.type === "delta") div.textContent += event.delta;
+      else if (event.type === "error") add("assistant error", event.message);
+      else if (event.type === "done") div.dataset.status = "done";
+    });
+    const reader = response.body.getReader();
+    while (!finished) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      feed(decoder.decode(value, { stream: true }));
+    }
+    return finished;
+  } catch (error) {
+    if (error.name === "AbortError" && !timedOut) throw error; // Stop: the user's choice
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// The fallback: the whole answer in one JSON response (the same model, not streamed).
+async function complete(prompt, div) {
+  controller = new AbortController();
+  const response = await fetch("api/chat/complete", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ prompt }),
     signal: controller.signal,
   });
   if (!response.ok) throw new Error("HTTP " + response.status);
-  const decoder = new TextDecoder("utf-8"); // stream: true keeps split characters whole
-  let finished = false;
-  const feed = sseParser((data) => {
-    if (data === "[DONE]") { finished = true; return; }
-    const event = JSON.parse(data);
-    if (event.type === "delta") div.textContent += event.delta;
-    else if (event.type === "error") add("assistant error", event.message);
-    else if (event.type === "done") div.dataset.status = "done";
-  });
-  const reader = response.body.getReader();
-  while (!finished) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    feed(decoder.decode(value, { stream: true }));
-  }
+  const answer = await response.json();
+  div.textContent = answer.text;
+  div.dataset.via = "fallback";
+  if (answer.error) add("assistant error", answer.error.message);
+  div.dataset.status = answer.error ? "error" : "done";
 }
 
 form.addEventListener("submit", async (e) => {
@@ -225,7 +291,11 @@ form.addEventListener("submit", async (e) => {
   stopButton.disabled = false;
   document.body.dataset.state = "streaming";
   try {
-    await ask(prompt, div);
+    if (!(await stream(prompt, div))) {
+      div.textContent = "";
+      div.dataset.status = "fallback";
+      await complete(prompt, div);
+    }
   } catch (error) {
     if (error.name !== "AbortError") add("assistant error", String(error));
   } finally {

@@ -1,11 +1,11 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[starlette]'` from its root.
-# dependencies = ["starlette>=0.40", "uvicorn>=0.30"]
+# # From a clone, sse-llm comes from the repository: `pip install -e '.[starlette]' uvicorn`.
+# dependencies = ["sse-llm[starlette]", "uvicorn>=0.30"]
 # ///
 """The sse-llm chat demo on plain Starlette, minimal: the page and one streaming endpoint.
 
-Run it from the repository root, then open http://127.0.0.1:8000::
+Run it from the repository root (``make demo-starlette``), then open http://127.0.0.1:8000::
 
     .venv/bin/uvicorn --app-dir examples/starlette app:app
 

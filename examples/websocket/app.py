@@ -1,11 +1,14 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[demo]'` from its root.
-# dependencies = ["fastapi>=0.115", "uvicorn>=0.30", "websockets>=13", "openai>=1.40"]
+# # From a clone, sse-llm comes from the repository:
+# # `pip install -e '.[fastapi,websocket,openai]' uvicorn`.
+# # [websocket] brings `websockets`: without a WebSocket library uvicorn answers every
+# # handshake with a 404 ("No supported WebSocket library detected").
+# dependencies = ["sse-llm[fastapi,websocket,openai]", "uvicorn>=0.30"]
 # ///
 """The sse-llm chat demo over a WebSocket (FastAPI): many prompts on one socket.
 
-Run it from the repository root, then open http://127.0.0.1:8000::
+Run it from the repository root (``make demo-websocket``), then open http://127.0.0.1:8000::
 
     .venv/bin/uvicorn --app-dir examples/websocket app:app
 

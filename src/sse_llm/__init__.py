@@ -11,12 +11,20 @@
 - Wire formats: ``sse_llm.formats`` (JSON events, plain text, OpenAI chunks, the Vercel AI SDK)
   and ``sse_llm.html`` (escaped or sanitised Markdown fragments for htmx).
 - Reading provider streams without their SDK: ``sse_llm.sources``; an SSE client:
-  ``sse_llm.client``; testing endless streams: ``sse_llm.testing``.
+  ``sse_llm.client``; testing endless streams: ``sse_llm.testing`` (and ``sse_llm.pytest_plugin``,
+  loaded by pytest, which runs ``async def`` tests).
+- The non-streaming fallback for a plain JSON endpoint: :func:`collect` drains any source
+  through the same normalisation, :func:`result_json` writes the answer as JSON.
+
+Install one extra per binding (``pip install 'sse-llm[fastapi]'``); importing a binding whose
+extra is missing raises an ``ImportError`` naming it. Documentation:
+https://sse-llm.readthedocs.io/
 """
 
 from __future__ import annotations
 
 from ._asgi import EventStream
+from ._collect import collect, result_json
 from ._decoder import SSEDecoder
 from ._deprecation import aliases
 from ._encoder import encode
@@ -46,6 +54,7 @@ from ._model import (
 )
 from ._options import StreamOptions
 from ._result import EndReason, StreamResult
+from ._shutdown import GracefulShutdown
 from ._types import CompletionHook, ShutdownSignal, Source
 
 __version__ = "0.1.0"
@@ -61,6 +70,7 @@ __all__ = [
     "Finish",
     "FinishReason",
     "FormatWriter",
+    "GracefulShutdown",
     "InvalidEventError",
     "LLMEvent",
     "NamedEventsFormat",
@@ -84,7 +94,9 @@ __all__ = [
     "Usage",
     "WireFormat",
     "__version__",
+    "collect",
     "encode",
+    "result_json",
 ]
 
 __getattr__ = aliases(

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Unpack
 
+import anyio
+
 from ._engine import StreamEngine
 from ._options import StreamOptions, resolve, response_headers
 from ._pump import Pump
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
 
-__all__ = ["EventStream", "start_response"]
+__all__ = ["EventStream", "outlast_a_stuck_client", "start_response"]
 
 
 class EventStream:
@@ -60,7 +62,20 @@ class EventStream:
         engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
         pump = Pump(self.source, engine, config, send, asgi=True)
         if await start_response(pump, self.status_code, self.headers, send):
-            await pump.run(receive)
+            result = await pump.run(receive)
+            if result.reason == "timeout":
+                await outlast_a_stuck_client(receive, config.send_timeout)
+
+
+async def outlast_a_stuck_client(receive: Receive, seconds: float | None) -> None:
+    """After ``send_timeout``: the source is closed and the hook has run, but the response
+    cannot be completed (the server's send waits for a client that does not read). An ASGI
+    app cannot abort a connection, and returning now makes the server log an error and close
+    the socket only once its buffer is flushed, i.e. when the client reads or leaves anyway:
+    so wait (up to ``seconds`` more) for the client to leave first."""
+    with anyio.move_on_after(seconds):
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 async def start_response(

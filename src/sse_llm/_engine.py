@@ -58,6 +58,7 @@ _LLM_EVENTS = (
 )
 _SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
 _ID_PREFIX = re.compile(r"[^\r\n\0]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Answer text is kept as a few joined blocks rather than one string per token: a list of
 # 2,000 token strings costs ~60 bytes each beyond the text itself.
 _JOIN_EVERY = 64
@@ -93,12 +94,15 @@ class _Text:
                 text = text[:room]
                 self.truncated = True
             self.size += len(text)
-        pieces = self.pieces
-        pieces.append(text)
+        self.pieces.append(text)
         self.loose += 1
         if self.loose == _JOIN_EVERY:
-            pieces[-_JOIN_EVERY:] = ["".join(pieces[-_JOIN_EVERY:])]
-            self.loose = 0
+            self.join_loose()
+
+    def join_loose(self) -> None:
+        pieces = self.pieces
+        pieces[-_JOIN_EVERY:] = ["".join(pieces[-_JOIN_EVERY:])]
+        self.loose = 0
 
     def value(self) -> str:
         return "".join(self.pieces)
@@ -129,11 +133,13 @@ class StreamEngine:
     __slots__ = (
         "_closed",
         "_from_provider",
+        "_held",
         "_ids",
         "_normalizer",
         "_pending_error",
         "_reasoning",
         "_text",
+        "_write_text",
         "_writer",
         "choice",
         "ended",
@@ -160,6 +166,7 @@ class StreamEngine:
                 raise ValueError(f"only text/event-stream has event ids, not {fmt.media_type}")
         self.format = fmt
         self._writer = fmt.writer()
+        self._write_text = self._writer.text  # bound once: called for every token
         #: What the completion hook gets; complete once :meth:`close` has run.
         self.result = StreamResult()
         #: The keep-alive unit of the format (an SSE comment line).
@@ -173,6 +180,7 @@ class StreamEngine:
         self.choice = choice
         self._ids = None if event_ids is None else f"id: {event_ids}-".encode()
         self._text = _Text(keep_text)
+        self._held = ""  # a high surrogate that ended the last token (see _whole_characters)
         self._reasoning: _Text | None = None  # made when reasoning arrives
         self._normalizer: Normalizer | None = None
         self._from_provider = False  # a provider stream reports its own finish reason
@@ -218,10 +226,19 @@ class StreamEngine:
             InvalidEventError: a ready-made event the wire cannot carry.
         """
         if type(item) is str:  # the hot path: a plain text token
+            if self._held or (not item.isascii() and _SURROGATE.search(item)):
+                item = self._whole_characters(item)
             if not item:
                 return NOTHING
-            self._text.add(item)
-            units = self._writer.text(item)
+            text = self._text
+            if text.limit is None:  # _Text.add, inlined: once per token
+                text.pieces.append(item)
+                text.loose += 1
+                if text.loose == _JOIN_EVERY:
+                    text.join_loose()
+            else:
+                text.add(item)
+            units = self._write_text(item)
             if self._ids is None:
                 return units
             return self._number(units)
@@ -261,6 +278,11 @@ class StreamEngine:
         elif self.ended:
             reason = "error"
         out: list[bytes] = []
+        if self._held:  # half a surrogate pair and nothing after it
+            self._held = ""
+            held = self._event(TextDelta("\ufffd"))
+            if reason in ("completed", "error", "shutdown"):
+                out.extend(held)
         normalizer = self._normalizer
         if normalizer is not None:
             # Pending tool calls and the final usage: sent when the stream completed, and
@@ -285,6 +307,20 @@ class StreamEngine:
         return self._out(out)
 
     # -- inside ----------------------------------------------------------------------------
+
+    def _whole_characters(self, text: str) -> str:
+        """``text`` with no lone surrogate, which UTF-8 cannot carry.
+
+        A provider that splits a UTF-16 surrogate pair between two chunks (an emoji cut in
+        half) yields a high surrogate at the end of one token and the low one at the start of
+        the next: the high one is held back and joined to it. Any other lone surrogate becomes
+        U+FFFD, as a browser decodes it.
+        """
+        text = self._held + text
+        self._held = ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._held = text[:-1], text[-1]
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
     def _out(self, units: Units) -> Units:
         return units if self._ids is None or not units else self._number(units)
@@ -332,10 +368,13 @@ class StreamEngine:
     def _event(self, event: LLMEvent) -> Units:
         """Record what the result keeps, and write the event."""
         if isinstance(event, TextDelta):
-            if not event.text:
+            text = event.text
+            if self._held or (not text.isascii() and _SURROGATE.search(text)):
+                text = self._whole_characters(text)
+            if not text:
                 return NOTHING
-            self._text.add(event.text)
-            return self._writer.text(event.text)
+            self._text.add(text)
+            return self._writer.text(text)
         if isinstance(event, ReasoningDelta):
             if self._reasoning is None:
                 self._reasoning = _Text(True if self._text.limit is None else self._text.limit)

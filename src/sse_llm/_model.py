@@ -295,6 +295,9 @@ class ErrorEvent:
     code: str | None = None
 
 
+#: Any normalised event a source may yield and every provider stream is turned into: text and
+#: reasoning deltas, tool calls (fragments or whole), citations, provider-run tool activity,
+#: usage, the finish, an in-stream error.
 LLMEvent: TypeAlias = (
     TextDelta
     | ReasoningDelta

@@ -50,6 +50,7 @@ from ._formats import Units
 from ._options import Config
 from ._providers import translate_exception
 from ._result import EndReason, StreamResult
+from ._shutdown import GracefulShutdown, current_shutdown
 from ._sources import aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
@@ -77,6 +78,8 @@ class Pump:
         config: the resolved options (heartbeat, send timeout, close timeout, hook, shutdown).
         send: delivers units: ``send(units, more)``, or an ASGI ``send`` with ``asgi=True``.
         asgi: ``send`` is an ASGI ``send``.
+        shutdown: the :class:`~sse_llm.GracefulShutdown` that ends this stream at a stop
+            signal; by default the one the current request runs under, if any.
     """
 
     __slots__ = (
@@ -91,6 +94,7 @@ class Pump:
         "_last_output",
         "_producer",
         "_scope",
+        "_shutdown",
         "_timed_out",
         "_watching",
         "config",
@@ -108,12 +112,14 @@ class Pump:
         send: Any,
         *,
         asgi: bool = False,
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.source = source
         self.engine = engine
         self.config = config
         self.send = send
         self._asgi = asgi
+        self._shutdown = shutdown  # else the one the request runs under, if any
         #: Why the stream ended, set by whoever ended it first.
         self.reason: EndReason | None = None
         self._iterator: AsyncIterator[Any] | None = None
@@ -138,6 +144,9 @@ class Pump:
         Cancelling the calling task (a server that force-cancels its requests) still closes
         the source and runs the hook (reason ``shutdown``) before the cancellation goes on.
         """
+        shutdown = self._shutdown = self._shutdown or current_shutdown()
+        if shutdown is not None:
+            shutdown.enter(self)  # ends it at SIGTERM/SIGINT (see sse_llm.GracefulShutdown)
         try:
             host = _asyncio_task()
             if host is not None and self.config.shutdown is None:
@@ -168,10 +177,14 @@ class Pump:
                         task_group.start_soon(self._wait_shutdown, self.config.shutdown)
                     await self._watch(wait_client)
         finally:
-            if not self._finished:
-                # The producer never ran: cancelled before its first step.
-                await self._cut_short()
-            await self._complete()
+            try:
+                if not self._finished:
+                    # The producer never ran: cancelled before its first step.
+                    await self._cut_short()
+                await self._complete()
+            finally:
+                if shutdown is not None:
+                    shutdown.leave(self)
         return self.engine.result
 
     async def abandon(self, reason: EndReason) -> StreamResult:
@@ -206,6 +219,10 @@ class Pump:
         asgi = self._asgi
         error: Exception | None = None
         sent = 0
+        if self.reason is not None:  # ended (a shutdown) before it could start
+            await self._cut_short()
+            self._stop_if_watching()
+            return
         try:
             first = engine.start_units()
             if first:
@@ -269,6 +286,7 @@ class Pump:
         except BaseException:  # cancelled (by a disconnect, a stop, the server)
             engine.result.events_sent += sent
             await self._cut_short()
+            self._stop_if_watching()  # ended by end() from elsewhere: the watcher is done too
             raise
 
     async def _last_units(self, error: Exception | None) -> None:
@@ -394,12 +412,20 @@ class Pump:
                         send_timeout is not None
                         and _monotonic() - self._last_output >= send_timeout
                     ):
+                        logger.warning(
+                            "the client read nothing for %s s (send_timeout); ending its stream",
+                            send_timeout,
+                        )
                         self.end("timeout")
                         return
                     continue
                 units = self.engine.flush_units() if flush_interval is not None else ()
                 due = heartbeat is not None and _monotonic() - self._last_output >= heartbeat
                 if (units or due) and not await self._send_idle(units or (self.engine.keepalive,)):
+                    logger.warning(
+                        "the client read nothing for %s s (send_timeout); ending its stream",
+                        send_timeout,
+                    )
                     self.end("timeout")
                     return
         finally:
@@ -453,8 +479,8 @@ class Pump:
         hook = self.config.on_complete
         if hook is None:
             return
-        if self._host is not None:  # nothing but a native cancel can reach it here
-            await _call_hook(hook, self.engine.result)
+        if self._host is not None:
+            await _outlive_a_cancel(_call_hook(hook, self.engine.result), self.config.close_timeout)
             return
         with anyio.CancelScope(shield=True):
             await _call_hook(hook, self.engine.result)
@@ -467,6 +493,34 @@ async def _call_hook(hook: Callable[[StreamResult], Any], result: StreamResult) 
             await outcome
     except Exception:
         logger.exception("the stream's on_complete hook failed")
+
+
+async def _outlive_a_cancel(hook: Awaitable[None], grace: float) -> None:
+    """Await ``hook`` in a task of its own, so that a server that force-cancels its request
+    tasks (``task.cancel()``: no cancel scope can shield from that) does not cut it short: it
+    gets up to ``grace`` more seconds, then the cancellation goes on."""
+    host = asyncio.current_task()
+    assert host is not None
+    task = asyncio.ensure_future(hook)
+    cancelled = False
+    deadline: float | None = None
+    loop = host.get_loop()
+    while not task.done():
+        timeout = None if deadline is None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            task.cancel()
+            break
+        try:
+            await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            if cancelled:
+                task.cancel()  # cancelled again: the server insists
+                raise
+            cancelled = True
+            host.uncancel()
+            deadline = loop.time() + grace
+    if cancelled:
+        raise asyncio.CancelledError("the server cancelled the stream; its hook ran first")
 
 
 def _asyncio_task() -> asyncio.Task[Any] | None:

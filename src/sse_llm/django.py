@@ -42,11 +42,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Unpack
 
 import anyio
-from django.http import (  # type: ignore[import-untyped]
-    HttpRequest,
-    HttpResponseBase,
-    StreamingHttpResponse,
-)
+
+from ._extras import raise_missing_extra
+
+try:
+    from django.http import (  # type: ignore[import-untyped]
+        HttpRequest,
+        HttpResponseBase,
+        StreamingHttpResponse,
+    )
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, __name__, "django", "django")
 
 from ._engine import StreamEngine
 from ._exceptions import UnsupportedServerError

@@ -47,17 +47,24 @@ from typing import Any, Unpack
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from flask import Flask, Response, current_app
+
+from ._extras import raise_missing_extra
+
+try:
+    from flask import Flask, Response, current_app
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, __name__, "flask", "flask", "werkzeug")
 
 from ._engine import StreamEngine
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump
 from ._result import EndReason
+from ._shutdown import GracefulShutdown
 from ._sources import aclose_source, check_source
 from ._types import Source
 
-__all__ = ["SSEResponse", "sse_response"]
+__all__ = ["SSEResponse", "graceful_shutdown", "sse_response"]
 
 logger = logging.getLogger("sse_llm")
 
@@ -70,6 +77,7 @@ class _Loop:
         self.pid = 0
         self.portal: BlockingPortal | None = None
         self.context: contextlib.AbstractContextManager[BlockingPortal] | None = None
+        self.shutdown: GracefulShutdown | None = None  # see graceful_shutdown()
 
     def get(self) -> BlockingPortal:
         with self.lock:
@@ -156,7 +164,8 @@ class _WSGIBody:
             return "disconnected"
 
         async with send:
-            await Pump(self.source, engine, config, send_units).run(wait_client)
+            pump = Pump(self.source, engine, config, send_units, shutdown=self.loop.shutdown)
+            await pump.run(wait_client)
 
     def close_unstarted(self) -> None:
         """The server closed the response before reading it (HEAD, an error): close the
@@ -209,3 +218,22 @@ def sse_response(
 ) -> SSEResponse:
     """The function form of :class:`SSEResponse` (its earlier name); same arguments."""
     return SSEResponse(source, status=status, **options)
+
+
+def graceful_shutdown(app: Flask, **options: Any) -> GracefulShutdown:
+    """End every open stream of ``app`` at SIGTERM/SIGINT, before the server acts on it.
+
+    The Flask form of :class:`sse_llm.GracefulShutdown` (same options): call it once where
+    the app is made, which under gunicorn is in each worker, after the worker installed its
+    own handlers (not with ``--preload``: there the app is made in the arbiter; call it from
+    a ``post_worker_init`` hook instead). On the signal each stream sends its final
+    ``error`` event (code ``shutdown``), closes its source and runs ``on_complete``; then
+    the server's own handler runs.
+
+    Returns:
+        the :class:`~sse_llm.GracefulShutdown` (also a ``ShutdownSignal``).
+    """
+    shutdown = GracefulShutdown(**options)
+    shutdown.install()
+    _loop_of(app).shutdown = shutdown
+    return shutdown

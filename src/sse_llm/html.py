@@ -29,15 +29,20 @@ be passed instead.
 
 from __future__ import annotations
 
-from ._html import (
-    FINAL_TEMPLATE,
-    HTMLAppendFormat,
-    MarkdownFormat,
-    Template,
-    escape_text,
-    wire_newlines,
-)
-from ._markdown import MarkdownRenderer
+from ._extras import raise_missing_extra
+
+try:
+    from ._html import (
+        FINAL_TEMPLATE,
+        HTMLAppendFormat,
+        MarkdownFormat,
+        Template,
+        escape_text,
+        wire_newlines,
+    )
+    from ._markdown import MarkdownRenderer
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, __name__, "html", "jinja2", "markupsafe", "markdown_it", "nh3")
 
 __all__ = [
     "FINAL_TEMPLATE",

@@ -25,9 +25,15 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, Unpack, overload
 
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from ._extras import raise_missing_extra
+
+try:
+    from starlette.background import BackgroundTask
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, __name__, "starlette", "starlette")
 
 from ._asgi import EventStream
 from ._options import StreamOptions, resolve
@@ -157,7 +163,7 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
             an option is unknown or of the wrong type (when decorating).
     """
 
-    resolve(options, binding="@sse")  # a misspelt option fails here, not at request time
+    config = resolve(options, binding="@sse")  # a misspelt option fails here, not per request
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Awaitable[Response]]:
         is_generator = check_view(func)
@@ -172,6 +178,8 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
         # generator function and stream it themselves.
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, attr, getattr(func, attr))
+        # What the stream is, for documentation (sse_llm.fastapi.SSERoute: OpenAPI).
+        endpoint.sse_llm_format = config.format  # type: ignore[attr-defined]
         # Resolve string annotations (``from __future__ import annotations``) here, in the
         # view's module: frameworks would resolve them in this module's globals and fail.
         try:
@@ -187,14 +195,24 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
 
 
 class SSEEndpoint:
-    """An ASGI endpoint: ``Route("/chat", SSEEndpoint(handler))`` or ``app.mount(...)``.
+    """An ASGI endpoint for a route: ``Route("/chat", SSEEndpoint(handler))``.
+
+    In FastAPI: ``app.add_route("/chat", SSEEndpoint(handler))``. Prefer a route to
+    ``app.mount("/chat", ...)``: a mount only matches ``/chat/...``, so ``/chat?q=hi`` gets a
+    ``307`` redirect to ``/chat/?q=hi`` first (and a POST body is lost by clients that do not
+    follow a 307 with it).
 
     Args:
-        handler: called with the Starlette :class:`~starlette.requests.Request`; returns a
-            source, or a Starlette ``Response`` sent as is (a 400 for a missing parameter);
-            sync or async.
+        handler: called with the Starlette :class:`~starlette.requests.Request`; sync or
+            async. Returns a source, or a Starlette ``Response`` sent as is (a 400 for a bad
+            parameter). It may also raise Starlette's ``HTTPException`` (sent as a plain-text
+            response with that status).
         methods: accepted HTTP methods; others get ``405``.
         **options: :class:`~sse_llm.StreamOptions`.
+
+    A request that lacks a parameter the handler reads with ``[]`` (``request.query_params["q"]``,
+    a form field: Starlette raises ``KeyError``) gets ``400 missing request parameter 'q'``
+    instead of a 500; any other ``KeyError`` is the handler's own and propagates.
 
     Raises:
         TypeError: an unknown option or one of the wrong type.
@@ -215,17 +233,37 @@ class SSEEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise RuntimeError(f"SSEEndpoint serves HTTP only, not {scope['type']!r}")
-        response: Response
         if scope["method"] not in self.methods:
             allow = ", ".join(sorted(self.methods))
-            response = PlainTextResponse(
+            response: Response = PlainTextResponse(
                 "Method Not Allowed", status_code=405, headers={"allow": allow}
             )
         else:
-            source = self.handler(Request(scope, receive))
+            response = await self._respond(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        try:
+            source = self.handler(request)
             if inspect.isawaitable(source):
                 source = await source
-            response = (
-                source if isinstance(source, Response) else SSEResponse(source, **self.options)
-            )
-        await response(scope, receive, send)
+        except HTTPException as exc:
+            return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        except KeyError as exc:
+            if not _missing_parameter(exc):
+                raise  # a bug in the handler, not a bad request
+            return PlainTextResponse(f"missing request parameter {exc.args[0]!r}", status_code=400)
+        if isinstance(source, Response):
+            return source
+        return SSEResponse(source, **self.options)
+
+
+def _missing_parameter(exc: KeyError) -> bool:
+    """Whether ``exc`` came from looking up a request's query parameter or form field (a
+    Starlette ``ImmutableMultiDict``), rather than from the handler's own data."""
+    tb = exc.__traceback__
+    if tb is None or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return bool(tb.tb_frame.f_globals.get("__name__") == "starlette.datastructures")

@@ -1,5 +1,8 @@
 """The chat: one POST per question, answered as a stream of sanitised Markdown fragments.
 
+``GET /`` shows the browser's conversation (its id is in a signed cookie) or an empty page:
+opening the page saves nothing. The first question creates the conversation.
+
 The form posts with htmx 4 (``hx-post`` + the ``hx-sse`` extension): the response is
 ``text/event-stream``; its first event inserts the message pair, the next ones fill the answer
 (:class:`sse_llm.html.MarkdownFormat`: settled blocks out of band, the growing last block into
@@ -22,13 +25,14 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from sse_llm import Source, StreamResult
-from sse_llm.django import SSEStreamingResponse, sse
+from sse_llm.django import SSEResponse, sse
 from sse_llm.html import MarkdownFormat, MarkdownRenderer
 from sse_llm.testing import FakeLLM
 
 from .models import Conversation, Message
 
 MAX_PROMPT = 4000  # characters
+COOKIE = "conversation"
 MARKDOWN = MarkdownRenderer()
 STATUS_BY_REASON = {
     "completed": Message.COMPLETED,
@@ -62,6 +66,7 @@ async def answer(prompt: str) -> Source:
         model=os.environ.get("SSE_LLM_MODEL", "gpt-4o-mini"),
         messages=[{"role": "user", "content": prompt}],
         stream=True,
+        stream_options={"include_usage": True},  # OpenAI sends usage only when asked
     )
 
 
@@ -70,23 +75,36 @@ def pair_context(message: Message) -> dict[str, Any]:
     return {"m": message, "answer_html": mark_safe(MARKDOWN.render(message.answer))}
 
 
-def new_conversation(request: HttpRequest) -> HttpResponse:
-    conversation = Conversation.objects.create()
-    return redirect("conversation", conversation_id=conversation.id)
+async def current_conversation(request: HttpRequest) -> Conversation | None:
+    """The browser's conversation: its id travels in a signed cookie, set by the first
+    question (so opening the page writes nothing to the database)."""
+    conversation_id = request.get_signed_cookie(COOKIE, default=None, salt=COOKIE)
+    if conversation_id is None:
+        return None
+    return await Conversation.objects.filter(pk=conversation_id).afirst()
 
 
-async def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    chat = await Conversation.objects.aget(pk=conversation_id)
-    pairs = [pair_context(m) async for m in chat.messages.all()]
-    return render(request, "chat/index.html", {"conversation": chat, "pairs": pairs})
+async def index(request: HttpRequest) -> HttpResponse:
+    """The chat page: the current conversation, or an empty one (nothing saved yet)."""
+    chat = await current_conversation(request)
+    pairs = [] if chat is None else [pair_context(m) async for m in chat.messages.all()]
+    return render(request, "chat/index.html", {"pairs": pairs})
 
 
 @require_POST
-async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    """The "New conversation" button: forget the current one (it stays in the database)."""
+    response = redirect("index")
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@require_POST
+async def send(request: HttpRequest) -> HttpResponse:
     prompt = request.POST.get("prompt", "").strip()
     if not prompt or len(prompt) > MAX_PROMPT:
         return HttpResponseBadRequest("prompt: 1 to 4000 characters")
-    chat = await Conversation.objects.aget(pk=conversation_id)
+    chat = await current_conversation(request) or await Conversation.objects.acreate()
     message = await Message.objects.acreate(conversation=chat, prompt=prompt)
 
     async def save(result: StreamResult) -> None:
@@ -96,7 +114,7 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
         )
 
     pair = render_to_string("chat/pair.html", {"m": message, "answer_html": ""})
-    return SSEStreamingResponse(
+    response = SSEResponse(
         await answer(prompt),
         request=request,
         format=MarkdownFormat(
@@ -108,6 +126,9 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
         heartbeat=float(os.environ.get("SSE_LLM_HEARTBEAT", "10")),
         on_complete=save,
     )
+    # The headers go out before the first event: the next question joins this conversation.
+    response.set_signed_cookie(COOKIE, chat.pk, salt=COOKIE, httponly=True, samesite="Lax")
+    return response
 
 
 @sse

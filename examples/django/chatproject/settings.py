@@ -1,5 +1,10 @@
 """Settings of the sse-llm Django chat demo. Everything a test may change comes from the env.
 
+Run it (from ``examples/django``, after ``pip install -r requirements.txt``)::
+
+    python manage.py runserver                      # daphne's ASGI runserver, port 8000
+    uvicorn chatproject.asgi:application            # or any ASGI server
+
 - ``CHAT_DB``: the SQLite file (default ``chat.sqlite3`` next to ``manage.py``; created by
   ``migrate``, which ``asgi.py`` runs at start-up, and never committed).
 - ``DJANGO_DEBUG``: ``1`` (default) serves the vendored htmx from ``/static/`` itself.
@@ -18,6 +23,9 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    # First, so that `manage.py runserver` is daphne's: it serves ASGI_APPLICATION (the
+    # stream needs an ASGI server; Django's own runserver is WSGI and would refuse it).
+    "daphne",
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
     "chat",

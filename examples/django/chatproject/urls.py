@@ -4,8 +4,8 @@ from chat import views
 from django.urls import path
 
 urlpatterns = [
-    path("", views.new_conversation, name="new"),
-    path("c/<int:conversation_id>/", views.conversation, name="conversation"),
-    path("c/<int:conversation_id>/send", views.send, name="send"),
+    path("", views.index, name="index"),
+    path("new", views.new_conversation, name="new"),
+    path("send", views.send, name="send"),
     path("wsgi-probe", views.wsgi_probe, name="wsgi-probe"),
 ]

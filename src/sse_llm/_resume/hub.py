@@ -29,11 +29,13 @@ from .._formats import Units
 from .._options import Config, StreamOptions, resolve
 from .._pump import Pump
 from .._result import EndReason, StreamResult
+from .._shutdown import GracefulShutdown, current_shutdown, threadsafe
 from .._sources import aclose_source, check_source
 from .._types import CompletionHook, ShutdownSignal, Source
 from .ids import new_stream_id, parse_last_event_id
 from .response import PRESENCE_REFRESH, PRESENCE_TTL, ResumeStream, encode_meta
 from .store import MIN_KEEP, StreamStore
+from .writer import StoreWriter
 
 __all__ = ["StreamHub"]
 
@@ -55,7 +57,7 @@ class _Producer:
         self.stop_reason: EndReason | None = None
         self.shutdown = anyio.Event()  # the hub's exit: the pump's shutdown signal
         self.done = anyio.Event()
-        self.store_error: Exception | None = None
+        self.writer: StoreWriter | None = None
 
 
 class StreamHub:
@@ -92,13 +94,23 @@ class StreamHub:
             :data:`PRESENCE_REFRESH` s and lasts :data:`PRESENCE_TTL` s, so a stream is
             stopped between ``abandon_after`` and ``abandon_after + PRESENCE_TTL + 1`` s after
             its last reader left.
-        close_timeout: seconds allowed for closing a source and for one store write.
-        shutdown: an event (``anyio.Event``, ``asyncio.Event`` ...) the app sets when shutdown
-            begins; the hub then shuts down as on leaving ``async with``.
+        close_timeout: seconds allowed for closing a source and for one store call.
+        shutdown: an event (``anyio.Event``, ``asyncio.Event``, a
+            :class:`~sse_llm.GracefulShutdown` ...) set when the server begins shutting down;
+            the hub then shuts down as on leaving ``async with``. Under a
+            :class:`~sse_llm.GracefulShutdown` middleware this happens by itself for streams
+            started from its requests.
+        outage_grace: seconds the store may fail (a Redis restart, a network cut) while
+            producers keep generating and hold unstored events in memory, and readers wait
+            and retry; a longer outage ends the stream in the store (readers get an ``error``
+            event, code ``store_unavailable``) while its producer still runs to the end for
+            its completion hook (reason ``error``). Default 30.
+        outage_bytes: the most unstored event bytes one producer holds meanwhile (1 MB by
+            default); beyond it the stream is given up as after ``outage_grace``.
 
     Raises:
         ValueError: ``keep`` is below :data:`MIN_KEEP`, or ``abandon_after`` /
-            ``close_timeout`` is not positive.
+            ``close_timeout`` / ``outage_grace`` / ``outage_bytes`` is not positive.
     """
 
     def __init__(
@@ -109,6 +121,8 @@ class StreamHub:
         abandon_after: float | None = None,
         close_timeout: float = 5.0,
         shutdown: ShutdownSignal | None = None,
+        outage_grace: float = 30.0,
+        outage_bytes: int = 1_000_000,
     ) -> None:
         if keep < MIN_KEEP:
             raise ValueError(f"keep must be at least {MIN_KEEP} seconds: {keep}")
@@ -116,17 +130,24 @@ class StreamHub:
             raise ValueError(f"abandon_after must be positive seconds or None: {abandon_after}")
         if close_timeout <= 0:
             raise ValueError(f"close_timeout must be positive seconds: {close_timeout}")
+        if outage_grace <= 0 or outage_bytes <= 0:
+            raise ValueError(
+                f"outage_grace and outage_bytes must be positive: {outage_grace}, {outage_bytes}"
+            )
         self.store = store
         self.keep = keep
         self.abandon_after = abandon_after
         self.close_timeout = close_timeout
         self.shutdown = shutdown
+        self.outage_grace = outage_grace
+        self.outage_bytes = outage_bytes
         self._producers: dict[str, _Producer] = {}
         self._task_group: TaskGroup | None = None
         # The cancel listener and the shutdown waiter. Made in __aenter__: a hub is often made
         # at import time, outside any event loop.
         self._services: anyio.CancelScope | None = None
         self._closing: anyio.Event | None = None  # set once shutdown has begun
+        self._graceful: set[GracefulShutdown] = set()  # whose signals shut the hub down
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -247,6 +268,7 @@ class StreamHub:
         """
         check_source(source, "StreamHub.start")
         given = resolve(options, binding="StreamHub.start", exclude=_NOT_FOR_PRODUCERS)
+        graceful = current_shutdown()
         wire = given.format
         if wire.media_type != SSE_MEDIA_TYPE:
             raise ValueError(
@@ -257,7 +279,8 @@ class StreamHub:
         if task_group is None or self._closing is None or self._closing.is_set():
             raise RuntimeError("the StreamHub is not running: enter it with `async with hub:`")
         stream_id = new_stream_id()
-        await self.store.create(stream_id, encode_meta(wire))
+        meta = encode_meta(wire)
+        await self.store.create(stream_id, meta)
         try:
             # Before the id is handed out: no reader may find the producer not yet alive.
             await self.store.touch_producer(stream_id, PRESENCE_TTL)
@@ -266,6 +289,14 @@ class StreamHub:
                 # Shutdown began while the store was creating the stream.
                 raise RuntimeError("the StreamHub is shutting down: no new streams")
             producer = _Producer(stream_id)
+            producer.writer = StoreWriter(
+                self.store,
+                stream_id,
+                meta,
+                grace=self.outage_grace,
+                grace_bytes=self.outage_bytes,
+                timeout=self.close_timeout,
+            )
             hook = given.on_complete
 
             async def complete(result: StreamResult) -> None:
@@ -283,8 +314,12 @@ class StreamHub:
             await self._abort(stream_id, source)
             raise
         self._producers[stream_id] = producer
+        if graceful is not None and graceful not in self._graceful:
+            # Started under a GracefulShutdown: its stop signal shuts the hub down too.
+            self._graceful.add(graceful)
+            graceful.on_trigger(threadsafe(self._begin_shutdown))
         task_group.start_soon(
-            self._produce, producer, source, config, name=f"sse-llm stream {stream_id}"
+            self._produce, producer, source, config, graceful, name=f"sse-llm stream {stream_id}"
         )
         return stream_id
 
@@ -370,7 +405,11 @@ class StreamHub:
     # -- the producer -----------------------------------------------------------------------
 
     async def _produce(
-        self, producer: _Producer, source: Source | Awaitable[Source], config: Config
+        self,
+        producer: _Producer,
+        source: Source | Awaitable[Source],
+        config: Config,
+        graceful: GracefulShutdown | None,
     ) -> None:
         engine = StreamEngine(
             config.format,
@@ -379,11 +418,13 @@ class StreamHub:
             event_ids=producer.stream_id,
         )
 
+        writer = producer.writer
+        assert writer is not None
+
         async def store_units(units: Units, more: bool) -> None:
             # The pump sends units in the order the engine numbered them: the last has seq
-            # engine.seq.
-            first = engine.seq - len(units) + 1
-            await self._store(producer, list(enumerate(units, first)))
+            # engine.seq. The store never holds the producer up (see StoreWriter).
+            writer.put(list(enumerate(units, engine.seq - len(units) + 1)))
 
         async def wait_stop() -> EndReason:
             await producer.stop.wait()
@@ -391,59 +432,53 @@ class StreamHub:
 
         try:
             async with anyio.create_task_group() as task_group:
+                task_group.start_soon(writer.run)
                 task_group.start_soon(self._keep_alive, producer)
                 if self.abandon_after is not None:
                     task_group.start_soon(self._watch_readers, producer, self.abandon_after)
-                await Pump(source, engine, config, store_units).run(wait_stop)
+                pump = Pump(source, engine, config, store_units, shutdown=graceful)
+                await pump.run(wait_stop)  # its hook (_complete) stored everything first
                 task_group.cancel_scope.cancel()
         except Exception:
             logger.exception("a detached stream's producer failed")
         finally:
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(self.close_timeout):
-                    try:
-                        await self.store.finish(producer.stream_id, self.keep)
-                    except Exception:
-                        logger.exception("marking a detached stream finished failed")
+                if not writer.closing:  # the producer failed or was cancelled: still end it
+                    with anyio.move_on_after(self.close_timeout):
+                        await writer.close(self.keep)
                 self._producers.pop(producer.stream_id, None)
                 producer.done.set()
-
-    async def _store(self, producer: _Producer, records: list[tuple[int, bytes]]) -> None:
-        if producer.store_error is not None:
-            raise OSError("the stream store failed")
-        try:
-            # Shielded: a cancel must not leave a seq half written (readers would see a gap).
-            with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(self.close_timeout) as timer:
-                    await self.store.append(producer.stream_id, records)
-                if timer.cancelled_caught:
-                    raise TimeoutError(f"the stream store took over {self.close_timeout} s")
-        except Exception as exc:
-            producer.store_error = exc
-            logger.error("the stream store failed; ending the stream", exc_info=exc)
-            # To the pump a store that fails is a client that went away: it stops and closes
-            # the source; _complete then reports the error.
-            raise OSError("the stream store failed") from exc
 
     async def _complete(
         self, producer: _Producer, hook: CompletionHook | None, result: StreamResult
     ) -> None:
-        if producer.store_error is not None:
+        # Everything stored (through an outage up to the grace) before the hook says how the
+        # stream ended.
+        if producer.writer is not None:
+            await producer.writer.close(self.keep)
+        if producer.writer is not None and producer.writer.error is not None:
             result.reason = "error"
             if result.error is None:
-                result.error = producer.store_error
+                result.error = producer.writer.error
         if hook is not None:
             outcome = hook(result)
             if outcome is not None:
                 await outcome
 
     async def _keep_alive(self, producer: _Producer) -> None:
+        failing = False
         while True:
             await anyio.sleep(PRESENCE_REFRESH)
             try:
                 await self.store.touch_producer(producer.stream_id, PRESENCE_TTL)
             except Exception:
-                logger.exception("refreshing a detached stream's liveness failed")
+                if not failing:  # once per outage, not every second
+                    logger.exception("refreshing a detached stream's liveness failed")
+                failing = True
+                if producer.writer is not None:
+                    producer.writer.store_failed()
+            else:
+                failing = False
 
     async def _watch_readers(self, producer: _Producer, abandon_after: float) -> None:
         last_seen = time.monotonic()
@@ -453,8 +488,7 @@ class StreamHub:
             try:
                 seen = await self.store.has_reader(producer.stream_id)
             except Exception:
-                logger.exception("checking a detached stream's readers failed")
-                seen = True  # a store hiccup is no reason to throw the answer away
+                seen = True  # a store outage is no reason to throw the answer away
             now = time.monotonic()
             if seen:
                 last_seen = now

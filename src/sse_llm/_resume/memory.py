@@ -101,6 +101,17 @@ class MemoryStore:
             stream.first_seq += excess
         stream.notify()
 
+    async def restore(
+        self, stream_id: str, meta: bytes, records: Sequence[tuple[int, bytes]]
+    ) -> None:
+        # Memory is never lost while the process lives: store only what is new.
+        stream = self._get(stream_id)
+        if stream is None:
+            await self.create(stream_id, meta)
+            stream = self._live(stream_id)
+        last = stream.first_seq + len(stream.records) - 1
+        await self.append(stream_id, [r for r in records if r[0] > last])
+
     async def finish(self, stream_id: str, keep: float) -> None:
         stream = self._live(stream_id)
         stream.finished = True

@@ -171,6 +171,24 @@ class RedisStore:
             pipe.pexpire(f"{key}:meta", ttl)
             await pipe.execute()
 
+    async def restore(
+        self, stream_id: str, meta: bytes, records: Sequence[tuple[int, bytes]]
+    ) -> None:
+        key = self._key(stream_id)
+        ttl = _ms(self.live_ttl)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(f"{key}:meta", meta, px=ttl)
+            pipe.xrevrange(key, count=1)
+            _, last = await pipe.execute()
+        if not last:
+            await self.client.xadd(key, {"created": b""}, id=_CREATED_ID)
+            stored = 0
+        else:
+            stored = int(_bytes(last[0][0]).partition(b"-")[0])  # "0-1": the created marker
+        # Redis writes (and an append-only file keeps) commands in order: whatever survived
+        # is a prefix of the stream, and the lost records are those after its last seq.
+        await self.append(stream_id, [r for r in records if r[0] > stored])
+
     async def finish(self, stream_id: str, keep: float) -> None:
         key = self._key(stream_id)
         async with self.client.pipeline(transaction=True) as pipe:

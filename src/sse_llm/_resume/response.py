@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._asgi import start_response
+from .._asgi import outlast_a_stuck_client, start_response
 from .._engine import Encoded, StreamEngine
 from .._formats import NOTHING, FormatWriter, Units, WireFormat, WriterBase
 from .._options import Config, header_pairs, resolve, response_headers
@@ -40,6 +40,11 @@ PRESENCE_TTL = 3.0
 _RETRY_LATER = b"retry: 1000\n\n"
 #: The ``error`` event for a stream whose producer's process died (code ``gone``).
 _GONE_MESSAGE = "The answer was interrupted because the server stopped. Please try again."
+#: The ``error`` event for a stream whose store failed longer than the hub's
+#: ``outage_grace`` (code ``store_unavailable``).
+_UNAVAILABLE_MESSAGE = "The answer could not be delivered because of a storage outage."
+#: A reader's first wait before it reads a failing store again (seconds), doubled up to 1 s.
+_FIRST_BACKOFF = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +54,13 @@ class _Meta:
     headers: list[tuple[bytes, bytes]]
     keepalive: bytes
     gone: bytes
+    unavailable: bytes
 
 
 def encode_meta(format: WireFormat) -> bytes:
     """The stream's format, as a reader of any process needs it: its response headers, its
-    keep-alive, and its own ``error`` event with code ``gone`` (empty for formats that show
-    errors only in their last event: the HTML formats)."""
+    keep-alive, and its own ``error`` events with code ``gone`` and ``store_unavailable``
+    (empty for formats that show errors only in their last event: the HTML formats)."""
     fields = {
         "headers": [
             [name.decode("latin-1"), value.decode("latin-1")]
@@ -62,6 +68,9 @@ def encode_meta(format: WireFormat) -> bytes:
         ],
         "keepalive": format.keepalive.decode("utf-8"),
         "gone": b"".join(format.writer().error(_GONE_MESSAGE, "gone")).decode("utf-8"),
+        "unavailable": b"".join(
+            format.writer().error(_UNAVAILABLE_MESSAGE, "store_unavailable")
+        ).decode("utf-8"),
     }
     return json.dumps(fields).encode()
 
@@ -71,7 +80,12 @@ def _decode_meta(meta: bytes) -> _Meta:
     headers = [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in fields["headers"]
     ]
-    return _Meta(headers, fields["keepalive"].encode("utf-8"), fields["gone"].encode("utf-8"))
+    return _Meta(
+        headers,
+        fields["keepalive"].encode("utf-8"),
+        fields["gone"].encode("utf-8"),
+        fields.get("unavailable", "").encode("utf-8"),
+    )
 
 
 class _StoredWriter(WriterBase):
@@ -123,34 +137,76 @@ class _RemoteShutdown:
 
 
 async def _replay(
-    store: StreamStore, stream_id: str, after: int, found: StoredEvents | None, meta: _Meta
+    store: StreamStore,
+    stream_id: str,
+    after: int,
+    found: StoredEvents | None,
+    meta: _Meta,
+    grace: float,
 ) -> AsyncIterator[Encoded]:
-    """The stored events after ``after``, then the live ones as they are stored."""
+    """The stored events after ``after``, then the live ones as they are stored.
+
+    A store that fails (or loses the stream, until its producer stores it again) is read
+    again with backoff for up to ``grace`` seconds; past that the reader sends the format's
+    ``error`` event (code ``store_unavailable``) and ends.
+    """
     next_touch = 0.0
+    failing_since: float | None = None  # the store fails (or seems to have lost data)
+    outage_seen_at: float | None = None  # the last time it failed
+    backoff = _FIRST_BACKOFF
     while True:
-        if found is None or found.missing:
-            return  # expired or evicted: end the body; a reconnect gets 204
-        if found.records:
-            yield Encoded(b"".join(data for _, data in found.records))
-            after = found.records[-1][0]
-        if found.finished:
-            return
-        if found.producer_lost:
-            # Its process died: nothing more will come. A reconnect gets 204.
-            logger.warning("a detached stream's producer is gone; ending its reader")
-            if meta.gone:
-                yield Encoded(meta.gone)
-            return
+        suspect = None
+        if found is not None:
+            # Right after an outage, a gap or a producer without liveness may be the store's
+            # lost data that the producer is storing again: retry before believing them.
+            recent = outage_seen_at is not None and time.monotonic() - outage_seen_at < grace
+            if found.missing and recent:
+                suspect = "events missing after a store outage"
+            elif found.missing:
+                return  # evicted: end the body; a reconnect gets 204
+            if suspect is None and found.records:
+                yield Encoded(b"".join(data for _, data in found.records))
+                after = found.records[-1][0]
+            if suspect is None and found.finished:
+                return
+            if suspect is None and found.producer_lost and recent:
+                suspect = "no producer liveness after a store outage"
+            elif suspect is None and found.producer_lost:
+                # Its process died: nothing more will come. A reconnect gets 204.
+                logger.warning("a detached stream's producer is gone; ending its reader")
+                if meta.gone:
+                    yield Encoded(meta.gone)
+                return
         now = time.monotonic()
-        if now >= next_touch:
-            next_touch = now + PRESENCE_REFRESH
-            try:
+        try:
+            if suspect is not None:
+                raise LookupError(suspect)
+            if now >= next_touch:
+                next_touch = now + PRESENCE_REFRESH
                 await store.touch_reader(stream_id, PRESENCE_TTL)
-            except Exception:
-                logger.exception("recording a stream reader's presence failed")
-        # An error here ends the body rather than break the connection: the client reconnects
-        # with its Last-Event-ID and is served once the store answers again.
-        found = await store.read(stream_id, after, max(next_touch - time.monotonic(), 0.001))
+            found = await store.read(stream_id, after, max(next_touch - now, 0.001))
+            if found is None:  # expired, or lost with the store's data: its producer may
+                raise LookupError(f"stream {stream_id} not in the store")  # store it again
+        except Exception as exc:
+            found = None
+            now = time.monotonic()
+            outage_seen_at = now
+            if failing_since is None:
+                failing_since = now
+                logger.warning("reading a detached stream failed; retrying: %r", exc)
+            if now - failing_since >= grace:
+                logger.error(
+                    "a detached stream's store failed for %.1f s; ending its reader", grace
+                )
+                if meta.unavailable:
+                    yield Encoded(meta.unavailable)
+                return
+            await anyio.sleep(min(backoff, grace - (now - failing_since)))
+            backoff = min(backoff * 2, 1.0)
+            continue
+        if failing_since is not None:
+            logger.warning("reading a detached stream works again")
+            failing_since, backoff = None, _FIRST_BACKOFF
 
 
 class ResumeStream:
@@ -230,10 +286,12 @@ class ResumeStream:
             send_timeout=self.config.send_timeout,
             shutdown=_RemoteShutdown(self.hub, stream_id),
         )
-        source = _replay(store, stream_id, after, found, stream_meta)
+        source = _replay(store, stream_id, after, found, stream_meta, self.hub.outage_grace)
         pump = Pump(source, StreamEngine(config.format), config, send, asgi=True)
         if await start_response(pump, 200, self._headers(stream_meta.headers), send):
-            await pump.run(receive)
+            result = await pump.run(receive)
+            if result.reason == "timeout":
+                await outlast_a_stuck_client(receive, self.config.send_timeout)
 
     def _headers(self, format_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The stream format's headers, then ours (which replace same-named ones)."""

@@ -54,6 +54,16 @@ class StreamStore(Protocol):
         """Store ``(seq, bytes)`` records of a live stream, in order, and wake its readers."""
         ...
 
+    async def restore(
+        self, stream_id: str, meta: bytes, records: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """After an outage: make sure the live stream exists with ``meta`` (create it again
+        if the store lost it, a Redis restart without persistence) and holds ``records``
+        (every record of the stream so far, in order): store those above its last stored
+        seq, and any the outage lost (a Redis restart that kept only part of its append-only
+        file)."""
+        ...
+
     async def finish(self, stream_id: str, keep: float) -> None:
         """Mark the stream finished; forget it after ``keep`` seconds."""
         ...

@@ -1,0 +1,180 @@
+"""The non-streaming fallback: drain a source to the end and return the whole answer.
+
+Chat apps keep a plain JSON endpoint beside the stream for clients that cannot read one (a
+proxy that buffers the response, a network that drops long requests). :func:`collect` reads
+any source exactly as a stream would (the same provider detection and normalisation, the same
+:class:`~sse_llm.StreamEngine`), sends nothing, and returns the
+:class:`~sse_llm.StreamResult`; :func:`result_json` turns it into the endpoint's JSON.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable
+from typing import Any, Unpack
+
+import anyio
+
+from ._engine import SAFE_ERROR, StreamEngine
+from ._formats import done_fields, tool_call_fields
+from ._model import Citation, ErrorEvent, ToolActivity
+from ._options import StreamOptions, resolve
+from ._providers import translate_exception
+from ._result import EndReason, StreamResult
+from ._sources import aclose_source, aiter_source, check_source
+from ._types import Source
+
+__all__ = ["collect", "result_json"]
+
+logger = logging.getLogger("sse_llm")
+
+#: Options that only mean something for a response on the wire.
+_WIRE_ONLY = ("format", "heartbeat", "send_timeout", "headers", "shutdown")
+
+
+async def collect(
+    source: Source | Awaitable[Source], **options: Unpack[StreamOptions]
+) -> StreamResult:
+    """Read ``source`` to its end and return everything it produced, nothing streamed.
+
+    The same normalisation as every stream: provider SDK chunks (OpenAI, Anthropic, Gemini,
+    LangChain ...), text, LLM events; tool-call fragments joined; the provider's finish reason
+    and usage; a provider error reported in the stream or raised by the source ends the
+    answer with reason ``error``. Use it for a JSON endpoint beside the streaming one::
+
+        @app.post("/api/chat/complete")
+        async def complete(body: Prompt) -> dict:
+            return result_json(await collect(llm.stream(body.prompt)))
+
+    In a sync view (Flask), run it with ``anyio.run(collect, source)``.
+
+    Args:
+        source: what a stream takes (see :data:`~sse_llm.Source`), or an awaitable of it
+            (awaited here; an error it raises becomes the result's error).
+        **options: of :class:`~sse_llm.StreamOptions`, those that apply without a wire:
+            ``on_complete`` (called once, with the same result, whatever the ending),
+            ``keep_text``, ``choice``, ``sync_limiter``, ``close_timeout``.
+
+    Returns:
+        the :class:`~sse_llm.StreamResult`: ``reason`` is ``completed`` or ``error`` (or
+        ``disconnected`` when the caller was cancelled, in which case the cancellation is
+        re-raised after the source is closed and ``on_complete`` ran).
+
+    Raises:
+        TypeError: a source that cannot be read, or an option that is unknown, of the wrong
+            type, or one of ``format``, ``heartbeat``, ``send_timeout``, ``headers``,
+            ``shutdown``.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
+    """
+    check_source(source, "collect")
+    config = resolve(options, binding="collect", exclude=_WIRE_ONLY)
+    engine = StreamEngine(keep_text=config.keep_text, choice=config.choice)
+    reason: EndReason = "completed"
+    error: BaseException | None = None
+    iterator: Any = None
+    current: Any = source
+    try:
+        try:
+            if inspect.isawaitable(current):
+                current = await current
+            iterator = aiter_source(current, config.sync_limiter)
+            async for item in iterator:
+                engine.feed(item)
+                if engine.ended:  # the provider reported an error: nothing more comes
+                    break
+        except anyio.get_cancelled_exc_class():
+            reason = "disconnected"
+            raise
+        except Exception as exc:
+            logger.warning("collect: the source failed", exc_info=exc)
+            error = exc
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(config.close_timeout):
+            try:
+                await aclose_source(iterator, current)
+            except Exception:
+                logger.exception("collect: closing the source failed")
+        engine.close(reason, error)
+        result = engine.result
+        hook = config.on_complete
+        if hook is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    called = hook(result)
+                    if inspect.isawaitable(called):
+                        await called
+                except Exception:
+                    logger.exception("collect: on_complete failed")
+    return result
+
+
+def result_json(result: StreamResult) -> dict[str, Any]:
+    """A :class:`~sse_llm.StreamResult` as a JSON object, for a non-streaming endpoint.
+
+    The same fields and spellings as the default stream's events (``delta`` text joined,
+    ``tool_call`` and ``done`` data, ``error`` data), so one client model reads both::
+
+        {"text": "...", "reasoning": "...",
+         "tool_calls": [{"index": 0, "id": "call_1", "name": "f", "arguments": "{...}"}],
+         "citations": [{"kind": "url", "url": "https://...", "title": "...", ...}],
+         "tool_activity": [{"id": "ws_1", "name": "web_search", "status": "finished", ...}],
+         "finish_reason": "stop", "raw_finish_reason": "stop",
+         "usage": {"input_tokens": 9, "output_tokens": 12} | null,
+         "error": {"message": "...", "code": "..." | null} | null,
+         "reason": "completed"}
+
+    The error message is safe to show: the provider's own message for a provider error,
+    otherwise a generic one (never an exception's text).
+    """
+    return {
+        "text": result.text,
+        "reasoning": result.reasoning,
+        "tool_calls": [tool_call_fields(call) for call in result.tool_calls],
+        "citations": [_citation_json(c) for c in result.citations],
+        "tool_activity": [_activity_json(a) for a in result.tool_activity],
+        **done_fields(result),
+        "error": _error_json(result.error),
+        "reason": result.reason,
+    }
+
+
+def _citation_json(citation: Citation) -> dict[str, Any]:
+    return {
+        "kind": citation.kind,
+        "url": citation.url,
+        "title": citation.title,
+        "document_id": citation.document_id,
+        "container_id": citation.container_id,
+        "cited_text": citation.cited_text,
+        "start": citation.start,
+        "end": citation.end,
+        "index": citation.index,
+    }
+
+
+def _activity_json(activity: ToolActivity) -> dict[str, Any]:
+    return {
+        "id": activity.id,
+        "name": activity.name,
+        "status": activity.status,
+        "summary": activity.summary,
+        "input": None if activity.input is None else _jsonable(activity.input),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with what JSON cannot carry written as its ``str`` (LangChain tool input)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _error_json(error: BaseException | ErrorEvent | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    if isinstance(error, ErrorEvent):
+        return {"message": error.message, "code": error.code}
+    provider = translate_exception(error)
+    if provider is not None:
+        return {"message": provider.message, "code": provider.code}
+    return {"message": SAFE_ERROR, "code": "internal_error"}

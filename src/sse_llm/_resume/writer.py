@@ -1,0 +1,175 @@
+"""A producer's writes to the store, in order, riding out a store outage.
+
+The producer never waits for the store: its events go into memory and a writer task stores
+them. When the store fails (Redis restarting, a network cut) the writer retries with backoff
+for up to ``grace`` seconds while the producer keeps generating, holding at most
+``grace_bytes`` of unstored events. A store that comes back without the stream (a Redis
+restart without persistence) gets it again whole: the writer keeps every event of the stream
+until it finishes. An outage longer than the grace ends the stream in the store (its readers
+then end with an ``error`` event, code ``store_unavailable``); the producer still runs to the
+end, so its completion hook gets the whole answer (reason ``error``, the store's exception).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import anyio
+
+from .response import PRESENCE_TTL
+from .store import StreamStore
+
+__all__ = ["StoreWriter"]
+
+logger = logging.getLogger("sse_llm")
+
+#: The first wait before a failed store write is tried again (seconds); it doubles up to
+#: :data:`MAX_BACKOFF`.
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 1.0
+
+
+class StoreWriter:
+    """Stores one stream's records in order; see the module docs.
+
+    Args:
+        store: the store.
+        stream_id: the stream.
+        meta: the stream's metadata, to create it again in a store that lost it.
+        grace: seconds a store may fail before the stream is given up.
+        grace_bytes: bytes of events not yet stored that may be held meanwhile.
+        timeout: seconds one store call may take.
+    """
+
+    def __init__(
+        self,
+        store: StreamStore,
+        stream_id: str,
+        meta: bytes,
+        *,
+        grace: float,
+        grace_bytes: int,
+        timeout: float,
+    ) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self.meta = meta
+        self.grace = grace
+        self.grace_bytes = grace_bytes
+        self.timeout = timeout
+        self.history: list[tuple[int, bytes]] = []  # every record, to refill a lost stream
+        self.stored = 0  # how many of history are in the store
+        self.failed_at: float | None = None  # monotonic seconds of the first failure
+        self.backoff = FIRST_BACKOFF  # seconds before the next try, while failing
+        self.restore_needed = False  # the store failed since the last write: restore first
+        self.error: Exception | None = None  # set once the stream is given up
+        self.wake = anyio.Event()
+        self.closing = False
+        self.running = False
+        self.stopped = anyio.Event()
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(len(data) for _, data in self.history[self.stored :])
+
+    def put(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Queue records (seqs in order, after every queued one). Never waits."""
+        if self.error is not None:
+            return  # given up: the producer runs on for its hook only
+        self.history.extend(records)
+        self.wake.set()
+
+    def store_failed(self) -> None:
+        """Another call to the store failed (the producer's liveness): the store may have
+        restarted and lost data even if no write failed, so the next write restores."""
+        self.restore_needed = True
+
+    async def run(self) -> None:
+        """Store queued records until :meth:`close` (a task of the producer)."""
+        self.running = True
+        try:
+            while True:
+                if self.stored == len(self.history):
+                    if self.closing:
+                        return
+                    await self.wake.wait()
+                    self.wake = anyio.Event()
+                    continue
+                if not await self._write():
+                    return  # given up
+        finally:
+            self.running = False
+            self.stopped.set()
+
+    async def close(self, keep: float) -> None:
+        """Store what is queued, then mark the stream finished (kept ``keep`` seconds)."""
+        self.closing = True
+        self.wake.set()
+        if self.running:
+            await self.stopped.wait()  # one writer at a time: the task stores the rest
+        while self.error is None and self.stored < len(self.history):
+            if not await self._write():
+                break
+        if self.error is not None:
+            keep = max(keep, 1.0)  # readers of a given-up stream still learn it ended
+        deadline = time.monotonic() + (self.grace if self.error is None else 0.0)
+        while True:
+            try:
+                with anyio.fail_after(self.timeout):
+                    await self.store.finish(self.stream_id, keep)
+                return
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    logger.error("marking a detached stream finished failed", exc_info=exc)
+                    return
+                await anyio.sleep(MAX_BACKOFF)
+
+    async def _write(self) -> bool:
+        """One try at storing what is queued; False once the stream is given up."""
+        end = len(self.history)  # records queued during the await wait for the next try
+        batch = self.history[self.stored : end]
+        try:
+            with anyio.fail_after(self.timeout):
+                if not self.restore_needed:
+                    await self.store.append(self.stream_id, batch)
+                else:
+                    # Back after an outage, perhaps without the stream or its last records
+                    # (a restart that lost data): liveness first, so no reader takes the
+                    # producer for dead, then whatever the store lacks.
+                    await self.store.touch_producer(self.stream_id, PRESENCE_TTL)
+                    await self.store.restore(self.stream_id, self.meta, self.history[:end])
+                    self.restore_needed = False
+        except Exception as exc:
+            return await self._failed(exc)
+        if self.failed_at is not None:
+            logger.warning(
+                "the stream store is back after %.1f s; %d held events stored",
+                time.monotonic() - self.failed_at,
+                len(batch),
+            )
+            self.failed_at = None
+        self.stored = end
+        return True
+
+    async def _failed(self, exc: Exception) -> bool:
+        self.restore_needed = True
+        now = time.monotonic()
+        if self.failed_at is None:
+            self.failed_at = now
+            self.backoff = FIRST_BACKOFF
+            logger.warning("the stream store failed; holding events and retrying: %r", exc)
+        elapsed = now - self.failed_at
+        if elapsed >= self.grace or self.pending_bytes > self.grace_bytes:
+            self.error = exc
+            logger.error(
+                "the stream store failed for %.1f s (%d bytes held); giving the stream up",
+                elapsed,
+                self.pending_bytes,
+                exc_info=exc,
+            )
+            return False
+        await anyio.sleep(min(self.backoff, self.grace - elapsed))
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+        return True

@@ -1,0 +1,336 @@
+"""Ending every open stream when the server is told to stop (SIGTERM, SIGINT).
+
+A server that is told to stop waits for its open responses, and an LLM stream may stay open
+for minutes: uvicorn waits forever (or cancels the requests after
+``--timeout-graceful-shutdown``, before their completion hooks ran), daphne cancels them at
+once, gunicorn kills its workers after ``--graceful-timeout``. None of them tells the app.
+
+:class:`GracefulShutdown` is that one line. Around an ASGI app (or given a Flask app, see
+:func:`sse_llm.flask.graceful_shutdown`) it chains a signal handler in front of the
+server's own, from the main thread, once the server has installed its own (at lifespan
+startup, or when the first stream starts). On SIGTERM or SIGINT every open stream of the
+process ends at once: its final ``error`` event (code ``shutdown``, so clients retry
+elsewhere), its source closed, its ``on_complete`` run with reason ``shutdown``. Only then is
+the server's own handler run, which finds nothing open and exits promptly. A second signal
+goes straight through (the user insists). No server is patched: signal handlers are chained,
+the documented way (``signal.getsignal`` / ``signal.signal``).
+
+How the server's handler is held back: the first signal sets the flag and wakes every stream
+(``loop.call_soon_threadsafe``, or the trio token); a helper thread waits until every stream
+has finished (at most ``drain_timeout``), then sends the same signal to the main thread again,
+where it is passed on to the server's handler (or to the default action: the process ends as
+it would have). Servers that take signals through the event loop's own
+``loop.add_signal_handler`` (hypercorn, granian, gunicorn's ``asgi`` worker) get it through
+the loop's wakeup file descriptor whatever we do: there the streams are ended first, and
+:meth:`GracefulShutdown.drain` (run by the middleware at lifespan shutdown) waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ._types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ._pump import Pump
+
+__all__ = ["GracefulShutdown", "current_shutdown", "threadsafe"]
+
+logger = logging.getLogger("sse_llm")
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+#: The GracefulShutdown a request runs under (set by the middleware for its task).
+_CURRENT: contextvars.ContextVar[GracefulShutdown | None] = contextvars.ContextVar(
+    "sse_llm_shutdown", default=None
+)
+
+
+def current_shutdown() -> GracefulShutdown | None:
+    """The :class:`GracefulShutdown` the current request runs under, if any."""
+    return _CURRENT.get()
+
+
+class GracefulShutdown:
+    """Ends every open stream at SIGTERM/SIGINT, before the server acts on the signal.
+
+    As ASGI middleware, in one line around any ASGI app (Starlette, FastAPI, Django's
+    ``get_asgi_application()``, a bare ASGI callable)::
+
+        app = GracefulShutdown(app)            # or: app.add_middleware(GracefulShutdown)
+
+    Every stream of a request that runs under it (:class:`~sse_llm.EventStream`, every
+    framework's ``SSEResponse``, a :class:`~sse_llm.resume.StreamHub`'s producers started
+    from such a request) then ends on the signal with an ``error`` event (code
+    ``shutdown``), its source closed and its ``on_complete`` run (reason ``shutdown``), and
+    the server exits at once instead of waiting for them or cancelling them. It is also a
+    :class:`~sse_llm.ShutdownSignal` (``await shutdown.wait()``) for anything else that should
+    stop then (``StreamHub(shutdown=...)``).
+
+    Args:
+        app: the ASGI app; ``None`` for an object used only as a signal (Flask: see
+            :func:`sse_llm.flask.graceful_shutdown`).
+        signals: the signals that stop the server (SIGQUIT too where a handler is already
+            installed for it: gunicorn's workers).
+        drain_timeout: the longest the server's own handler is held back while streams end
+            (seconds); keep it below the server's kill timeout (gunicorn's
+            ``--graceful-timeout``, 30 s by default).
+
+    The handler is installed only from the main thread, and only once the server has
+    installed its own (at lifespan startup, or when a stream starts): a handler installed at
+    import would be replaced. Once a signal came, the flag stays set for the process: every
+    stream started later ends at once.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        *,
+        signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+        drain_timeout: float = 10.0,
+    ) -> None:
+        if drain_timeout <= 0:
+            raise ValueError(f"drain_timeout must be positive seconds: {drain_timeout}")
+        self.app = app
+        self.signals = tuple(signals)
+        self.drain_timeout = drain_timeout
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._previous: dict[int, _Handler] = {}
+        self._held: list[int] = []  # a signal whose delivery waits for the streams to end
+        self._redelivering: set[int] = set()
+        self._triggered = False
+        self._live: dict[Pump, Callable[[], None]] = {}  # pump -> wakes it in its loop
+        self._listeners: list[Callable[[], None]] = []
+        self._drained = threading.Event()
+        self._waiters: list[tuple[Any, Callable[[], None]]] = []
+
+    # -- as middleware -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("GracefulShutdown(app) needs the app it wraps")
+        token = _CURRENT.set(self)
+        try:
+            self.install()
+            if scope["type"] == "lifespan":
+                await self.app(scope, self._lifespan_receive(receive), send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            _CURRENT.reset(token)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                # Servers whose signal handling cannot be held back (the event loop's own
+                # handler) run the lifespan shutdown before they stop: end the streams first.
+                await self.drain()
+            return message
+
+        return lifespan_receive
+
+    # -- as a shutdown signal ----------------------------------------------------------------
+
+    def is_set(self) -> bool:
+        """Whether a stop signal came (or :meth:`trigger` ran)."""
+        return self._triggered
+
+    async def wait(self) -> None:
+        """Return once a stop signal came (a :class:`~sse_llm.ShutdownSignal`)."""
+        if self._triggered:
+            return
+        event = anyio.Event()
+        waker = threadsafe(event.set)
+        key = object()
+        with self._lock:
+            self._waiters.append((key, waker))
+        try:
+            if self._triggered:
+                return
+            await event.wait()
+        finally:
+            with self._lock:
+                self._waiters = [(k, w) for k, w in self._waiters if k is not key]
+
+    def trigger(self) -> None:
+        """End every open stream now, as a stop signal does (thread-safe)."""
+        with self._lock:
+            first = not self._triggered
+            self._triggered = True
+            live = list(self._live.values())
+            waiters = [w for _, w in self._waiters]
+            listeners = list(self._listeners) if first else []
+            if not self._live:
+                self._drained.set()
+        for wake in [*live, *waiters, *listeners]:
+            with contextlib.suppress(RuntimeError):  # that event loop is closed
+                wake()
+
+    async def drain(self) -> bool:
+        """End every open stream and wait until all have finished: final event sent, source
+        closed, hook run (at most ``drain_timeout`` seconds).
+
+        Returns:
+            whether every stream finished in time.
+        """
+        self.trigger()
+        if self._drained.is_set():
+            return True
+        # Streams of other event loops (threads) count too: wait on the thread-safe flag.
+        return await anyio.to_thread.run_sync(
+            self._drained.wait, self.drain_timeout, abandon_on_cancel=True
+        )
+
+    def on_trigger(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (thread-safe wrapper made by the caller) when a signal comes."""
+        with self._lock:
+            self._listeners.append(listener)
+            triggered = self._triggered
+        if triggered:
+            listener()
+
+    # -- the streams -------------------------------------------------------------------------
+
+    def enter(self, pump: Pump) -> None:
+        """Count a stream in; it ends at once if the signal already came."""
+        self._fork_check()
+        wake = threadsafe(lambda: pump.end("shutdown"))
+        with self._lock:
+            self._live[pump] = wake
+            self._drained.clear()
+            triggered = self._triggered
+        if triggered:
+            wake()
+
+    def leave(self, pump: Pump) -> None:
+        """Count a finished stream out (its hook has run)."""
+        with self._lock:
+            self._live.pop(pump, None)
+            if not self._live and self._triggered:
+                self._drained.set()
+
+    # -- the signal handler ------------------------------------------------------------------
+
+    def install(self) -> bool:
+        """Chain the handler in front of the server's, if not already there.
+
+        Only from the main thread (Python runs signal handlers there and allows installing
+        them only there); cheap when already in front. Returns whether it is in front.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        with self._lock:
+            self._fork_check_locked()
+            for sig in self.signals:
+                current = signal.getsignal(sig)
+                if current == self._handle or current is None:  # None: installed from C
+                    continue
+                self._previous[sig] = current
+                signal.signal(sig, self._handle)
+            if hasattr(signal, "SIGQUIT") and signal.SIGQUIT not in self.signals:
+                current = signal.getsignal(signal.SIGQUIT)
+                if callable(current) and current != self._handle:  # gunicorn's workers
+                    self._previous[signal.SIGQUIT] = current
+                    signal.signal(signal.SIGQUIT, self._handle)
+        return True
+
+    def _handle(self, sig: int, frame: FrameType | None) -> None:
+        if sig in self._redelivering:  # our own re-delivery, once the streams ended
+            self._redelivering.discard(sig)
+            if sig in self._held:
+                self._held.remove(sig)
+                self._deliver(sig, frame)
+            return
+        first = not self._triggered
+        self.trigger()
+        previous = self._previous.get(sig)
+        if _is_loop_handler(previous) or not first or self._drained.is_set() or self._held:
+            # The loop gets it anyway (its wakeup fd); or a second signal (the user insists),
+            # or nothing to wait for: pass it on now, after any signal still held back.
+            while self._held:
+                self._deliver(self._held.pop(0), frame)
+            self._deliver(sig, frame)
+            return
+        self._held.append(sig)
+        threading.Thread(
+            target=self._redeliver_when_drained, args=(sig,), daemon=True, name="sse-llm-drain"
+        ).start()
+
+    def _redeliver_when_drained(self, sig: int) -> None:
+        if not self._drained.wait(self.drain_timeout):
+            logger.warning("streams still open %.1f s after a stop signal", self.drain_timeout)
+        if sig in self._held:
+            self._redelivering.add(sig)
+            # To the main thread: its blocking call returns with EINTR and the handler runs at
+            # once (raise_signal here would run it only at the main thread's next bytecode).
+            signal.pthread_kill(threading.main_thread().ident or 0, sig)
+
+    def _deliver(self, sig: int, frame: FrameType | None) -> None:
+        """What would have happened without us."""
+        previous = self._previous.get(sig, signal.SIG_DFL)
+        if callable(previous):
+            previous(sig, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    def _fork_check(self) -> None:
+        with self._lock:
+            self._fork_check_locked()
+
+    def _fork_check_locked(self) -> None:
+        # A forked worker (gunicorn --preload) inherits this object, not the parent's
+        # handlers, threads or streams.
+        pid = os.getpid()
+        if self._pid != pid:
+            self._pid = pid
+            self._previous.clear()
+            self._held.clear()
+            self._redelivering.clear()
+            self._triggered = False
+            self._live.clear()
+            self._waiters.clear()
+            self._drained.clear()
+
+
+def _is_loop_handler(handler: _Handler) -> bool:
+    """asyncio's and uvloop's ``add_signal_handler``: the loop reads the signal from its wakeup
+    file descriptor; the Python-level handler is a no-op."""
+    if getattr(handler, "__name__", "") == "_sighandler_noop":
+        return True
+    return isinstance(getattr(handler, "__self__", None), asyncio.AbstractEventLoop)
+
+
+def threadsafe(callback: Callable[[], None]) -> Callable[[], None]:
+    """``callback`` made safe to call from any thread or a signal handler: it runs in the
+    current event loop (asyncio, or trio through its token)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # only trio runs without an asyncio loop here
+
+        token = trio.lowlevel.current_trio_token()
+
+        def wake_trio() -> None:
+            token.run_sync_soon(callback)
+
+        return wake_trio
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return wake

@@ -1,0 +1,42 @@
+"""What every shutdown test app streams, and the hook that records how each stream ended.
+
+The hook appends one line per stream to the file named by ``HOOK_LOG`` (``os.write`` with
+``O_APPEND``: atomic for short lines, whatever the process or thread); it sleeps
+``HOOK_SLEEP`` seconds first, as a database write would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import anyio
+
+from sse_llm import StreamResult
+
+HOOK_LOG = os.environ.get("HOOK_LOG", os.devnull)
+HOOK_SLEEP = float(os.environ.get("HOOK_SLEEP", "0.05"))
+TOKEN_DELAY = 0.2
+
+
+def record(line: str) -> None:
+    fd = os.open(HOOK_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+async def tokens() -> AsyncIterator[str]:
+    """An answer that never ends by itself: a token every 0.2 s."""
+    try:
+        for n in range(1_000_000):
+            yield f"tok{n} "
+            await anyio.sleep(TOKEN_DELAY)
+    finally:
+        record("source-closed")
+
+
+async def hook(result: StreamResult) -> None:
+    await anyio.sleep(HOOK_SLEEP)
+    record(f"hook {result.reason} {len(result.text)}")

@@ -1,0 +1,218 @@
+"""The resumable demo (examples/fastapi/resumable.py) in Chromium, with the network cut.
+
+Chromium reaches the app through a TCP proxy the test resets mid-answer, as a dropped link
+does: the page's ``EventSource`` reconnects with its ``Last-Event-ID`` and shows the whole
+answer exactly once. Then with two uvicorn workers behind a real nginx on a real
+redis-server: the answer is produced by one worker while the reads, the reconnect and the Stop
+land on the other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from sse_llm.testing import FakeLLM
+from tests.support.redis_server import redis_server
+from tests.support.tcp_proxy import tcp_proxy
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+UVICORN = Path(sys.executable).parent / "uvicorn"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PROMPT = "Tell me about server-sent events"
+ANSWER = FakeLLM().text_for(PROMPT)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[object]:
+    """Starts uvicorn workers of the demo as subprocesses; stops them by PID."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> int:
+        port = free_port()
+        log = (tmp_path / f"worker-{port}.log").open("w")
+        proc = subprocess.Popen(
+            [str(UVICORN), "--app-dir", "examples/fastapi", "resumable:app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, "SSE_LLM_FAKE_DELAY": "0.08", **env},
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append(proc)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    return port
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, f"the demo exited: {proc.returncode}"
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.1)
+
+    yield start
+    for proc in started:
+        proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def ask(page: Page) -> None:
+    page.fill("#prompt", PROMPT)
+    page.click("#send")
+    page.wait_for_function("document.getElementById('answer').textContent.length > 40")
+
+
+def test_the_page_reconnects_after_a_network_cut_and_shows_the_answer_once(
+    browser: Browser, worker_factory: object
+) -> None:
+    port = worker_factory()  # type: ignore[operator]
+    with tcp_proxy(port) as proxy:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{proxy.port}/")
+            ask(page)
+            shown = len(page.inner_text("#answer"))
+            proxy.cut()  # the network drops mid-answer
+            page.wait_for_function("window.chat.reconnects > 0", timeout=10_000)
+            page.wait_for_function("window.chat.ended === 'done'", timeout=60_000)
+            assert page.evaluate("document.getElementById('answer').textContent") == ANSWER
+            assert shown < len(ANSWER)  # the cut came mid-answer
+            assert proxy.cuts == 1
+        finally:
+            context.close()
+
+
+NGINX_CONFIG = """
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_http_version 1.1;
+        # Answers start on one worker, everything else reaches the other one.
+        location = /api/chat {{ proxy_pass http://127.0.0.1:{producer}; }}
+        location / {{ proxy_pass http://127.0.0.1:{reader}; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[object]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(producer: int, reader: int) -> int:
+        port = free_port()
+        conf = tmp_path / "nginx.conf"
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf.write_text(
+            NGINX_CONFIG.format(
+                prefix=tmp_path, port=port, producer=producer, reader=reader, user=user
+            )
+        )
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(proc)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port
+            except OSError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_two_workers_behind_nginx_on_redis_resume_and_stop_across_workers(
+    browser: Browser, worker_factory: object, nginx: object, tmp_path: Path
+) -> None:
+    hooks = tmp_path / "hooks.log"
+    with redis_server(tmp_path) as redis:
+        env = {"REDIS_URL": redis.url, "CHAT_HOOK_LOG": str(hooks)}
+        producer = worker_factory(**env)  # type: ignore[operator]
+        reader = worker_factory(**env)  # type: ignore[operator]
+        front = nginx(producer, reader)  # type: ignore[operator]
+        producer_pid = httpx.get(f"http://127.0.0.1:{producer}/").headers["x-worker"]
+        reader_pid = httpx.get(f"http://127.0.0.1:{reader}/").headers["x-worker"]
+        assert producer_pid != reader_pid
+        with tcp_proxy(front) as proxy:
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                streams: list[str] = []
+                page.on(
+                    "response",
+                    lambda r: (
+                        streams.append(r.headers.get("x-worker", ""))
+                        if "/api/streams/" in r.url
+                        else None
+                    ),
+                )
+                page.goto(f"http://127.0.0.1:{proxy.port}/")
+                # 1. A network cut mid-answer: the reconnect lands on the reader worker, which
+                # resumes from Redis what the producer worker stored.
+                ask(page)
+                proxy.cut()
+                page.wait_for_function("window.chat.reconnects > 0", timeout=10_000)
+                page.wait_for_function("window.chat.ended === 'done'", timeout=60_000)
+                assert page.evaluate("document.getElementById('answer').textContent") == ANSWER
+                assert len(streams) >= 2 and set(streams) == {reader_pid}  # read, reconnect
+                # 2. Stop: the reader worker passes it to the producer through Redis.
+                ask(page)
+                page.click("#stop")
+                page.wait_for_function("window.chat.ended === 'stopped'")
+                deadline = time.monotonic() + 10
+                while f"{producer_pid} cancelled" not in hooks.read_text():
+                    assert time.monotonic() < deadline, hooks.read_text()
+                    time.sleep(0.05)
+                stopped_at = len(page.inner_text("#answer"))
+                time.sleep(0.5)
+                assert len(page.inner_text("#answer")) == stopped_at < len(ANSWER)
+            finally:
+                context.close()
+    lines = hooks.read_text().split("\n")
+    assert f"{producer_pid} completed" in lines
+    assert f"{producer_pid} cancelled" in lines

@@ -1,0 +1,293 @@
+"""Deploys: SIGTERM (or SIGINT) with streams open, under real servers.
+
+Each case starts a real server in its own process group on 127.0.0.1, opens many streams
+(each receives tokens before the signal), sends the signal to the server's main process and
+measures, as a deploy would see it: how many clients got the final ``error`` event (code
+``shutdown``), how many completion hooks ran (with reason ``shutdown`` and the partial text),
+and how long the server took to exit. The apps are in ``tests/support/shutdown``; the one line
+that makes the difference is ``GracefulShutdown(app)`` (ASGI) or ``graceful_shutdown(app)``
+(Flask).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SUPPORT = ROOT / "tests" / "support" / "shutdown"
+STREAMS = 1000
+EXIT_WITHIN = 2.0  # seconds from the signal to the server's exit
+FINAL_EVENT = (
+    b'event: error\ndata: {"message":"The server is restarting. Please try again.",'
+    b'"code":"shutdown"}\n\n'
+)
+
+
+@pytest.fixture(autouse=True)
+def _enough_file_descriptors() -> None:
+    # Both ends of a thousand connections, in this process and (inherited) the server's.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 2 * STREAMS + 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Client:
+    data: bytearray = field(default_factory=bytearray)
+    streaming: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+
+    async def run(self, port: int, path: str, deadline: float) -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            self.streaming.set()
+            return
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            while time.monotonic() < deadline:
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
+                except (TimeoutError, OSError):
+                    break
+                if not chunk:
+                    self.ended = True
+                    break
+                self.data += chunk
+                if b"event: delta" in self.data:
+                    self.streaming.set()
+        finally:
+            self.streaming.set()
+            writer.close()
+
+    @property
+    def got_final_event(self) -> bool:
+        return FINAL_EVENT in self.data
+
+
+@dataclass
+class Outcome:
+    streaming: int
+    final_events: int
+    hooks: Counter[str]
+    exit_after: float | None
+    returncode: int | None
+    log: str
+
+
+async def drive(
+    cmd: list[str],
+    *,
+    cwd: Path,
+    port: int,
+    tmp_path: Path,
+    streams: int,
+    sig: signal.Signals = signal.SIGTERM,
+    env: dict[str, str] | None = None,
+) -> Outcome:
+    hook_log = tmp_path / "hooks.log"
+    server_log = tmp_path / "server.log"
+    environment = {
+        **os.environ,
+        "HOOK_LOG": str(hook_log),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src"), str(cwd)]),
+        **(env or {}),
+    }
+    with server_log.open("w") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited on)
+            cmd, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not await _pong(port):
+            assert proc.poll() is None, server_log.read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            await asyncio.sleep(0.1)
+        clients = [Client() for _ in range(streams)]
+        stop_reading = time.monotonic() + 60
+        tasks = []
+        for n, client in enumerate(clients):
+            tasks.append(asyncio.create_task(client.run(port, "/stream", stop_reading)))
+            if n % 100 == 99:
+                await asyncio.sleep(0.02)  # stay within the listen backlog
+        async with asyncio.timeout(40):
+            await asyncio.gather(*(c.streaming.wait() for c in clients))
+        streaming = sum(b"event: delta" in c.data for c in clients)
+        sent_at = time.monotonic()
+        os.kill(proc.pid, sig)
+        exit_after = None
+        while time.monotonic() - sent_at < 15:
+            if proc.poll() is not None:
+                exit_after = time.monotonic() - sent_at
+                break
+            await asyncio.sleep(0.01)
+        async with asyncio.timeout(20):
+            await asyncio.gather(*tasks)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    lines = hook_log.read_text().splitlines() if hook_log.exists() else []
+    hooks = Counter(line.rsplit(" ", 1)[0] for line in lines if line.startswith("hook"))
+    return Outcome(
+        streaming=streaming,
+        final_events=sum(c.got_final_event for c in clients),
+        hooks=hooks,
+        exit_after=exit_after,
+        returncode=proc.returncode,
+        log=server_log.read_text()[-3000:],
+    )
+
+
+async def _pong(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return b"pong" in await asyncio.wait_for(reader.read(), 5)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+def assert_every_stream_ended_well(outcome: Outcome, streams: int) -> None:
+    assert outcome.streaming == streams, outcome.log
+    assert outcome.final_events == streams, outcome.log
+    assert outcome.hooks == Counter({"hook shutdown": streams}), (outcome.hooks, outcome.log)
+    assert outcome.exit_after is not None and outcome.exit_after < EXIT_WITHIN, (
+        outcome.exit_after,
+        outcome.log,
+    )
+
+
+UVICORN = [str(BIN / "uvicorn"), "tests.support.shutdown.asgi_app:app", "--log-level", "warning"]
+
+
+def uvicorn(port: int, *extra: str) -> list[str]:
+    return [*UVICORN, "--host", "127.0.0.1", "--port", str(port), *extra]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--timeout-graceful-shutdown", "2"), ("--workers", "2")],
+    ids=["default", "timeout-graceful-shutdown", "workers-2"],
+)
+async def test_uvicorn_sigterm_ends_every_stream_and_exits_promptly(
+    extra: tuple[str, ...], tmp_path: Path
+) -> None:
+    port = free_port()
+    outcome = await drive(
+        uvicorn(port, *extra), cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS
+    )
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_sigint_ends_every_stream_too(tmp_path: Path) -> None:
+    port = free_port()
+    outcome = await drive(
+        uvicorn(port), cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS, sig=signal.SIGINT
+    )
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+GUNICORN = [str(BIN / "gunicorn"), "--log-level", "warning", "--graceful-timeout", "10"]
+
+
+@pytest.mark.anyio
+async def test_gunicorn_with_uvicorn_workers(tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [*GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "uvicorn_worker.UvicornWorker",
+           "tests.support.shutdown.asgi_app:app"]  # fmt: skip
+    outcome = await drive(cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS)
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+@pytest.mark.anyio
+async def test_hypercorn(tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [str(BIN / "hypercorn"), "-b", f"127.0.0.1:{port}", "--workers", "0",
+           "tests.support.shutdown.asgi_app:app"]  # fmt: skip
+    outcome = await drive(cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS)
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+DJANGO = SUPPORT / "djproj"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+async def test_django_under_an_asgi_server(server: str, tmp_path: Path) -> None:
+    port = free_port()
+    if server == "uvicorn":
+        cmd = [str(BIN / "uvicorn"), "djproj.asgi:application", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning",
+               "--timeout-graceful-shutdown", "2"]  # fmt: skip
+    else:
+        cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "djproj.asgi:application"]
+    outcome = await drive(
+        cmd, cwd=DJANGO, port=port, tmp_path=tmp_path, streams=STREAMS,
+        env={"DJANGO_SETTINGS_MODULE": "djproj.settings"},
+    )  # fmt: skip
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+@pytest.mark.anyio
+async def test_flask_under_gunicorn_threads(tmp_path: Path) -> None:
+    # WSGI: a thread per stream (four workers hold a thousand with room for an uneven share).
+    # --keep-alive 0: a stopping gthread worker keeps kept-alive connections for 2 s
+    # (gunicorn's STOP_KEEPALIVE_LINGER) and an app cannot close its own; a stream holds its
+    # connection anyway, so keep-alive buys an SSE endpoint nothing.
+    port = free_port()
+    cmd = [*GUNICORN, "-b", f"127.0.0.1:{port}", "-k", "gthread", "-w", "4", "--threads", "600",
+           "--keep-alive", "0", "tests.support.shutdown.flask_app:app"]  # fmt: skip
+    outcome = await drive(cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS)
+    assert_every_stream_ended_well(outcome, STREAMS)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_cancels_its_requests_still_lets_every_hook_finish(
+    tmp_path: Path,
+) -> None:
+    # No GracefulShutdown: hypercorn waits its graceful timeout (1 s), then cancels the
+    # request tasks. A task.cancel() is not stopped by any cancel scope; the hook (2 s, a slow
+    # database) still runs to its end, in a task of its own, before the cancellation goes on.
+    port = free_port()
+    cmd = [str(BIN / "hypercorn"), "-b", f"127.0.0.1:{port}", "--workers", "0",
+           "--graceful-timeout", "1", "tests.support.shutdown.asgi_app:plain"]  # fmt: skip
+    outcome = await drive(
+        cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=300, env={"HOOK_SLEEP": "2"}
+    )
+    assert outcome.hooks == Counter({"hook shutdown": 300}), (outcome.hooks, outcome.log)
+    assert outcome.final_events == 300, outcome.log
+    assert outcome.exit_after is not None, outcome.log

@@ -1,0 +1,95 @@
+"""Sync sources (a blocking SDK stream) under a real uvicorn: their worker threads come from
+sse-llm's own limiter, never from the app's thread pool, and a disconnect ends the stream at
+once even while ``next()`` is blocked, recording only what the client was sent."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from sse_llm import StreamResult
+from sse_llm.starlette import SSEResponse
+from tests.support.results import Results
+from tests.support.servers import run_uvicorn
+
+BLOCKED = 60  # more than anyio's 40 default worker threads
+
+
+def test_blocked_sync_sources_never_starve_the_apps_own_thread_pool() -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocked() -> Iterator[str]:
+        started.release()
+        release.wait(30)  # an SDK waiting on a model that does not answer
+        yield "late"
+
+    async def stream(request: Request) -> SSEResponse:
+        return SSEResponse(blocked(), heartbeat=None)
+
+    def sync_page(request: Request) -> PlainTextResponse:  # run in anyio's default pool
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/stream", stream), Route("/page", sync_page)])
+    with (
+        run_uvicorn(app) as url,
+        httpx.Client(timeout=10) as http,
+        anyio.from_thread.start_blocking_portal() as portal,
+    ):
+
+        async def open_streams() -> None:
+            async with httpx.AsyncClient(timeout=30) as client, anyio.create_task_group() as tg:
+                for _ in range(BLOCKED):
+                    tg.start_soon(client.get, f"{url}/stream")
+
+        future = portal.start_task_soon(open_streams)
+        try:
+            for _ in range(BLOCKED):
+                assert started.acquire(timeout=10)  # every source is blocked in next()
+            began = time.monotonic()
+            page = http.get(f"{url}/page")
+            took = time.monotonic() - began
+            assert page.text == "ok"
+            assert took < 1.0, f"a sync endpoint waited {took:.1f} s for a thread"
+        finally:
+            release.set()
+            future.result(30)
+
+
+def test_a_disconnect_does_not_wait_for_a_blocked_next_and_records_only_what_was_sent() -> None:
+    produced_after_drop = threading.Event()
+    dropped = threading.Event()
+    results = Results()
+
+    def slow() -> Iterator[str]:
+        yield "sent"
+        dropped.wait(10)  # blocked in next() when the client leaves ...
+        time.sleep(1.0)  # ... and for a while after
+        produced_after_drop.set()
+        yield "after the client left"
+
+    async def stream(request: Request) -> SSEResponse:
+        return SSEResponse(slow(), heartbeat=None, on_complete=results)
+
+    app = Starlette(routes=[Route("/stream", stream)])
+    with run_uvicorn(app) as url, httpx.Client(timeout=10) as http:
+        with http.stream("GET", f"{url}/stream") as response:
+            for chunk in response.iter_raw():
+                if b"sent" in chunk:
+                    break
+        dropped.set()
+        left_at = time.monotonic()
+        result: StreamResult = results.wait(5)
+        hook_after = time.monotonic() - left_at
+    assert result.reason == "disconnected"
+    assert result.text == "sent"
+    assert hook_after < 0.9, f"on_complete came {hook_after:.1f} s after the disconnect"
+    assert not produced_after_drop.is_set()  # the hook did not wait for the blocked next()
