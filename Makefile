@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo demo-htmx demo-starlette demo-flask demo-websocket demo-django demo-django-uvicorn \
+.PHONY: demo demo-htmx demo-resumable demo-starlette demo-flask demo-websocket demo-django demo-django-uvicorn \
 	test docs docs-build setup system-deps bench
 
 # The FastAPI chat (fetch + the shared page), with the htmx pages mounted at /htmx/.
@@ -16,6 +16,11 @@ demo: $(VENV)/.demo
 
 demo-htmx: $(VENV)/.demo
 	$(BIN)/uvicorn --app-dir examples/fastapi htmx_app:app --host $(HOST) --port $(PORT)
+
+# Answers that outlive a dropped connection (EventSource + Last-Event-ID); REDIS_URL=redis://...
+# and --workers 2 for several workers.
+demo-resumable: $(VENV)/.demos
+	$(BIN)/uvicorn --app-dir examples/fastapi resumable:app --host $(HOST) --port $(PORT)
 
 demo-starlette: $(VENV)/.demos
 	$(BIN)/uvicorn --app-dir examples/starlette app:app --host $(HOST) --port $(PORT)

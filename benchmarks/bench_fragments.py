@@ -47,7 +47,7 @@ import anyio
 
 from sse_llm import EventStream, TextFormat
 from sse_llm._encoder import encode_data
-from sse_llm._formats import Renderer, WireFormat
+from sse_llm._formats import NOTHING, FormatWriter, Units, WireFormat
 from sse_llm._model import LLMEvent
 from sse_llm._result import StreamResult
 from sse_llm.html import HTMLAppendFormat, MarkdownFormat, MarkdownRenderer, wire_newlines
@@ -123,38 +123,43 @@ async def paced(tokens: list[str], clock: StepClock, rate: float) -> AsyncIterat
         yield token
 
 
-class _SeedRenderer:
+class _SeedWriter:
     """The seed's approach: the whole message re-rendered and re-sent for every token."""
+
+    flush_interval: float | None = None
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.markdown = MarkdownRenderer()
 
-    def start(self) -> bytes:
-        return b""
+    def start(self) -> Units:
+        return NOTHING
 
-    def text(self, text: str) -> bytes:
+    def text(self, text: str) -> Units:
         self.parts.append(text)
         html = self.markdown.render("".join(self.parts))
-        return encode_data(f'<div id="answer" hx-swap-oob="true">{html}</div>')
+        return (encode_data(f'<div id="answer" hx-swap-oob="true">{html}</div>'),)
 
-    def event(self, event: LLMEvent) -> bytes:
-        return b""
+    def event(self, event: LLMEvent) -> Units:
+        return NOTHING
 
-    def error(self, message: str, code: str | None) -> bytes:
-        return b""
+    def error(self, message: str, code: str | None) -> Units:
+        return NOTHING
 
-    def end(self, result: StreamResult) -> bytes:
-        return encode_data(result.reason, "done")
+    def end(self, result: StreamResult) -> Units:
+        return (encode_data(result.reason, "done"),)
+
+    def flush(self) -> Units:
+        return NOTHING
 
 
 class SeedFormat:
     media_type = "text/event-stream"
     headers: Mapping[str, str] = {}
-    heartbeat = b":\n"
+    keepalive = b":\n"
 
-    def renderer(self) -> Renderer:
-        return _SeedRenderer()
+    def writer(self) -> FormatWriter:
+        return _SeedWriter()
 
 
 async def drive(app: EventStream) -> bytes:

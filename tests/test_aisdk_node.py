@@ -7,6 +7,12 @@ does) and prints the final ``UIMessage``. Recorded provider streams go through t
 server and the real ``openai`` SDK first, and the Node side must get exactly what the
 independent oracle reads in the recording.
 
+Sources and tools the provider runs itself: every shared recording that carries citations or
+provider-run tools is read by its own SDK (``openai``, ``anthropic``) or httpx +
+:mod:`sse_llm.sources` (Gemini), re-streamed as ``AISDKFormat``, and the reader's message must
+hold exactly the oracle's distinct sources as ``source-url`` parts and its activities as tool
+parts with ``providerExecuted: true``; hostile sources and a document source are checked too.
+
 The ``ai`` package (version pinned in tests/node/package-lock.json) is installed with
 ``npm ci`` into tests/node/node_modules when it is missing.
 """
@@ -26,14 +32,23 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from sse_llm import ErrorEvent, StreamResult
+from sse_llm import Citation, ErrorEvent, StreamResult, ToolActivity
 from sse_llm.formats import AISDKFormat
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import FakeLLM
 
-from .support.fixtures import expected, fixture_files, fixture_id
+from .support.fixtures import (
+    Activity,
+    Source,
+    all_fixture_files,
+    expected,
+    fixture_files,
+    fixture_id,
+)
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
+from .support.xss import HOSTILE_SOURCES
+from .test_providers import CHUNK, SOURCES
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 READER = NODE_DIR / "read-ui-stream.mjs"
@@ -94,6 +109,27 @@ class App:
 
         return SSEResponse(stream, format=AISDKFormat(), on_complete=done)
 
+    async def any_provider(self, request: Request) -> SSEResponse:
+        """The recording ``?file=<format>/<file>`` through its own SDK (or httpx +
+        sse_llm.sources)."""
+        file = request.query_params["file"]
+        headers = {"x-replay-file": file, "x-replay-chunk": CHUNK}
+        source = SOURCES[file.split("/")[0]](self.upstream, file, headers)
+        return SSEResponse(source, format=AISDKFormat())
+
+    async def cited(self, request: Request) -> SSEResponse:
+        """The fake model with hostile sources, a document, and a failed provider tool."""
+
+        async def source() -> Any:
+            yield ToolActivity("srvtoolu_1", "code_execution", "started", None, {"code": "1/0"})
+            yield ToolActivity("srvtoolu_1", "code_execution", "failed", "execution_time_exceeded")
+            yield "See the chart."
+            for citation in HOSTILE_SOURCES:
+                yield citation
+            yield Citation("file", title="chart.png", document_id="cfile_1", container_id="c_1")
+
+        return SSEResponse(source(), format=AISDKFormat())
+
     async def provider_error(self, request: Request) -> SSEResponse:
         async def source() -> Any:
             yield "partial "
@@ -109,6 +145,8 @@ def server(replay_server: ReplayServer) -> Iterator[tuple[App, str]]:
         Route("/fake", app.fake_stream),
         Route("/replay", app.replay),
         Route("/provider-error", app.provider_error),
+        Route("/any", app.any_provider),
+        Route("/cited", app.cited),
     ]
     with run_uvicorn(Starlette(routes=routes)) as base_url:
         yield app, base_url
@@ -227,3 +265,94 @@ def test_ai_sdk_gets_the_provider_error_message(node: str, server: tuple[App, st
     assert out["errors"] == ["Rate limit reached for requests"]
     [text] = _parts(out, "text")
     assert text["text"] == "partial "
+
+
+# -- sources and provider-executed tools ----------------------------------------------------
+
+CITING = [p for p in all_fixture_files() if expected(p).citations or expected(p).tool_activities]
+
+
+def distinct(sources: list[Source]) -> list[Source]:
+    """The oracle's citations, each source once (the AI SDK's source parts have no span)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for s in sources:
+        key = (s.kind, s.url, s.document_id, s.container_id, s.number)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def expected_tool_parts(activities: list[Activity]) -> list[dict[str, Any]]:
+    """What the reader's message should hold for the oracle's activities: one tool part per
+    provider tool, in the order they began, in the state of their last event."""
+    parts: dict[str, dict[str, Any]] = {}
+    for a in activities:
+        part = parts.setdefault(
+            a.id,
+            {
+                "type": f"tool-{a.name}",
+                "toolCallId": a.id,
+                "state": "input-available",
+                "input": {},
+                "providerExecuted": True,
+            },
+        )
+        if a.input and not part["input"]:
+            part["input"] = a.input
+        if a.status == "finished":
+            part["state"] = "output-available"
+            part["output"] = {} if a.summary is None else {"summary": a.summary}
+        elif a.status == "failed":
+            part["state"] = "output-error"
+            part["errorText"] = a.summary
+    return list(parts.values())
+
+
+@pytest.mark.parametrize("path", CITING, ids=fixture_id)
+def test_ai_sdk_reads_the_recorded_sources_and_provider_executed_tools(
+    path: Path, node: str, server: tuple[App, str]
+) -> None:
+    _, base_url = server
+    want = expected(path)
+    out = read_ui_stream(node, f"{base_url}/any?file={fixture_id(path)}")
+    assert out["invalid"] == [] and out["errors"] == []
+    sources = [p for p in out["message"]["parts"] if p["type"].startswith("source-")]
+    assert [(p["type"], p["url"], p.get("title")) for p in sources] == [
+        ("source-url", s.url, s.title) for s in distinct(want.citations)
+    ]
+    assert len({p["sourceId"] for p in sources}) == len(sources)
+    numbers = [(p.get("providerMetadata") or {}).get("sseLlm", {}).get("index") for p in sources]
+    assert numbers == [s.number for s in distinct(want.citations)]
+    tools = [
+        {k: v for k, v in p.items() if k not in ("title", "providerMetadata", "toolMetadata")}
+        for p in _tool_calls(out)
+    ]
+    assert tools == expected_tool_parts(want.tool_activities)
+    assert "".join(p["text"] for p in _parts(out, "text")) == want.text
+
+
+def test_ai_sdk_reads_hostile_sources_as_data_and_a_failed_provider_tool(
+    node: str, server: tuple[App, str]
+) -> None:
+    _, base_url = server
+    out = read_ui_stream(node, f"{base_url}/cited")
+    assert out["invalid"] == [] and out["errors"] == []
+    parts = out["message"]["parts"]
+    [tool] = _tool_calls(out)
+    assert tool["type"] == "tool-code_execution" and tool["providerExecuted"] is True
+    assert tool["state"] == "output-error" and tool["errorText"] == "execution_time_exceeded"
+    assert tool["input"] == {"code": "1/0"}
+    urls = [(p["url"], p.get("title")) for p in parts if p["type"] == "source-url"]
+    # Data, as the provider gave it: escaping and link checks are the UI's (the AI SDK's own
+    # source parts are the same).
+    assert urls == [(c.url, c.title) for c in HOSTILE_SOURCES if c.kind == "url"]
+    hostile_document, document = [p for p in parts if p["type"] == "source-document"]
+    assert hostile_document["title"] == "<i>doc</i>"
+    assert document["mediaType"] == "image/png"
+    assert document["title"] == document["filename"] == "chart.png"
+    metadata = {"documentId": "cfile_1", "containerId": "c_1"}
+    assert document["providerMetadata"] == {"sseLlm": metadata}
+    kinds = [p["type"] for p in parts]
+    assert kinds.index("tool-code_execution") < kinds.index("text")  # in the order they came

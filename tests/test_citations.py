@@ -664,6 +664,28 @@ PAUSED = [
 ]
 
 
+def test_a_search_with_one_result_says_one_result() -> None:
+    one = [
+        *PAUSED[:8],  # the text, then the server_tool_use block
+        block_start(
+            2,
+            {
+                "type": "web_search_tool_result",
+                "tool_use_id": "srvtoolu_1",
+                "content": [
+                    {"type": "web_search_result", "url": "https://a.example/", "title": "A"}
+                ],
+            },
+        ),
+        block_stop(2),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}},
+        {"type": "message_stop"},
+    ]
+    finished = [e for e in run(one) if isinstance(e, ToolActivity) and e.status == "finished"]
+    assert [a.summary for a in finished] == ["1 result"]
+    assert activities_of(run(one)) == parse_body("anthropic", sse(one, named=True)).tool_activities
+
+
 def test_anthropic_citations_server_tools_and_pause_turn() -> None:
     events = run(PAUSED)
     text = text_of(events)

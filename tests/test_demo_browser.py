@@ -1,8 +1,10 @@
 """Headless Chromium drives the FastAPI demo page served by a real uvicorn.
 
-The page's own chat.js reads the stream (fetch + TextDecoder + its SSE parser); nothing in
-the browser is mocked. Each test builds the demo with ``create_app`` so it can choose the fake
-model's pace and read the server's completion hook.
+The page's own chat.js reads the stream (fetch + TextDecoder + its SSE parser) and renders the
+answer's Markdown with the vendored marked + DOMPurify; nothing in the browser is mocked. Each
+test builds the demo with ``create_app`` so it can choose the fake model's pace and read the
+server's completion hook. ``text`` below is the answer's Markdown as the page received it (the
+``.text`` element keeps it as ``markdownSource``); ``html`` is what the page shows.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import anyio
 import pytest
 from playwright.sync_api import Browser, Page
 
-from sse_llm import StreamResult
-from sse_llm.testing import FakeLLM, tokenize
+from sse_llm import Citation, StreamResult
+from sse_llm.testing import DEFAULT_SOURCES, FakeLLM, tokenize
 
 from .support.servers import run_uvicorn
+from .support.xss import HOSTILE_ACTIVITY, HOSTILE_SOURCES, WATCH_UNSAFE, XSS_ANSWER, XSS_TOKENS
 from .test_examples import load_example
 
 pytestmark = pytest.mark.browser
@@ -36,7 +39,15 @@ READ_ANSWER = """() => {
   const answer = answers[answers.length - 1];
   return {
     status: answer ? answer.dataset.status : null,
-    text: answer ? answer.querySelector(".text").textContent : "",
+    text: answer ? answer.querySelector(".text").markdownSource : "",
+    html: answer ? answer.querySelector(".text").innerHTML : "",
+    shown: answer ? answer.querySelector(".text").textContent : "",
+    activity: [...(answer ? answer.querySelectorAll(".activity") : [])].map((n) => n.textContent),
+    sources: [...(answer ? answer.querySelectorAll("nav.sources li") : [])].map((li) => {
+      const a = li.querySelector("a");
+      return {text: li.textContent, value: li.value, href: a && a.getAttribute("href"),
+              rel: a && a.getAttribute("rel"), target: a && a.getAttribute("target")};
+    }),
     notes: [...(answer ? answer.querySelectorAll(".note") : [])].map(
       (note) => [note.className, note.textContent]),
     sendDisabled: document.getElementById("send").disabled,
@@ -265,7 +276,7 @@ def test_stop_button_ends_the_stream_and_the_server_sees_the_disconnect(tab: Tab
     assert tab.console_errors == []
 
 
-def test_browser_shows_model_output_as_text_never_as_html(tab: Tab) -> None:
+def test_browser_shows_the_models_html_as_text_never_as_markup(tab: Tab) -> None:
     hostile = (
         '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__pwned=2</script>'
     )
@@ -281,6 +292,7 @@ def test_browser_shows_model_output_as_text_never_as_html(tab: Tab) -> None:
 
     assert final["status"] == "done"
     assert final["text"] == hostile
+    assert final["shown"].strip() == hostile  # rendered as Markdown: the tags are text
     assert user_bubble == "<i>prompt</i>"
     assert elements == 0
     assert pwned is None
@@ -330,3 +342,181 @@ def test_eventsource_reads_the_get_endpoint_as_the_readme_shows(tab: Tab) -> Non
     assert result["done"]["finish_reason"] == "stop"
     assert [r.reason for r in demo.results] == ["completed"]
     assert tab.console_errors == []
+
+
+# -- Markdown, sources and provider tools ------------------------------------------------------
+
+
+@pytest.fixture
+def watched_tab(tab: Tab) -> Tab:
+    """The tab, recording every unsafe node or attribute that ever enters the answers."""
+    tab.page.add_init_script(WATCH_UNSAFE)
+    tab.page.on("dialog", lambda dialog: (tab.console_errors.append("dialog"), dialog.dismiss()))
+    return tab
+
+
+def assert_inert(tab: Tab) -> None:
+    assert tab.console_errors == []  # no dialog either
+    assert tab.page.evaluate("window.__unsafe") == []
+    assert tab.page.evaluate("window.__xss ?? null") is None
+
+
+RENDERED = """() => {
+  const text = document.querySelector("#log .message.assistant .text");
+  const q = (s) => [...text.querySelectorAll(s)].map((n) => n.textContent);
+  return {
+    strong: q("strong"), em: q("em"), items: q("ol > li"), inline: q("p > code, li > code"),
+    blocks: [...text.querySelectorAll("pre > code")].map((n) => [n.className, n.textContent]),
+    children: [...text.children].map((n) => n.tagName.toLowerCase()),
+  };
+}"""
+
+
+def test_browser_renders_the_answers_markdown(watched_tab: Tab) -> None:
+    tab = watched_tab
+    fake = FakeLLM(delay=0.005)
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, "마크다운")
+        final = wait_for_end(tab.page)
+        rendered = tab.page.evaluate(RENDERED)
+
+    assert final["status"] == "done"
+    assert final["text"] == fake.text_for("마크다운")
+    assert rendered["strong"] == ["sse-llm"]
+    assert rendered["em"] == ["마크다운"]
+    assert len(rendered["items"]) == 3
+    assert rendered["items"][1].startswith("the browser decodes UTF-8 with stream: true")
+    assert "stream: true" in rendered["inline"] and "OPENAI_API_KEY" in rendered["inline"]
+    assert rendered["blocks"] == [
+        ["language-python", "async for token in llm.stream(prompt):\n    yield token\n"]
+    ]
+    assert rendered["children"] == ["p", "p", "p", "ol", "pre", "p"]
+    assert "**" not in final["shown"] and "```" not in final["shown"]
+    assert_inert(tab)
+
+
+def test_markdown_that_attacks_the_page_never_runs(watched_tab: Tab) -> None:
+    tab = watched_tab
+    tokens = list(XSS_TOKENS)
+
+    class Scripted(FakeLLM):
+        async def stream(self, prompt: str = "") -> Any:
+            for token in tokens:
+                yield token
+                await anyio.sleep(0.01)
+
+    with serve_demo(Scripted(XSS_ANSWER)) as demo:
+        ask(tab.page, demo.base_url, "<i>prompt</i>")
+        final = wait_for_end(tab.page)
+        tab.page.hover("#log .message.assistant .text")  # an onmouseover, had one survived
+        tab.page.wait_for_timeout(200)
+        links = tab.page.evaluate(
+            "() => [...document.querySelectorAll('#log a')].map((a) => a.getAttribute('href'))"
+        )
+
+    assert final["status"] == "done"
+    assert final["text"] == XSS_ANSWER
+    assert "<h1>보안 점검</h1>" in final["html"]  # Markdown still renders around the attacks
+    assert "<script>window.__xss=1</script>" in final["shown"]  # the model's HTML, as text
+    assert all(href is None or href.startswith("http") for href in links), links
+    assert_inert(tab)
+
+
+def test_the_demo_shows_the_search_line_then_lists_the_sources(watched_tab: Tab) -> None:
+    """The demo's own model (no API key): a pretend web search, then the answer and its
+    sources."""
+    tab = watched_tab
+    fake = load_example("fastapi").demo_model()
+    fake.delay = 0.005
+    samples: list[dict[str, Any]] = []
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        deadline = time.monotonic() + STREAM_DEADLINE
+        while True:
+            state = tab.page.evaluate(READ_ANSWER)
+            if state["status"] != "streaming":
+                break
+            samples.append(state)
+            assert time.monotonic() < deadline, "the answer never finished"
+            tab.page.wait_for_timeout(50)
+        final = tab.page.evaluate(READ_ANSWER)
+        tab.page.screenshot(path="/tmp/demo-sources.png", full_page=True)
+
+    searching = [s for s in samples if s["activity"]]
+    assert searching, "the search line never showed"
+    assert {tuple(s["activity"]) for s in searching} == {
+        ("Searching the web: server-sent events streaming…",)
+    }
+    assert all(s["text"] == "" for s in searching)  # the model searched before it answered
+    assert final["activity"] == []
+    assert final["text"] == fake.text_for(PROMPT)
+    assert final["sources"] == [
+        {
+            "text": c.title,
+            "value": c.index,
+            "href": c.url,
+            "rel": "noopener nofollow",
+            "target": "_blank",
+        }
+        for c in DEFAULT_SOURCES
+    ]
+    assert final["notes"] == [["note meta", "finished: stop"]]
+    assert_inert(tab)
+
+
+def test_hostile_sources_and_tool_activity_are_shown_as_inert_text(watched_tab: Tab) -> None:
+    tab = watched_tab
+    fake = FakeLLM(
+        answer="답변 [1]",
+        delay=0,
+        activity=HOSTILE_ACTIVITY,
+        sources=HOSTILE_SOURCES,
+        tool_delay=0.6,
+    )
+    samples: list[dict[str, Any]] = []
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        while (state := tab.page.evaluate(READ_ANSWER))["status"] == "streaming":
+            samples.append(state)
+            tab.page.wait_for_timeout(50)
+        tab.page.hover("#log nav.sources")
+        tab.page.wait_for_timeout(200)
+        final = tab.page.evaluate(READ_ANSWER)
+
+    lines = {line for s in samples for line in s["activity"]}
+    assert lines == {
+        'Searching the web: <img src=x onerror="window.__xss=21">…',
+        "Running <script>window.__xss=22</script>: x…",
+    }
+    sources = final["sources"]
+    assert len(sources) == len(HOSTILE_SOURCES)
+    hrefs = [s["href"] for s in sources if s["href"] is not None]
+    assert hrefs == [
+        "https://title.example/",
+        "https://long.example/",
+        # The URL parser percent-encodes the quote and the brackets: nothing leaves the link.
+        "https://quote.example/%22%3E%3Cscript%3Ewindow.__xss=18%3C/script%3E",
+    ]
+    assert sources[0]["text"] == "Click for the source" and sources[0]["href"] is None
+    assert sources[1]["text"] == (
+        '<img src=x onerror="window.__xss=12"><script>window.__xss=13</script> HTML title'
+    )
+    long_title = sources[2]["text"]
+    assert long_title.startswith("<b>Very</b> long title,") and long_title.endswith("…")
+    assert len(long_title) <= 121
+    assert sources[5]["text"] == "JAVASCRIPT:window.__xss=16"
+    assert all(s["rel"] in (None, "noopener nofollow") for s in sources)
+    assert final["status"] == "done"
+    assert_inert(tab)
+
+
+def test_a_citation_without_a_title_shows_its_shortened_address(tab: Tab) -> None:
+    long_url = "https://docs.example/" + "segment/" * 30
+    fake = FakeLLM(answer="x", delay=0, sources=[long_url, Citation("document", document_id="d1")])
+    with serve_demo(fake) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        final = wait_for_end(tab.page)
+    first, second = final["sources"]
+    assert first["href"] == long_url
+    assert first["text"].startswith("https://docs.example/segment/") and len(first["text"]) <= 81
+    assert second == {"text": "d1", "value": 2, "href": None, "rel": None, "target": None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from sse_llm import (
 from sse_llm._model import Citation, ToolActivity
 from sse_llm.formats import AISDKFormat, OpenAIChatFormat, TypedJSONFormat
 from sse_llm.html import HTMLAppendFormat, MarkdownFormat
+from tests.support.fixtures import all_fixture_files, expected, fixture_id, parse_sse
 
 
 def events(wire: bytes) -> list[tuple[str, Any]]:
@@ -110,6 +112,24 @@ def test_every_normalised_event_is_kept_in_the_result_and_written() -> None:
     )
     assert events(wire) == [
         ("reasoning", {"text": "hmm"}),
+        (
+            "tool_activity",
+            {"id": "ws_1", "name": "web_search", "status": "started", "summary": "paris weather"},
+        ),
+        (
+            "source",
+            {
+                "kind": "url",
+                "url": "https://example.com/a",
+                "title": "A",
+                "document_id": None,
+                "container_id": None,
+                "cited_text": None,
+                "start": None,
+                "end": None,
+                "index": None,
+            },
+        ),
         ("tool_call", {"index": 0, "id": "call_1", "name": "weather", "arguments": call.arguments}),
         ("delta", {"text": "Sunny."}),
         (
@@ -427,3 +447,37 @@ def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
     assert "".join(deltas) == "x\ufffdyend\ufffd"
     assert engine.result.text == "x\ufffdyend\ufffd"
     assert engine.result.reason == "completed"
+
+
+# -- every provider's recorded chunks, with no I/O ------------------------------------------
+
+
+def recorded_items(path: Path) -> list[Any]:
+    """The JSON items of a recording, read with the oracle's own parser (no sse_llm)."""
+    body = path.read_bytes()
+    if path.suffix == ".ndjson":
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+    if path.suffix == ".json":
+        parsed = json.loads(body)
+        return parsed if isinstance(parsed, list) else [parsed]
+    return [json.loads(e.data) for e in parse_sse(body) if e.data != "[DONE]"]
+
+
+@pytest.mark.parametrize("path", all_fixture_files(), ids=fixture_id)
+def test_every_recorded_provider_stream_through_the_engine_alone(path: Path) -> None:
+    want = expected(path)
+    engine = StreamEngine()
+    wire = engine.start()
+    for item in recorded_items(path):
+        wire += engine.feed(item)
+        if engine.ended:
+            break
+    wire += engine.close()
+    result = engine.result
+    assert result.text == want.text
+    assert result.reasoning == want.reasoning
+    assert [(c.name, json.loads(c.arguments or "{}")) for c in result.tool_calls] == [
+        (name, args) for _, name, args in want.tool_calls
+    ]
+    names = [name for name, _ in events(wire)]
+    assert names[-1] == ("error" if want.error else "done")

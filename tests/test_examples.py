@@ -100,6 +100,11 @@ def test_demo_serves_the_shared_chat_page_and_script(name: str) -> None:
         script = client.get("/static/chat.js")
         assert script.status_code == 200
         assert "function createSSEParser" in script.text
+        # Every script the page loads is served: a 404 would leave the answer's Markdown unrendered.
+        sources = re.findall(r'<script[^>]*\bsrc="([^"]+)"', page.text)
+        assert "static/vendor/marked/marked.umd.js" in sources
+        for src in sources:
+            assert client.get("/" + src).status_code == 200, src
         # No CDN or other remote resource: the page must work offline.
         assert "http://" not in page.text and "https://" not in page.text
 
@@ -251,8 +256,14 @@ def test_fastapi_demo_turns_an_upstream_refusal_into_an_error_event(
 # -- each example from its own declared dependencies, in a brand-new virtualenv ----------------
 
 
+#: Examples that are not their folder's app.py.
+SCRIPTS = {"fastapi-resumable": EXAMPLES / "fastapi" / "resumable.py"}
+
+
 def declared_requirements(name: str) -> list[str]:
     """What the example says it needs: its PEP 723 header, or (Django) requirements.txt."""
+    if name in SCRIPTS:
+        return script_dependencies(SCRIPTS[name])
     folder = EXAMPLES / name
     if (folder / "requirements.txt").exists():
         return requirement_lines(folder / "requirements.txt")
@@ -328,6 +339,16 @@ def ask_websocket(base: str) -> str:
                 return text
 
 
+def ask_resumable(base: str) -> str:
+    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+        stream_id = client.post("/api/chat", json={"prompt": PROMPT}).json()["stream_id"]
+        with client.stream("GET", f"/api/streams/{stream_id}") as response:
+            assert response.status_code == 200
+            events = [(e.event, json.loads(e.data)) for e in iter_events(response)]
+    assert events[-1][0] == "done"
+    return answer_text(events)
+
+
 def ask_django(base: str) -> str:
     with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
         page = client.get("/")
@@ -348,6 +369,7 @@ def uvicorn_app(folder: str, app: str) -> list[str]:
 # (command inside the venv's bin/, working directory, how to ask, what the answer contains)
 EXAMPLE_RUNS: dict[str, list[tuple[list[str], Path | None, Callable[[str], str]]]] = {
     "fastapi": [(uvicorn_app("fastapi", "app:app"), None, ask_json_events)],
+    "fastapi-resumable": [(uvicorn_app("fastapi", "resumable:app"), None, ask_resumable)],
     "starlette": [(uvicorn_app("starlette", "app:app"), None, ask_json_events)],
     "flask": [(["flask", "--app", str(EXAMPLES / "flask" / "app.py"), "run"], None, ask_flask)],
     "websocket": [(uvicorn_app("websocket", "app:app"), None, ask_websocket)],
@@ -358,19 +380,7 @@ EXAMPLE_RUNS: dict[str, list[tuple[list[str], Path | None, Callable[[str], str]]
 }
 
 
-# examples/fastapi belongs to other work in progress; its header must become
-# `dependencies = ["sse-llm[fastapi,html,openai]", "uvicorn>=0.30"]` (app.py mounts htmx_app,
-# which needs sse_llm.html). Strict: this fails as soon as the header is fixed, to drop the mark.
-_FASTAPI_HEADER = pytest.mark.xfail(
-    reason="examples/fastapi/app.py's PEP 723 header does not declare sse-llm[fastapi,html]",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=_FASTAPI_HEADER) if n == "fastapi" else n for n in sorted(EXAMPLE_RUNS)],
-)
+@pytest.mark.parametrize("name", sorted(EXAMPLE_RUNS))
 def test_each_example_runs_with_only_its_declared_dependencies(
     name: str, sse_llm_wheel: Path, tmp_path: Path
 ) -> None:

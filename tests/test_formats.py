@@ -19,12 +19,14 @@ import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openai.types.chat.chat_completion_message import Annotation
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
 import sse_llm.formats
 from sse_llm import (
+    Citation,
     ErrorEvent,
     EventStream,
     Finish,
@@ -32,6 +34,7 @@ from sse_llm import (
     SSEDecoder,
     StreamResult,
     TextDelta,
+    ToolActivity,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -338,7 +341,9 @@ class OpenAIProxy:
         model = body["model"]
         source: Any
         upstream: openai.AsyncOpenAI | None = None
-        if model.startswith("fake"):
+        if model == "cited":
+            source = _cited_source()
+        elif model.startswith("fake"):
             fail_after = int(model.split(":")[1]) if ":" in model else None
             source = FakeLLM(delay=0.001, fail_after=fail_after).stream("proxy")
         else:
@@ -497,3 +502,311 @@ async def test_openai_format_is_plain_sse_for_any_http_client(
         if c["choices"]
     )
     assert text == FakeLLM().text_for("proxy")
+
+
+# ------------------------------------------------------------------ sources and provider tools
+
+SEARCH_STARTED = ToolActivity("ws_1", "web_search", "started", "météo Paris", {"query": "météo"})
+SEARCH_DONE = ToolActivity("ws_1", "web_search", "finished", "5 results", {"query": "météo"})
+CODE_FAILED = ToolActivity("ci_1", "code_execution", "failed", "execution_time_exceeded")
+PAGE = Citation("url", url="https://météo.example/paris", title="Paris — météo", start=0, end=6)
+PAGE_AGAIN = Citation(
+    "url", url="https://météo.example/paris", title="Paris — météo", start=7, end=9
+)
+FILE = Citation("file", title="chart.png", document_id="cfile_1", container_id="cntr_1")
+NUMBERED = Citation("url", url="https://b.example", index=2)
+CITED = [SEARCH_STARTED, "Sunny.", SEARCH_DONE, " 🙂", PAGE, PAGE_AGAIN, FILE, NUMBERED]
+CITED += [CODE_FAILED, Finish("pause", "pause_turn")]
+
+SOURCE_FIELDS = {
+    "kind": "url",
+    "url": "https://météo.example/paris",
+    "title": "Paris — météo",
+    "document_id": None,
+    "container_id": None,
+    "cited_text": None,
+    "start": 0,
+    "end": 6,
+    "index": None,
+}
+FILE_FIELDS = SOURCE_FIELDS | {
+    "kind": "file",
+    "url": None,
+    "title": "chart.png",
+    "document_id": "cfile_1",
+    "container_id": "cntr_1",
+    "start": None,
+    "end": None,
+}
+NUMBERED_FIELDS = SOURCE_FIELDS | {
+    "url": "https://b.example",
+    "title": None,
+    "start": None,
+    "end": None,
+    "index": 2,
+}
+
+
+def _activity(a: ToolActivity) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "status": a.status, "summary": a.summary}
+
+
+async def test_named_events_carry_sources_and_provider_tools_and_a_paused_finish() -> None:
+    response = await run_stream(EventStream(_events(*CITED)))
+    events = [(e.event, json.loads(e.data)) for e in response.events]
+    assert events == [
+        ("tool_activity", _activity(SEARCH_STARTED)),  # no input: never more than asked
+        ("delta", {"text": "Sunny."}),
+        ("tool_activity", _activity(SEARCH_DONE)),
+        ("delta", {"text": " 🙂"}),
+        ("source", SOURCE_FIELDS),
+        ("source", SOURCE_FIELDS | {"start": 7, "end": 9}),  # every citation, with its span
+        ("source", FILE_FIELDS),
+        ("source", NUMBERED_FIELDS),
+        ("tool_activity", _activity(CODE_FAILED)),
+        ("done", {"finish_reason": "pause", "raw_finish_reason": "pause_turn", "usage": None}),
+    ]
+    # The spans count characters of the answer text, as a Python str does.
+    assert "Sunny. 🙂"[0:6] == "Sunny."
+
+
+async def test_named_events_send_a_tools_input_only_when_asked() -> None:
+    fmt = NamedEventsFormat(activity_input=True)
+    response = await run_stream(EventStream(_events(SEARCH_STARTED, CODE_FAILED), format=fmt))
+    assert [json.loads(e.data) for e in response.events[:2]] == [
+        _activity(SEARCH_STARTED) | {"input": {"query": "météo"}},
+        _activity(CODE_FAILED) | {"input": None},
+    ]
+
+
+async def test_typed_json_carries_sources_and_provider_tools() -> None:
+    fmt = TypedJSONFormat(activity_input=True)
+    data = _json_data(await run_stream(EventStream(_events(*CITED), format=fmt)))
+    assert data[1:] == [
+        {"type": "tool_activity", **_activity(SEARCH_STARTED), "input": {"query": "météo"}},
+        {"type": "delta", "delta": "Sunny."},
+        {"type": "tool_activity", **_activity(SEARCH_DONE), "input": {"query": "météo"}},
+        {"type": "delta", "delta": " 🙂"},
+        {"type": "source", **SOURCE_FIELDS},
+        {"type": "source", **SOURCE_FIELDS, "start": 7, "end": 9},
+        {"type": "source", **FILE_FIELDS},
+        {"type": "source", **NUMBERED_FIELDS},
+        {"type": "tool_activity", **_activity(CODE_FAILED), "input": None},
+        {
+            "type": "done",
+            "finish_reason": "pause",
+            "raw_finish_reason": "pause_turn",
+            "usage": None,
+        },
+        "[DONE]",
+    ]
+
+
+async def test_text_format_carries_the_text_only() -> None:
+    response = await run_stream(EventStream(_events(*CITED), format=TextFormat()))
+    assert [(e.event, e.data) for e in response.events] == [
+        ("message", "Sunny."),
+        ("message", " 🙂"),
+        ("done", '{"finish_reason":"pause"}'),
+    ]
+
+
+async def test_aisdk_sources_are_source_parts_and_provider_tools_are_provider_executed() -> None:
+    data = _json_data(await run_stream(EventStream(_events(*CITED), format=AISDKFormat())))
+    head = {"toolCallId": "ws_1", "toolName": "web_search", "providerExecuted": True}
+    assert data[1:] == [
+        {"type": "start-step"},
+        {"type": "tool-input-start", **head},
+        {"type": "tool-input-available", **head, "input": {"query": "météo"}},
+        {"type": "text-start", "id": "text-0"},
+        {"type": "text-delta", "id": "text-0", "delta": "Sunny."},
+        {
+            "type": "tool-output-available",
+            "toolCallId": "ws_1",
+            "providerExecuted": True,
+            "output": {"summary": "5 results"},
+        },
+        {"type": "text-delta", "id": "text-0", "delta": " 🙂"},
+        {
+            "type": "source-url",
+            "sourceId": "source-0",
+            "url": "https://météo.example/paris",
+            "title": "Paris — météo",
+        },
+        # PAGE_AGAIN: the same source, no second part.
+        {
+            "type": "source-document",
+            "sourceId": "source-1",
+            "mediaType": "image/png",
+            "title": "chart.png",
+            "filename": "chart.png",
+            "providerMetadata": {"sseLlm": {"documentId": "cfile_1", "containerId": "cntr_1"}},
+        },
+        {
+            "type": "source-url",
+            "sourceId": "source-2",
+            "url": "https://b.example",
+            "providerMetadata": {"sseLlm": {"index": 2}},
+        },
+        {"type": "text-end", "id": "text-0"},
+        # Gemini-style: a tool reported only once it ended gets its input parts first.
+        {
+            "type": "tool-input-start",
+            "toolCallId": "ci_1",
+            "toolName": "code_execution",
+            "providerExecuted": True,
+        },
+        {
+            "type": "tool-input-available",
+            "toolCallId": "ci_1",
+            "toolName": "code_execution",
+            "providerExecuted": True,
+            "input": {},
+        },
+        {
+            "type": "tool-output-error",
+            "toolCallId": "ci_1",
+            "providerExecuted": True,
+            "errorText": "execution_time_exceeded",
+        },
+        {"type": "finish-step"},
+        {"type": "finish", "finishReason": "other"},  # the AI SDK has no "paused"
+        "[DONE]",
+    ]
+
+
+async def test_openai_chunks_carry_url_citations_as_annotations_and_nothing_else() -> None:
+    data = _json_data(await run_stream(EventStream(_events(*CITED), format=OpenAIChatFormat())))
+    deltas = [c["choices"][0] for c in data[:-1] if c["choices"]]
+    annotations = [d["delta"]["annotations"] for d in deltas if "annotations" in d["delta"]]
+    assert annotations == [
+        [
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": "https://météo.example/paris",
+                    "title": "Paris — météo",
+                    "start_index": 0,
+                    "end_index": 6,
+                },
+                "index": 0,
+            }
+        ],
+        [
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": "https://météo.example/paris",
+                    "title": "Paris — météo",
+                    "start_index": 7,
+                    "end_index": 9,
+                },
+                "index": 1,
+            }
+        ],
+        [
+            {
+                "type": "url_citation",
+                # No span: 0/0, OpenRouter's "not located"; no title: "".
+                "url_citation": {
+                    "url": "https://b.example",
+                    "title": "",
+                    "start_index": 0,
+                    "end_index": 0,
+                },
+                "index": 2,
+            }
+        ],
+    ]
+    # The file citation and every provider tool have no Chat Completions shape: dropped.
+    kinds = {key for d in deltas for key in d["delta"]}
+    assert kinds == {"role", "content", "annotations"}
+    assert deltas[-1]["finish_reason"] == "length"  # a paused turn is not a complete one
+
+
+async def test_every_json_format_passes_hostile_sources_through_as_data() -> None:
+    """A JSON format carries what the provider said; escaping and link checks are the
+    renderer's (the HTML formats and the demo do both). Nothing is lost or rewritten."""
+    from .support.xss import HOSTILE_SOURCES
+
+    response = await run_stream(EventStream(_events("x", *HOSTILE_SOURCES)))
+    sources = [json.loads(e.data) for e in response.events if e.event == "source"]
+    assert [(s["url"], s["title"]) for s in sources] == [(c.url, c.title) for c in HOSTILE_SOURCES]
+
+
+# -- the openai SDK reads the annotations back
+
+
+async def _cited_source() -> AsyncIterator[Any]:
+    yield SEARCH_STARTED
+    yield "Il fait beau à Paris. "
+    yield SEARCH_DONE
+    yield "Source: météo."
+    yield Citation("url", url="https://météo.example/paris", title="Paris", start=0, end=21)
+    yield FILE  # no Chat Completions shape
+    yield Citation("url", url="https://b.example/x", start=22, end=36)
+    yield Citation("url", url="https://c.example/")
+
+
+OPENAI_CITED = [
+    ("https://météo.example/paris", "Paris", 0, 21),
+    ("https://b.example/x", "", 22, 36),
+    ("https://c.example/", "", 0, 0),
+]
+
+
+async def test_openai_sdk_reads_the_annotations_of_each_chunk(
+    openai_proxy: tuple[OpenAIProxy, str],
+) -> None:
+    _, base_url = openai_proxy
+    got: list[Any] = []
+    text: list[str] = []
+    async with _client(base_url) as client:
+        stream = await client.chat.completions.create(
+            model="cited", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                # Not a field of the SDK's ChoiceDelta type: the SDK keeps it as an extra.
+                for raw in (choice.delta.model_extra or {}).get("annotations") or ():
+                    got.append(Annotation.model_validate(raw))
+    assert "".join(text) == "Il fait beau à Paris. Source: météo."
+    assert [
+        (
+            a.url_citation.url,
+            a.url_citation.title,
+            a.url_citation.start_index,
+            a.url_citation.end_index,
+        )
+        for a in got
+    ] == OPENAI_CITED
+    assert "".join(text)[0:21] == "Il fait beau à Paris."
+
+
+async def test_openai_sdk_stream_helper_assembles_the_annotations(
+    openai_proxy: tuple[OpenAIProxy, str],
+) -> None:
+    """``chat.completions.stream`` merges the annotation deltas (by their ``index``) into the
+    final message's typed ``annotations``."""
+    _, base_url = openai_proxy
+    async with (
+        _client(base_url) as client,
+        client.chat.completions.stream(
+            model="cited", messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        completion = await stream.get_final_completion()
+    [choice] = completion.choices
+    annotations = choice.message.annotations or []
+    assert all(type(a).__name__ == "Annotation" for a in annotations)
+    assert [
+        (
+            a.url_citation.url,
+            a.url_citation.title,
+            a.url_citation.start_index,
+            a.url_citation.end_index,
+        )
+        for a in annotations
+    ] == OPENAI_CITED
+    assert choice.message.content == "Il fait beau à Paris. Source: météo."

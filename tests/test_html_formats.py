@@ -6,17 +6,27 @@ import html
 import re
 import time
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from itertools import pairwise
 from typing import Any
 
 import anyio
 import pytest
 
-from sse_llm import ErrorEvent, EventStream, StreamEngine, TextDelta
+from sse_llm import (
+    Citation,
+    ErrorEvent,
+    EventStream,
+    SSEDecoder,
+    StreamEngine,
+    TextDelta,
+    ToolActivity,
+)
 from sse_llm._markdown import MarkdownRenderer
 from sse_llm.html import HTMLAppendFormat, MarkdownFormat, escape_text, wire_newlines
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, run_stream, tokenize
 from tests.support.htmx import htmx_view
+from tests.support.xss import HOSTILE_ACTIVITY, HOSTILE_SOURCES
 from tests.test_markdown import XSS_MARKDOWN, assert_safe
 
 pytestmark = pytest.mark.anyio
@@ -451,3 +461,211 @@ def test_a_pause_flushes_held_text_but_flowing_text_is_not_forced() -> None:
     clock.now += 0.06
     assert b"paragraph more</p>" in engine.flush()  # silent for an interval: shown
     assert engine.flush() == b""  # nothing held any more
+
+
+# ------------------------------------------------------------------ sources and provider tools
+
+SEARCH = ToolActivity("ws_1", "web_search", "started", "météo <Paris>", {"query": "météo"})
+SEARCHED = ToolActivity("ws_1", "web_search", "finished", "5 results")
+RUN = ToolActivity("ci_1", "code_execution", "started")
+SOURCES_NAV = (
+    '<nav class="sse-llm-sources" aria-label="Sources"><ol>'
+    '<li value="1"><a href="https://a.example/x?y=1&amp;z=2" rel="noopener nofollow"'
+    ' target="_blank" title="Ä &amp; &lt;b&gt;">Ä &amp; &lt;b&gt;</a></li>'
+    '<li value="2">notes.pdf</li>'
+    '<li value="7"><a href="https://b.example/a%20b" rel="noopener nofollow" target="_blank"'
+    ' title="https://b.example/a b">b.example/a b</a></li>'
+    "</ol></nav>"
+)
+CITED_SOURCES = [
+    Citation("url", url="https://a.example/x?y=1&z=2", title="Ä & <b>", start=0, end=2),
+    Citation("url", url="https://a.example/x?y=1&z=2", title="Ä & <b>", start=3, end=5),  # again
+    Citation("file", title="notes.pdf", document_id="file-1"),
+    Citation("url", url="https://b.example/a b", index=7),  # Gemini sends raw spaces
+]
+
+
+def engine_events(fmt: Any, items: list[Any]) -> list[Any]:
+    engine = StreamEngine(fmt)
+    body = engine.start() + b"".join(engine.feed(item) for item in items) + engine.close()
+    return SSEDecoder().feed(body)
+
+
+def activity_line(target: str, n: int, text: str) -> str:
+    return (
+        f'<div hx-swap-oob="beforeend:#{target}"><div id="{target}-activity-{n}"'
+        f' class="sse-llm-activity" role="status">{text}</div></div>'
+    )
+
+
+def removal(target: str, n: int) -> str:
+    return f'<div hx-swap-oob="delete:#{target}-activity-{n}"></div>'
+
+
+def test_append_shows_a_line_while_a_provider_tool_runs_and_lists_the_sources_at_the_end() -> None:
+    items = [SEARCH, "Il ", "fait", SEARCHED, " beau.", *CITED_SOURCES]
+    events = engine_events(HTMLAppendFormat("m", interval=0), items)
+    assert [(e.event, e.data) for e in events] == [
+        ("message", activity_line("m", 1, "Searching the web: météo &lt;Paris&gt;…")),
+        ("message", "Il "),
+        ("message", "fait"),
+        ("message", removal("m", 1)),
+        ("message", " beau."),
+        ("message", f'<div hx-swap-oob="innerHTML:#m">Il fait beau.{SOURCES_NAV}</div>'),
+        ("done", "completed"),
+    ]
+
+
+def test_markdown_lists_the_sources_with_the_last_blocks_and_keeps_the_tail_on_activity() -> None:
+    items = ["# Titre\n\nIl fait ", SEARCH, "beau", RUN, SEARCHED, *CITED_SOURCES]
+    events = engine_events(MarkdownFormat("m", interval=0, refresh=0), items)
+    data = [e.data for e in events]
+    assert data[1] == ('<div hx-swap-oob="beforebegin:#m-tail"><h1>Titre</h1></div><p>Il fait</p>')
+    # An activity event re-sends the tail the page shows as its main content: an htmx 2 tail
+    # (sse-swap) swaps every event's main content in, and would otherwise be emptied.
+    assert data[2] == activity_line("m", 1, "Searching the web: météo &lt;Paris&gt;…") + (
+        "<p>Il fait</p>"
+    )
+    assert data[3] == "<p>Il fait beau</p>"
+    assert data[4] == activity_line("m", 2, "Running code…") + "<p>Il fait beau</p>"
+    assert data[5] == removal("m", 1) + "<p>Il fait beau</p>"
+    # The code run never ended: its line goes with the last event, before the tail does.
+    assert data[6] == (
+        removal("m", 2)
+        + f'<div hx-swap-oob="beforebegin:#m-tail"><p>Il fait beau</p>{SOURCES_NAV}</div>'
+        '<div hx-swap-oob="delete:#m-tail"></div>'
+    )
+    assert (events[7].event, events[7].data) == ("done", "completed")
+
+
+def test_with_an_out_of_band_tail_an_activity_event_is_out_of_band_only() -> None:
+    events = engine_events(MarkdownFormat("m", interval=0, oob_tail=True), ["Hi", SEARCH])
+    assert events[2].data == activity_line("m", 1, "Searching the web: météo &lt;Paris&gt;…")
+
+
+def test_a_line_still_shown_is_deleted_before_the_whole_message_is_swapped_in() -> None:
+    for fmt in (HTMLAppendFormat("m", interval=0), MarkdownFormat("m", resend_final=True)):
+        events = engine_events(fmt, ["x", RUN])
+        final = events[-2].data
+        assert final.startswith(removal("m", 1) + '<div hx-swap-oob="innerHTML:#m">')
+
+
+def test_a_tool_reported_only_once_it_ended_shows_no_line() -> None:
+    gemini_search = ToolActivity("web_search_0", "web_search", "finished", "q", {"query": "q"})
+    events = engine_events(HTMLAppendFormat("m", interval=0), ["x", gemini_search])
+    assert [e.data for e in events] == ["x", '<div hx-swap-oob="innerHTML:#m">x</div>', "completed"]
+
+
+def test_without_a_target_sources_and_activity_are_dropped() -> None:
+    events = engine_events(HTMLAppendFormat(interval=0), [SEARCH, "x", *CITED_SOURCES, SEARCHED])
+    assert [e.data for e in events] == ["x", "completed"]
+
+
+def test_sources_and_activity_templates_can_be_replaced_or_turned_off() -> None:
+    from jinja2 import Environment
+
+    raw = Environment(autoescape=False)  # values are escaped before any template sees them
+    fmt = HTMLAppendFormat(
+        "m",
+        interval=0,
+        sources_template=raw.from_string(
+            '<ul class="refs">{% for s in sources %}<li>{{ s.text }} ({{ s.kind }})</li>'
+            "{% endfor %}</ul>"
+        ),
+        activity_template=raw.from_string("<em>{{ name }}: {{ summary }}</em>"),
+    )
+    events = engine_events(fmt, [SEARCH, "x", CITED_SOURCES[0], CITED_SOURCES[2]])
+    assert events[0].data == activity_line("m", 1, "<em>web_search: météo &lt;Paris&gt;</em>")
+    assert events[-2].data == removal("m", 1) + (
+        '<div hx-swap-oob="innerHTML:#m">x<ul class="refs"><li>Ä &amp; &lt;b&gt; (url)</li>'
+        "<li>notes.pdf (file)</li></ul></div>"
+    )
+    off = HTMLAppendFormat("m", interval=0, sources_template="", activity_template="")
+    events = engine_events(off, [SEARCH, "x", *CITED_SOURCES])
+    assert [e.data for e in events] == ["x", '<div hx-swap-oob="innerHTML:#m">x</div>', "completed"]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str | None]] = []
+        self.items: list[str] = []
+        self._in_li = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend((tag, name, value) for name, value in attrs)
+        if tag == "li":
+            self.items.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self.items:
+            self.items[-1] += data
+
+
+@pytest.mark.parametrize("markdown", [False, True], ids=["append", "markdown"])
+def test_hostile_sources_and_tool_names_render_as_inert_text(markdown: bool) -> None:
+    fmt: Any = MarkdownFormat("m", interval=0) if markdown else HTMLAppendFormat("m", interval=0)
+    events = engine_events(fmt, [*HOSTILE_ACTIVITY[:2], "answer", *HOSTILE_SOURCES])
+    wire = "".join(e.data for e in events)
+    parsed = _Links()
+    parsed.feed(wire)
+    parsed.close()
+    assert set(parsed.tags) <= {"div", "nav", "ol", "li", "a", "p"}, parsed.tags
+    hrefs = [value for tag, name, value in parsed.attrs if name == "href"]
+    for tag, name, value in parsed.attrs:
+        assert not name.startswith("on"), (tag, name, value)
+        assert name in {"hx-swap-oob", "id", "class", "role", "aria-label", "value"} or (
+            tag == "a" and name in {"href", "rel", "target", "title"}
+        ), (tag, name)
+    # Only the http(s) URLs are links; quotes in one cannot leave the attribute.
+    assert {h.split('"')[0] for h in hrefs if h} == {
+        "https://title.example/",
+        "https://long.example/",
+        "https://quote.example/",
+    }
+    assert 'https://quote.example/"><script>window.__xss=18</script>' in hrefs
+    assert all(h.startswith("https://") for h in hrefs)
+    # The rest is text: the javascript: URL, the markup of the title, the 3 KB URL shortened.
+    items = parsed.items
+    assert items[0] == "Click for the source"
+    assert (
+        items[1]
+        == '<img src=x onerror="window.__xss=12"><script>window.__xss=13</script> HTML title'
+    )
+    long_title = items[2]
+    assert long_title.startswith("<b>Very</b> long title, ") and long_title.endswith("…")
+    assert len(long_title) <= 121 and not long_title[:-1].endswith(" ")
+    assert items[5] == "JAVASCRIPT:window.__xss=16"
+    assert len(items[9]) <= 81
+    assert "<svg onload=window.__xss=20>" in items[8] or items[8] == "<i>doc</i>"
+    assert len(wire) < 4000  # the 10 KB title and the 3 KB URL do not travel whole
+    assert 'Searching the web: <img src=x onerror="window.__xss=21">…' in [t for t in _texts(wire)]
+
+
+def _texts(html_text: str) -> list[str]:
+    out: list[str] = []
+
+    class Texts(HTMLParser):
+        def handle_data(self, data: str) -> None:
+            out.append(data)
+
+    Texts().feed(html_text)
+    return out
+
+
+def test_text_held_back_goes_out_before_the_activity_line() -> None:
+    for fmt in (HTMLAppendFormat, MarkdownFormat):
+        clock = FakeClock()
+        engine = StreamEngine(fmt("m", clock=clock))
+        engine.start()
+        first = engine.feed("Avant ")
+        clock.now = 0.01
+        held = engine.feed("la recherche")  # within the interval: held back
+        clock.now = 0.02
+        events = SSEDecoder().feed(engine.feed(SEARCH))
+        assert first and not held
+        *text, line = [e.data for e in events]
+        assert "la recherche" in "".join(text), fmt
+        assert line.startswith(activity_line("m", 1, "Searching the web: météo &lt;Paris&gt;…"))

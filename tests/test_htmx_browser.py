@@ -30,10 +30,11 @@ import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page
 
-from sse_llm import StreamResult
+from sse_llm import StreamResult, ToolActivity
 from sse_llm._markdown import MarkdownRenderer
-from sse_llm.testing import FakeLLM
+from sse_llm.testing import DEFAULT_SOURCES, FakeLLM
 from tests.support.django_demo import django_demo_app
+from tests.support.xss import HOSTILE_ACTIVITY, HOSTILE_SOURCES, XSS_ANSWER, XSS_TOKENS
 
 from .support.servers import run_uvicorn
 from .test_demo_browser import RECORD_READS, OneByteSends
@@ -96,22 +97,6 @@ ANSWER_STATE = """(selector) => {
   };
 }"""
 
-# Model output meant to run code; every payload would set window.__xss. Tokens cut tags,
-# attributes and URLs apart, including `<scr` + `ipt>`.
-XSS_TOKENS = [
-    "# 보안 ", "점검\n\n",
-    "<scr", "ipt>window.__xss=1</scr", "ipt>\n\n",
-    "<img src=x on", "error=\"window.__xss=2\">\n\n",
-    "[링크](java", "script:window.__xss=3) and [x](javascript:alert(1))\n\n",
-    '<a href="javas', 'cript:window.__xss=4">raw</a>\n\n',
-    "<svg onload=window.__xss=5>", "</svg>\n\n",
-    '<iframe src="javascript:window.__xss=6"></iframe>\n\n',
-    "![img](x\" onerror=\"window.__xss=7)\n\n",
-    "<details open ontoggle=window.__xss=8>x</details>\n\n",
-    "`<b onmouseover=window.__xss=9>code</b>` 끝 <",
-]  # fmt: skip
-XSS_ANSWER = "".join(XSS_TOKENS)
-
 
 class ScriptedLLM(FakeLLM):
     """A fake model that yields exactly ``tokens`` (FakeLLM cuts text its own way)."""
@@ -127,6 +112,27 @@ class ScriptedLLM(FakeLLM):
             for token in self.tokens:
                 yield token
                 await anyio.sleep(self.delay)
+        finally:
+            self.closed += 1
+
+
+class ItemsLLM(FakeLLM):
+    """A fake model that yields exactly ``items`` (text, sources, tool activity), pausing
+    ``delay`` between them and ``tool_delay`` after a tool starts."""
+
+    def __init__(self, items: list[Any], delay: float = 0.02, tool_delay: float = 1.0) -> None:
+        text = "".join(i for i in items if isinstance(i, str))
+        super().__init__(text, delay=delay, tool_delay=tool_delay)
+        self.items = items
+
+    async def stream(self, prompt: str = "") -> AsyncIterator[Any]:
+        import anyio
+
+        try:
+            for item in self.items:
+                yield item
+                started = isinstance(item, ToolActivity) and item.status == "started"
+                await anyio.sleep(self.tool_delay if started else self.delay)
         finally:
             self.closed += 1
 
@@ -560,3 +566,134 @@ def test_the_htmx_app_writes_every_url_under_its_mount_prefix(tab: Tab) -> None:
             urls = re.findall(r'(?:src|href|hx-post)="(/[^"]*)"', html)
             assert urls and all(u.startswith(PREFIX + "/") for u in urls), urls
     assert_clean(tab)
+
+
+# -- sources and provider tools ----------------------------------------------------------------
+
+PAGES = {"htmx4": ("/", None), "htmx2": ("/htmx2", None), "htmx2-markdown": ("/htmx2", "#markdown")}
+# The answer element's state: its text without the activity line, the line, the sources.
+SOURCES_STATE = """(selector) => {
+  const el = document.querySelector(selector);
+  const lines = [...el.querySelectorAll(".sse-llm-activity")];
+  const answer = el.cloneNode(true);
+  answer.querySelectorAll(".sse-llm-activity, .sse-llm-sources").forEach((n) => n.remove());
+  const links = [...el.querySelectorAll(".sse-llm-sources li")].map((li) => {
+    const a = li.querySelector("a");
+    return {text: li.textContent, value: li.value, href: a && a.getAttribute("href"),
+            rel: a && a.getAttribute("rel"), target: a && a.getAttribute("target")};
+  });
+  return {
+    text: answer.textContent,
+    activity: lines.map((n) => n.textContent),
+    activityLast: lines.length > 0 && el.lastElementChild === lines[lines.length - 1],
+    sources: links,
+    ends: window.__ends.slice(),
+  };
+}"""
+
+
+def watch_sources(page: Page, selector: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    samples: list[dict[str, Any]] = []
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        state: dict[str, Any] = page.evaluate(SOURCES_STATE, selector)
+        if state["ends"]:
+            break
+        samples.append(state)
+        assert time.monotonic() < deadline, f"the stream never ended: {state}"
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(300)
+    final: dict[str, Any] = page.evaluate(SOURCES_STATE, selector)
+    return samples, final
+
+
+@pytest.mark.parametrize("page_kind", list(PAGES))
+def test_the_pages_show_a_line_while_the_provider_searches_and_list_the_sources(
+    tab: Tab, page_kind: str
+) -> None:
+    # The search starts mid-answer: the line goes under the growing text and leaves it whole
+    # (the htmx 2 Markdown tail swaps every event's main content in).
+    first = "# 날씨\n\n서울은 맑고 "
+    rest = "따뜻합니다. 🙂\n\n- 최고 24°C\n- 최저 15°C"
+    search = ToolActivity(
+        "srvtoolu_1", "web_search", "started", "서울 날씨", {"query": "서울 날씨"}
+    )
+    items = [*tokens_of(first), search, *tokens_of(rest)]
+    items += [search.__class__("srvtoolu_1", "web_search", "finished", "3 results")]
+    items += list(DEFAULT_SOURCES)
+    fake = ItemsLLM(items, tool_delay=1.5)
+    path, check = PAGES[page_kind]
+    with serve_htmx(fake) as demo:
+        selector = submit(tab.page, demo.base_url + path, PROMPT, check=check)
+        samples, final = watch_sources(tab.page, selector)
+        html_now = tab.page.evaluate("(s) => document.querySelector(s).innerHTML", selector)
+
+    shown = [s for s in samples if s["activity"]]
+    assert shown, "the activity line never showed"
+    assert {tuple(s["activity"]) for s in shown} == {("Searching the web: 서울 날씨…",)}
+    assert all(s["activityLast"] for s in shown)  # under the answer, not inside it
+    # While the line showed, the answer text stayed (it is a prefix of the answer, never lost).
+    streamed = [s["text"] for s in shown if s["text"]]
+    assert streamed and all(t.strip() and "서울은 맑고" in t for t in streamed)
+    assert final["activity"] == []
+    assert final["sources"] == [
+        {
+            "text": c.title,
+            "value": c.index,
+            "href": c.url,
+            "rel": "noopener nofollow",
+            "target": "_blank",
+        }
+        for c in DEFAULT_SOURCES
+    ]
+    sources_html = html_now[html_now.index('<nav class="sse-llm-sources"') :]
+    assert html_now == MARKDOWN.render(first + rest) + sources_html
+    assert_clean(tab)
+
+
+def tokens_of(text: str) -> list[str]:
+    from sse_llm.testing import tokenize
+
+    return tokenize(text)
+
+
+@pytest.mark.parametrize("page_kind", list(PAGES))
+def test_hostile_sources_and_tool_activity_stay_inert_text(tab: Tab, page_kind: str) -> None:
+    items = [HOSTILE_ACTIVITY[0], HOSTILE_ACTIVITY[1], "답변", HOSTILE_ACTIVITY[2]]
+    items += [HOSTILE_ACTIVITY[3], *HOSTILE_SOURCES]
+    fake = ItemsLLM(items, tool_delay=0.5)
+    path, check = PAGES[page_kind]
+    with serve_htmx(fake) as demo:
+        selector = submit(tab.page, demo.base_url + path, PROMPT, check=check)
+        samples, final = watch_sources(tab.page, selector)
+        tab.page.hover(selector + " .sse-llm-sources")  # an onmouseover, had one survived
+        tab.page.wait_for_timeout(200)
+
+    lines = {line for s in samples for line in s["activity"]}
+    assert lines == {
+        'Searching the web: <img src=x onerror="window.__xss=21">…',
+        "Running <script>window.__xss=22</script>: x…",
+    }
+    sources = final["sources"]
+    assert len(sources) == len(HOSTILE_SOURCES)
+    hrefs = [s["href"] for s in sources if s["href"] is not None]
+    assert [h.split('"')[0] for h in hrefs] == [
+        "https://title.example/",
+        "https://long.example/",
+        "https://quote.example/",
+    ]
+    assert sources[0] == {
+        "text": "Click for the source",
+        "value": 1,
+        "href": None,
+        "rel": None,
+        "target": None,
+    }
+    assert sources[1]["text"] == (
+        '<img src=x onerror="window.__xss=12"><script>window.__xss=13</script> HTML title'
+    )
+    long_title = sources[2]["text"]
+    assert long_title.startswith("<b>Very</b> long title,") and long_title.endswith("…")
+    assert len(long_title) <= 121
+    assert sources[5]["text"] == "JAVASCRIPT:window.__xss=16"
+    assert_clean(tab)  # no dialog, window.__xss unset, no unsafe node or href ever inserted

@@ -95,8 +95,16 @@ MISSING = {
         "sse_llm.flask": "flask",
         "sse_llm.fastapi": "fastapi",
     },
-    "django": {"sse_llm.starlette": "starlette", "sse_llm.fastapi": "fastapi"},
-    "flask": {"sse_llm.django": "django", "sse_llm.starlette": "starlette"},
+    "django": {
+        "sse_llm.starlette": "starlette",
+        "sse_llm.fastapi": "fastapi",
+        "sse_llm.websocket": "websocket",
+    },
+    "flask": {
+        "sse_llm.django": "django",
+        "sse_llm.starlette": "starlette",
+        "sse_llm.websocket": "websocket",
+    },
 }
 
 HINT = """

@@ -14,6 +14,7 @@ import html.parser
 import json
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
@@ -34,7 +35,7 @@ from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 
-from sse_llm import ServerSentEvent, SSEDecoder, StreamResult, result_json
+from sse_llm import GracefulShutdown, ServerSentEvent, SSEDecoder, StreamResult, result_json
 from sse_llm.client import iter_events
 from sse_llm.fastapi import SSEResponse, SSERoute
 from sse_llm.html import MarkdownRenderer
@@ -259,6 +260,53 @@ def check_websocket(snippet: Snippet) -> None:
 def check_websocket_endpoint(snippet: Snippet) -> None:
     ns = run(snippet.code, namespace(app=FastAPI()))
     assert websocket_answer(ns["app"], "/chat") == ns["llm"].text_for(PROMPT)
+
+
+@check("graceful-asgi")
+def check_graceful_asgi(snippet: Snippet) -> None:
+    inner = fastapi_app()
+
+    @inner.get("/chat")
+    async def chat() -> SSEResponse:
+        return SSEResponse(FakeLLM(delay=0.05).stream())
+
+    app = run(snippet.code, namespace(app=inner))["app"]
+    assert isinstance(app, GracefulShutdown)
+
+    async def stop_mid_answer() -> Any:
+        response: Any = None
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                nonlocal response
+                response = await run_stream(app, "/chat", timeout=10)
+
+            tg.start_soon(read)
+            await anyio.sleep(0.3)
+            app.trigger()  # what SIGTERM does, once the handler is in front
+        return response
+
+    response = in_a_thread(stop_mid_answer)
+    assert response.complete
+    assert response.events[-1].event == "error"
+    assert json.loads(response.events[-1].data)["code"] == "shutdown"
+    assert delta_text(response.events)  # the partial answer came first
+
+
+@check("graceful-flask")
+def check_graceful_flask(snippet: Snippet) -> None:
+    import flask
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ns = run(snippet.code, namespace(app=flask.Flask(__name__)))
+        shutdown = ns["app"].extensions["sse_llm"].shutdown
+        assert isinstance(shutdown, GracefulShutdown)
+        assert signal.getsignal(signal.SIGTERM) == shutdown._handle  # chained in front
+        assert not shutdown.is_set()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 @check("collect")

@@ -2,7 +2,15 @@
 //
 // EventSource can only GET (no JSON body, no headers) and reconnects by itself when a stream
 // ends, so a chat page reads the stream with fetch() and needs its own SSE parser:
-// createSSEParser below is the part to copy. The model's output is inserted as text, never HTML.
+// createSSEParser below is the part to copy.
+//
+// Model output is untrusted (prompt injection can steer it). The answer's Markdown is rendered
+// by marked with the model's raw HTML escaped, then cleaned by DOMPurify with an allow-list
+// (no images, links only http/https/mailto) before it reaches the page; both are vendored
+// (examples/_vendor/markdown), so the page works offline. Without them it shows the text as
+// written. Everything else the model or the provider says (sources, tool activity, errors) is
+// inserted with textContent, never parsed as HTML, and a source becomes a link only if its
+// URL is http(s).
 "use strict";
 
 /**
@@ -86,10 +94,106 @@ let controller = null; // the AbortController of the answer being streamed
 
 function addElement(parent, tag, className, text = "") {
   const element = document.createElement(tag);
-  element.className = className;
+  if (className) element.className = className;
   element.textContent = text; // textContent: model output is never parsed as HTML
   parent.append(element);
   return element;
+}
+
+// ------------------------------------------------------------------------- safe Markdown
+
+// What the sanitiser keeps: the tags CommonMark and GFM tables/strikethrough produce, minus
+// img (an image the model was tricked into writing would send the conversation to a third
+// party as soon as it loads). The same allow-list as sse-llm's server-side MarkdownRenderer.
+const ALLOWED_TAGS = [
+  "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li",
+  "ol", "p", "pre", "s", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+];
+// Links: http, https, mailto, or relative (no scheme); javascript:, data: and the rest go.
+const SAFE_URI = /^(?:(?:https?|mailto):|[^a-z]|[a-z+.-]+(?:[^a-z+.\-:]|$))/i;
+const LANGUAGE_CLASS = /^language-[A-Za-z0-9_+#.-]{1,40}$/;
+
+function escapeHTML(text) {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
+}
+
+/** A function Markdown text -> sanitised DocumentFragment, or null without the libraries. */
+function createMarkdownRenderer() {
+  if (!window.marked || !window.DOMPurify || !DOMPurify.isSupported) return null;
+  const parser = new marked.Marked({ gfm: true, breaks: false });
+  // The model's own HTML (block or inline) is shown as text, never interpreted.
+  parser.use({ renderer: { html: ({ text }) => escapeHTML(text) } });
+  DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
+    // class only as a code block's language-<name>.
+    if (data.attrName === "class" && !(node.nodeName === "CODE" && LANGUAGE_CLASS.test(data.attrValue))) {
+      data.keepAttr = false;
+    }
+  });
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.nodeName === "A" && node.hasAttribute("href")) {
+      node.setAttribute("rel", "noopener nofollow");
+      node.setAttribute("target", "_blank");
+    }
+  });
+  const config = {
+    ALLOWED_TAGS,
+    ALLOWED_ATTR: ["href", "title", "start", "class"],
+    ALLOWED_URI_REGEXP: SAFE_URI,
+    ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true, // no second HTML parse of the cleaned markup
+  };
+  return (text) => DOMPurify.sanitize(parser.parse(text), config);
+}
+
+const renderMarkdown = createMarkdownRenderer();
+
+// ------------------------------------------------------------ sources and provider tools
+
+const MAX_TITLE = 120; // characters of a source title shown
+const MAX_URL = 2048; // a longer URL is not linked
+
+/**
+ * `url` if it may be a link, else null: it must start with http:// or https:// and a host, so
+ * the scheme the browser reads is a web one whatever follows (a leading space or control
+ * character, which the URL parser strips, is refused: that is how "java\tscript:" gets past
+ * naive checks). Returns the parsed URL, with spaces percent-encoded.
+ */
+function safeHref(url) {
+  if (typeof url !== "string" || url.length > MAX_URL) return null;
+  if (!/^https?:\/\/[^/?#\\\u0000-\u0020\u007f-\u009f]/i.test(url)) return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One line of at most `limit` characters (whole words), with an ellipsis when cut. */
+function shorten(text, limit) {
+  const line = String(text ?? "").replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200c\u200e-\u200f\u202a-\u202e\u2066-\u2069]/g, " ")
+    .replace(/\s+/g, " ").trim();
+  const chars = Array.from(line); // code points: an emoji is not cut in half
+  if (chars.length <= limit) return line;
+  let cut = chars.slice(0, limit).join("");
+  const space = cut.lastIndexOf(" ");
+  if (space >= (cut.length * 4) / 5) cut = cut.slice(0, space);
+  return cut.trimEnd() + "…";
+}
+
+const ACTIVITY_LABELS = {
+  web_search: "Searching the web",
+  web_fetch: "Reading a web page",
+  code_execution: "Running code",
+  file_search: "Searching files",
+  image_generation: "Generating an image",
+};
+
+function activityText({ name, summary }) {
+  const label = ACTIVITY_LABELS[name] ?? `Running ${shorten(name, 40)}`;
+  return summary ? `${label}: ${shorten(summary, 100)}…` : `${label}…`;
 }
 
 function setStreaming(streaming) {
@@ -108,18 +212,80 @@ function describeDone({ finish_reason: reason, usage }) {
 async function ask(prompt) {
   addElement(addElement(log, "div", "message user"), "div", "text", prompt);
   const answer = addElement(log, "div", "message assistant");
-  const text = addElement(answer, "div", "text");
+  const text = addElement(answer, "div", renderMarkdown ? "text markdown" : "text");
+  text.markdownSource = ""; // the answer as received (what a Copy button would copy)
+  const activities = addElement(answer, "div", "activities");
+  let sources = null; // the <ol> of sources, made at the first one
+  const sourceKeys = new Set();
+  const running = new Map(); // provider tool id -> its activity line
   let reasoning = null;
   let ended = false; // "done" or "error" arrived: anything else is a cut connection
+  let renderPending = false;
   answer.dataset.status = "streaming";
   controller = new AbortController();
   setStreaming(true);
   answer.scrollIntoView({ block: "end" });
 
+  function render() {
+    renderPending = false;
+    if (renderMarkdown) text.replaceChildren(renderMarkdown(text.markdownSource));
+    else text.textContent = text.markdownSource;
+  }
+
+  function addSource(source) {
+    const key = [source.kind, source.url, source.document_id, source.container_id, source.index]
+      .join("\u0000");
+    if (sourceKeys.has(key)) return; // the same page cited for another sentence
+    sourceKeys.add(key);
+    if (sources === null) {
+      const nav = document.createElement("nav");
+      nav.className = "sources";
+      nav.setAttribute("aria-label", "Sources");
+      addElement(nav, "div", "sources-title", "Sources");
+      sources = addElement(nav, "ol", "");
+      activities.after(nav);
+    }
+    const item = addElement(sources, "li", "");
+    item.value = Number.isInteger(source.index) ? source.index : sourceKeys.size;
+    const shown = source.title ? shorten(source.title, MAX_TITLE)
+      : shorten(source.url ?? source.document_id ?? source.kind, 80);
+    const href = safeHref(source.url);
+    if (href === null) {
+      item.textContent = shown; // not a web address (or an unsafe one): text only
+      return;
+    }
+    const link = addElement(item, "a", "", shown);
+    link.href = href;
+    link.rel = "noopener nofollow";
+    link.target = "_blank";
+    link.title = shorten(source.title || source.url, 300);
+  }
+
+  function trackActivity(activity) {
+    const line = running.get(activity.id);
+    if (activity.status === "started") {
+      if (line) return;
+      running.set(activity.id, addElement(activities, "div", "activity", activityText(activity)));
+    } else if (line) {
+      line.remove(); // the tool ended: its result is part of the answer
+      running.delete(activity.id);
+    }
+  }
+
+  function finish() {
+    render(); // whatever a pending animation frame would have shown
+    for (const line of running.values()) line.remove();
+    running.clear();
+  }
+
   function onEvent({ event, data }) {
     const payload = JSON.parse(data);
     if (event === "delta") {
-      text.append(payload.text); // a Text node: appending is cheap and never parses HTML
+      text.markdownSource += payload.text;
+      if (!renderPending) {
+        renderPending = true; // at most one render per frame, however fast tokens come
+        requestAnimationFrame(render);
+      }
     } else if (event === "reasoning") {
       if (reasoning === null) {
         const details = document.createElement("details");
@@ -131,12 +297,18 @@ async function ask(prompt) {
       reasoning.append(payload.text);
     } else if (event === "tool_call") {
       addElement(answer, "div", "note tool", `tool call ${payload.name}(${payload.arguments})`);
+    } else if (event === "source") {
+      addSource(payload);
+    } else if (event === "tool_activity") {
+      trackActivity(payload);
     } else if (event === "done") {
       ended = true;
+      finish();
       answer.dataset.status = "done";
       addElement(answer, "div", "note meta", describeDone(payload));
     } else if (event === "error") {
       ended = true;
+      finish();
       answer.dataset.status = "error";
       addElement(answer, "div", "note error", payload.message);
     }
@@ -147,6 +319,7 @@ async function ask(prompt) {
     await streamChat("api/chat", prompt, onEvent, controller.signal);
     if (!ended) throw new Error("the connection closed before the answer was complete");
   } catch (error) {
+    finish();
     if (error.name === "AbortError") {
       answer.dataset.status = "stopped";
       addElement(answer, "div", "note meta", "Stopped.");

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[demo]'` from its root.
-# dependencies = ["fastapi>=0.115", "uvicorn>=0.30", "openai>=1.40"]
+# # From a clone, sse-llm comes from the repository: `pip install -e . --group demo`.
+# dependencies = ["sse-llm[fastapi,html,openai]", "uvicorn>=0.30"]
 # ///
 """The sse-llm chat demo on FastAPI.
 
@@ -10,17 +10,22 @@ Run it from the repository root, then open http://127.0.0.1:8000::
     .venv/bin/uvicorn --app-dir examples/fastapi app:app
 
 With no configuration the answers come from the embedded fake model
-(:class:`sse_llm.testing.FakeLLM`: Korean, Markdown and an emoji, one token every 30 ms).
+(:class:`sse_llm.testing.FakeLLM`: Korean, Markdown and an emoji, one token every 30 ms, after
+a pretend web search, citing three sources).
 With ``OPENAI_API_KEY`` set they come from any OpenAI-compatible server: ``OPENAI_BASE_URL``
 (Ollama, vLLM, LM Studio ...) and ``SSE_LLM_MODEL`` (default ``gpt-4o-mini``). The variables
 are read at every request.
 
 Endpoints:
 
-- ``GET /``: the chat page (``examples/_shared/chat.html`` and ``chat.js``).
+- ``GET /``: the chat page (``examples/_shared/chat.html`` and ``chat.js``): the answer's
+  Markdown rendered and sanitised in the browser (marked + DOMPurify, vendored in
+  ``examples/_vendor/markdown`` and served from ``/static/vendor/``), the sources listed under
+  it, a "Searching the web…" line while the provider runs a tool.
 - ``POST /api/chat`` with ``{"prompt": "..."}``: the answer as server-sent events, read by the
-  page with ``fetch``. Events: ``delta`` ``{"text"}``, ``reasoning``, ``tool_call``, then
-  ``done`` or ``error`` (:class:`sse_llm.NamedEventsFormat`).
+  page with ``fetch``. Events: ``delta`` ``{"text"}``, ``reasoning``, ``tool_call``,
+  ``source``, ``tool_activity``, then ``done`` or ``error``
+  (:class:`sse_llm.NamedEventsFormat`).
 - ``GET /api/chat?prompt=...``: the same stream for ``EventSource``.
 - ``GET /api/echo?prompt=...``: the ``@sse`` decorator on an async generator view.
 - ``GET|POST /api/mounted/?prompt=...``: an ``SSEEndpoint`` mounted as an ASGI app.
@@ -49,12 +54,13 @@ from starlette.requests import Request
 
 from sse_llm import CompletionHook, Source, StreamResult
 from sse_llm.fastapi import SSEEndpoint, SSEResponse, sse
-from sse_llm.testing import FakeLLM, tokenize
+from sse_llm.testing import DEFAULT_ACTIVITY, DEFAULT_SOURCES, FakeLLM, tokenize
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 SHARED = Path(__file__).resolve().parent.parent / "_shared"
+VENDOR = Path(__file__).resolve().parent.parent / "_vendor" / "markdown"
 MAX_PROMPT = 4000  # characters
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -68,6 +74,12 @@ class ChatRequest(BaseModel):
 def log_answer(result: StreamResult) -> None:
     """The default completion hook: where an app would save the answer, even a cut one."""
     logger.info("answer %s after %d characters", result.reason, len(result.text))
+
+
+def demo_model() -> FakeLLM:
+    """The fake model of the demos: one token every 30 ms, after a pretend web search (shown
+    as "Searching the web…" for 0.8 s), citing three sources at the end."""
+    return FakeLLM(delay=0.03, activity=DEFAULT_ACTIVITY, sources=DEFAULT_SOURCES)
 
 
 async def _failed(exc: Exception) -> AsyncIterator[Any]:
@@ -85,12 +97,12 @@ def create_app(
     """Build the demo app.
 
     Args:
-        fake: the model used when no ``OPENAI_API_KEY`` is set (default ``FakeLLM(delay=0.03)``).
+        fake: the model used when no ``OPENAI_API_KEY`` is set (default: :func:`demo_model`).
         env: where to read ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``SSE_LLM_MODEL``;
             ``os.environ`` (at each request) by default.
         on_complete: the completion hook of ``/api/chat`` streams.
     """
-    fake = fake if fake is not None else FakeLLM(delay=0.03)
+    fake = fake if fake is not None else demo_model()
     # One OpenAI client per (key, base URL): it keeps a connection pool across requests.
     clients: dict[tuple[str, str | None], AsyncOpenAI] = {}
 
@@ -161,6 +173,8 @@ def create_app(
         return fake.stream(request.query_params.get("prompt", "")[:MAX_PROMPT])
 
     app.mount("/api/mounted", SSEEndpoint(mounted))
+    # Before /static: the more specific mount must come first to be matched.
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR), name="vendor")
     app.mount("/static", StaticFiles(directory=SHARED), name="static")
     app.mount("/htmx", _htmx_module().create_app(fake=fake, env=env, on_complete=on_complete))
     return app

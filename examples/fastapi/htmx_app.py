@@ -1,8 +1,7 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[demo]'` from its root.
-# dependencies = ["fastapi>=0.115", "uvicorn>=0.30", "jinja2>=3.1", "markdown-it-py>=3",
-#                 "nh3>=0.2", "openai>=1.40"]
+# # From a clone, sse-llm comes from the repository: `pip install -e . --group demo`.
+# dependencies = ["sse-llm[fastapi,html,openai]", "uvicorn>=0.30"]
 # ///
 """The sse-llm chat with htmx: server-rendered, sanitised HTML fragments, no app JavaScript.
 
@@ -29,6 +28,10 @@ with ``OPENAI_BASE_URL`` and ``SSE_LLM_MODEL``, read at every request):
   streaming" ticked, the pair holds a tail element with ``sse-swap="message"`` and the stream is
   :class:`sse_llm.html.MarkdownFormat` (``create_tail=False``): sanitised Markdown block by block.
 
+Both pages show a "Searching the web…" line while the provider runs a tool (the fake model
+pretends to search first) and list the answer's sources under it, sanitised on the server
+(only ``http(s)`` links, titles escaped and shortened).
+
 Every URL in the pages comes from ``request.url_for``, so the app also works mounted under a
 prefix (``parent.mount("/htmx", create_app())``). The vendored htmx files
 (``examples/_vendor/htmx``) are served from ``/static/``: the demo needs no CDN.
@@ -54,7 +57,7 @@ from fastapi.templating import Jinja2Templates
 from sse_llm import CompletionHook, Source, StreamResult, WireFormat
 from sse_llm.fastapi import SSEResponse
 from sse_llm.html import HTMLAppendFormat, MarkdownFormat, MarkdownRenderer
-from sse_llm.testing import FakeLLM
+from sse_llm.testing import DEFAULT_ACTIVITY, DEFAULT_SOURCES, FakeLLM
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -106,13 +109,15 @@ def create_app(
     """Build the htmx demo.
 
     Args:
-        fake: the model used when no ``OPENAI_API_KEY`` is set (default ``FakeLLM(delay=0.03)``).
+        fake: the model used when no ``OPENAI_API_KEY`` is set (default: one token every 30 ms,
+            after a pretend web search, citing three sources).
         env: where to read ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``SSE_LLM_MODEL``;
             ``os.environ`` (at each request) by default.
         on_complete: the completion hook of every answer stream.
         interval: seconds between Markdown renders on the htmx 4 page.
     """
-    fake = fake if fake is not None else FakeLLM(delay=0.03)
+    if fake is None:
+        fake = FakeLLM(delay=0.03, activity=DEFAULT_ACTIVITY, sources=DEFAULT_SOURCES)
     clients: dict[tuple[str, str | None], AsyncOpenAI] = {}
     numbers = itertools.count(1)  # message ids; a real app would use its database's
     # htmx 2: (prompt, Markdown while streaming?) waiting for their EventSource

@@ -1,7 +1,6 @@
 # /// script
 # requires-python = ">=3.11"
-# # sse-llm itself comes from this repository: `pip install -e '.[fastapi,redis]'` from its root.
-# dependencies = ["fastapi>=0.115", "uvicorn>=0.30", "redis>=5"]
+# dependencies = ["sse-llm[fastapi,redis]", "uvicorn>=0.30"]
 # ///
 """The chat demo in its resumable mode: an answer outlives a dropped connection.
 

@@ -28,6 +28,7 @@ from sse_llm.starlette import SSEResponse
 from sse_llm.testing import FakeLLM
 
 SHARED = Path(__file__).resolve().parent.parent / "_shared"
+VENDOR = Path(__file__).resolve().parent.parent / "_vendor" / "markdown"  # marked + DOMPurify
 MAX_PROMPT = 4000  # characters
 
 llm = FakeLLM(delay=0.03)
@@ -57,6 +58,8 @@ app = Starlette(
     routes=[
         Route("/", page),
         Route("/api/chat", chat, methods=["GET", "POST"]),
+        # Before /static: the page's Markdown renderer and sanitiser, served offline.
+        Mount("/static/vendor", StaticFiles(directory=VENDOR), name="vendor"),
         Mount("/static", StaticFiles(directory=SHARED), name="static"),
     ]
 )

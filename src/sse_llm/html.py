@@ -33,9 +33,13 @@ from ._extras import raise_missing_extra
 
 try:
     from ._html import (
+        ACTIVITY_LABELS,
+        ACTIVITY_TEMPLATE,
         FINAL_TEMPLATE,
+        SOURCES_TEMPLATE,
         HTMLAppendFormat,
         MarkdownFormat,
+        SourceLink,
         Template,
         escape_text,
         wire_newlines,
@@ -45,10 +49,14 @@ except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "html", "jinja2", "markupsafe", "markdown_it", "nh3")
 
 __all__ = [
+    "ACTIVITY_LABELS",
+    "ACTIVITY_TEMPLATE",
     "FINAL_TEMPLATE",
+    "SOURCES_TEMPLATE",
     "HTMLAppendFormat",
     "MarkdownFormat",
     "MarkdownRenderer",
+    "SourceLink",
     "Template",
     "escape_text",
     "wire_newlines",

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -18,8 +25,17 @@ import anyio
 
 from ._decoder import SSEDecoder
 from ._events import Comment, ServerSentEvent
+from ._model import Citation, ToolActivity
 
-__all__ = ["DEFAULT_ANSWER", "FakeLLM", "StreamedResponse", "run_stream", "tokenize"]
+__all__ = [
+    "DEFAULT_ACTIVITY",
+    "DEFAULT_ANSWER",
+    "DEFAULT_SOURCES",
+    "FakeLLM",
+    "StreamedResponse",
+    "run_stream",
+    "tokenize",
+]
 
 #: The fake model's answer when none is given: Markdown, Korean, emoji and a code block.
 DEFAULT_ANSWER = (
@@ -32,6 +48,31 @@ DEFAULT_ANSWER = (
     "```python\nasync for token in llm.stream(prompt):\n    yield token\n```\n\n"
     "Set `OPENAI_API_KEY` (and `OPENAI_BASE_URL`) to talk to a real model. 감사합니다!"
 )
+
+#: Sources for :data:`DEFAULT_ANSWER` (the demos pass them as ``FakeLLM(sources=...)``): the
+#: specifications behind what the answer says, numbered as a search provider would.
+DEFAULT_SOURCES: tuple[Citation, ...] = (
+    Citation(
+        "url",
+        url="https://html.spec.whatwg.org/multipage/server-sent-events.html",
+        title="HTML Standard — 9.2 Server-sent events",
+        index=1,
+    ),
+    Citation(
+        "url",
+        url="https://encoding.spec.whatwg.org/#dom-textdecoder-decode",
+        title="Encoding Standard — TextDecoder decode()",
+        index=2,
+    ),
+    Citation(
+        "url",
+        url="https://developer.mozilla.org/en-US/docs/Web/API/Server-sent_events",
+        title="Server-sent events - Web APIs | MDN",
+        index=3,
+    ),
+)
+#: The provider tool the demos' fake model "runs" before it answers: one web search.
+DEFAULT_ACTIVITY: tuple[str, ...] = ("server-sent events streaming",)
 
 _TOKEN = re.compile(r"\s*\S{1,6}|\s+")
 
@@ -58,9 +99,20 @@ class FakeLLM:
         delay: seconds between tokens.
         first_token_delay: seconds before the first token ("thinking" time).
         fail_after: raise ``RuntimeError`` after this many tokens (to test error paths).
+        activity: provider tools the model "runs" before it answers, as a provider reports
+            them: a ``str`` is a web search for that query (a ``started``
+            :class:`~sse_llm.ToolActivity`, ``tool_delay`` seconds later its ``finished`` one
+            with ``"<n> results"``, n the number of ``sources``); a :class:`~sse_llm.ToolActivity`
+            is yielded as given, followed by a ``tool_delay`` pause if it is ``started``. See
+            :data:`DEFAULT_ACTIVITY`.
+        sources: what the answer cites, yielded after its last token: a
+            :class:`~sse_llm.Citation` as given, a ``str`` as a URL citation numbered by its
+            position (``index`` 1, 2 …). See :data:`DEFAULT_SOURCES`.
+        tool_delay: seconds a provider tool "runs" (default 0.8).
 
-    ``stream(prompt)`` returns an async iterator of tokens; it works under asyncio and trio.
-    ``closed`` counts streams whose ``finally`` ran (to test that disconnects close sources).
+    ``stream(prompt)`` returns an async iterator of tokens (``str``), with the activity and
+    sources events around them; it works under asyncio and trio. ``closed`` counts streams
+    whose ``finally`` ran (to test that disconnects close sources).
     """
 
     def __init__(
@@ -70,11 +122,29 @@ class FakeLLM:
         delay: float = 0.02,
         first_token_delay: float = 0.0,
         fail_after: int | None = None,
+        activity: Sequence[str | ToolActivity] = (),
+        sources: Sequence[str | Citation] = (),
+        tool_delay: float = 0.8,
     ) -> None:
         self.answer = answer
         self.delay = delay
         self.first_token_delay = first_token_delay
         self.fail_after = fail_after
+        self.activity: list[ToolActivity] = []
+        for number, item in enumerate(activity):
+            if isinstance(item, str):
+                started = ToolActivity(
+                    f"fake_search_{number}", "web_search", "started", item, {"query": item}
+                )
+                results = f"{len(sources)} result{'' if len(sources) == 1 else 's'}"
+                self.activity += [started, replace(started, status="finished", summary=results)]
+            else:
+                self.activity.append(item)
+        self.sources: list[Citation] = [
+            Citation("url", url=item, index=number) if isinstance(item, str) else item
+            for number, item in enumerate(sources, 1)
+        ]
+        self.tool_delay = tool_delay
         self.closed = 0
 
     def text_for(self, prompt: str) -> str:
@@ -83,9 +153,14 @@ class FakeLLM:
             return self.answer(prompt)
         return self.answer.replace("{prompt}", prompt)
 
-    async def stream(self, prompt: str = "") -> AsyncIterator[str]:
-        """Yield the answer to ``prompt`` token by token."""
+    async def stream(self, prompt: str = "") -> AsyncIterator[str | Citation | ToolActivity]:
+        """Yield the answer to ``prompt`` token by token (after the activity, before the
+        sources)."""
         try:
+            for event in self.activity:
+                yield event
+                if event.status == "started" and self.tool_delay:
+                    await anyio.sleep(self.tool_delay)
             if self.first_token_delay:
                 await anyio.sleep(self.first_token_delay)
             for count, token in enumerate(tokenize(self.text_for(prompt))):
@@ -94,6 +169,8 @@ class FakeLLM:
                 if count and self.delay:
                     await anyio.sleep(self.delay)
                 yield token
+            for citation in self.sources:
+                yield citation
         finally:
             self.closed += 1
 

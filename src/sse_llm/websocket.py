@@ -26,21 +26,31 @@ Client to server:
 Server to client (every message carries the ``request_id`` of the answer it belongs to; the
 server numbers requests 1, 2 … when the client gives no id):
 
-==============  ==============================================================================
-``start``       ``{"type": "start", "request_id": "a1"}``: an answer begins
-``delta``       ``{"type": "delta", "request_id": "a1", "text": "..."}``: append to the answer
-``reasoning``   ``{"type": "reasoning", "request_id": "a1", "text": "..."}``
-``tool_call``   ``{"type": "tool_call", "request_id": "a1", "index": 0, "id": "call_1",
-                "name": "f", "arguments": "{...}"}``
-``heartbeat``   ``{"type": "heartbeat"}``: sent after ``heartbeat`` seconds without a message
-                while an answer is pending (a thinking model); ignore it
-``done``        ``{"type": "done", "request_id": "a1", "finish_reason": "stop",
-                "raw_finish_reason": "stop", "usage": {...} | null}``: the answer is complete
-``error``       ``{"type": "error", "request_id": "a1" | null, "message": "...", "code": ...}``:
-                the answer failed (``request_id`` is ``null`` for a message the server could
-                not read, code ``invalid_message``; the socket stays open)
-``cancelled``   ``{"type": "cancelled", "request_id": "a1"}``: the answer was stopped
-==============  ==============================================================================
+=================  ============================================================================
+``start``          ``{"type": "start", "request_id": "a1"}``: an answer begins
+``delta``          ``{"type": "delta", "request_id": "a1", "text": "..."}``: append to the answer
+``reasoning``      ``{"type": "reasoning", "request_id": "a1", "text": "..."}``
+``tool_call``      ``{"type": "tool_call", "request_id": "a1", "index": 0, "id": "call_1",
+                   "name": "f", "arguments": "{...}"}``: a tool the client runs
+``source``         ``{"type": "source", "request_id": "a1", "kind": "url", "url": "https://...",
+                   "title": "...", "document_id": null, "container_id": null,
+                   "cited_text": null, "start": 0, "end": 42, "index": null}``: a source the
+                   answer cites (the fields of ``NamedEventsFormat``'s ``source`` event)
+``tool_activity``  ``{"type": "tool_activity", "request_id": "a1", "id": "ws_1",
+                   "name": "web_search", "status": "started" | "finished" | "failed",
+                   "summary": "..."}``: a tool the provider runs itself (web search, code
+                   execution); nothing is asked of the client
+``heartbeat``      ``{"type": "heartbeat"}``: sent after ``heartbeat`` seconds without a message
+                   while an answer is pending (a thinking model); ignore it
+``done``           ``{"type": "done", "request_id": "a1", "finish_reason": "stop",
+                   "raw_finish_reason": "stop", "usage": {...} | null}``: the answer is complete
+                   (``finish_reason`` ``pause``: the provider paused a turn the client may
+                   continue)
+``error``          ``{"type": "error", "request_id": "a1" | null, "message": "...", "code": ...}``:
+                   the answer failed (``request_id`` is ``null`` for a message the server could
+                   not read, code ``invalid_message``; the socket stays open)
+``cancelled``      ``{"type": "cancelled", "request_id": "a1"}``: the answer was stopped
+=================  ============================================================================
 
 Each answer ends with exactly one of ``done``, ``error`` or ``cancelled``. One answer streams
 at a time: a new prompt while an answer is streaming **cancels** that answer (its source is
@@ -64,8 +74,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
 import anyio
-from starlette.responses import PlainTextResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ._extras import raise_missing_extra
+
+try:
+    from starlette.responses import PlainTextResponse
+    from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, __name__, "websocket", "starlette")
 
 from ._engine import StreamEngine
 from ._formats import (
@@ -73,12 +89,14 @@ from ._formats import (
     FormatWriter,
     Units,
     WriterBase,
+    activity_fields,
     done_fields,
     dumps,
     json_string,
+    source_fields,
     tool_call_fields,
 )
-from ._model import LLMEvent, ReasoningDelta, ToolCall
+from ._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
 from ._options import Config, StreamOptions, resolve
 from ._pump import Pump
 from ._result import EndReason, StreamResult
@@ -124,6 +142,10 @@ class _MessagesWriter(WriterBase):
                 return (self._message("reasoning", {"text": text}),)
             case ToolCall():
                 return (self._message("tool_call", tool_call_fields(event)),)
+            case Citation():
+                return (self._message("source", source_fields(event)),)
+            case ToolActivity():
+                return (self._message("tool_activity", activity_fields(event)),)
         return NOTHING  # fragments are sent whole as tool_call; Finish and Usage go into done
 
     def error(self, message: str, code: str | None) -> Units:

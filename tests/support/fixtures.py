@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+
+def results_summary(results: list[Any]) -> str:
+    """The oracle's own wording of a result count: "1 result", "3 results"."""
+    return "1 result" if len(results) == 1 else f"{len(results)} results"
+
+
 # CI clones the repo with ``shared/`` beside it: <clone>/../shared/fixtures/streams.
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "streams"
 
@@ -371,7 +377,7 @@ def _responses_activity(item: dict[str, Any], status: str) -> Activity:
             arguments = {"queries": item["queries"]}
             summary = "; ".join(item["queries"])
         if status == "finished" and isinstance(item.get("results"), list):
-            summary = f"{len(item['results'])} results"
+            summary = results_summary(item["results"])
     elif kind == "code_interpreter_call" and item.get("code"):
         arguments = {"code": item["code"]}
     elif kind == "mcp_call":
@@ -536,9 +542,9 @@ def _anthropic_result(block: dict[str, Any], started: Activity | None) -> Activi
         elif content.get("type") == "web_fetch_result":
             summary = content.get("url")
         elif isinstance(content.get("tool_references"), list):
-            summary = f"{len(content['tool_references'])} results"
+            summary = results_summary(content["tool_references"])
     elif isinstance(content, list) and block["type"] != "mcp_tool_result":
-        summary = f"{len(content)} results"
+        summary = results_summary(content)
     if block.get("is_error"):
         status, summary = "failed", summary or "error"
     if started is not None:

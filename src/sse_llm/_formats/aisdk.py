@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .._model import FinishReason, LLMEvent, ReasoningDelta, ToolCall, ToolCallDelta
+from .._model import (
+    Citation,
+    FinishReason,
+    LLMEvent,
+    ReasoningDelta,
+    ToolActivity,
+    ToolCall,
+    ToolCallDelta,
+)
 from .._result import StreamResult
-from .base import FormatWriter, Units, WriterBase, data_event, json_string
+from .base import FormatWriter, Units, WriterBase, data_event, json_string, jsonable
 from .typed_json import DONE
 
 __all__ = ["AISDKFormat"]
@@ -26,6 +35,11 @@ _AISDK_FINISH: dict[FinishReason, str] = {
     "pause": "other",  # a paused turn: the enum has no value for it
 }
 _INVALID_ARGUMENTS = "The model's tool call arguments are not valid JSON."
+_TOOL_FAILED = "The provider's tool failed."
+# The states of a provider-run tool's part.
+_TOOL_NO_INPUT, _TOOL_INPUT, _TOOL_DONE = 0, 1, 2
+#: The providerMetadata key of what the AI SDK's source parts have no field for.
+_METADATA_KEY = "sseLlm"
 _START_STEP = b'data: {"type":"start-step"}\n\n'
 _FINISH_STEP = b'data: {"type":"finish-step"}\n\n'
 
@@ -41,7 +55,16 @@ class _ToolState:
 
 
 class _AISDKWriter(WriterBase):
-    __slots__ = ("_message_id", "_open", "_parts", "_text_prefix", "_tools", "_usage_metadata")
+    __slots__ = (
+        "_message_id",
+        "_open",
+        "_parts",
+        "_provider_tools",
+        "_sources",
+        "_text_prefix",
+        "_tools",
+        "_usage_metadata",
+    )
 
     def __init__(self, usage_metadata: bool) -> None:
         self._usage_metadata = usage_metadata
@@ -50,6 +73,9 @@ class _AISDKWriter(WriterBase):
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", id) of the open part
         self._text_prefix: str | None = None  # set while a text part is open: the hot path
         self._tools: dict[int, _ToolState] = {}
+        # Provider-run tools by id: _TOOL_NO_INPUT / _TOOL_INPUT once announced, _TOOL_DONE.
+        self._provider_tools: dict[str, int] = {}
+        self._sources: set[tuple[str | int | None, ...]] = set()  # distinct sources sent
 
     def _close(self, out: list[bytes]) -> None:
         """``text-end`` / ``reasoning-end`` for the open part, if any."""
@@ -97,8 +123,78 @@ class _AISDKWriter(WriterBase):
                 self._tool_fragment(event, out)
             case ToolCall():
                 self._tool_call(event, out)
+            case Citation():
+                self._source(event, out)
+            case ToolActivity():
+                self._provider_tool(event, out)
         # Finish and Usage are reported by end().
         return out
+
+    def _source(self, citation: Citation, out: list[bytes]) -> None:
+        """``source-url`` / ``source-document``, once per distinct source (the parts have no
+        span: the same page cited for two sentences is one source)."""
+        key = (
+            citation.kind,
+            citation.url,
+            citation.document_id,
+            citation.container_id,
+            citation.index,
+        )
+        if key in self._sources:
+            return
+        self._sources.add(key)
+        source_id = f"source-{len(self._sources) - 1}"
+        part: dict[str, Any]
+        metadata: dict[str, Any] = {}
+        if citation.kind == "url" and citation.url:
+            part = {"type": "source-url", "sourceId": source_id, "url": citation.url}
+            if citation.title is not None:
+                part["title"] = citation.title
+        else:
+            name = citation.title or citation.document_id or citation.url or "document"
+            part = {"type": "source-document", "sourceId": source_id}
+            part["mediaType"] = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            part["title"] = name
+            if citation.kind == "file" and citation.title:
+                part["filename"] = citation.title
+            metadata["url"] = citation.url
+        metadata["index"] = citation.index
+        metadata["documentId"] = citation.document_id
+        metadata["containerId"] = citation.container_id
+        metadata = {k: v for k, v in metadata.items() if v is not None}
+        if metadata:
+            part["providerMetadata"] = {_METADATA_KEY: metadata}
+        out.append(data_event(part))
+
+    def _provider_tool(self, activity: ToolActivity, out: list[bytes]) -> None:
+        """A provider-executed tool part: input parts when it starts (or, for a provider that
+        reports only the end, right before its output), then its output or error."""
+        tool_id = activity.id or f"tool-{uuid.uuid4().hex}"
+        state = self._provider_tools.get(tool_id)
+        if state == _TOOL_DONE:
+            return  # a second end for the same tool: the part is complete
+        head = {"toolCallId": tool_id, "toolName": activity.name, "providerExecuted": True}
+        if state is None:
+            self._close(out)
+            out.append(data_event({"type": "tool-input-start", **head}))
+        if state is None or (state == _TOOL_NO_INPUT and activity.input):
+            # The input, when first known: the Responses API gives a search's query only once
+            # the search ran; a second input-available updates the part's input.
+            tool_input = {} if activity.input is None else jsonable(activity.input)
+            out.append(data_event({"type": "tool-input-available", **head, "input": tool_input}))
+            state = _TOOL_INPUT if activity.input else _TOOL_NO_INPUT
+        if activity.status == "started":
+            self._provider_tools[tool_id] = state
+            return
+        self._provider_tools[tool_id] = _TOOL_DONE
+        part: dict[str, Any] = {"toolCallId": tool_id, "providerExecuted": True}
+        if activity.status == "failed":
+            errors = {"errorText": activity.summary or _TOOL_FAILED}
+            part = {"type": "tool-output-error", **part, **errors}
+        else:
+            output = {} if activity.summary is None else {"summary": activity.summary}
+            part = {"type": "tool-output-available", **part, "output": output}
+        out.append(data_event(part))
 
     def _tool_fragment(self, event: ToolCallDelta, out: list[bytes]) -> None:
         state = self._tools.get(event.index)
@@ -188,6 +284,36 @@ class AISDKFormat:
         {"type":"tool-input-available","toolCallId":"call_1","toolName":"weather",
          "input":{"city":"Paris"}}
         {"type":"finish-step"}  {"type":"finish","finishReason":"stop"}
+
+    Sources and tools the provider runs itself (web search, code execution)::
+
+        {"type":"source-url","sourceId":"source-0","url":"https://…","title":"…"}
+        {"type":"source-document","sourceId":"source-1","mediaType":"application/pdf",
+         "title":"notes.pdf","filename":"notes.pdf","providerMetadata":{"sseLlm":{"documentId":"file-1"}}}
+        {"type":"tool-input-start","toolCallId":"ws_1","toolName":"web_search","providerExecuted":true}
+        {"type":"tool-input-available","toolCallId":"ws_1","toolName":"web_search",
+         "providerExecuted":true,"input":{"query":"météo Paris"}}
+        {"type":"tool-output-available","toolCallId":"ws_1","providerExecuted":true,
+         "output":{"summary":"5 results"}}
+        {"type":"tool-output-error","toolCallId":"ci_1","providerExecuted":true,
+         "errorText":"execution_time_exceeded"}
+
+    A :class:`~sse_llm.Citation` of kind ``url`` is a ``source-url`` part, a ``document`` or
+    ``file`` one a ``source-document`` (``mediaType`` guessed from its title, else
+    ``application/octet-stream``; ``filename`` for a file). The parts have no span, so each
+    distinct source (kind, URL, document, container, number) is sent once, at its first
+    citation; what the AI SDK has no field for (the source's number ``index``, ``documentId``,
+    ``containerId``, a document's ``url``) is in ``providerMetadata.sseLlm``. A
+    :class:`~sse_llm.ToolActivity` is a tool part with ``providerExecuted: true``, which the
+    AI SDK never asks the client to run (``onToolCall`` is skipped): ``started`` sends the
+    input parts (its ``input``, or ``{}``; when the input only comes with the end, as a
+    Responses web search's query does, ``tool-input-available`` is sent again with it),
+    ``finished`` ``tool-output-available`` with
+    ``output: {"summary": …}`` (``{}`` without a summary; never the raw results), ``failed``
+    ``tool-output-error`` with the summary (the provider's error code) as ``errorText``. A
+    provider that reports only the end (Gemini) gets the input parts and the output together.
+    Source: the ``source`` and provider-executed ``tool-*`` branches of ``toUIMessageStream``
+    in ``vercel/ai`` ``packages/ai/src/generate-text/stream-text.ts``, whose parts these are.
 
     A text or reasoning part is closed when another kind of part begins, so the reader's
     message gets its parts in the order the model produced them. Tool call arguments that are

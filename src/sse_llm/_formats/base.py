@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from .._encoder import encode_data
 
 if TYPE_CHECKING:
-    from .._model import LLMEvent, ToolCall, Usage
+    from .._model import Citation, LLMEvent, ToolActivity, ToolCall, Usage
     from .._result import StreamResult
 
 __all__ = [
@@ -26,10 +26,13 @@ __all__ = [
     "Units",
     "WireFormat",
     "WriterBase",
+    "activity_fields",
     "data_event",
     "done_fields",
     "dumps",
     "json_string",
+    "jsonable",
+    "source_fields",
     "tool_call_fields",
     "usage_json",
 ]
@@ -65,6 +68,50 @@ def usage_json(usage: Usage | None) -> dict[str, int] | None:
 def tool_call_fields(call: ToolCall) -> dict[str, Any]:
     """``{"index": 0, "id": "call_1", "name": "f", "arguments": "{...}"}``."""
     return {"index": call.index, "id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def source_fields(citation: Citation) -> dict[str, Any]:
+    """A :class:`~sse_llm.Citation` as JSON fields, every key present (``null`` when unknown)::
+
+        {"kind": "url", "url": "https://…", "title": "…", "document_id": null,
+         "container_id": null, "cited_text": null, "start": 0, "end": 42, "index": 1}
+
+    ``start`` / ``end`` count characters (code points) of the whole answer text; ``index`` is
+    the source's number in a numbered list (Perplexity's ``[1]`` markers). ``raw`` is never
+    sent.
+    """
+    return {
+        "kind": citation.kind,
+        "url": citation.url,
+        "title": citation.title,
+        "document_id": citation.document_id,
+        "container_id": citation.container_id,
+        "cited_text": citation.cited_text,
+        "start": citation.start,
+        "end": citation.end,
+        "index": citation.index,
+    }
+
+
+def activity_fields(activity: ToolActivity, with_input: bool = False) -> dict[str, Any]:
+    """A :class:`~sse_llm.ToolActivity` as JSON fields: ``{"id": "ws_1", "name": "web_search",
+    "status": "started", "summary": "météo Paris"}``; with ``with_input``, also ``"input"`` (the
+    tool's arguments as the model wrote them, or ``null``). ``raw`` is never sent."""
+    fields: dict[str, Any] = {
+        "id": activity.id,
+        "name": activity.name,
+        "status": activity.status,
+        "summary": activity.summary,
+    }
+    if with_input:
+        fields["input"] = None if activity.input is None else jsonable(activity.input)
+    return fields
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with anything JSON cannot carry written as its ``str`` (a LangChain tool's
+    arguments may hold any Python object)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def done_fields(result: StreamResult) -> dict[str, Any]:

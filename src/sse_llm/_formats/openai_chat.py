@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._model import (
+    Citation,
     Finish,
     FinishReason,
     LLMEvent,
@@ -54,11 +55,18 @@ def _openai_usage(usage: Usage) -> dict[str, Any]:
         out["total_tokens"] = total
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    prompt_details: dict[str, int] = {}
+    if usage.cached_input_tokens is not None:
+        prompt_details["cached_tokens"] = usage.cached_input_tokens
+    if usage.cache_write_tokens is not None:
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens  # OpenRouter's name
+    if prompt_details:
+        out["prompt_tokens_details"] = prompt_details
     return out
 
 
 class _OpenAIChatWriter(WriterBase):
-    __slots__ = ("_calls", "_head", "_include_usage", "_text_prefix")
+    __slots__ = ("_annotations", "_calls", "_head", "_include_usage", "_text_prefix")
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._include_usage = include_usage
@@ -75,6 +83,7 @@ class _OpenAIChatWriter(WriterBase):
         self._head = head[:-1]  # without the closing brace
         self._text_prefix = f'data: {self._head},"choices":[{{"index":0,"delta":{{"content":'
         self._calls: dict[int, int] = {}  # source index -> our 0-based OpenAI index
+        self._annotations = 0  # url_citation annotations sent so far
 
     def _chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -114,8 +123,30 @@ class _OpenAIChatWriter(WriterBase):
                     return NOTHING  # already streamed fragment by fragment
                 # A provider that sends calls whole (Gemini): one delta with all of it.
                 return (self._announce(source_index, event.id, event.name, event.arguments),)
+            case Citation(kind="url", url=str(url)):
+                return (self._chunk({"annotations": [self._annotation(event, url)]}),)
         # Finish and Usage are sent by end(), in OpenAI's order: finish chunk, usage chunk.
+        # Chat Completions has no provider-run tools and no document citations: ToolActivity
+        # and non-URL citations have no representation and are dropped.
         return NOTHING
+
+    def _annotation(self, citation: Citation, url: str) -> dict[str, Any]:
+        """OpenAI's ``url_citation`` annotation, plus its position ``index`` in the message."""
+        start, end = citation.start, citation.end
+        if start is None or end is None:
+            start = end = 0  # OpenRouter's "not located"; OpenAI's schema requires both ints
+        index = self._annotations
+        self._annotations += 1
+        return {
+            "type": "url_citation",
+            "url_citation": {
+                "url": url,
+                "title": citation.title or "",
+                "start_index": start,
+                "end_index": end,
+            },
+            "index": index,
+        }
 
     def error(self, message: str, code: str | None) -> Units:
         # What OpenAI sends mid-stream; the openai SDK raises APIError(message) on it.
@@ -148,6 +179,8 @@ class OpenAIChatFormat:
         data: {… "delta":{"reasoning_content":"…"} …}                 (DeepSeek's field)
         data: {… "delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function",
                "function":{"name":"f","arguments":""}}]} …}            (then argument fragments)
+        data: {… "delta":{"annotations":[{"type":"url_citation","url_citation":{
+               "url":"https://…","title":"…","start_index":0,"end_index":42},"index":0}]} …}
         data: {… "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
         data: {… "choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,
                "total_tokens":21}}                                     (when usage is known)
@@ -160,6 +193,19 @@ class OpenAIChatFormat:
     (``call_<hex>``). Finish reasons OpenAI does not have (``error``, ``other``) are sent as
     ``stop``, and a paused turn (``pause``) as ``length``. Source: OpenAI API reference, "The
     chat completion chunk object".
+
+    Sources: each URL :class:`~sse_llm.Citation` is one chunk whose delta carries it as a
+    ``url_citation`` annotation, the shape of OpenAI's ``message.annotations`` (web search
+    models; OpenRouter streams them the same way, one per chunk, in ``delta.annotations``).
+    ``start_index`` / ``end_index`` are character offsets into the message content (the whole
+    answer text); a citation without a span is sent with both ``0`` (OpenRouter's value for "not
+    located"), a missing title as ``""``. Each annotation also carries its position
+    ``index`` (0, 1 …), as tool call deltas do, so an accumulating client such as the openai
+    SDK's ``chat.completions.stream()`` merges them into ``message.annotations`` (without it
+    the SDK's accumulator fails on a second annotation delta). The field is not in the SDK's
+    ``ChoiceDelta`` type: read it as ``delta.model_extra["annotations"]``. Chat Completions has
+    no other citation kind and no provider-run tools: document and file citations and every
+    :class:`~sse_llm.ToolActivity` are dropped (use another format to show them).
 
     Args:
         model: the ``model`` field of every chunk.

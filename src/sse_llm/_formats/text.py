@@ -42,7 +42,8 @@ class TextFormat:
 
     Readable with ``EventSource.onmessage`` and no JSON. The format's one change to the text:
     CR and CRLF arrive as LF (WHATWG HTML §9.2.6). Ends with ``event: done``
-    (``{"finish_reason": ...}``) or ``event: error``; reasoning and tool calls are not sent.
+    (``{"finish_reason": ...}``) or ``event: error``; reasoning, tool calls, sources and
+    provider tool activity are not sent (the format carries text only).
     """
 
     media_type = "text/event-stream"

@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
-from .._model import LLMEvent, ReasoningDelta, ToolCall
+from .._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
 from .._result import StreamResult
 from .base import (
     NOTHING,
     FormatWriter,
     Units,
     WriterBase,
+    activity_fields,
     data_event,
     done_fields,
     json_string,
+    source_fields,
     tool_call_fields,
 )
 
@@ -25,9 +27,10 @@ DONE = b"data: [DONE]\n\n"
 
 
 class _TypedJSONWriter(WriterBase):
-    __slots__ = ("_message_id", "_session_id")
+    __slots__ = ("_activity_input", "_message_id", "_session_id")
 
-    def __init__(self, session_id: str | None) -> None:
+    def __init__(self, session_id: str | None, activity_input: bool) -> None:
+        self._activity_input = activity_input
         self._session_id = session_id if session_id is not None else uuid.uuid4().hex
         self._message_id = uuid.uuid4().hex
 
@@ -48,6 +51,11 @@ class _TypedJSONWriter(WriterBase):
                 return (f'data: {{"type":"reasoning","delta":{json_string(text)}}}\n\n'.encode(),)
             case ToolCall() as call:
                 return (data_event({"type": "tool_call", **tool_call_fields(call)}),)
+            case Citation():
+                return (data_event({"type": "source", **source_fields(event)}),)
+            case ToolActivity():
+                fields = activity_fields(event, self._activity_input)
+                return (data_event({"type": "tool_activity", **fields}),)
         # Fragments are sent whole as ``tool_call``; Finish and Usage go into ``done``.
         return NOTHING
 
@@ -70,7 +78,13 @@ class TypedJSONFormat:
     ``delta``          ``{"type": "delta", "delta": "text"}``: append to the answer
     ``reasoning``      ``{"type": "reasoning", "delta": "text"}``: append to the reasoning
     ``tool_call``      ``{"type": "tool_call", "index": 0, "id": "call_1", "name": "f",
-                       "arguments": "{...}"}``: a complete call
+                       "arguments": "{...}"}``: a complete call, for the client to run
+    ``source``         ``{"type": "source", "kind": "url", "url": "https://...", "title": "...",
+                       "document_id": null, "container_id": null, "cited_text": null,
+                       "start": 0, "end": 42, "index": null}``: a source the answer cites
+    ``tool_activity``  ``{"type": "tool_activity", "id": "ws_1", "name": "web_search",
+                       "status": "started" | "finished" | "failed", "summary": "..."}``: a
+                       tool the provider runs itself
     ``done``           ``{"type": "done", "finish_reason": "stop", "raw_finish_reason": "stop",
                        "usage": {"input_tokens": 9, ...} | null}``
     ``error``          ``{"type": "error", "message": "...", "code": "..." | null}``
@@ -90,8 +104,9 @@ class TypedJSONFormat:
     headers: Mapping[str, str] = {}
     keepalive = b":\n"
 
-    def __init__(self, *, session_id: str | None = None) -> None:
+    def __init__(self, *, session_id: str | None = None, activity_input: bool = False) -> None:
         self.session_id = session_id
+        self.activity_input = activity_input
 
     def writer(self) -> FormatWriter:
-        return _TypedJSONWriter(self.session_id)
+        return _TypedJSONWriter(self.session_id, self.activity_input)

@@ -82,11 +82,38 @@ class HTMLAppendFormat(FormatOptions):
             instead) and which htmx 2's ``htmx-ext-sse`` receives as ``sse-swap="message"``.
             Set a name only for htmx 2 pages that route several streams by name
             (``sse-swap="<event_name>"``).
+        sources_template: template of the sources list shown under the answer, see
+            :data:`~sse_llm.html.SOURCES_TEMPLATE` (context ``sources``, a list of
+            :class:`~sse_llm.html.SourceLink` whose texts are escaped and whose
+            ``href`` is empty unless it is an ``http(s)`` URL); ``""`` shows no sources.
+        activity_template: template of the line shown while a provider tool runs, see
+            :data:`~sse_llm.html.ACTIVITY_TEMPLATE` (context ``label``, ``summary``,
+            ``name``, ``status``); ``""`` shows no activity.
         clock: seconds, monotonic (tests and benchmarks inject one).
 
     Whitespace-only deltas are held and sent with the next visible one: htmx 4 drops a main
     swap whose content is only whitespace. Style the element with ``white-space: pre-wrap`` so
     newlines show while streaming.
+
+    Sources and provider tools (both need ``target``; without it they are dropped):
+
+    - while a provider tool runs (web search, code execution: a
+      :class:`~sse_llm.ToolActivity` ``started``), an event of out-of-band swaps only adds
+      ``<div id="<target>-activity-<n>" class="sse-llm-activity" role="status">Searching the
+      web: <query>…</div>`` at the end of ``#target`` (``beforeend``); when the tool ends
+      (``finished`` / ``failed``) another deletes it (``delete:#<target>-activity-<n>``). A
+      line still shown at the end is deleted by the last event. Put the streamed text in a
+      child of ``#target`` (as the htmx 2 page above does) and the line stays under it;
+      streamed into ``#target`` itself, text arriving meanwhile lands after the line;
+    - the distinct sources the answer cites (each :class:`~sse_llm.Citation`; the same page
+      cited twice is listed once) are listed in the final fragment, after the message and
+      before the error: ``<nav class="sse-llm-sources" aria-label="Sources"><ol><li
+      value="1"><a href="https://…" rel="noopener nofollow" target="_blank"
+      title="…">Title</a></li>…</ol></nav>``. Only an absolute ``http``/``https`` URL of at
+      most 2,048 characters, with no whitespace or control character, becomes a link (a
+      ``javascript:`` URL is shown as text); titles are put on one line, cut at 120 characters
+      (whole words, with an ellipsis) and escaped. A custom ``final_template`` gets the list
+      as ``sources``.
 
     Raises:
         ValueError: ``target`` is not a plain HTML id, ``done_event`` or ``event_name`` not a
@@ -104,6 +131,8 @@ class HTMLAppendFormat(FormatOptions):
         final_template: Template | str | None = None,
         done_event: str = "done",
         event_name: str | None = None,
+        sources_template: Template | str | None = None,
+        activity_template: Template | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
@@ -115,6 +144,8 @@ class HTMLAppendFormat(FormatOptions):
             event_name=event_name,
             markdown=markdown,
             clock=clock,
+            sources_template=sources_template,
+            activity_template=activity_template,
         )
         self.token_template = (
             None if token_template is None else compile_template(token_template, "")

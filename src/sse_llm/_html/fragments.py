@@ -12,7 +12,9 @@ from markupsafe import Markup
 from .._encoder import encode_data
 from .._formats import NOTHING, Units, WriterBase
 from .._markdown import MarkdownRenderer
+from .._model import Citation, LLMEvent, ToolActivity
 from .._result import StreamResult
+from .sources import ACTIVITY_TEMPLATE, SOURCES_TEMPLATE, Sources, activity_context
 
 __all__ = [
     "ERROR_TEMPLATE",
@@ -38,8 +40,18 @@ _ENV = Environment(autoescape=True, keep_trailing_newline=False)
 #: The error message after the answer, in both last fragments below.
 ERROR_TEMPLATE = '{% if error %}<p class="sse-llm-error" role="alert">{{ error }}</p>{% endif %}'
 #: The last fragment: the complete message, swapped into ``#target``. Context: ``target`` (the
-#: id), ``html`` (sanitised message), ``error`` (escaped message or ``""``), ``reason``.
-FINAL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}' + ERROR_TEMPLATE + "</div>"
+#: id), ``html`` (sanitised message), ``sources`` (the rendered sources list, or ``""``),
+#: ``error`` (escaped message or ``""``), ``reason``.
+FINAL_TEMPLATE = (
+    '<div hx-swap-oob="innerHTML:#{{ target }}">{{ html }}{{ sources }}' + ERROR_TEMPLATE + "</div>"
+)
+#: An activity line, added at the end of ``#target`` (after the tail element, or after the
+#: element the text streams into), and its removal.
+_ACTIVITY_ADD = (
+    '<div hx-swap-oob="beforeend:#{target}"><div id="{id}" class="sse-llm-activity"'
+    ' role="status">{line}</div></div>'
+)
+_ACTIVITY_REMOVE = '<div hx-swap-oob="delete:#{id}"></div>'
 _ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 _EVENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
@@ -95,6 +107,8 @@ class FormatOptions:
         event_name: str | None,
         markdown: MarkdownRenderer | None,
         clock: Callable[[], float],
+        sources_template: Template | str | None = None,
+        activity_template: Template | str | None = None,
     ) -> None:
         _check_id("target", target)
         if not _EVENT_NAME.fullmatch(done_event):
@@ -114,6 +128,8 @@ class FormatOptions:
         self.event_name = event_name
         self.markdown = markdown
         self.clock = clock
+        self.sources_template = compile_template(sources_template, SOURCES_TEMPLATE)
+        self.activity_template = compile_template(activity_template, ACTIVITY_TEMPLATE)
 
 
 class FragmentWriter(WriterBase):
@@ -126,6 +142,9 @@ class FragmentWriter(WriterBase):
         # While the model is silent the pump calls flush() at least this often, so text held
         # back to coalesce renders goes out within about one interval, not with the next token.
         self.flush_interval: float | None = fmt.interval or None
+        self.sources = Sources()
+        self.activities: dict[str, str] = {}  # provider tool id -> id of its line, while shown
+        self.activity_count = 0
 
     def data(self, fragment: str) -> bytes:
         """One fragment event (unnamed, or ``event_name``)."""
@@ -138,6 +157,58 @@ class FragmentWriter(WriterBase):
         # Shown in the final fragment, which ``end`` sends right after.
         self.error_message = message
         return NOTHING
+
+    def event(self, event: LLMEvent) -> Units:
+        """Sources are kept for the last fragment; a provider tool shows a line while it runs.
+        Without a ``target`` there is no element to put either in: both are dropped."""
+        if self.fmt.target is None:
+            return NOTHING
+        if isinstance(event, Citation):
+            self.sources.add(event)
+        elif isinstance(event, ToolActivity):
+            return self.activity(event)
+        return NOTHING
+
+    def activity(self, activity: ToolActivity) -> Units:
+        """The activity line of a tool that started; its removal when the tool ended. A tool
+        reported only once it ended (Gemini) never had a line: nothing is sent. Text held back
+        goes first, so the page shows what the model wrote before the tool ran."""
+        line_id = self.activities.get(activity.id)
+        if activity.status != "started":
+            if line_id is None:
+                return NOTHING
+            del self.activities[activity.id]
+            html = _ACTIVITY_REMOVE.format(id=line_id)
+        else:
+            if line_id is not None:
+                return NOTHING  # already shown
+            line = self.fmt.activity_template.render(activity_context(activity))
+            if not line:
+                return NOTHING  # an empty template shows no activity
+            self.activity_count += 1
+            line_id = f"{self.fmt.target}-activity-{self.activity_count}"
+            self.activities[activity.id] = line_id
+            html = _ACTIVITY_ADD.format(target=self.fmt.target, id=line_id, line=line)
+        return (*self.drain(), self.data(self.with_main(html)))
+
+    def with_main(self, oob: str) -> str:
+        """An event made only of out-of-band swaps: what the page swaps in as its main content
+        must stay what it is (the Markdown writer re-sends the tail)."""
+        return oob
+
+    def open_activity_removals(self) -> str:
+        """Deletes for the activity lines still shown (a tool whose end never came), placed
+        before the last fragment's own swaps; ``""`` if none."""
+        removals = "".join(_ACTIVITY_REMOVE.format(id=i) for i in self.activities.values())
+        self.activities.clear()
+        return removals
+
+    def sources_html(self) -> Markup:
+        """The rendered sources list, or ``""`` when the answer cited nothing."""
+        if not self.sources.links:
+            return Markup("")
+        context = {"sources": self.sources.links, "target": self.fmt.target}
+        return Markup(self.fmt.sources_template.render(context))
 
     def message_html(self, text: str) -> Markup:
         markdown = self.fmt.markdown
@@ -167,11 +238,12 @@ class FragmentWriter(WriterBase):
         context = {
             "target": fmt.target,
             "html": html,
+            "sources": self.sources_html(),
             "error": Markup(escape_text(self.error_message or "")),
             "reason": result.reason,
         }
-        fragment = self.data(fmt.final_template.render(context))
-        return (fragment, encode_data(result.reason, fmt.done_event))
+        final = self.open_activity_removals() + fmt.final_template.render(context)
+        return (self.data(final), encode_data(result.reason, fmt.done_event))
 
     def due(self) -> bool:
         """The interval since the last render has passed."""

@@ -37,9 +37,9 @@ _TAIL_TEMPLATE = '<div hx-swap-oob="innerHTML:#{{ tail_id }}">{{ html }}</div>'
 #: (and the error, if any) goes in before the tail element, which is then removed, leaving
 #: ``#target`` with exactly the render of the whole message.
 _REST_TEMPLATE = (
-    '{% if html or error %}<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}'
-    + ERROR_TEMPLATE
-    + '</div>{% endif %}<div hx-swap-oob="delete:#{{ tail_id }}"></div>'
+    '{% if html or error or sources %}<div hx-swap-oob="beforebegin:#{{ tail_id }}">{{ html }}'
+    "{{ sources }}" + ERROR_TEMPLATE + '</div>{% endif %}<div hx-swap-oob="delete:#{{ tail_id }}">'
+    "</div>"
 )
 
 #: Markdown mode: the longest wait between re-sends of a growing tail is ``refresh`` seconds,
@@ -90,6 +90,13 @@ class _MarkdownWriter(FragmentWriter):
 
     def drain(self) -> Units:
         return self.render(force=True)
+
+    def with_main(self, oob: str) -> str:
+        # An htmx 2 page swaps each event's main content into the tail (sse-swap): an event of
+        # out-of-band swaps alone would empty it. The tail the page shows goes along.
+        if self.oob_tail or not self.sent_tail.strip():
+            return oob
+        return oob + wire_newlines(self.sent_tail)
 
     def worth_resending(self, now: float) -> bool:
         """Whether the grown tail is worth its bytes: none of it is shown yet, or it was last
@@ -163,12 +170,11 @@ class _MarkdownWriter(FragmentWriter):
         context = {
             "tail_id": self.tail_id,
             "html": Markup(wire_newlines(rest)),
+            "sources": self.sources_html(),
             "error": Markup(escape_text(self.error_message or "")),
         }
-        return (
-            self.data(fmt.rest_template.render(context)),
-            encode_data(result.reason, fmt.done_event),
-        )
+        last = self.open_activity_removals() + fmt.rest_template.render(context)
+        return (self.data(last), encode_data(result.reason, fmt.done_event))
 
 
 class MarkdownFormat(FormatOptions):
@@ -189,8 +195,15 @@ class MarkdownFormat(FormatOptions):
        whole answer. This is checked on the server, byte for byte, against a render of the
        whole text; if it did not hold (or with ``resend_final=True``, or a custom
        ``final_template``) the complete message is swapped in as ``#target``'s content
-       instead (:data:`FINAL_TEMPLATE`). An error message follows the answer as
-       ``<p class="sse-llm-error" role="alert">``. Then the ``done`` event.
+       instead (:data:`FINAL_TEMPLATE`). The sources list follows the answer, then an error
+       message as ``<p class="sse-llm-error" role="alert">``. Then the ``done`` event.
+
+    Provider tools and sources as for :class:`HTMLAppendFormat`: the activity line is added at
+    the end of ``#target``, after the tail element (so blocks settling meanwhile go in above
+    it), and deleted when the tool ends; an activity event also carries the tail HTML the page
+    already shows as its main content (an htmx 2 tail with ``sse-swap`` would otherwise be
+    emptied by an event of out-of-band swaps only). The sources list is inserted with the last
+    blocks, before the tail element is removed.
 
     The page routes the main content to the current tail element:
 
@@ -232,8 +245,16 @@ class MarkdownFormat(FormatOptions):
         resend_final: the last event always swaps in the complete message, even when the page
             already holds all of it but the last block (costs the rendered answer's size once
             more); default ``False``.
-        prelude, final_template, done_event, event_name, clock: as for
+        prelude: trusted HTML sent as the first event, as for :class:`HTMLAppendFormat`.
+        final_template: the complete message's template, see :data:`FINAL_TEMPLATE`.
+        done_event: name of the closing event (default ``"done"``).
+        event_name: the SSE event name of the fragment events (``None``: unnamed), as for
             :class:`HTMLAppendFormat`.
+        sources_template: the sources list's template (``""``: none), as for
+            :class:`HTMLAppendFormat`.
+        activity_template: the provider-tool line's template (``""``: none), as for
+            :class:`HTMLAppendFormat`.
+        clock: seconds, monotonic (tests and benchmarks inject one).
 
     Raises:
         ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` negative.
@@ -253,6 +274,8 @@ class MarkdownFormat(FormatOptions):
         final_template: Template | str | None = None,
         done_event: str = "done",
         event_name: str | None = None,
+        sources_template: Template | str | None = None,
+        activity_template: Template | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
@@ -264,6 +287,8 @@ class MarkdownFormat(FormatOptions):
             event_name=event_name,
             markdown=markdown if markdown is not None else MarkdownRenderer(),
             clock=clock,
+            sources_template=sources_template,
+            activity_template=activity_template,
         )
         #: The renderer itself (``markdown`` is optional for the append format only).
         self.markdown_renderer: MarkdownRenderer = self.markdown or MarkdownRenderer()

@@ -8,7 +8,7 @@ Imports nothing from the provider modules, so each of them, and the package's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from typing import Any, Protocol
 
 from .._model import ErrorEvent, LLMEvent
@@ -23,6 +23,7 @@ __all__ = [
     "merge_counts",
     "multiple_choices_error",
     "nested_int",
+    "results_summary",
     "span",
     "str_or_none",
     "tool_name",
@@ -162,6 +163,11 @@ def nested_int(raw: Mapping[str, Any], outer: str, inner: str) -> int | None:
 def str_or_none(value: Any) -> str | None:
     """``value`` if it is a non-empty ``str``, else ``None``."""
     return value if isinstance(value, str) and value else None
+
+
+def results_summary(results: Sized) -> str:
+    """A provider tool's summary for its result list: ``"1 result"``, ``"3 results"``."""
+    return "1 result" if len(results) == 1 else f"{len(results)} results"
 
 
 def span(start: Any, end: Any, offset: int = 0) -> tuple[int | None, int | None]:

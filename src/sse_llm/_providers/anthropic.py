@@ -71,7 +71,14 @@ from .._model import (
     ToolCallDelta,
     Usage,
 )
-from ._common import as_mapping, error_fields, int_or_none, str_or_none, tool_name
+from ._common import (
+    as_mapping,
+    error_fields,
+    int_or_none,
+    results_summary,
+    str_or_none,
+    tool_name,
+)
 
 _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -196,9 +203,9 @@ def result_activity(
         elif kind == "web_fetch_result":
             summary = str_or_none(content.get("url"))
         elif isinstance(content.get("tool_references"), list):
-            summary = f"{len(content['tool_references'])} results"
+            summary = results_summary(content["tool_references"])
     elif isinstance(content, list) and str(block.get("type")) != "mcp_tool_result":
-        summary = f"{len(content)} results"
+        summary = results_summary(content)
     if block.get("is_error"):
         status = "failed"
         summary = summary or "error"

@@ -70,7 +70,7 @@ from .._model import (
     Usage,
 )
 from . import anthropic, gemini, ollama, openai_chat, openai_responses
-from ._common import span, str_or_none, tool_name
+from ._common import results_summary, span, str_or_none, tool_name
 
 # Each provider's own table; their keys do not clash (Gemini's are upper case).
 _FINISH: dict[str, FinishReason] = {
@@ -409,7 +409,7 @@ class Normalizer:
             elif isinstance(output.get("return_code"), int):
                 summary = f"exit code {output['return_code']}"
         elif isinstance(output, list) and status == "finished":
-            summary = f"{len(output)} results"
+            summary = results_summary(output)
         elif status == "failed":
             summary = "error"
         extras = block.get("extras")

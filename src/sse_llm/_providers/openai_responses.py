@@ -73,6 +73,7 @@ from ._common import (
     error_fields,
     int_or_none,
     nested_int,
+    results_summary,
     span,
     str_or_none,
     tool_name,
@@ -178,7 +179,7 @@ def activity(item: Mapping[str, Any], status: ToolActivityStatus) -> ToolActivit
             summary = "; ".join(queries)
         results = item.get("results")
         if status == "finished" and isinstance(results, list):
-            summary = f"{len(results)} results"
+            summary = results_summary(results)
     elif kind == "code_interpreter_call":
         if str_or_none(item.get("code")):
             arguments["code"] = item["code"]
