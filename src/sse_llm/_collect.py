@@ -10,7 +10,6 @@ any source exactly as a stream would (the same provider detection and normalisat
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Awaitable
 from typing import Any, Unpack
@@ -18,8 +17,8 @@ from typing import Any, Unpack
 import anyio
 
 from ._engine import SAFE_ERROR, StreamEngine
-from ._formats import done_fields, tool_call_fields
-from ._model import Citation, ErrorEvent, ToolActivity
+from ._formats import activity_fields, done_fields, source_fields, tool_call_fields
+from ._model import ErrorEvent
 from ._options import StreamOptions, resolve
 from ._providers import translate_exception
 from ._result import EndReason, StreamResult
@@ -132,41 +131,12 @@ def result_json(result: StreamResult) -> dict[str, Any]:
         "text": result.text,
         "reasoning": result.reasoning,
         "tool_calls": [tool_call_fields(call) for call in result.tool_calls],
-        "citations": [_citation_json(c) for c in result.citations],
-        "tool_activity": [_activity_json(a) for a in result.tool_activity],
+        "citations": [source_fields(c) for c in result.citations],
+        "tool_activity": [activity_fields(a, with_input=True) for a in result.tool_activity],
         **done_fields(result),
         "error": _error_json(result.error),
         "reason": result.reason,
     }
-
-
-def _citation_json(citation: Citation) -> dict[str, Any]:
-    return {
-        "kind": citation.kind,
-        "url": citation.url,
-        "title": citation.title,
-        "document_id": citation.document_id,
-        "container_id": citation.container_id,
-        "cited_text": citation.cited_text,
-        "start": citation.start,
-        "end": citation.end,
-        "index": citation.index,
-    }
-
-
-def _activity_json(activity: ToolActivity) -> dict[str, Any]:
-    return {
-        "id": activity.id,
-        "name": activity.name,
-        "status": activity.status,
-        "summary": activity.summary,
-        "input": None if activity.input is None else _jsonable(activity.input),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with what JSON cannot carry written as its ``str`` (LangChain tool input)."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _error_json(error: BaseException | ErrorEvent | None) -> dict[str, Any] | None:

@@ -169,6 +169,18 @@ class Citation:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def source_identity(citation: Citation) -> tuple[str | int | None, ...]:
+    """What makes two citations the same source (the same page cited for two sentences):
+    everything but the span and the quoted text."""
+    return (
+        citation.kind,
+        citation.url,
+        citation.document_id,
+        citation.container_id,
+        citation.index,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ToolActivity:
     """A tool the *provider* runs on the model's behalf: web search, code execution, file

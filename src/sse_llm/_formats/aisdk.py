@@ -16,6 +16,7 @@ from .._model import (
     ToolActivity,
     ToolCall,
     ToolCallDelta,
+    source_identity,
 )
 from .._result import StreamResult
 from .base import FormatWriter, Units, WriterBase, data_event, json_string, jsonable
@@ -133,13 +134,7 @@ class _AISDKWriter(WriterBase):
     def _source(self, citation: Citation, out: list[bytes]) -> None:
         """``source-url`` / ``source-document``, once per distinct source (the parts have no
         span: the same page cited for two sentences is one source)."""
-        key = (
-            citation.kind,
-            citation.url,
-            citation.document_id,
-            citation.container_id,
-            citation.index,
-        )
+        key = source_identity(citation)
         if key in self._sources:
             return
         self._sources.add(key)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from .._model import Citation, ToolActivity
+from .._model import Citation, ToolActivity, source_identity
 
 __all__ = [
     "ACTIVITY_LABELS",
@@ -157,13 +157,7 @@ class Sources:
 
     def add(self, citation: Citation) -> bool:
         """Record ``citation``; ``True`` if it is a new source."""
-        key = (
-            citation.kind,
-            citation.url,
-            citation.document_id,
-            citation.container_id,
-            citation.index,
-        )
+        key = source_identity(citation)
         if key in self._keys:
             return False
         self._keys.add(key)
