@@ -109,7 +109,7 @@ LANGCHAIN_SOURCES = [
 ]
 LANGCHAIN_ACTIVITY = [
     Activity("srvtoolu_1", "web_search", "started", "서울 날씨"),
-    Activity("srvtoolu_1", "web_search", "finished", "1 results"),
+    Activity("srvtoolu_1", "web_search", "finished", "1 result"),
 ]
 
 
