@@ -174,11 +174,13 @@ async def _pong(port: int) -> bool:
         writer.close()
 
 
-def assert_every_stream_ended_well(outcome: Outcome, streams: int) -> None:
+def assert_every_stream_ended_well(
+    outcome: Outcome, streams: int, exit_within: float = EXIT_WITHIN
+) -> None:
     assert outcome.streaming == streams, outcome.log
     assert outcome.final_events == streams, outcome.log
     assert outcome.hooks == Counter({"hook shutdown": streams}), (outcome.hooks, outcome.log)
-    assert outcome.exit_after is not None and outcome.exit_after < EXIT_WITHIN, (
+    assert outcome.exit_after is not None and outcome.exit_after < exit_within, (
         outcome.exit_after,
         outcome.log,
     )
@@ -245,21 +247,39 @@ async def test_hypercorn(tmp_path: Path) -> None:
 DJANGO = SUPPORT / "djproj"
 
 
+DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "djproj.settings"}
+# Daphne's own share of a stop with 1,000 streams, measured on 2 shared cores: after each body
+# Django closes the response in a thread of the request's own (asgiref's
+# ThreadSensitiveContext; ~0.6 s for 1,000 requests), daphne's send path is slower than
+# uvicorn's (the final events take ~0.6 s to go out where uvicorn needs ~0.3 s) and daphne
+# takes ~0.25 s to stop even when idle: 1.8-2.5 s in all, where the same Django app under
+# uvicorn exits in under 1 s. The 2 s target holds for Django under uvicorn (above).
+DAPHNE_EXIT_WITHIN = 3.0
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-async def test_django_under_an_asgi_server(server: str, tmp_path: Path) -> None:
+async def test_django_under_uvicorn(tmp_path: Path) -> None:
     port = free_port()
-    if server == "uvicorn":
-        cmd = [str(BIN / "uvicorn"), "djproj.asgi:application", "--host", "127.0.0.1",
-               "--port", str(port), "--log-level", "warning",
-               "--timeout-graceful-shutdown", "2"]  # fmt: skip
-    else:
-        cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "djproj.asgi:application"]
+    cmd = [str(BIN / "uvicorn"), "djproj.asgi:application", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning",
+           "--timeout-graceful-shutdown", "2"]  # fmt: skip
     outcome = await drive(
-        cmd, cwd=DJANGO, port=port, tmp_path=tmp_path, streams=STREAMS,
-        env={"DJANGO_SETTINGS_MODULE": "djproj.settings"},
-    )  # fmt: skip
+        cmd, cwd=DJANGO, port=port, tmp_path=tmp_path, streams=STREAMS, env=DJANGO_ENV
+    )
     assert_every_stream_ended_well(outcome, STREAMS)
+
+
+@pytest.mark.anyio
+async def test_django_under_daphne(tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "djproj.asgi:application"]
+    outcome = await drive(
+        cmd, cwd=DJANGO, port=port, tmp_path=tmp_path, streams=STREAMS, env=DJANGO_ENV
+    )
+    assert_every_stream_ended_well(outcome, STREAMS, exit_within=DAPHNE_EXIT_WITHIN)
+    # Daphne was handed the signal only once every request had returned from Django (response
+    # closed, request_finished sent): it had nothing left to cancel.
+    assert "Killed 0 pending application instances" in outcome.log, outcome.log
 
 
 @pytest.mark.anyio

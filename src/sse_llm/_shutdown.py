@@ -56,6 +56,10 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 _CURRENT: contextvars.ContextVar[GracefulShutdown | None] = contextvars.ContextVar(
     "sse_llm_shutdown", default=None
 )
+#: The request (a key of its own) the current task serves, set by the middleware.
+_REQUEST: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "sse_llm_request", default=None
+)
 
 
 def current_shutdown() -> GracefulShutdown | None:
@@ -113,6 +117,10 @@ class GracefulShutdown:
         self._redelivering: set[int] = set()
         self._triggered = False
         self._live: dict[Pump, Callable[[], None]] = {}  # pump -> wakes it in its loop
+        # Requests that started a stream and have not returned yet: the server's handler waits
+        # for them too, so that what the framework does after the body (Django closes the
+        # response and sends request_finished) runs before the server cancels what is left.
+        self._streaming_requests: set[object] = set()
         self._listeners: list[Callable[[], None]] = []
         self._drained = threading.Event()
         self._waiters: list[tuple[Any, Callable[[], None]]] = []
@@ -123,6 +131,8 @@ class GracefulShutdown:
         if self.app is None:
             raise RuntimeError("GracefulShutdown(app) needs the app it wraps")
         token = _CURRENT.set(self)
+        request = object()
+        request_token = _REQUEST.set(request)
         try:
             self.install()
             if scope["type"] == "lifespan":
@@ -130,7 +140,11 @@ class GracefulShutdown:
             else:
                 await self.app(scope, receive, send)
         finally:
+            _REQUEST.reset(request_token)
             _CURRENT.reset(token)
+            with self._lock:
+                self._streaming_requests.discard(request)
+                self._set_drained_if_idle_locked()
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def lifespan_receive() -> Message:
@@ -174,15 +188,15 @@ class GracefulShutdown:
             live = list(self._live.values())
             waiters = [w for _, w in self._waiters]
             listeners = list(self._listeners) if first else []
-            if not self._live:
-                self._drained.set()
+            self._set_drained_if_idle_locked()
         for wake in [*live, *waiters, *listeners]:
             with contextlib.suppress(RuntimeError):  # that event loop is closed
                 wake()
 
     async def drain(self) -> bool:
         """End every open stream and wait until all have finished: final event sent, source
-        closed, hook run (at most ``drain_timeout`` seconds).
+        closed, hook run, and the request that streamed returned from the app (at most
+        ``drain_timeout`` seconds).
 
         Returns:
             whether every stream finished in time.
@@ -209,8 +223,11 @@ class GracefulShutdown:
         """Count a stream in; it ends at once if the signal already came."""
         self._fork_check()
         wake = threadsafe(lambda: pump.end("shutdown"))
+        request = _REQUEST.get() if _CURRENT.get() is self else None
         with self._lock:
             self._live[pump] = wake
+            if request is not None:
+                self._streaming_requests.add(request)
             self._drained.clear()
             triggered = self._triggered
         if triggered:
@@ -220,8 +237,11 @@ class GracefulShutdown:
         """Count a finished stream out (its hook has run)."""
         with self._lock:
             self._live.pop(pump, None)
-            if not self._live and self._triggered:
-                self._drained.set()
+            self._set_drained_if_idle_locked()
+
+    def _set_drained_if_idle_locked(self) -> None:
+        if self._triggered and not self._live and not self._streaming_requests:
+            self._drained.set()
 
     # -- the signal handler ------------------------------------------------------------------
 
@@ -303,6 +323,7 @@ class GracefulShutdown:
             self._redelivering.clear()
             self._triggered = False
             self._live.clear()
+            self._streaming_requests.clear()
             self._waiters.clear()
             self._drained.clear()
 
