@@ -9,7 +9,7 @@ built, not halfway through a request.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -91,19 +91,86 @@ class Config:
 _NAMES = frozenset(StreamOptions.__annotations__)
 
 
-def _seconds(name: str, value: Any, *, optional: bool) -> None:
-    if value is None and optional:
-        return
+def _seconds(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "a number of seconds or None" if optional else "a number of seconds"
-        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not float(value) > 0:  # also refuses NaN
         raise ValueError(f"{name} must be a positive number of seconds: {value}")
+
+
+def _seconds_or_none(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    _seconds(name, value)
 
 
 def _callable_or_none(name: str, value: Any) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
+
+
+def _shutdown(name: str, value: Any) -> None:
+    if value is not None and not callable(getattr(value, "wait", None)):
+        raise TypeError(f"{name} must have an async wait() (anyio.Event, asyncio.Event)")
+
+
+def _mapping_or_none(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, not {type(value).__name__}")
+
+
+def _keep_text(name: str, value: Any) -> None:
+    if not isinstance(value, bool | int):
+        raise TypeError(f"{name} must be a bool or an int, not {type(value).__name__}")
+    if value is not True and value is not False and value < 0:
+        raise ValueError(f"{name} must not be negative: {value}")
+
+
+def _index_or_none(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative: {value}")
+
+
+def _limiter_or_none(name: str, value: Any) -> None:
+    if value is not None and not hasattr(value, "total_tokens"):
+        raise TypeError(f"{name} must be an anyio.CapacityLimiter or None")
+
+
+def _format(name: str, value: Any) -> None:
+    # A protocol check by attribute: formats are duck-typed (see WireFormat). None: the default.
+    if value is not None and not (
+        hasattr(value, "writer")
+        and hasattr(value, "media_type")
+        and hasattr(value, "headers")
+        and hasattr(value, "keepalive")
+    ):
+        raise TypeError(
+            f"{name} must be a wire format object (sse_llm.formats), not {type(value).__name__}"
+            + (f" {value!r}" if isinstance(value, str) else "")
+        )
+
+
+#: How each option is checked; only the options given are (the defaults are known good). A
+#: response is built per request, so this runs on every one.
+_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "format": _format,
+    "heartbeat": _seconds_or_none,
+    "send_timeout": _seconds_or_none,
+    "close_timeout": _seconds,
+    "on_complete": _callable_or_none,
+    "shutdown": _shutdown,
+    "headers": _mapping_or_none,
+    "keep_text": _keep_text,
+    "choice": _index_or_none,
+    "sync_limiter": _limiter_or_none,
+}
+assert _CHECKS.keys() == _NAMES
 
 
 def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str] = ()) -> Config:
@@ -119,45 +186,20 @@ def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str
         TypeError: an unknown or excluded option, or a value of the wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
     """
-    unknown = options.keys() - _NAMES
-    if unknown:
-        names = ", ".join(sorted(unknown))
+    if not options.keys() <= _NAMES:
+        names = ", ".join(sorted(options.keys() - _NAMES))
         raise TypeError(
             f"{binding} got unknown option(s) {names}; the options are {', '.join(sorted(_NAMES))}"
         )
-    excluded = options.keys() & set(exclude)
-    if excluded:
-        raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")
-    fmt = options.get("format")
-    if fmt is None:
-        fmt = NamedEventsFormat()
-    elif not all(hasattr(fmt, attr) for attr in ("media_type", "headers", "keepalive", "writer")):
-        raise TypeError(
-            f"format must be a wire format object (sse_llm.formats), not {type(fmt).__name__}"
-            + (f" {fmt!r}" if isinstance(fmt, str) else "")
-        )
-    config = Config(fmt, **{k: v for k, v in options.items() if k != "format"})
-    _seconds("heartbeat", config.heartbeat, optional=True)
-    _seconds("send_timeout", config.send_timeout, optional=True)
-    _seconds("close_timeout", config.close_timeout, optional=False)
-    _callable_or_none("on_complete", config.on_complete)
-    if config.shutdown is not None and not callable(getattr(config.shutdown, "wait", None)):
-        raise TypeError("shutdown must have an async wait() (anyio.Event, asyncio.Event)")
-    if config.headers is not None and not isinstance(config.headers, Mapping):
-        raise TypeError(f"headers must be a mapping, not {type(config.headers).__name__}")
-    if not isinstance(config.keep_text, bool | int):
-        raise TypeError(f"keep_text must be a bool or an int, not {type(config.keep_text)}")
-    if config.keep_text is not True and config.keep_text is not False and config.keep_text < 0:
-        raise ValueError(f"keep_text must not be negative: {config.keep_text}")
-    if config.choice is not None and (
-        isinstance(config.choice, bool) or not isinstance(config.choice, int)
-    ):
-        raise TypeError(f"choice must be an int or None, not {type(config.choice).__name__}")
-    if config.choice is not None and config.choice < 0:
-        raise ValueError(f"choice must not be negative: {config.choice}")
-    if config.sync_limiter is not None and not hasattr(config.sync_limiter, "total_tokens"):
-        raise TypeError("sync_limiter must be an anyio.CapacityLimiter or None")
-    return config
+    if exclude:
+        excluded = options.keys() & set(exclude)
+        if excluded:
+            raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")
+    given = dict(options)
+    for name, value in given.items():
+        _CHECKS[name](name, value)
+    fmt = given.pop("format", None)
+    return Config(NamedEventsFormat() if fmt is None else fmt, **given)
 
 
 def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -297,8 +297,10 @@ class Pump:
         units = self.engine.close_units("completed", error)
         self._in_send = True  # the watcher times out a final send too
         self._last_output = _monotonic()
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (runs once per stream: no context manager object for it)
             await self._deliver(units, False)
+        except OSError:
+            pass  # the client left as the stream ended: it ended all the same
         self._in_send = False
         self._finished = True
         await self._close_source()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from .._encoder import encode_data
@@ -34,7 +35,12 @@ class _TextWriter(WriterBase):
         if result.reason != "completed":
             return NOTHING
         finish = result.finish
-        return (data_event({"finish_reason": finish.reason if finish else None}, "done"),)
+        return (_done(finish.reason if finish else None),)
+
+
+@functools.lru_cache(maxsize=32)  # a handful of finish reasons: the same bytes every time
+def _done(finish_reason: str | None) -> bytes:
+    return data_event({"finish_reason": finish_reason}, "done")
 
 
 class TextFormat:
