@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -212,3 +213,40 @@ def test_every_binding_takes_every_option_that_makes_sense_for_it() -> None:
             build(**given)
             continue
         build(**given, headers={"x-a": "1"})
+
+
+def _memory_growth_over_a_long_answer(**options: Any) -> tuple[int, str]:
+    """Bytes a stream's engine still holds after 20,000 tokens (about 1 MB of text), and the
+    text its result gives the hook."""
+    from sse_llm._options import resolve
+
+    engine = resolve(options, binding="EventStream").engine()
+    token = "a token of about fifty characters, as models write "
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            engine.feed_units(token)
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    engine.close_units("completed")
+    return growth, engine.result.text
+
+
+def test_a_stream_without_a_hook_keeps_no_text_and_its_memory_stays_flat() -> None:
+    growth, text = _memory_growth_over_a_long_answer()
+    assert text == ""
+    assert growth < 16_384, growth  # nothing per token: the answer was ~1 MB
+
+
+def test_a_hook_gets_the_whole_text_or_as_much_as_keep_text_says() -> None:
+    def hook(result: object) -> None:
+        pass
+
+    growth, text = _memory_growth_over_a_long_answer(on_complete=hook)
+    assert len(text) == 20_000 * 51 and growth > 1_000_000
+    growth, text = _memory_growth_over_a_long_answer(on_complete=hook, keep_text=100)
+    assert len(text) == 100 and growth < 16_384, growth
+    growth, text = _memory_growth_over_a_long_answer(on_complete=hook, keep_text=False)
+    assert text == "" and growth < 16_384, growth

@@ -7,7 +7,6 @@ from typing import Unpack
 
 import anyio
 
-from ._engine import StreamEngine
 from ._options import StreamOptions, resolve, response_headers
 from ._pump import Pump
 from ._sources import check_source
@@ -59,7 +58,7 @@ class EventStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         config = self.config
-        engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
+        engine = config.engine()
         pump = Pump(self.source, engine, config, send, asgi=True)
         if await start_response(pump, self.status_code, self.headers, send):
             result = await pump.run(receive)

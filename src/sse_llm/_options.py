@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 import anyio
 
+from ._engine import StreamEngine
 from ._formats import NamedEventsFormat, WireFormat
 from ._types import CompletionHook, ShutdownSignal
 
@@ -40,11 +41,12 @@ class StreamOptions(TypedDict, total=False):
             ``asyncio.Event``): the stream then sends an ``error`` event (code ``shutdown``),
             closes its source and ends with reason ``shutdown``.
         headers: extra response headers (names are sent lower-cased).
-        keep_text: how much answer text :attr:`StreamResult.text` keeps: ``True`` (default)
-            all of it, ``False`` none, an ``int`` at most that many characters (the start of
-            the answer; :attr:`StreamResult.text_truncated` tells). Each kept token costs
-            memory for the whole stream (about 60 bytes per token as separate strings; sse-llm
-            joins them as it goes, so close to the text's own size).
+        keep_text: how much answer text :attr:`StreamResult.text` keeps for ``on_complete``:
+            ``True`` (default) all of it, ``False`` none, an ``int`` at most that many
+            characters (the start of the answer; :attr:`StreamResult.text_truncated` tells).
+            Kept text costs memory for the whole stream (close to the text's own size: sse-llm
+            joins the tokens as it goes). A stream with no ``on_complete`` keeps none, since
+            nothing could read it: its memory stays flat however long the answer.
         choice: for a provider stream with several choices (OpenAI ``n > 1``, Gemini
             ``candidateCount``): which one to stream. ``None`` (default): only choice 0 is
             expected, and another index ends the stream with an ``error`` event (code
@@ -86,6 +88,17 @@ class Config:
     keep_text: bool | int = True
     choice: int | None = None
     sync_limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def text_kept(self) -> bool | int:
+        """What a stream keeps of the answer: ``keep_text``, or nothing without a hook."""
+        return self.keep_text if self.on_complete is not None else False
+
+    def engine(self, format: WireFormat | None = None) -> StreamEngine:
+        """A stream's engine for these options (``format``: instead of the options' own)."""
+        return StreamEngine(
+            self.format if format is None else format, keep_text=self.text_kept, choice=self.choice
+        )
 
 
 _NAMES = frozenset(StreamOptions.__annotations__)

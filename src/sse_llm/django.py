@@ -54,7 +54,6 @@ try:
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "django", "django")
 
-from ._engine import StreamEngine
 from ._exceptions import UnsupportedServerError
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
@@ -178,7 +177,7 @@ class _Body:
 
     async def _run(self) -> None:
         config = self.config
-        engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
+        engine = config.engine()
         send = self.send
 
         async def send_units(units: Units, more: bool) -> None:

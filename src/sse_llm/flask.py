@@ -55,7 +55,6 @@ try:
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "flask", "flask", "werkzeug")
 
-from ._engine import StreamEngine
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump
@@ -149,7 +148,7 @@ class _WSGIBody:
 
     async def _run(self, send: Any, gone: anyio.Event) -> None:
         config = self.config
-        engine = StreamEngine(config.format, keep_text=config.keep_text, choice=config.choice)
+        engine = config.engine()
 
         async def send_units(units: Units, more: bool) -> None:
             if gone.is_set():

@@ -83,7 +83,6 @@ try:
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "websocket", "starlette")
 
-from ._engine import StreamEngine
 from ._formats import (
     NOTHING,
     FormatWriter,
@@ -304,9 +303,7 @@ class _Connection:
             # into this request's error message, with the provider's text when it has one.
             source = _failed(exc)
         config = self.config
-        engine = StreamEngine(
-            _MessagesFormat(request_id), keep_text=config.keep_text, choice=config.choice
-        )
+        engine = config.engine(_MessagesFormat(request_id))
         result = await Pump(source, engine, config, self.send_units).run(wait_client)
         if result.reason == "shutdown":
             self.shutting_down = True

@@ -307,6 +307,7 @@ class StreamHub:
                 heartbeat=None,  # readers send their own heartbeats
                 send_timeout=None,  # the store is the only client
                 on_complete=complete,
+                keep_text=given.text_kept,  # the app's hook, not the hub's, reads the text
                 shutdown=producer.shutdown,
                 close_timeout=options.get("close_timeout", self.close_timeout),
             )
