@@ -52,6 +52,7 @@ ones and are ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -430,19 +431,7 @@ class Normalizer:
 
     def _cited(self, text_block: _TextBlock) -> list[LLMEvent]:
         start, end = text_block.start, self._offset
-        return [
-            Citation(
-                found.kind,
-                url=found.url,
-                title=found.title,
-                document_id=found.document_id,
-                cited_text=found.cited_text,
-                start=start,
-                end=end,
-                raw=found.raw,
-            )
-            for found in text_block.citations
-        ]
+        return [dataclasses.replace(found, start=start, end=end) for found in text_block.citations]
 
     def _start_server_tool(self, server: _ServerTool) -> list[LLMEvent]:
         started = server.started()

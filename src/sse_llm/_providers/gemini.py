@@ -59,6 +59,7 @@ Mapped (one candidate; see :class:`Normalizer` for ``candidateCount > 1``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -389,16 +390,8 @@ class Normalizer:
                     continue
                 self._cited.add(key)
                 out.append(
-                    Citation(
-                        source.kind,
-                        url=source.url,
-                        title=source.title,
-                        document_id=source.document_id,
-                        cited_text=source.cited_text,
-                        start=start,
-                        end=end,
-                        index=source.index,
-                        raw={"chunk": source.raw, "support": support},
+                    dataclasses.replace(
+                        source, start=start, end=end, raw={"chunk": source.raw, "support": support}
                     )
                 )
         return out
