@@ -3,6 +3,7 @@ uvicorn where the point is the network (disconnects, slow clients, heartbeats on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -210,6 +211,136 @@ async def test_client_gone_before_the_headers_still_runs_the_hook_and_closes_the
         await EventStream(UpstreamStream(), on_complete=results)(scope, receive, send)
     assert results.one.reason == "disconnected"
     assert closed == [True]
+
+
+# -- which task produces (asyncio) ---------------------------------------------------------------
+# Called from a short chain of coroutines (a plain ASGI app), the pump produces in the calling
+# task and watches in a second one, as a hand-written ASGI loop does; under a long chain (a
+# framework's middleware) the producer gets a task of its own, so that a paced event does not
+# resume the whole chain. Both must end a stream the same way.
+
+SHORT, LONG = 1, 14  # coroutine frames between the task's root and the caller of EventStream
+
+
+async def _nested(depth: int, call: Callable[[], Awaitable[None]]) -> None:
+    if depth == 0:
+        await call()
+    else:
+        await _nested(depth - 1, call)
+
+
+class _Channel:
+    """An ASGI channel that counts receive() calls and can be told the client left."""
+
+    def __init__(self) -> None:
+        self.receives = 0
+        self.gone = asyncio.Event()
+        self.body: list[bytes] = []
+        self.complete = False
+
+    async def receive(self) -> dict[str, Any]:
+        self.receives += 1
+        if self.receives == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.body.append(message["body"])
+            if not message.get("more_body", False):
+                self.complete = True
+                self.gone.set()  # as uvicorn: a pending receive() says http.disconnect
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(("depth", "in_caller"), [(SHORT, True), (LONG, False)])
+async def test_the_producer_runs_in_the_calling_task_only_under_a_short_chain(
+    depth: int, in_caller: bool
+) -> None:
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def source() -> AsyncIterator[str]:
+        tasks.append(asyncio.current_task())
+        yield "a"
+        yield "b"
+
+    channel = _Channel()
+    stream = EventStream(source(), format=TextFormat())
+    caller = asyncio.current_task()
+    await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+    assert channel.complete
+    assert b"".join(channel.body).startswith(b"data: a\n\ndata: b\n\nevent: done\n")
+    assert (tasks == [caller]) is in_caller
+    if in_caller:
+        # The source never waited: the stream ended before the watcher first ran.
+        assert channel.receives == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("depth", [SHORT, LONG])
+async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_behind(
+    depth: int,
+) -> None:
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            await asyncio.sleep(30)  # the model thinks
+            yield "never"
+        finally:
+            closed.set()
+
+    channel = _Channel()
+    results = Results()
+    stream = EventStream(source(), format=TextFormat(), on_complete=results)
+    caller = asyncio.current_task()
+    assert caller is not None
+    asyncio.get_running_loop().call_later(0.05, channel.gone.set)
+    async with asyncio.timeout(5):
+        await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+    assert closed.is_set() and not channel.complete
+    assert results.one.reason == "disconnected" and results.one.text == "a"
+    assert caller.cancelling() == 0  # the pump's own cancel was taken back
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("depth", [SHORT, LONG])
+async def test_a_server_that_cancels_the_request_still_gets_the_shutdown_end_and_the_hook(
+    depth: int,
+) -> None:
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            await asyncio.sleep(30)
+            yield "never"
+        finally:
+            closed.set()
+
+    channel = _Channel()
+    results = Results()
+    stream = EventStream(source(), format=TextFormat(), on_complete=results)
+    request = asyncio.ensure_future(
+        _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+    )
+    await asyncio.sleep(0.05)
+    request.cancel()  # what uvicorn does to its request tasks past the graceful timeout
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert closed.is_set()
+    assert results.one.reason == "shutdown" and results.one.text == "a"
+    events = [
+        e for e in SSEDecoder().feed(b"".join(channel.body)) if isinstance(e, ServerSentEvent)
+    ]
+    assert [(e.event, e.data) for e in events[:1]] == [("message", "a")]
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data) == {"message": SHUTDOWN_MESSAGE, "code": "shutdown"}
 
 
 # -- heartbeats ------------------------------------------------------------------------------------

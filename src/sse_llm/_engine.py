@@ -236,8 +236,10 @@ class StreamEngine:
                 text.loose += 1
                 if text.loose == _JOIN_EVERY:
                     text.join_loose()
-            else:
+            elif text.limit:
                 text.add(item)
+            else:
+                text.truncated = True  # nothing kept (no hook reads it)
             units = self._write_text(item)
             if self._ids is None:
                 return units

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 import anyio
 
@@ -105,10 +105,14 @@ _NAMES = frozenset(StreamOptions.__annotations__)
 
 
 def _seconds(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float or type(value) is int:  # the usual case, checked first
+        if value > 0:  # also refuses NaN
+            return
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not float(value) > 0:  # also refuses NaN
-        raise ValueError(f"{name} must be a positive number of seconds: {value}")
+    elif float(value) > 0:
+        return
+    raise ValueError(f"{name} must be a positive number of seconds: {value}")
 
 
 def _seconds_or_none(name: str, value: Any) -> None:
@@ -199,20 +203,27 @@ def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str
         TypeError: an unknown or excluded option, or a value of the wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
     """
-    if not options.keys() <= _NAMES:
-        names = ", ".join(sorted(options.keys() - _NAMES))
-        raise TypeError(
-            f"{binding} got unknown option(s) {names}; the options are {', '.join(sorted(_NAMES))}"
-        )
-    if exclude:
-        excluded = options.keys() & set(exclude)
-        if excluded:
-            raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")
+    for name, value in options.items():
+        check = _CHECKS.get(name)
+        if check is None or name in exclude:
+            _refuse(options, binding, exclude)
+        check(name, value)
+    if options.get("format") is not None:
+        return Config(**options)  # the usual case: no copy of the options
     given = dict(options)
-    for name, value in given.items():
-        _CHECKS[name](name, value)
-    fmt = given.pop("format", None)
-    return Config(NamedEventsFormat() if fmt is None else fmt, **given)
+    given.pop("format", None)
+    return Config(NamedEventsFormat(), **given)
+
+
+def _refuse(options: Mapping[str, Any], binding: str, exclude: Collection[str]) -> NoReturn:
+    unknown = options.keys() - _NAMES
+    if unknown:
+        raise TypeError(
+            f"{binding} got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"the options are {', '.join(sorted(_NAMES))}"
+        )
+    excluded = options.keys() & set(exclude)
+    raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")
 
 
 def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -10,21 +10,30 @@ A binding gives the pump two things:
   an ASGI message (so an ASGI ``receive`` is passed as is: ``http.disconnect`` ends the
   stream, anything else is ignored), or ``None`` for a wake-up that means nothing.
 
-The pump runs the source in a child task and watches in the calling task:
+The pump runs the source (the producer) and watches the client (the watcher) in two tasks:
 
-- the producer task iterates the source, feeds the engine, and sends; it ends with the
-  engine's last units and closes the source. Each event goes out in one send, so a heartbeat
-  can never land inside one;
-- the calling task waits on ``wait_client()`` so that a disconnect cancels the producer at
-  once, even while the source waits for an LLM's next token (Starlette's ``StreamingResponse``,
+- the producer iterates the source, feeds the engine, and sends; it ends with the engine's
+  last units and closes the source. Each event goes out in one send, so a heartbeat can never
+  land inside one;
+- the watcher waits on ``wait_client()`` so that a disconnect cancels the producer at once,
+  even while the source waits for an LLM's next token (Starlette's ``StreamingResponse``,
   under ASGI 2.4+, only notices on the next failed send); between those waits it sends the
   format's keep-alive after ``heartbeat`` seconds without output, sends text the format held
   back, and ends a send that waited longer than ``send_timeout``.
 
-A paced event resumes only the producer task's few frames, not the host framework's middleware
-chain, which stays suspended in the calling task. No task, timer or lock is made per event:
-the producer records when it sent last and whether it is inside ``send``, and the watcher
-reads those. The completion hook runs in the calling task, shielded, once both are done.
+Which task runs which, on asyncio, follows what a paced event costs. Each time the source
+resumes, its task resumes every coroutine frame between the task's root and the source. When
+the pump is called from a short chain (a plain ASGI app, Django's or Flask's binding, the
+hub), the producer runs in the calling task and the watcher in a second one, as a
+hand-written ASGI loop does: a source that never waits finishes before the watcher first
+runs, so a short answer costs no timer and no extra turn of the event loop. Under a
+framework's middleware chain (a Starlette or FastAPI route) the producer gets a task of its
+own and the calling task watches, so that a paced event resumes the producer's few frames,
+not the whole chain.
+
+No task, timer or lock is made per event: the producer records when it sent last and whether
+it is inside ``send``, and the watcher reads those. The completion hook runs in the calling
+task, shielded, once both are done.
 
 On asyncio the pump uses the event loop's own task, timer and timeout; elsewhere (trio) an
 anyio task group and cancel scopes. An anyio task group and its scopes cost several times a
@@ -38,8 +47,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import AsyncGeneratorType
 from typing import Any
 
 import anyio
@@ -67,6 +78,13 @@ WaitClient = Callable[[], Awaitable[EndReason | Mapping[str, Any] | None]]
 
 _monotonic = time.monotonic
 
+#: The most coroutine frames between a task's root (a server's request cycle) and the pump's
+#: caller for the producer to run in the calling task (see the module docs). A plain ASGI
+#: function that awaits an ``EventStream`` under uvicorn has 3 (uvicorn's proxy-headers
+#: middleware, the function, ``EventStream``); each ASGI middleware around it adds one; a
+#: Starlette route has 13 and a FastAPI route 18.
+_INLINE_DEPTH = 8
+
 
 class Pump:
     """Runs one stream to its end. Made per response by a binding; see the module docs.
@@ -84,6 +102,7 @@ class Pump:
 
     __slots__ = (
         "_asgi",
+        "_cancel_sent",
         "_closing",
         "_finished",
         "_host",
@@ -96,6 +115,7 @@ class Pump:
         "_scope",
         "_shutdown",
         "_timed_out",
+        "_watcher",
         "_watching",
         "config",
         "engine",
@@ -124,7 +144,10 @@ class Pump:
         self.reason: EndReason | None = None
         self._iterator: AsyncIterator[Any] | None = None
         self._host: asyncio.Task[Any] | None = None  # the calling task, on asyncio
-        self._producer: asyncio.Task[None] | None = None  # the producer task, on asyncio
+        # On asyncio, the tasks that run the producer and the watcher: one is the calling task.
+        self._producer: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[Any] | None = None
+        self._cancel_sent = False  # end() cancelled the calling task (it runs the producer)
         self._scope: anyio.CancelScope | None = None  # the task group's scope, elsewhere
         self._host_stopped = False  # the producer stopped the watcher: not a cancellation
         self._timed_out = False  # the watcher's timer went off: not a cancellation
@@ -151,24 +174,10 @@ class Pump:
             host = _asyncio_task()
             if host is not None and self.config.shutdown is None:
                 self._host = host
-                producer = self._producer = host.get_loop().create_task(self._produce())
-                try:
-                    await self._watch(wait_client)
-                except asyncio.CancelledError:
-                    if not (self._host_stopped and host.uncancel() == 0):
-                        # Cancelled from outside (a server that stops, an outer cancel scope):
-                        # the producer closes the source and sends what it can first.
-                        self.reason = self.reason or "shutdown"
-                        producer.cancel()
-                        await asyncio.wait({producer})
-                        raise
-                try:
-                    await producer
-                except asyncio.CancelledError:
-                    # The producer ended by our cancel (a disconnect, a stop button), unless
-                    # this task is being cancelled too (the cancel reached it through us).
-                    if host.cancelling():
-                        raise
+                if _called_near_root(host):
+                    await self._produce_here(host, wait_client)
+                else:
+                    await self._watch_here(host, wait_client)
             else:
                 async with anyio.create_task_group() as task_group:
                     self._scope = task_group.cancel_scope
@@ -181,11 +190,56 @@ class Pump:
                 if not self._finished:
                     # The producer never ran: cancelled before its first step.
                     await self._cut_short()
-                await self._complete()
+                if self.config.on_complete is not None:
+                    await self._complete()
             finally:
                 if shutdown is not None:
                     shutdown.leave(self)
         return self.engine.result
+
+    async def _produce_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
+        """The producer in the calling task, the watcher in a second one (a short chain)."""
+        self._producer = host
+        watcher = self._watcher = host.get_loop().create_task(self._watch(wait_client))
+        try:
+            await self._produce()
+        except asyncio.CancelledError:
+            if not self._cancel_sent or host.uncancel() > 0:
+                # Cancelled from outside (a server that stops, an outer cancel scope): the
+                # producer has closed the source and sent what it could.
+                self.reason = self.reason or "shutdown"
+                raise
+        else:
+            if self._cancel_sent and host.cancelling():
+                host.uncancel()  # a source that swallowed end()'s cancel
+        finally:
+            if not watcher.done():
+                # Not started yet (the source never waited: nothing to watch for) or waiting.
+                watcher.cancel()
+                if self._watching:
+                    await asyncio.wait({watcher})
+
+    async def _watch_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
+        """The watcher in the calling task, the producer in a task of its own (a long chain)."""
+        self._watcher = host
+        producer = self._producer = host.get_loop().create_task(self._produce())
+        try:
+            await self._watch(wait_client)
+        except asyncio.CancelledError:
+            if not (self._host_stopped and host.uncancel() == 0):
+                # Cancelled from outside (a server that stops, an outer cancel scope): the
+                # producer closes the source and sends what it can first.
+                self.reason = self.reason or "shutdown"
+                producer.cancel()
+                await asyncio.wait({producer})
+                raise
+        try:
+            await producer
+        except asyncio.CancelledError:
+            # The producer ended by our cancel (a disconnect, a stop button), unless this
+            # task is being cancelled too (the cancel reached it through us).
+            if host.cancelling():
+                raise
 
     async def abandon(self, reason: EndReason) -> StreamResult:
         """End a stream that never started (the client was gone before the headers): close
@@ -200,6 +254,7 @@ class Pump:
         if self.reason is None and not self._finished:
             self.reason = reason
             if self._producer is not None:
+                self._cancel_sent = self._producer is self._host
                 self._producer.cancel()
             elif self._scope is not None:
                 self._scope.cancel()
@@ -229,10 +284,14 @@ class Pump:
                 await self._deliver(first, True)
             try:
                 source = self.source
-                if inspect.isawaitable(source):
-                    source = await source  # an SDK call the view did not await
-                    self.source = source
-                self._iterator = iterator = aiter_source(source, self.config.sync_limiter)
+                iterator: AsyncIterator[Any]
+                if type(source) is AsyncGeneratorType:  # the usual source: its own iterator
+                    self._iterator = iterator = source
+                else:
+                    if inspect.isawaitable(source):
+                        source = await source  # an SDK call the view did not await
+                        self.source = source
+                    self._iterator = iterator = aiter_source(source, self.config.sync_limiter)
             except Exception as exc:
                 error = exc
             else:
@@ -314,6 +373,9 @@ class Pump:
         self._finished = True
         # Cancelled with no reason given: from outside, by a server that is stopping.
         reason = self.reason = self.reason or "shutdown"
+        if reason != "shutdown" and self._idle_send is None and self._source_finished():
+            self.engine.close_units(reason)  # nothing left that could wait: no deadline
+            return
         if self._host is not None:
             # A native timeout: on asyncio a cancel scope would shield from anyio cancels
             # only, and would import anyio's backend right in the middle of a disconnect.
@@ -333,7 +395,19 @@ class Pump:
             with contextlib.suppress(OSError):
                 await self._deliver(units, False)
 
+    def _source_finished(self) -> bool:
+        """The source is an async generator that ran to its end or was cancelled out of: its
+        ``finally`` has run and closing it would do nothing."""
+        source = self.source
+        return (
+            type(source) is AsyncGeneratorType
+            and source.ag_frame is None
+            and self._iterator is source
+        )
+
     async def _close_source(self) -> None:
+        if self._source_finished():
+            return
         # Also when iteration never started: an SDK stream holds an open upstream response.
         try:
             await aclose_source(self._iterator, self.source)
@@ -345,7 +419,9 @@ class Pump:
         ``http.disconnect`` once the response is complete (ASGI spec), so usually it ends by
         itself, at its next turn; if it is still watching after that, it is cancelled."""
         if self._host is not None:
-            self._host.get_loop().call_soon(self._stop_if_watching)
+            if self._watcher is self._host:
+                self._host.get_loop().call_soon(self._stop_if_watching)
+            # else the calling task stops its watcher once the producer returns
             return
         await anyio.lowlevel.checkpoint()
         self._stop_if_watching()
@@ -354,15 +430,16 @@ class Pump:
         if not self._watching and self.config.shutdown is None:
             return
         if self._host is not None:
-            self._host_stopped = True
-            self._host.cancel()
+            if self._watcher is self._host:
+                self._host_stopped = True
+                self._host.cancel()
         elif self._scope is not None:
             self._scope.cancel()
 
     # -- the watcher ------------------------------------------------------------------------
 
     async def _watch(self, wait_client: WaitClient) -> None:
-        host = self._host
+        watcher = self._watcher  # None on anyio
         heartbeat = self.config.heartbeat
         send_timeout = self.config.send_timeout
         flush_interval = self.engine.flush_interval
@@ -387,16 +464,16 @@ class Pump:
                     got = await wait_client()
                 elif wake <= 0:
                     pass
-                elif host is None:
+                elif watcher is None:
                     with anyio.move_on_after(wake):
                         got = await wait_client()
                 else:
                     # A timer that cancels this task, not a cancel scope (see the module docs).
-                    timer = host.get_loop().call_later(wake, self._time_out)
+                    timer = watcher.get_loop().call_later(wake, self._time_out)
                     try:
                         got = await wait_client()
                     except asyncio.CancelledError:
-                        if not self._timed_out or host.uncancel() > 0:
+                        if not self._timed_out or watcher.uncancel() > 0:
                             raise  # (also) cancelled from outside
                     finally:
                         timer.cancel()
@@ -434,9 +511,9 @@ class Pump:
             self._watching = False
 
     def _time_out(self) -> None:
-        assert self._host is not None
+        assert self._watcher is not None
         self._timed_out = True
-        self._host.cancel()
+        self._watcher.cancel()
 
     async def _send_idle(self, units: Units) -> bool:
         """Send a keep-alive or held text while the producer waits on its source.
@@ -523,6 +600,20 @@ async def _outlive_a_cancel(hook: Awaitable[None], grace: float) -> None:
             deadline = loop.time() + grace
     if cancelled:
         raise asyncio.CancelledError("the server cancelled the stream; its hook ran first")
+
+
+def _called_near_root(task: asyncio.Task[Any]) -> bool:
+    """Whether at most ``_INLINE_DEPTH`` coroutine frames lie between ``task``'s root and the
+    pump's caller: what a paced event resumes if the producer runs in ``task``."""
+    root = getattr(task.get_coro(), "cr_frame", None)
+    frame: Any = sys._getframe(2)  # Pump.run's caller
+    for _ in range(_INLINE_DEPTH):
+        if frame is None:
+            return False
+        if frame is root:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _asyncio_task() -> asyncio.Task[Any] | None:

@@ -29,14 +29,14 @@ def check_source(source: object, binding: str) -> None:
         TypeError: ``source`` is a ``str`` or ``bytes`` (almost always a mistake: the caller
             meant ``[text]``), or neither an (async) iterable nor an awaitable of one.
     """
+    if hasattr(source, "__aiter__"):
+        return  # the usual case first: a str or bytes has no __aiter__
     if isinstance(source, str | bytes | bytearray):
         raise TypeError(
             f"{binding} needs an iterable of items, not {type(source).__name__}: "
             f"to send one text, pass [text]"
         )
-    if not (
-        hasattr(source, "__aiter__") or hasattr(source, "__iter__") or inspect.isawaitable(source)
-    ):
+    if not (hasattr(source, "__iter__") or inspect.isawaitable(source)):
         raise TypeError(
             f"{binding} needs an (async) iterable source or an awaitable of one, "
             f"not {type(source).__name__}"
