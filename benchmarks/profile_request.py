@@ -9,7 +9,12 @@ the pieces of sse-llm's share with ``timeit``: building the response (source che
 check, headers), the engine and the pump objects, one token through the engine, and the
 stream's end (the result completed and the ``done`` event written).
 
-    .venv/bin/python benchmarks/profile_request.py [--requests 20000] [--repeat 5]
+    .venv/bin/python benchmarks/profile_request.py [--requests 20000] [--repeat 5] [--opcodes]
+
+``--opcodes`` adds a count that no noise can move: the Python bytecode instructions executed
+per short request and per client disconnect (``sys.settrace`` with opcode events, on the
+pure-Python asyncio loop so that the loop's own work is counted too), for the raw loop and
+for sse-llm, with the functions that execute most of sse-llm's.
 
 Figures are process CPU (``time.process_time``) per request, the best of ``--repeat`` runs
 (the machine is shared: the least disturbed run is the truest). They are smaller than the
@@ -20,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import sys
 import time
 import timeit
-from collections.abc import AsyncIterator, Callable, Coroutine, MutableMapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +66,7 @@ class Channel:
             self.complete.set()
 
 
-async def tokens() -> AsyncIterator[str]:
+async def tokens() -> AsyncGenerator[str, None]:
     for _ in range(EVENTS):
         yield _server.TOKEN
 
@@ -138,12 +144,125 @@ def pieces(repeat: int) -> list[tuple[str, float]]:
     ]
 
 
+# -- bytecode instructions --------------------------------------------------------------------
+
+
+class _Opcodes:
+    """Counts the bytecode instructions executed, per function, while tracing."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "call":
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            code = frame.f_code
+            self.counts[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+        return self.trace
+
+
+class _DropChannel:
+    """A request whose client leaves once told to (``gone``)."""
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+        self.asked = False
+
+    async def receive(self) -> Message:
+        if not self.asked:
+            self.asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        pass
+
+
+async def _one_then_silence() -> AsyncGenerator[str, None]:
+    yield _server.TOKEN
+    await asyncio.get_running_loop().create_future()  # an LLM that thinks until cut off
+
+
+async def _raw_drop(channel: _DropChannel) -> None:
+    await _server.raw_watch({}, channel.receive, channel.send, _one_then_silence())
+
+
+async def _sse_llm_drop(channel: _DropChannel) -> None:
+    app = EventStream(_one_then_silence(), format=TextFormat(), heartbeat=15)
+    await app({"type": "http"}, channel.receive, channel.send)
+
+
+def opcodes(n: int = 200) -> dict[str, dict[str, collections.Counter[str]]]:
+    """Instructions per short request and per disconnect: {case: {variant: per-function}}."""
+
+    async def requests(app: App, counter: _Opcodes) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(20):  # warm-up, untraced
+            await loop.create_task(app(Channel()))
+        sys.settrace(counter.trace)
+        try:
+            for _ in range(n):
+                await loop.create_task(app(Channel()))
+        finally:
+            sys.settrace(None)
+
+    async def drops(
+        app: Callable[[_DropChannel], Coroutine[Any, Any, None]], counter: _Opcodes
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        channels = [_DropChannel() for _ in range(n)]
+        tasks = [loop.create_task(app(channel)) for channel in channels]
+        await asyncio.sleep(0.05)  # every stream sent its token and waits
+        sys.settrace(counter.trace)  # from the disconnects to the last request's end
+        try:
+            for channel in channels:
+                channel.gone.set()
+            await asyncio.wait(tasks)
+        finally:
+            sys.settrace(None)
+
+    out: dict[str, dict[str, collections.Counter[str]]] = {"request": {}, "disconnect": {}}
+    for name, app, drop in (("raw", raw, _raw_drop), ("sse-llm", sse_llm, _sse_llm_drop)):
+        counter = _Opcodes()
+        asyncio.run(requests(app, counter))
+        out["request"][name] = counter.counts
+        counter = _Opcodes()
+        asyncio.run(drops(drop, counter))
+        out["disconnect"][name] = counter.counts
+    return {
+        case: {
+            name: collections.Counter({where: count // n for where, count in got.items()})
+            for name, got in by_variant.items()
+        }
+        for case, by_variant in out.items()
+    }
+
+
+def print_opcodes() -> None:
+    print("\nPython bytecode instructions executed (asyncio's pure-Python loop included):\n")
+    print("| per | raw + watcher | sse-llm `EventStream` | ratio |")
+    print("|---|---|---|---|")
+    got = opcodes()
+    for case, label in (("request", "short request (3 events)"), ("disconnect", "disconnect")):
+        raw_total = sum(got[case]["raw"].values())
+        ours_total = sum(got[case]["sse-llm"].values())
+        print(f"| {label} | {raw_total:,} | {ours_total:,} | {ours_total / raw_total:.2f}x |")
+    for case in ("request", "disconnect"):
+        print(f"\nsse-llm's functions per {case}, instructions (the 12 that run most):\n")
+        for where, count in got[case]["sse-llm"].most_common(12):
+            print(f"    {count:5d}  {where}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--opcodes", action="store_true", help="also count bytecode instructions")
     args = parser.parse_args()
     loops: list[tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]] = [("asyncio", asyncio.run)]
     try:
@@ -164,6 +283,8 @@ def main() -> None:
     print("|---|---|")
     for label, micros in pieces(args.repeat):
         print(f"| {label} | {micros:.2f} |")
+    if args.opcodes:
+        print_opcodes()
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Answer text is kept as a few joined blocks rather than one string per token: a list of
 # 2,000 token strings costs ~60 bytes each beyond the text itself.
 _JOIN_EVERY = 64
+#: The end reasons whose stream gets last units: the client is still there to read them.
+_WRITES_AN_END = frozenset(("completed", "error", "shutdown"))
 
 
 class Encoded(bytes):
@@ -269,6 +271,17 @@ class StreamEngine:
             return NOTHING
         self._closed = True
         result = self.result
+        if (
+            reason not in _WRITES_AN_END
+            and error is None
+            and self._normalizer is None
+            and not self._held
+            and not self.ended
+        ):
+            # The client is gone (the usual end of a cut stream): only the result to fill.
+            result.reason = reason
+            self._keep_text_in(result)
+            return NOTHING
         if error is not None:
             result.error = error
             provider = translate_exception(error)
@@ -283,7 +296,7 @@ class StreamEngine:
         if self._held:  # half a surrogate pair and nothing after it
             self._held = ""
             held = self._event(TextDelta("\ufffd"))
-            if reason in ("completed", "error", "shutdown"):
+            if reason in _WRITES_AN_END:
                 out.extend(held)
         normalizer = self._normalizer
         if normalizer is not None:
@@ -297,18 +310,21 @@ class StreamEngine:
         if reason == "completed" and result.finish is None and not self._from_provider:
             result.finish = Finish("stop")  # a plain text source ends by running out
         result.reason = reason
-        result.text = self._text.value()
-        result.text_truncated = self._text.truncated
-        result.reasoning = "" if self._reasoning is None else self._reasoning.value()
+        self._keep_text_in(result)
         if reason == "shutdown":
             out.extend(self._writer.error(SHUTDOWN_ERROR, "shutdown"))
         elif self._pending_error is not None:
             out.extend(self._writer.error(*self._pending_error))
-        if reason in ("completed", "error", "shutdown"):
+        if reason in _WRITES_AN_END:
             out.extend(self._writer.end(result))
         return self._out(out)
 
     # -- inside ----------------------------------------------------------------------------
+
+    def _keep_text_in(self, result: StreamResult) -> None:
+        result.text = self._text.value()
+        result.text_truncated = self._text.truncated
+        result.reasoning = "" if self._reasoning is None else self._reasoning.value()
 
     def _whole_characters(self, text: str) -> str:
         """``text`` with no lone surrogate, which UTF-8 cannot carry.
