@@ -278,6 +278,15 @@ async def test_the_producer_runs_in_the_calling_task_only_under_a_short_chain(
         assert channel.receives == 0
 
 
+async def _a_then_thinking(closed: asyncio.Event) -> AsyncIterator[str]:
+    try:
+        yield "a"
+        await asyncio.sleep(30)  # the model thinks
+        yield "never"
+    finally:
+        closed.set()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("depth", [SHORT, LONG])
@@ -286,17 +295,9 @@ async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_
 ) -> None:
     closed = asyncio.Event()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "a"
-            await asyncio.sleep(30)  # the model thinks
-            yield "never"
-        finally:
-            closed.set()
-
     channel = _Channel()
     results = Results()
-    stream = EventStream(source(), format=TextFormat(), on_complete=results)
+    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
     caller = asyncio.current_task()
     assert caller is not None
     asyncio.get_running_loop().call_later(0.05, channel.gone.set)
@@ -315,17 +316,9 @@ async def test_a_server_that_cancels_the_request_still_gets_the_shutdown_end_and
 ) -> None:
     closed = asyncio.Event()
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "a"
-            await asyncio.sleep(30)
-            yield "never"
-        finally:
-            closed.set()
-
     channel = _Channel()
     results = Results()
-    stream = EventStream(source(), format=TextFormat(), on_complete=results)
+    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
     request = asyncio.ensure_future(
         _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
     )
