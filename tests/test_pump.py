@@ -287,22 +287,34 @@ async def _a_then_thinking(closed: asyncio.Event) -> AsyncIterator[str]:
         closed.set()
 
 
+def _thinking_request(
+    depth: int,
+) -> tuple[asyncio.Event, _Channel, Results, Callable[[], Awaitable[None]]]:
+    """A stream of "a" then a model that thinks, and the request that serves it ``depth``
+    frames below its task's root: (source closed, channel, hook results, request)."""
+    closed = asyncio.Event()
+    channel = _Channel()
+    results = Results()
+    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
+
+    async def request() -> None:
+        await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+
+    return closed, channel, results, request
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("depth", [SHORT, LONG])
 async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_behind(
     depth: int,
 ) -> None:
-    closed = asyncio.Event()
-
-    channel = _Channel()
-    results = Results()
-    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
+    closed, channel, results, request = _thinking_request(depth)
     caller = asyncio.current_task()
     assert caller is not None
     asyncio.get_running_loop().call_later(0.05, channel.gone.set)
     async with asyncio.timeout(5):
-        await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+        await request()
     assert closed.is_set() and not channel.complete
     assert results.one.reason == "disconnected" and results.one.text == "a"
     assert caller.cancelling() == 0  # the pump's own cancel was taken back
@@ -314,18 +326,12 @@ async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_
 async def test_a_server_that_cancels_the_request_still_gets_the_shutdown_end_and_the_hook(
     depth: int,
 ) -> None:
-    closed = asyncio.Event()
-
-    channel = _Channel()
-    results = Results()
-    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
-    request = asyncio.ensure_future(
-        _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
-    )
+    closed, channel, results, request = _thinking_request(depth)
+    task = asyncio.ensure_future(request())
     await asyncio.sleep(0.05)
-    request.cancel()  # what uvicorn does to its request tasks past the graceful timeout
+    task.cancel()  # what uvicorn does to its request tasks past the graceful timeout
     with pytest.raises(asyncio.CancelledError):
-        await request
+        await task
     assert closed.is_set()
     assert results.one.reason == "shutdown" and results.one.text == "a"
     events = [
