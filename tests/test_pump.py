@@ -4,6 +4,7 @@ uvicorn where the point is the network (disconnects, slow clients, heartbeats on
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -39,6 +40,7 @@ from sse_llm import (
     ToolCall,
     Usage,
 )
+from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
 from tests.support.servers import run_uvicorn
@@ -214,19 +216,12 @@ async def test_client_gone_before_the_headers_still_runs_the_hook_and_closes_the
 
 
 # -- which task produces (asyncio) ---------------------------------------------------------------
-# Called from a short chain of coroutines (a plain ASGI app), the pump produces in the calling
-# task and watches in a second one, as a hand-written ASGI loop does; under a long chain (a
-# framework's middleware) the producer gets a task of its own, so that a paced event does not
-# resume the whole chain. Both must end a stream the same way.
+# Called as a plain ASGI app, the pump produces in the calling task and watches in a second one,
+# as a hand-written ASGI loop does; under a framework (a route of a Starlette app: its router is
+# in the scope, a middleware chain above it) the producer gets a task of its own, so that a paced
+# event does not resume the whole chain. Both must end a stream the same way.
 
-SHORT, LONG = 1, 14  # coroutine frames between the task's root and the caller of EventStream
-
-
-async def _nested(depth: int, call: Callable[[], Awaitable[None]]) -> None:
-    if depth == 0:
-        await call()
-    else:
-        await _nested(depth - 1, call)
+ROUTED = [False, True]  # an EventStream called as a plain ASGI app / an SSEResponse in a route
 
 
 class _Channel:
@@ -253,11 +248,46 @@ class _Channel:
                 self.gone.set()  # as uvicorn: a pending receive() says http.disconnect
 
 
+def _request(
+    source: AsyncIterator[str], routed: bool, channel: _Channel, **options: Any
+) -> Callable[[], Awaitable[None]]:
+    """The request that streams ``source`` to ``channel``: an ``EventStream`` called as a
+    plain ASGI app, or an ``SSEResponse`` returned by a route of a real Starlette app."""
+    app: Any
+    if routed:
+
+        async def endpoint(request: Request) -> SSEResponse:
+            return SSEResponse(source, format=TextFormat(), **options)
+
+        app = Starlette(routes=[Route("/", endpoint)])
+    else:
+        app = EventStream(source, format=TextFormat(), **options)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def request() -> None:
+        await app(scope, channel.receive, channel.send)
+
+    return request
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize(("depth", "in_caller"), [(SHORT, True), (LONG, False)])
-async def test_the_producer_runs_in_the_calling_task_only_under_a_short_chain(
-    depth: int, in_caller: bool
+@pytest.mark.parametrize("routed", ROUTED)
+async def test_the_producer_runs_in_the_calling_task_only_without_a_framework_in_front(
+    routed: bool,
 ) -> None:
     tasks: list[asyncio.Task[Any] | None] = []
 
@@ -267,13 +297,12 @@ async def test_the_producer_runs_in_the_calling_task_only_under_a_short_chain(
         yield "b"
 
     channel = _Channel()
-    stream = EventStream(source(), format=TextFormat())
     caller = asyncio.current_task()
-    await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
+    await _request(source(), routed, channel)()
     assert channel.complete
     assert b"".join(channel.body).startswith(b"data: a\n\ndata: b\n\nevent: done\n")
-    assert (tasks == [caller]) is in_caller
-    if in_caller:
+    assert (tasks == [caller]) is not routed
+    if not routed:
         # The source never waited: the stream ended before the watcher first ran.
         assert channel.receives == 0
 
@@ -288,28 +317,24 @@ async def _a_then_thinking(closed: asyncio.Event) -> AsyncIterator[str]:
 
 
 def _thinking_request(
-    depth: int,
+    routed: bool,
 ) -> tuple[asyncio.Event, _Channel, Results, Callable[[], Awaitable[None]]]:
-    """A stream of "a" then a model that thinks, and the request that serves it ``depth``
-    frames below its task's root: (source closed, channel, hook results, request)."""
+    """A stream of "a" then a model that thinks, and the request that serves it:
+    (source closed, channel, hook results, request)."""
     closed = asyncio.Event()
     channel = _Channel()
     results = Results()
-    stream = EventStream(_a_then_thinking(closed), format=TextFormat(), on_complete=results)
-
-    async def request() -> None:
-        await _nested(depth, lambda: stream({"type": "http"}, channel.receive, channel.send))
-
+    request = _request(_a_then_thinking(closed), routed, channel, on_complete=results)
     return closed, channel, results, request
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize("depth", [SHORT, LONG])
+@pytest.mark.parametrize("routed", ROUTED)
 async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_behind(
-    depth: int,
+    routed: bool,
 ) -> None:
-    closed, channel, results, request = _thinking_request(depth)
+    closed, channel, results, request = _thinking_request(routed)
     caller = asyncio.current_task()
     assert caller is not None
     asyncio.get_running_loop().call_later(0.05, channel.gone.set)
@@ -322,11 +347,11 @@ async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize("depth", [SHORT, LONG])
+@pytest.mark.parametrize("routed", ROUTED)
 async def test_a_server_that_cancels_the_request_still_gets_the_shutdown_end_and_the_hook(
-    depth: int,
+    routed: bool,
 ) -> None:
-    closed, channel, results, request = _thinking_request(depth)
+    closed, channel, results, request = _thinking_request(routed)
     task = asyncio.ensure_future(request())
     await asyncio.sleep(0.05)
     task.cancel()  # what uvicorn does to its request tasks past the graceful timeout
@@ -340,6 +365,86 @@ async def test_a_server_that_cancels_the_request_still_gets_the_shutdown_end_and
     assert [(e.event, e.data) for e in events[:1]] == [("message", "a")]
     assert events[-1].event == "error"
     assert json.loads(events[-1].data) == {"message": SHUTDOWN_MESSAGE, "code": "shutdown"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("routed", ROUTED)
+async def test_a_receive_that_fails_ends_the_stream_and_reaches_the_caller(routed: bool) -> None:
+    closed, channel, results, request = _thinking_request(routed)
+
+    async def failing_receive() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("the server's receive failed")
+
+    channel.receive = failing_receive  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="receive failed"):
+            await request()
+    assert closed.is_set()  # the source did not go on with nothing watching the client
+    assert results.one.reason == "error" and results.one.text == "a"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("receive_fails", [False, True])
+@pytest.mark.parametrize("routed", ROUTED)
+async def test_a_send_that_fails_ends_the_request_at_once_and_loses_no_exception(
+    routed: bool, receive_fails: bool
+) -> None:
+    """A transport that fails otherwise than with ``OSError`` is a bug to see: it reaches the
+    caller at once (not when the client leaves), and a failure of ``receive`` meanwhile is not
+    left to asyncio's "exception was never retrieved"."""
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            await asyncio.sleep(0.02)
+            yield "b"
+            await asyncio.sleep(30)  # the model thinks
+        finally:
+            await asyncio.sleep(0.1)  # an SDK stream closing its upstream response
+            closed.set()
+
+    channel = _Channel()
+    results = Results()
+    request = _request(source(), routed, channel, on_complete=results)
+    sends = 0
+    real_send = channel.send
+
+    async def failing_send(message: dict[str, Any]) -> None:
+        nonlocal sends
+        sends += 1
+        if sends == 3:  # the start, "a", then "b"
+            raise RuntimeError("the server's send failed")
+        await real_send(message)
+
+    async def receive() -> dict[str, Any]:
+        if receive_fails:
+            await asyncio.sleep(0.05)
+            raise RuntimeError("the server's receive failed")
+        await asyncio.sleep(60)  # a client that stays
+        return {"type": "http.disconnect"}
+
+    channel.send = failing_send  # type: ignore[method-assign]
+    channel.receive = receive  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    unretrieved: list[str] = []
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context["message"]))
+    try:
+        with anyio.fail_after(5):
+            # Either failure may be the one raised; the source thinks for 30 s and the client
+            # stays for 60: only an end that comes at once gets here in time.
+            with pytest.raises(RuntimeError, match=r"the server's (send|receive) failed"):
+                await request()
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert closed.is_set()
+    assert results.one.reason == "error" and results.one.text == "ab"  # "b" was written
+    assert unretrieved == []
 
 
 # -- heartbeats ------------------------------------------------------------------------------------

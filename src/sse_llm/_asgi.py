@@ -8,7 +8,7 @@ from typing import Unpack
 import anyio
 
 from ._options import StreamOptions, resolve, response_headers
-from ._pump import Pump
+from ._pump import Pump, inline_for
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
 
@@ -59,7 +59,7 @@ class EventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         config = self.config
         engine = config.engine()
-        pump = Pump(self.source, engine, config, send, asgi=True)
+        pump = Pump(self.source, engine, config, send, asgi=True, inline=inline_for(scope))
         if await start_response(pump, self.status_code, self.headers, send):
             result = await pump.run(receive)
             if result.reason == "timeout":

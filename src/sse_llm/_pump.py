@@ -29,7 +29,9 @@ hand-written ASGI loop does: a source that never waits finishes before the watch
 runs, so a short answer costs no timer and no extra turn of the event loop. Under a
 framework's middleware chain (a Starlette or FastAPI route) the producer gets a task of its
 own and the calling task watches, so that a paced event resumes the producer's few frames,
-not the whole chain.
+not the whole chain. The binding tells which (``inline``); an ASGI binding reads it from the
+scope (:func:`inline_for`), since walking the frames to count them would turn each into a
+frame object that lives as long as the request.
 
 No task, timer or lock is made per event: the producer records when it sent last and whether
 it is inside ``send``, and the watcher reads those. The completion hook runs in the calling
@@ -47,7 +49,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import AsyncGeneratorType
@@ -65,7 +66,7 @@ from ._shutdown import GracefulShutdown, current_shutdown
 from ._sources import aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
-__all__ = ["Pump", "SendUnits", "WaitClient"]
+__all__ = ["Pump", "SendUnits", "WaitClient", "inline_for"]
 
 logger = logging.getLogger("sse_llm")
 
@@ -78,13 +79,6 @@ WaitClient = Callable[[], Awaitable[EndReason | Mapping[str, Any] | None]]
 
 _monotonic = time.monotonic
 
-#: The most coroutine frames between a task's root (a server's request cycle) and the pump's
-#: caller for the producer to run in the calling task (see the module docs). A plain ASGI
-#: function that awaits an ``EventStream`` under uvicorn has 3 (uvicorn's proxy-headers
-#: middleware, the function, ``EventStream``); each ASGI middleware around it adds one; a
-#: Starlette route has 13 and a FastAPI route 18.
-_INLINE_DEPTH = 8
-
 
 class Pump:
     """Runs one stream to its end. Made per response by a binding; see the module docs.
@@ -96,6 +90,9 @@ class Pump:
         config: the resolved options (heartbeat, send timeout, close timeout, hook, shutdown).
         send: delivers units: ``send(units, more)``, or an ASGI ``send`` with ``asgi=True``.
         asgi: ``send`` is an ASGI ``send``.
+        inline: on asyncio, run the source in the calling task and watch the client in a
+            second one; ``False`` under a framework's middleware chain, where the source gets
+            a task of its own (see the module docs and :func:`inline_for`).
         shutdown: the :class:`~sse_llm.GracefulShutdown` that ends this stream at a stop
             signal; by default the one the current request runs under, if any.
     """
@@ -109,6 +106,7 @@ class Pump:
         "_host_stopped",
         "_idle_send",
         "_in_send",
+        "_inline",
         "_iterator",
         "_last_output",
         "_producer",
@@ -132,6 +130,7 @@ class Pump:
         send: Any,
         *,
         asgi: bool = False,
+        inline: bool = True,
         shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.source = source
@@ -139,6 +138,7 @@ class Pump:
         self.config = config
         self.send = send
         self._asgi = asgi
+        self._inline = inline
         self._shutdown = shutdown  # else the one the request runs under, if any
         #: Why the stream ended, set by whoever ended it first.
         self.reason: EndReason | None = None
@@ -174,7 +174,7 @@ class Pump:
             host = _asyncio_task()
             if host is not None and self.config.shutdown is None:
                 self._host = host
-                if _called_near_root(host):
+                if self._inline:
                     await self._produce_here(host, wait_client)
                 else:
                     await self._watch_here(host, wait_client)
@@ -218,6 +218,10 @@ class Pump:
                 watcher.cancel()
                 if self._watching:
                     await asyncio.wait({watcher})
+            # Read even while another exception leaves: else asyncio logs it as never retrieved.
+            failure = watcher.exception() if watcher.done() and not watcher.cancelled() else None
+        if failure is not None:
+            raise failure
 
     async def _watch_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
         """The watcher in the calling task, the producer in a task of its own (a long chain)."""
@@ -233,6 +237,11 @@ class Pump:
                 producer.cancel()
                 await asyncio.wait({producer})
                 raise
+        except Exception:
+            await asyncio.wait({producer})  # _watch ended it: let it close the source
+            if not producer.cancelled() and (lost := producer.exception()) is not None:
+                logger.error("the stream's producer failed too", exc_info=lost)
+            raise
         try:
             await producer
         except asyncio.CancelledError:
@@ -341,6 +350,7 @@ class Pump:
             engine.result.events_sent += sent
             self.reason = self.reason or "error"
             await self._cut_short()
+            self._stop_if_watching()  # a watcher in the calling task would wait for the client
             raise
         except BaseException:  # cancelled (by a disconnect, a stop, the server)
             engine.result.events_sent += sent
@@ -507,6 +517,10 @@ class Pump:
                     )
                     self.end("timeout")
                     return
+        except Exception:
+            # wait_client() failed: with nothing to watch the client, the stream ends too.
+            self.end("error")
+            raise
         finally:
             self._watching = False
 
@@ -602,18 +616,13 @@ async def _outlive_a_cancel(hook: Awaitable[None], grace: float) -> None:
         raise asyncio.CancelledError("the server cancelled the stream; its hook ran first")
 
 
-def _called_near_root(task: asyncio.Task[Any]) -> bool:
-    """Whether at most ``_INLINE_DEPTH`` coroutine frames lie between ``task``'s root and the
-    pump's caller: what a paced event resumes if the producer runs in ``task``."""
-    root = getattr(task.get_coro(), "cr_frame", None)
-    frame: Any = sys._getframe(2)  # Pump.run's caller
-    for _ in range(_INLINE_DEPTH):
-        if frame is None:
-            return False
-        if frame is root:
-            return True
-        frame = frame.f_back
-    return False
+def inline_for(scope: Mapping[str, Any]) -> bool:
+    """Whether an ASGI binding's pump should produce in the calling task: yes, unless a
+    framework is in front. Starlette's app puts ``app`` in the scope and its ``Router``
+    (FastAPI's too) ``router``; below them sits a middleware chain (a Starlette route is 13
+    coroutine frames from the task's root, a FastAPI route 18; a plain ASGI function under
+    uvicorn, 3)."""
+    return "router" not in scope and "app" not in scope
 
 
 def _asyncio_task() -> asyncio.Task[Any] | None:

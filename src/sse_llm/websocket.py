@@ -97,7 +97,7 @@ from ._formats import (
 )
 from ._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
 from ._options import Config, StreamOptions, resolve
-from ._pump import Pump
+from ._pump import Pump, inline_for
 from ._result import EndReason, StreamResult
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
@@ -304,7 +304,9 @@ class _Connection:
             source = _failed(exc)
         config = self.config
         engine = config.engine(_MessagesFormat(request_id))
-        result = await Pump(source, engine, config, self.send_units).run(wait_client)
+        inline = inline_for(self.websocket.scope)
+        pump = Pump(source, engine, config, self.send_units, inline=inline)
+        result = await pump.run(wait_client)
         if result.reason == "shutdown":
             self.shutting_down = True
         if result.reason == "disconnected" and not self.gone:

@@ -16,7 +16,7 @@ from .._asgi import outlast_a_stuck_client, start_response
 from .._engine import Encoded, StreamEngine
 from .._formats import NOTHING, FormatWriter, Units, WireFormat, WriterBase
 from .._options import Config, header_pairs, resolve, response_headers
-from .._pump import Pump
+from .._pump import Pump, inline_for
 from .._result import StreamResult
 from .._types import Receive, Scope, Send
 from .ids import parse_last_event_id
@@ -287,7 +287,9 @@ class ResumeStream:
             shutdown=_RemoteShutdown(self.hub, stream_id),
         )
         source = _replay(store, stream_id, after, found, stream_meta, self.hub.outage_grace)
-        pump = Pump(source, StreamEngine(config.format), config, send, asgi=True)
+        pump = Pump(
+            source, StreamEngine(config.format), config, send, asgi=True, inline=inline_for(scope)
+        )
         if await start_response(pump, 200, self._headers(stream_meta.headers), send):
             result = await pump.run(receive)
             if result.reason == "timeout":
