@@ -12,9 +12,11 @@ stream's end (the result completed and the ``done`` event written).
     .venv/bin/python benchmarks/profile_request.py [--requests 20000] [--repeat 5] [--opcodes]
 
 ``--opcodes`` adds a count that no noise can move: the Python bytecode instructions executed
-per short request and per client disconnect (``sys.settrace`` with opcode events, on the
-pure-Python asyncio loop so that the loop's own work is counted too), for the raw loop and
-for sse-llm, with the functions that execute most of sse-llm's.
+per short request, per paced event (a source that awaits before each token, as an LLM's
+does: requests of 60 events less requests of 10, over 50) and per client disconnect
+(``sys.settrace`` with opcode events, on the pure-Python asyncio loop so that the loop's own
+work is counted too), for the raw loop and for sse-llm, with the functions that execute most
+of sse-llm's.
 
 Figures are process CPU (``time.process_time``) per request, the best of ``--repeat`` runs
 (the machine is shared: the least disturbed run is the truest). They are smaller than the
@@ -195,8 +197,26 @@ async def _sse_llm_drop(channel: _DropChannel) -> None:
     await app({"type": "http"}, channel.receive, channel.send)
 
 
+async def _paced(events: int) -> AsyncGenerator[str, None]:
+    for _ in range(events):
+        await asyncio.sleep(0)  # the next token is not there yet
+        yield _server.TOKEN
+
+
+def _paced_apps(events: int) -> dict[str, App]:
+    async def raw_paced(channel: Channel) -> None:
+        await _server.raw_watch({}, channel.receive, channel.send, _paced(events))
+
+    async def sse_llm_paced(channel: Channel) -> None:
+        app = EventStream(_paced(events), format=TextFormat(), heartbeat=15)
+        await app({"type": "http"}, channel.receive, channel.send)
+
+    return {"raw": raw_paced, "sse-llm": sse_llm_paced}
+
+
 def opcodes(n: int = 200) -> dict[str, dict[str, collections.Counter[str]]]:
-    """Instructions per short request and per disconnect: {case: {variant: per-function}}."""
+    """Instructions per short request, per paced event and per disconnect:
+    {case: {variant: per-function}}."""
 
     async def requests(app: App, counter: _Opcodes) -> None:
         loop = asyncio.get_running_loop()
@@ -232,13 +252,24 @@ def opcodes(n: int = 200) -> dict[str, dict[str, collections.Counter[str]]]:
         counter = _Opcodes()
         asyncio.run(drops(drop, counter))
         out["disconnect"][name] = counter.counts
-    return {
+    per = {
         case: {
             name: collections.Counter({where: count // n for where, count in got.items()})
             for name, got in by_variant.items()
         }
         for case, by_variant in out.items()
     }
+    # Per paced event: what 50 more events add to a request (its start and end cancel out).
+    short, long = _paced_apps(10), _paced_apps(60)
+    per["event"] = {}
+    for name in ("raw", "sse-llm"):
+        few, many = _Opcodes(), _Opcodes()
+        asyncio.run(requests(short[name], few))
+        asyncio.run(requests(long[name], many))
+        per["event"][name] = collections.Counter(  # fractions: the totals stay exact
+            {where: (many.counts[where] - few.counts[where]) / (50 * n) for where in many.counts}
+        )
+    return per
 
 
 def print_opcodes() -> None:
@@ -246,14 +277,19 @@ def print_opcodes() -> None:
     print("| per | raw + watcher | sse-llm `EventStream` | ratio |")
     print("|---|---|---|---|")
     got = opcodes()
-    for case, label in (("request", "short request (3 events)"), ("disconnect", "disconnect")):
+    cases = (
+        ("request", "short request (3 events)"),
+        ("event", "paced event"),
+        ("disconnect", "disconnect"),
+    )
+    for case, label in cases:
         raw_total = sum(got[case]["raw"].values())
         ours_total = sum(got[case]["sse-llm"].values())
-        print(f"| {label} | {raw_total:,} | {ours_total:,} | {ours_total / raw_total:.2f}x |")
-    for case in ("request", "disconnect"):
+        print(f"| {label} | {raw_total:,.0f} | {ours_total:,.0f} | {ours_total / raw_total:.2f}x |")
+    for case, _ in cases:
         print(f"\nsse-llm's functions per {case}, instructions (the 12 that run most):\n")
         for where, count in got[case]["sse-llm"].most_common(12):
-            print(f"    {count:5d}  {where}")
+            print(f"    {count:5.0f}  {where}")
 
 
 def main() -> None:
