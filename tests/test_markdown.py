@@ -140,6 +140,20 @@ def test_newlines_between_blocks_are_dropped_but_text_newlines_are_kept() -> Non
     )
 
 
+def test_a_table_whose_delimiter_row_is_unfinished_settles_nothing_before_it() -> None:
+    # "|---|-" makes a table that interrupts the paragraph; "|---|---| # H" is no delimiter
+    # row, and both lines turn out to be lines of that paragraph (found by the property test
+    # below).
+    renderer = MarkdownRenderer()
+    text = "| a | b |\n\t- nested\n| a | b |\n|---|---| # H\n"
+    cut = text.index("|---|-") + len("|---|-")
+    early = renderer.split(text[:cut])
+    assert early.settled == "" and early.offset == 0
+    assert "<table>" in early.tail  # a table, so far
+    assert replay_split(renderer, text, [cut]) == renderer.render(text)
+    assert "<table>" not in renderer.render(text)
+
+
 def test_a_reference_definition_keeps_everything_in_the_tail() -> None:
     split = MarkdownRenderer().split("See [x].\n\nMore\n\n[x]: https://example.com\n")
     assert split.settled == "" and split.offset == 0

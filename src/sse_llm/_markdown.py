@@ -148,9 +148,11 @@ class MarkdownRenderer:
         ``start`` must be a block boundary returned earlier as :attr:`Split.offset` for a
         prefix of the same text. Parsing from there gives the same blocks as parsing the
         whole text, because a top-level block that another one follows is closed for good,
-        unless that other one starts on the last, unfinished line (which may still turn out
-        to continue the block before: a lazy continuation, a setext underline, a table's
-        delimiter row), so such a block never settles the one before it. A link reference
+        unless that other one is decided by the last, unfinished line: it starts there, or it
+        is a table whose delimiter row is there. That line may still turn out to continue
+        the block before (a lazy continuation, a setext underline, a table's delimiter row,
+        or a delimiter row that stops being one), so such a block never settles the one
+        before it. A link reference
         definition can change an earlier paragraph: while the text contains one, nothing is
         reported as settled (everything is tail).
         """
@@ -197,11 +199,15 @@ def _joins_last_line(
     tokens: list[Token], before: tuple[int, int], last: tuple[int, int], text: str
 ) -> bool:
     """The last block starts on the text's last line, right after ``before`` (no blank line
-    between): what that line becomes may still change ``before``."""
+    between): what that line becomes may still change ``before``. A table counts from its
+    delimiter row, the line after its first: until that row is finished, the table may
+    still turn out to be lines of the paragraph before (``|---|-`` is a delimiter row so
+    far, ``|---|---| # H`` is not)."""
     before_map, last_map = tokens[before[0]].map, tokens[last[0]].map
     if before_map is None or last_map is None:
         return False
-    return last_map[0] >= len(_LINE_END.findall(text)) and before_map[1] >= last_map[0]
+    decided_on = last_map[0] + (tokens[last[0]].type == "table_open")
+    return decided_on >= len(_LINE_END.findall(text)) and before_map[1] >= last_map[0]
 
 
 def _line_offset(text: str, line: int) -> int:
