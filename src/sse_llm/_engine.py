@@ -322,9 +322,12 @@ class StreamEngine:
     # -- inside ----------------------------------------------------------------------------
 
     def _keep_text_in(self, result: StreamResult) -> None:
-        result.text = self._text.value()
-        result.text_truncated = self._text.truncated
-        result.reasoning = "" if self._reasoning is None else self._reasoning.value()
+        text = self._text
+        if text.pieces:
+            result.text = text.value()
+        result.text_truncated = text.truncated
+        if self._reasoning is not None:
+            result.reasoning = self._reasoning.value()
 
     def _whole_characters(self, text: str) -> str:
         """``text`` with no lone surrogate, which UTF-8 cannot carry.

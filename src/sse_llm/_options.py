@@ -16,7 +16,14 @@ from typing import Any, NoReturn, TypedDict
 import anyio
 
 from ._engine import StreamEngine
-from ._formats import NamedEventsFormat, WireFormat
+from ._formats import (
+    AISDKFormat,
+    NamedEventsFormat,
+    OpenAIChatFormat,
+    TextFormat,
+    TypedJSONFormat,
+    WireFormat,
+)
 from ._types import CompletionHook, ShutdownSignal
 
 __all__ = ["Config", "StreamOptions", "header_pairs", "resolve", "response_headers"]
@@ -116,8 +123,8 @@ def _seconds(name: str, value: Any) -> None:
 
 
 def _seconds_or_none(name: str, value: Any) -> None:
-    if value is None:
-        return
+    if value is None or ((type(value) is float or type(value) is int) and value > 0):
+        return  # the usual cases, checked first
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     _seconds(name, value)
@@ -159,9 +166,15 @@ def _limiter_or_none(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be an anyio.CapacityLimiter or None")
 
 
+#: The wire formats that ship with sse-llm (the HTML ones import jinja2: checked by attribute).
+_SHIPPED_FORMATS = frozenset(
+    {AISDKFormat, NamedEventsFormat, OpenAIChatFormat, TextFormat, TypedJSONFormat}
+)
+
+
 def _format(name: str, value: Any) -> None:
     # A protocol check by attribute: formats are duck-typed (see WireFormat). None: the default.
-    if value is not None and not (
+    if value is not None and type(value) not in _SHIPPED_FORMATS and not (
         hasattr(value, "writer")
         and hasattr(value, "media_type")
         and hasattr(value, "headers")

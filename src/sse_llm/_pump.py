@@ -326,13 +326,14 @@ class Pump:
                         continue
                     self._in_send = True
                     self._last_output = _monotonic()
+                    count = len(units)
                     if asgi:  # the hot path, inlined: one coroutine call per event
-                        body = units[0] if len(units) == 1 else b"".join(units)
+                        body = units[0] if count == 1 else b"".join(units)
                         await send({"type": "http.response.body", "body": body, "more_body": True})
                     else:
                         await send(units, True)
                     self._in_send = False
-                    sent += len(units)
+                    sent += count
                     if engine.ended:  # the provider reported an error: it was the last
                         break
             engine.result.events_sent += sent
