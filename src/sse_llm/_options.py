@@ -15,15 +15,9 @@ from typing import Any, NoReturn, TypedDict
 
 import anyio
 
+from . import _formats
 from ._engine import StreamEngine
-from ._formats import (
-    AISDKFormat,
-    NamedEventsFormat,
-    OpenAIChatFormat,
-    TextFormat,
-    TypedJSONFormat,
-    WireFormat,
-)
+from ._formats import NamedEventsFormat, WireFormat
 from ._types import CompletionHook, ShutdownSignal
 
 __all__ = ["Config", "StreamOptions", "header_pairs", "resolve", "response_headers"]
@@ -168,17 +162,27 @@ def _limiter_or_none(name: str, value: Any) -> None:
 
 #: The wire formats that ship with sse-llm (the HTML ones import jinja2: checked by attribute).
 _SHIPPED_FORMATS = frozenset(
-    {AISDKFormat, NamedEventsFormat, OpenAIChatFormat, TextFormat, TypedJSONFormat}
+    {
+        _formats.AISDKFormat,
+        _formats.NamedEventsFormat,
+        _formats.OpenAIChatFormat,
+        _formats.TextFormat,
+        _formats.TypedJSONFormat,
+    }
 )
 
 
 def _format(name: str, value: Any) -> None:
     # A protocol check by attribute: formats are duck-typed (see WireFormat). None: the default.
-    if value is not None and type(value) not in _SHIPPED_FORMATS and not (
-        hasattr(value, "writer")
-        and hasattr(value, "media_type")
-        and hasattr(value, "headers")
-        and hasattr(value, "keepalive")
+    if (
+        value is not None
+        and type(value) not in _SHIPPED_FORMATS
+        and not (
+            hasattr(value, "writer")
+            and hasattr(value, "media_type")
+            and hasattr(value, "headers")
+            and hasattr(value, "keepalive")
+        )
     ):
         raise TypeError(
             f"{name} must be a wire format object (sse_llm.formats), not {type(value).__name__}"
