@@ -50,6 +50,8 @@ VARIANT_LABELS = {
     "streaming-routed": "Starlette `StreamingResponse`, Starlette route",
     "streaming": "Starlette `StreamingResponse`, bare",
     "streaming-fastapi": "Starlette `StreamingResponse`, FastAPI route (extra)",
+    "sse-llm-django": "sse-llm `SSEResponse`, Django view (extra)",
+    "streaming-django": "Django `StreamingHttpResponse`, Django view (extra)",
 }
 #: What a full run measures (the extras above are on request: ``--variants``).
 DEFAULT_VARIANTS = (
@@ -100,6 +102,8 @@ class Server:
 
         ``/proc/<pid>/task/*/schedstat`` field 1 is the time spent on a CPU (ns); the
         ``utime+stime`` of ``/proc/<pid>/stat`` counts 10 ms ticks, too coarse for quick runs.
+        A thread that has ended is no longer counted: in the Django variants, the thread Django
+        closes each response in (both variants alike).
         """
         total = 0
         task_dir = f"/proc/{self.pid}/task"
@@ -107,7 +111,7 @@ class Server:
             try:
                 with open(f"{task_dir}/{tid}/schedstat") as f:
                     total += int(f.read().split()[0])
-            except FileNotFoundError:  # a thread that just ended
+            except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
                 continue
         if total == 0:  # schedstat off in this kernel: fall back to the tick counters
             with open(f"/proc/{self.pid}/stat") as f:

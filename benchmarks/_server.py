@@ -48,6 +48,12 @@ with one route per path, as an application is written.
     streaming           bare, the same ``StreamingResponse`` called as an ASGI app.
     streaming-fastapi   routed, the same ``StreamingResponse`` from a FastAPI endpoint (extra, on
                         request: FastAPI's own cost).
+    sse-llm-django      a Django project (``get_asgi_application()``, no middleware), the view
+                        returning ``sse_llm.django.SSEResponse(source, format=TextFormat(),
+                        heartbeat=15)`` (extra, on request).
+    streaming-django    the same project, the view returning Django's ``StreamingHttpResponse``
+                        of ``b"data: ...\\n\\n"`` chunks (extra, on request: the Django
+                        baseline).
 
 Every routed endpoint reads the query with the same small helper as the bare apps (not
 ``request.query_params`` or typed FastAPI parameters), so that what differs is the framework's
@@ -65,7 +71,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -300,6 +306,50 @@ def _fastapi(respond: Callable[[Any], Any]) -> ASGIApp:
     return app
 
 
+def _django(respond: Callable[[Any], Any]) -> ASGIApp:
+    """A Django project as ``get_asgi_application()`` serves one: one async view per path, no
+    middleware, no database."""
+    import django
+    from django.conf import settings
+    from django.core.asgi import get_asgi_application
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import path
+
+    async def stream(request: HttpRequest) -> Any:
+        return respond(_source_for(request.scope))
+
+    async def stats(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(_stats_body(), content_type="application/json")
+
+    async def reset(request: HttpRequest) -> HttpResponse:
+        _reset()
+        return HttpResponse(_stats_body(), content_type="application/json")
+
+    async def go(request: HttpRequest) -> HttpResponse:
+        _go()
+        return HttpResponse(_stats_body(), content_type="application/json")
+
+    class URLs:  # a URLconf need not be a module, only have urlpatterns
+        urlpatterns: ClassVar[list[Any]] = [
+            path("stream", stream),
+            path("stats", stats),
+            path("reset", reset),
+            path("go", go),
+        ]
+
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmark",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=URLs,
+        INSTALLED_APPS=[],
+        MIDDLEWARE=[],
+        USE_TZ=True,
+    )
+    django.setup()
+    return get_asgi_application()  # type: ignore[no-any-return]
+
+
 def make_app(name: str) -> ASGIApp:
     if name == "raw":
         return _bare(raw_watch)
@@ -325,6 +375,17 @@ def make_app(name: str) -> ASGIApp:
         from sse_llm.fastapi import SSEResponse as FastAPISSEResponse
 
         return _fastapi(lambda src: FastAPISSEResponse(src, format=TextFormat(), heartbeat=15))
+    if name == "sse-llm-django":
+        from sse_llm import TextFormat
+        from sse_llm.django import SSEResponse as DjangoSSEResponse
+
+        return _django(lambda src: DjangoSSEResponse(src, format=TextFormat(), heartbeat=15))
+    if name == "streaming-django":
+        from django.http import StreamingHttpResponse
+
+        return _django(
+            lambda src: StreamingHttpResponse(_framed(src), content_type="text/event-stream")
+        )
     if name == "sse-starlette":
         from sse_starlette import EventSourceResponse
 

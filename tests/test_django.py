@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -290,3 +291,141 @@ def wait_until_up(client: httpx.Client, base_url: str, server: subprocess.Popen[
         except httpx.TransportError:
             time.sleep(0.1)
     raise TimeoutError("runserver did not start")
+
+
+# -- the response body as Django's ASGI handler reads it (async for over the response) --------
+
+
+class Recorded:
+    """A source that yields ``tokens`` (waiting ``delay`` s before each) and records that it
+    was closed; and the completion hook's result."""
+
+    def __init__(self, tokens: list[str], delay: float = 0.0, fail_after: int | None = None):
+        self.tokens = tokens
+        self.delay = delay
+        self.fail_after = fail_after
+        self.closed = False
+        self.results: list[Any] = []
+
+    async def source(self) -> Any:
+        import asyncio
+
+        try:
+            for n, token in enumerate(self.tokens):
+                if n == self.fail_after:
+                    raise RuntimeError("secret detail")
+                await asyncio.sleep(self.delay)
+                yield token
+        finally:
+            self.closed = True
+
+    def hook(self, result: Any) -> None:
+        self.results.append(result)
+
+
+def test_a_reader_slower_than_the_source_gets_every_event_in_order(
+    demo: tuple[str, Path],
+) -> None:
+    import asyncio
+
+    from sse_llm.django import SSEResponse
+
+    tokens = [f"t{n} " for n in range(40)]
+    recorded = Recorded(tokens)  # never waits: the pump is always ahead of the reader
+
+    async def read() -> bytes:
+        body = b""
+        async for chunk in SSEResponse(recorded.source(), on_complete=recorded.hook):
+            body += chunk
+            await asyncio.sleep(0.001)
+        return body
+
+    body = asyncio.run(read())
+    events = [i for i in SSEDecoder().feed(body) if type(i) is ServerSentEvent]
+    assert [e.data for e in events[:-1]] == [f'{{"text":"{t}"}}' for t in tokens]
+    assert events[-1].event == "done"
+    assert recorded.closed
+    assert recorded.results[0].reason == "completed" and recorded.results[0].text == "".join(tokens)
+
+
+def test_a_reader_that_stops_reading_is_timed_out_and_the_source_closed(
+    demo: tuple[str, Path],
+) -> None:
+    import asyncio
+
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.01)
+
+    async def read_two_then_stall() -> float:
+        ended = asyncio.Event()
+
+        def hook(result: Any) -> None:
+            recorded.hook(result)
+            ended.set()
+
+        response = SSEResponse(
+            recorded.source(), on_complete=hook, send_timeout=0.3, heartbeat=None
+        )
+        chunks = aiter(response)
+        await anext(chunks)
+        await anext(chunks)
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 5)  # the client reads nothing meanwhile
+        return time.monotonic() - started
+
+    waited = asyncio.run(read_two_then_stall())
+    assert recorded.results, "the stream was not ended"
+    assert recorded.results[0].reason == "timeout"
+    assert 0.3 <= waited < 1.5
+    assert recorded.closed
+
+
+def test_a_reader_cancelled_by_django_closes_the_source_with_the_partial_text(
+    demo: tuple[str, Path],
+) -> None:
+    import asyncio
+
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.05)
+
+    async def read_then_cancel() -> None:
+        response = SSEResponse(recorded.source(), on_complete=recorded.hook)
+
+        async def read() -> None:
+            async for _ in response:
+                pass
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        task.cancel()  # what Django does when the client leaves
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(read_then_cancel())
+    result = recorded.results[0]
+    assert result.reason == "disconnected"
+    assert result.text.startswith("t0 t1 ") and len(result.text) < 100
+    assert recorded.closed
+
+
+def test_an_error_mid_stream_ends_the_body_with_a_safe_error_event(
+    demo: tuple[str, Path],
+) -> None:
+    import asyncio
+
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded(["a ", "b ", "c "], delay=0.01, fail_after=2)
+
+    async def read() -> bytes:
+        response = SSEResponse(recorded.source(), on_complete=recorded.hook)
+        return b"".join([chunk async for chunk in response])
+
+    body = asyncio.run(read())
+    events = [i for i in SSEDecoder().feed(body) if type(i) is ServerSentEvent]
+    assert [e.event for e in events] == ["delta", "delta", "error"]
+    assert "secret" not in body.decode()
+    assert recorded.results[0].reason == "error" and recorded.results[0].text == "a b "

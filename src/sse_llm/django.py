@@ -15,11 +15,11 @@ Example::
 
 How it works: the response is a ``StreamingHttpResponse`` over an async iterator. The pump
 (the one every binding shares: heartbeats, provider chunks, error events, ``on_complete``)
-runs in a task of its own and hands each chunk over through an anyio memory object stream of
-size 0, so a client that stops reading holds the pump (and ``send_timeout`` applies). When the
-client goes away, Django (5.0+, ASGI) cancels the response; the pump then closes the source and
-calls ``on_complete`` with reason ``disconnected`` and the partial text, before the
-cancellation goes on.
+runs in a task of its own and hands each chunk over as a rendezvous (the pump's send returns
+once Django has the chunk), so a client that stops reading holds the pump (and
+``send_timeout`` applies). When the client goes away, Django (5.0+, ASGI) cancels the
+response; the pump then closes the source and calls ``on_complete`` with reason
+``disconnected`` and the partial text, before the cancellation goes on.
 
 Under WSGI a streaming response is buffered whole (Django consumes an async iterator to the
 end before sending anything), so this binding refuses: :class:`sse_llm.UnsupportedServerError`.
@@ -136,64 +136,106 @@ SSEStreamingResponse = SSEResponse
 
 
 class _Body:
-    """The async iterator Django reads: chunks from a pump running in its own task."""
+    """The async iterator Django reads: chunks from a pump running in a task of its own.
+
+    The hand-off is a rendezvous, as a memory object stream of size 0 would be: the pump's
+    send returns once the reader has the units, so a client that stops reading holds the pump
+    (and ``send_timeout`` applies). It is made of plain asyncio futures (Django's ASGI handler
+    runs only on asyncio): one per event while the reader waits, where an anyio memory stream
+    would cost an event, a receiver and two checkpoints.
+    """
+
+    __slots__ = ("_ended", "_gone", "_parked", "_reader", "_writer", "config", "source", "task")
 
     def __init__(self, source: Source | Awaitable[Source], config: Config) -> None:
         self.source = source
         self.config = config
-        self.send, self.receive = anyio.create_memory_object_stream[Units]()
-        self.gone = anyio.Event()
         self.task: asyncio.Task[None] | None = None
+        self._reader: asyncio.Future[Units | None] | None = None  # the reader waits for units
+        self._parked: Units | None = None  # units the pump holds out while the reader is busy
+        self._writer: asyncio.Future[None] | None = None  # the pump waits for them to be taken
+        self._ended = False  # the pump sent its last units (or failed)
+        self._gone: asyncio.Future[None] | None = None  # done once the reader has left
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
         if self.task is None:
-            # Django's ASGI handler runs on asyncio; the task outlives each __anext__ call,
-            # so it cannot belong to a task group here.
-            self.task = asyncio.get_running_loop().create_task(self._run())
-        try:
-            units = await self.receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        except BaseException:
-            # Cancelled by Django (the client left) or closed early: let the pump close the
-            # source and run on_complete first, bounded by its close timeout.
-            await self._stop()
-            raise
-        return b"".join(units)
+            # The task outlives each __anext__ call, so it cannot belong to a task group here.
+            loop = asyncio.get_running_loop()
+            self._gone = loop.create_future()
+            self.task = loop.create_task(self._run())
+        units = self._parked
+        if units is not None:  # the pump got here first: take its units and let it go on
+            self._parked = None
+            writer = self._writer
+            self._writer = None
+            if writer is not None and not writer.done():
+                writer.set_result(None)
+        elif self._ended:
+            raise StopAsyncIteration
+        else:
+            reader = self._reader = self.task.get_loop().create_future()
+            try:
+                units = await reader
+            except BaseException:
+                # Cancelled by Django (the client left) or closed early: let the pump close
+                # the source and run on_complete first, bounded by its close timeout.
+                self._reader = None
+                await self._stop()
+                raise
+            if units is None:
+                raise StopAsyncIteration
+        return units[0] if len(units) == 1 else b"".join(units)
 
     async def aclose(self) -> None:
         await self._stop()
 
     async def _stop(self) -> None:
+        gone = self._gone
+        if gone is not None and not gone.done():
+            gone.set_result(None)
         task = self.task
         if task is None or task.done():
             return
-        self.gone.set()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.close_timeout + 1):
             await asyncio.wait({task})
 
+    async def _send_units(self, units: Units, more: bool) -> None:
+        gone = self._gone
+        if gone is None or gone.done():
+            raise OSError("the client disconnected")
+        reader = self._reader
+        if reader is not None and not reader.done():
+            self._reader = None
+            reader.set_result(units)  # the reader was waiting: it has them now
+            return
+        self._parked = units
+        writer = self._writer = gone.get_loop().create_future()
+        try:
+            await writer
+        finally:
+            if self._parked is units:  # not taken (cancelled): they were never sent
+                self._parked = None
+                self._writer = None
+
+    async def _wait_client(self) -> EndReason:
+        assert self._gone is not None
+        await asyncio.shield(self._gone)  # a cancelled watcher must not mark the reader gone
+        return "disconnected"
+
     async def _run(self) -> None:
         config = self.config
-        engine = config.engine()
-        send = self.send
-
-        async def send_units(units: Units, more: bool) -> None:
-            if self.gone.is_set():
-                raise OSError("the client disconnected")
-            try:
-                await send.send(units)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise OSError("the client disconnected") from exc
-
-        async def wait_client() -> EndReason:
-            await self.gone.wait()
-            return "disconnected"
-
-        async with send:
-            await Pump(self.source, engine, config, send_units).run(wait_client)
+        try:
+            pump = Pump(self.source, config.engine(), config, self._send_units)
+            await pump.run(self._wait_client)
+        finally:
+            self._ended = True
+            reader = self._reader
+            if reader is not None and not reader.done():
+                self._reader = None
+                reader.set_result(None)
 
 
 def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
