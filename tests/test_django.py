@@ -429,3 +429,104 @@ def test_an_error_mid_stream_ends_the_body_with_a_safe_error_event(
     assert [e.event for e in events] == ["delta", "delta", "error"]
     assert "secret" not in body.decode()
     assert recorded.results[0].reason == "error" and recorded.results[0].text == "a b "
+
+
+def test_a_client_that_leaves_while_django_sends_ends_the_stream_at_once(
+    demo: tuple[str, Path],
+) -> None:
+    # Django cancels its reading task when the client leaves; if that task is in Django's own
+    # send (a slow client) rather than waiting on the body, the cancel never reaches the body.
+    import asyncio
+
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.01)
+
+    async def read_then_leave_while_sending() -> float:
+        ended = asyncio.Event()
+
+        def hook(result: Any) -> None:
+            recorded.hook(result)
+            ended.set()
+
+        response = SSEResponse(recorded.source(), on_complete=hook)  # send_timeout: 30 s
+
+        async def read() -> None:
+            async for _ in response:
+                await asyncio.sleep(10)  # Django's send, on a client that reads slowly
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.2)
+        task.cancel()  # what Django does when the client leaves
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        left = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 5)
+        return time.monotonic() - left
+
+    took = asyncio.run(read_then_leave_while_sending())
+    assert recorded.results, "the stream did not end within 5 s"
+    assert recorded.results[0].reason == "disconnected"
+    assert took < 1.0
+    assert recorded.closed
+
+
+SHUTDOWN_DJANGO = Path(__file__).resolve().parent / "support" / "shutdown" / "djproj"
+
+
+def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_at_once(
+    tmp_path: Path,
+) -> None:
+    # End to end under uvicorn: the client reads nothing, so Django's send waits on uvicorn's
+    # flow control; then it leaves. The default send_timeout (30 s) must not be what ends the
+    # stream. (uvicorn lets that send return once the connection is lost, so Django's cancel
+    # usually lands in the body's __anext__; the test above covers a cancel inside the send.)
+    port = free_port()
+    hook_log = tmp_path / "hooks.log"
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {
+        "HOOK_LOG": str(hook_log),
+        "HOOK_SLEEP": "0",
+        "DJANGO_SETTINGS_MODULE": "djproj.settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "djproj.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text == "pong":
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.1)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # reads nothing more: every buffer fills, Django's send waits
+        assert not hook_log.exists() or "hook" not in hook_log.read_text()
+        sock.close()  # unread bytes: the kernel resets the connection
+        left = time.monotonic()
+        lines: list[str] = []
+        while time.monotonic() - left < 10:
+            lines = hook_log.read_text().splitlines() if hook_log.exists() else []
+            if any(line.startswith("hook") for line in lines):
+                break
+            time.sleep(0.02)
+        took = time.monotonic() - left
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    hooks = [line.rsplit(" ", 1)[0] for line in lines if line.startswith("hook")]
+    assert hooks == ["hook disconnected"], (lines, output)
+    assert "source-closed" in lines
+    assert took < 2.0, (took, output)

@@ -166,6 +166,12 @@ class _Body:
             loop = asyncio.get_running_loop()
             self._gone = loop.create_future()
             self.task = loop.create_task(self._run())
+            reading = asyncio.current_task()
+            if reading is not None:
+                # Django cancels its reading task when the client leaves. Inside __anext__ that
+                # cancel reaches us; inside Django's own send it does not (Django does not close
+                # an async iterator), and the pump would wait for send_timeout.
+                reading.add_done_callback(self._reader_left)
         units = self._parked
         if units is not None:  # the pump got here first: take its units and let it go on
             self._parked = None
@@ -192,10 +198,13 @@ class _Body:
     async def aclose(self) -> None:
         await self._stop()
 
-    async def _stop(self) -> None:
+    def _reader_left(self, reading: asyncio.Task[Any] | None) -> None:
         gone = self._gone
         if gone is not None and not gone.done():
             gone.set_result(None)
+
+    async def _stop(self) -> None:
+        self._reader_left(None)
         task = self.task
         if task is None or task.done():
             return
