@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -306,10 +307,9 @@ class Recorded:
         self.fail_after = fail_after
         self.closed = False
         self.results: list[Any] = []
+        self.ended = asyncio.Event()
 
     async def source(self) -> Any:
-        import asyncio
-
         try:
             for n, token in enumerate(self.tokens):
                 if n == self.fail_after:
@@ -321,13 +321,19 @@ class Recorded:
 
     def hook(self, result: Any) -> None:
         self.results.append(result)
+        self.ended.set()
+
+    async def wait_ended(self) -> float:
+        """Seconds until the hook ran (at most 5)."""
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), 5)
+        return time.monotonic() - started
 
 
 def test_a_reader_slower_than_the_source_gets_every_event_in_order(
     demo: tuple[str, Path],
 ) -> None:
-    import asyncio
-
     from sse_llm.django import SSEResponse
 
     tokens = [f"t{n} " for n in range(40)]
@@ -351,29 +357,18 @@ def test_a_reader_slower_than_the_source_gets_every_event_in_order(
 def test_a_reader_that_stops_reading_is_timed_out_and_the_source_closed(
     demo: tuple[str, Path],
 ) -> None:
-    import asyncio
-
     from sse_llm.django import SSEResponse
 
     recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.01)
 
     async def read_two_then_stall() -> float:
-        ended = asyncio.Event()
-
-        def hook(result: Any) -> None:
-            recorded.hook(result)
-            ended.set()
-
         response = SSEResponse(
-            recorded.source(), on_complete=hook, send_timeout=0.3, heartbeat=None
+            recorded.source(), on_complete=recorded.hook, send_timeout=0.3, heartbeat=None
         )
         chunks = aiter(response)
         await anext(chunks)
         await anext(chunks)
-        started = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 5)  # the client reads nothing meanwhile
-        return time.monotonic() - started
+        return await recorded.wait_ended()  # the client reads nothing meanwhile
 
     waited = asyncio.run(read_two_then_stall())
     assert recorded.results, "the stream was not ended"
@@ -385,8 +380,6 @@ def test_a_reader_that_stops_reading_is_timed_out_and_the_source_closed(
 def test_a_reader_cancelled_by_django_closes_the_source_with_the_partial_text(
     demo: tuple[str, Path],
 ) -> None:
-    import asyncio
-
     from sse_llm.django import SSEResponse
 
     recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.05)
@@ -414,8 +407,6 @@ def test_a_reader_cancelled_by_django_closes_the_source_with_the_partial_text(
 def test_an_error_mid_stream_ends_the_body_with_a_safe_error_event(
     demo: tuple[str, Path],
 ) -> None:
-    import asyncio
-
     from sse_llm.django import SSEResponse
 
     recorded = Recorded(["a ", "b ", "c "], delay=0.01, fail_after=2)
@@ -436,20 +427,12 @@ def test_a_client_that_leaves_while_django_sends_ends_the_stream_at_once(
 ) -> None:
     # Django cancels its reading task when the client leaves; if that task is in Django's own
     # send (a slow client) rather than waiting on the body, the cancel never reaches the body.
-    import asyncio
-
     from sse_llm.django import SSEResponse
 
     recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.01)
 
     async def read_then_leave_while_sending() -> float:
-        ended = asyncio.Event()
-
-        def hook(result: Any) -> None:
-            recorded.hook(result)
-            ended.set()
-
-        response = SSEResponse(recorded.source(), on_complete=hook)  # send_timeout: 30 s
+        response = SSEResponse(recorded.source(), on_complete=recorded.hook)  # send_timeout 30 s
 
         async def read() -> None:
             async for _ in response:
@@ -460,10 +443,7 @@ def test_a_client_that_leaves_while_django_sends_ends_the_stream_at_once(
         task.cancel()  # what Django does when the client leaves
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        left = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 5)
-        return time.monotonic() - left
+        return await recorded.wait_ended()
 
     took = asyncio.run(read_then_leave_while_sending())
     assert recorded.results, "the stream did not end within 5 s"
