@@ -56,7 +56,6 @@ def free_port() -> int:
 class Client:
     data: bytearray = field(default_factory=bytearray)
     streaming: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: bool = False
 
     async def run(self, port: int, path: str, deadline: float) -> None:
         try:
@@ -73,7 +72,6 @@ class Client:
                     self.data += chunk
                     if not self.streaming.is_set() and b"event: delta" in self.data:
                         self.streaming.set()
-                self.ended = True
         except (TimeoutError, OSError):
             pass
         finally:

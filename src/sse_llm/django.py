@@ -145,15 +145,16 @@ class _Body:
     would cost an event, a receiver and two checkpoints.
     """
 
-    __slots__ = ("_ended", "_gone", "_parked", "_reader", "_writer", "config", "source", "task")
+    __slots__ = ("_ended", "_gone", "_parked", "_reader", "config", "source", "task")
 
     def __init__(self, source: Source | Awaitable[Source], config: Config) -> None:
         self.source = source
         self.config = config
         self.task: asyncio.Task[None] | None = None
         self._reader: asyncio.Future[Units | None] | None = None  # the reader waits for units
-        self._parked: Units | None = None  # units the pump holds out while the reader is busy
-        self._writer: asyncio.Future[None] | None = None  # the pump waits for them to be taken
+        # Units the pump holds out while the reader is busy, and the future it waits on until
+        # they are taken.
+        self._parked: tuple[Units, asyncio.Future[None]] | None = None
         self._ended = False  # the pump sent its last units (or failed)
         self._gone: asyncio.Future[None] | None = None  # done once the reader has left
 
@@ -172,13 +173,12 @@ class _Body:
                 # cancel reaches us; inside Django's own send it does not (Django does not close
                 # an async iterator), and the pump would wait for send_timeout.
                 reading.add_done_callback(self._reader_left)
-        units = self._parked
-        if units is not None:  # the pump got here first: take its units and let it go on
+        parked = self._parked
+        if parked is not None:  # the pump got here first: take its units and let it go on
             self._parked = None
-            writer = self._writer
-            self._writer = None
-            if writer is not None and not writer.done():
-                writer.set_result(None)
+            units, taken = parked
+            if not taken.done():  # else the pump was cancelled a moment ago
+                taken.set_result(None)
         elif self._ended:
             raise StopAsyncIteration
         else:
@@ -220,14 +220,12 @@ class _Body:
             self._reader = None
             reader.set_result(units)  # the reader was waiting: it has them now
             return
-        self._parked = units
-        writer = self._writer = gone.get_loop().create_future()
+        parked = self._parked = (units, gone.get_loop().create_future())
         try:
-            await writer
+            await parked[1]
         finally:
-            if self._parked is units:  # not taken (cancelled): they were never sent
+            if self._parked is parked:  # not taken (cancelled): they were never sent
                 self._parked = None
-                self._writer = None
 
     async def _wait_client(self) -> EndReason:
         assert self._gone is not None
