@@ -30,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -91,6 +93,14 @@ class GracefulShutdown:
         drain_timeout: the longest the server's own handler is held back while streams end
             (seconds); keep it below the server's kill timeout (gunicorn's
             ``--graceful-timeout``, 30 s by default).
+        pause_gc: pause Python's cyclic garbage collector (``gc.disable()``) from the stop
+            signal while the streams end and the server exits; ``gc.enable()`` again if the
+            process is still running ``drain_timeout`` seconds after the signal was passed
+            on (left alone if the app had disabled it). Ending 1,000 streams allocates enough
+            to set off a full collection over the heap of a worker that is about to exit,
+            and an interpreter that exits normally runs one more: 0.22 s each under Django
+            with uvicorn or daphne, added to every deploy. Reference counting still frees
+            what it can meanwhile.
 
     The handler is installed only from the main thread, and only once the server has
     installed its own (at lifespan startup, or when a stream starts): a handler installed at
@@ -104,12 +114,14 @@ class GracefulShutdown:
         *,
         signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
         drain_timeout: float = 10.0,
+        pause_gc: bool = True,
     ) -> None:
         if drain_timeout <= 0:
             raise ValueError(f"drain_timeout must be positive seconds: {drain_timeout}")
         self.app = app
         self.signals = tuple(signals)
         self.drain_timeout = drain_timeout
+        self.pause_gc = pause_gc
         self._lock = threading.Lock()
         self._pid = 0
         self._previous: dict[int, _Handler] = {}
@@ -278,19 +290,26 @@ class GracefulShutdown:
         first = not self._triggered
         self.trigger()
         previous = self._previous.get(sig)
-        if _is_loop_handler(previous) or not first or self._drained.is_set() or self._held:
+        held = first and not (_is_loop_handler(previous) or self._drained.is_set())
+        if held:
+            self._held.append(sig)
+        else:
             # The loop gets it anyway (its wakeup fd); or a second signal (the user insists),
             # or nothing to wait for: pass it on now, after any signal still held back.
             while self._held:
                 self._deliver(self._held.pop(0), frame)
             self._deliver(sig, frame)
-            return
-        self._held.append(sig)
-        threading.Thread(
-            target=self._redeliver_when_drained, args=(sig,), daemon=True, name="sse-llm-drain"
-        ).start()
+        paused = first and self.pause_gc and gc.isenabled() and not self._drained.is_set()
+        if paused:
+            gc.disable()
+        if held or paused:
+            threading.Thread(
+                target=self._after_signal, args=(sig, paused), daemon=True, name="sse-llm-drain"
+            ).start()
 
-    def _redeliver_when_drained(self, sig: int) -> None:
+    def _after_signal(self, sig: int, paused: bool) -> None:
+        """Wait for the streams to end and pass on a held signal; collect garbage again if the
+        process is still there ``drain_timeout`` seconds later."""
         if not self._drained.wait(self.drain_timeout):
             logger.warning("streams still open %.1f s after a stop signal", self.drain_timeout)
         if sig in self._held:
@@ -298,6 +317,11 @@ class GracefulShutdown:
             # To the main thread: its blocking call returns with EINTR and the handler runs at
             # once (raise_signal here would run it only at the main thread's next bytecode).
             signal.pthread_kill(threading.main_thread().ident or 0, sig)
+        if paused:
+            # Still paused while the server stops: an interpreter that exits normally collects
+            # the whole heap first if the collector is on (daphne: 0.26 s with 1,000 streams).
+            time.sleep(self.drain_timeout)
+            gc.enable()
 
     def _deliver(self, sig: int, frame: FrameType | None) -> None:
         """What would have happened without us."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -20,6 +23,18 @@ async def ping(request: Request) -> PlainTextResponse:
     return PlainTextResponse("pong")
 
 
+async def collector(request: Request) -> PlainTextResponse:
+    """``gc-on`` or ``gc-off`` after ``?wait=`` seconds: a request that is no stream, which a
+    stopping uvicorn waits for, so the process is still there after the streams ended."""
+    await anyio.sleep(float(request.query_params.get("wait", "0")))
+    return PlainTextResponse("gc-on" if gc.isenabled() else "gc-off")
+
+
+routes = [Route("/stream", stream), Route("/ping", ping), Route("/gc", collector)]
 #: Without the one line: what a server does by itself.
-plain = Starlette(routes=[Route("/stream", stream), Route("/ping", ping)])
+plain = Starlette(routes=routes)
 app = GracefulShutdown(plain)
+#: The garbage collector runs again 0.5 s after the streams ended, if the process is still there.
+short_drain = GracefulShutdown(plain, drain_timeout=0.5)
+#: The garbage collector left alone.
+gc_untouched = GracefulShutdown(plain, pause_gc=False)

@@ -1,12 +1,14 @@
 """What every shutdown test app streams, and the hook that records how each stream ended.
 
 The hook appends one line per stream to the file named by ``HOOK_LOG`` (``os.write`` with
-``O_APPEND``: atomic for short lines, whatever the process or thread); it sleeps
-``HOOK_SLEEP`` seconds first, as a database write would.
+``O_APPEND``: atomic for short lines, whatever the process or thread): ``hook <reason>
+<characters of text> gc-on|gc-off`` (whether Python's cyclic garbage collector was running
+then). It sleeps ``HOOK_SLEEP`` seconds first, as a database write would.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 
@@ -39,4 +41,5 @@ async def tokens() -> AsyncIterator[str]:
 
 async def hook(result: StreamResult) -> None:
     await anyio.sleep(HOOK_SLEEP)
-    record(f"hook {result.reason} {len(result.text)}")
+    collector = "gc-on" if gc.isenabled() else "gc-off"
+    record(f"hook {result.reason} {len(result.text)} {collector}")
