@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,7 +10,7 @@ from starlette.routing import Route
 
 from sse_llm import GracefulShutdown
 from sse_llm.starlette import SSEResponse
-from tests.support.shutdown.common import hook, tokens
+from tests.support.shutdown.common import collector_state, hook, tokens
 
 
 async def stream(request: Request) -> SSEResponse:
@@ -24,10 +22,11 @@ async def ping(request: Request) -> PlainTextResponse:
 
 
 async def collector(request: Request) -> PlainTextResponse:
-    """``gc-on`` or ``gc-off`` after ``?wait=`` seconds: a request that is no stream, which a
-    stopping uvicorn waits for, so the process is still there after the streams ended."""
+    """The garbage collector's state after ``?wait=`` seconds: a request that is no stream,
+    which a stopping uvicorn waits for, so the process is still there after the streams
+    ended."""
     await anyio.sleep(float(request.query_params.get("wait", "0")))
-    return PlainTextResponse("gc-on" if gc.isenabled() else "gc-off")
+    return PlainTextResponse(collector_state())
 
 
 routes = [Route("/stream", stream), Route("/ping", ping), Route("/gc", collector)]

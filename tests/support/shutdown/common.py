@@ -2,12 +2,13 @@
 
 The hook appends one line per stream to the file named by ``HOOK_LOG`` (``os.write`` with
 ``O_APPEND``: atomic for short lines, whatever the process or thread): ``hook <reason>
-<characters of text> gc-on|gc-off`` (whether Python's cyclic garbage collector was running
-then). It sleeps ``HOOK_SLEEP`` seconds first, as a database write would.
+<characters of text> <collector>``, the state of Python's cyclic garbage collector then
+(:func:`collector_state`). It sleeps ``HOOK_SLEEP`` seconds first, as a database write would.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -41,5 +42,17 @@ async def tokens() -> AsyncIterator[str]:
 
 async def hook(result: StreamResult) -> None:
     await anyio.sleep(HOOK_SLEEP)
-    collector = "gc-on" if gc.isenabled() else "gc-off"
-    record(f"hook {result.reason} {len(result.text)} {collector}")
+    record(f"hook {result.reason} {len(result.text)} {collector_state()}")
+
+
+def collector_state() -> str:
+    """``gc-on`` or ``gc-off``, with ``+frozen`` if objects are frozen (``gc.freeze()``)."""
+    if gc.isenabled():
+        return "gc-on" + ("+frozen" if gc.get_freeze_count() else "")
+    return "gc-off" + ("+frozen" if _frozen_while_paused() else "")
+
+
+@functools.cache
+def _frozen_while_paused() -> bool:
+    # gc.get_freeze_count() walks every frozen object (200,000 in a worker): once, not per hook.
+    return gc.get_freeze_count() > 0
