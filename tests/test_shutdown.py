@@ -368,3 +368,18 @@ async def test_pause_gc_false_leaves_the_garbage_collector_alone(tmp_path: Path)
     assert outcome.final_events == 10, outcome.log
     assert outcome.collector == Counter({"gc-on": 10}), outcome.collector
     assert outcome.exit_after is not None and outcome.exit_after < EXIT_WITHIN, outcome.log
+
+
+@pytest.mark.anyio
+async def test_objects_the_app_froze_itself_stay_frozen(tmp_path: Path) -> None:
+    # The app called gc.freeze() at import: the collector is paused during the stop as usual,
+    # and enabled again after the drain timeout, but the app's freeze is not undone.
+    port = free_port()
+    cmd = [UVICORN[0], "tests.support.shutdown.prefrozen_app:app", *UVICORN[2:],
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    outcome = await drive(
+        cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=10, also=["/gc?wait=2"]
+    )
+    assert outcome.hooks == Counter({"hook shutdown": 10}), (outcome.hooks, outcome.log)
+    assert outcome.collector == Counter({"gc-off+frozen": 10}), outcome.collector
+    assert outcome.others[0].endswith(b"\r\n\r\ngc-on+frozen"), (outcome.others, outcome.log)
