@@ -339,47 +339,33 @@ async def test_a_server_that_cancels_its_requests_still_lets_every_hook_finish(
 
 
 @pytest.mark.anyio
-async def test_the_garbage_collector_runs_again_if_the_process_outlives_the_drain(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("app", "during", "after"),
+    [
+        # pause_gc (the default), drain_timeout 0.5 s: paused and frozen while the streams end;
+        # by the time /gc answers the collector runs again and nothing is frozen.
+        ("asgi_app:short_drain", "gc-off+frozen", "gc-on"),
+        # pause_gc=False: left alone.
+        ("asgi_app:gc_untouched", "gc-on", "gc-on"),
+        # The app froze objects itself at import (as a pre-fork server does): paused as usual
+        # and enabled again after the drain timeout, but the app's freeze is not undone.
+        ("prefrozen_app:app", "gc-off+frozen", "gc-on+frozen"),
+    ],
+    ids=["pause_gc", "pause_gc=False", "app froze objects"],
+)
+async def test_the_garbage_collector_during_a_stop_and_after_the_drain(
+    app: str, during: str, after: str, tmp_path: Path
 ) -> None:
     # uvicorn waits for a request that is no stream (/gc answers 2 s after it came): the
-    # process outlives its streams by more than the drain timeout (0.5 s), and by then the
-    # collector it paused at the signal runs again.
+    # process outlives its streams by more than the drain timeout.
     port = free_port()
-    cmd = [UVICORN[0], "tests.support.shutdown.asgi_app:short_drain", *UVICORN[2:],
+    cmd = [UVICORN[0], f"tests.support.shutdown.{app}", *UVICORN[2:],
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     outcome = await drive(
         cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=10, also=["/gc?wait=2"]
     )
     assert outcome.hooks == Counter({"hook shutdown": 10}), (outcome.hooks, outcome.log)
     assert outcome.final_events == 10, outcome.log
-    assert outcome.collector == Counter({"gc-off+frozen": 10}), outcome.collector
+    assert outcome.collector == Counter({during: 10}), outcome.collector
     assert outcome.others[0].startswith(b"HTTP/1.1 200"), (outcome.others, outcome.log)
-    assert outcome.others[0].endswith(b"\r\n\r\ngc-on"), (outcome.others, outcome.log)
-
-
-@pytest.mark.anyio
-async def test_pause_gc_false_leaves_the_garbage_collector_alone(tmp_path: Path) -> None:
-    port = free_port()
-    cmd = [UVICORN[0], "tests.support.shutdown.asgi_app:gc_untouched", *UVICORN[2:],
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    outcome = await drive(cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=10)
-    assert outcome.hooks == Counter({"hook shutdown": 10}), (outcome.hooks, outcome.log)
-    assert outcome.final_events == 10, outcome.log
-    assert outcome.collector == Counter({"gc-on": 10}), outcome.collector
-    assert outcome.exit_after is not None and outcome.exit_after < EXIT_WITHIN, outcome.log
-
-
-@pytest.mark.anyio
-async def test_objects_the_app_froze_itself_stay_frozen(tmp_path: Path) -> None:
-    # The app called gc.freeze() at import: the collector is paused during the stop as usual,
-    # and enabled again after the drain timeout, but the app's freeze is not undone.
-    port = free_port()
-    cmd = [UVICORN[0], "tests.support.shutdown.prefrozen_app:app", *UVICORN[2:],
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    outcome = await drive(
-        cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=10, also=["/gc?wait=2"]
-    )
-    assert outcome.hooks == Counter({"hook shutdown": 10}), (outcome.hooks, outcome.log)
-    assert outcome.collector == Counter({"gc-off+frozen": 10}), outcome.collector
-    assert outcome.others[0].endswith(b"\r\n\r\ngc-on+frozen"), (outcome.others, outcome.log)
+    assert outcome.others[0].endswith(b"\r\n\r\n" + after.encode()), (outcome.others, outcome.log)
