@@ -47,6 +47,8 @@ CLOSE_TIMEOUT = 5.0
 ERROR_BODY_LIMIT = 65536
 
 _DECODER = json.JSONDecoder()
+#: The character that ends a JSON value beginning with each of these.
+_CLOSER = {"{": "}", "[": "]", '"': '"'}
 _WHITESPACE = " \t\r\n"
 # json_array's scanner (_ArrayParser._scan), over bytes. Outside strings: up to the next
 # bracket, whole strings included. Inside a string: up to its closing quote (escapes included)
@@ -278,6 +280,12 @@ class _ArrayParser:
                 self._state = "end"
             elif state in ("first", "element"):
                 if char in '{["':
+                    # An element cut by the end of the read fails to decode, and a failed
+                    # decode costs several times a whole one (the exception): when the read
+                    # holds no character that could close it, it cannot be complete.
+                    if text.find(_CLOSER[char], pos + 1) < 0:
+                        self._head = text[pos:]
+                        break
                     try:
                         element, pos = _DECODER.raw_decode(text, pos)
                     except json.JSONDecodeError:
