@@ -209,11 +209,10 @@ def assert_every_stream_ended_well(
     )
 
 
-UVICORN = [str(BIN / "uvicorn"), "tests.support.shutdown.asgi_app:app", "--log-level", "warning"]
-
-
-def uvicorn(port: int, *extra: str) -> list[str]:
-    return [*UVICORN, "--host", "127.0.0.1", "--port", str(port), *extra]
+def uvicorn(port: int, *extra: str, app: str = "asgi_app:app") -> list[str]:
+    """uvicorn serving ``app`` of tests/support/shutdown on ``port``."""
+    return [str(BIN / "uvicorn"), f"tests.support.shutdown.{app}", "--log-level", "warning",
+            "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
 
 
 @pytest.fixture
@@ -359,11 +358,10 @@ async def test_the_garbage_collector_during_a_stop_and_after_the_drain(
     # uvicorn waits for a request that is no stream (/gc answers 2 s after it came): the
     # process outlives its streams by more than the drain timeout.
     port = free_port()
-    cmd = [UVICORN[0], f"tests.support.shutdown.{app}", *UVICORN[2:],
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     outcome = await drive(
-        cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=10, also=["/gc?wait=2"]
-    )
+        uvicorn(port, app=app), cwd=ROOT, port=port, tmp_path=tmp_path, streams=10,
+        also=["/gc?wait=2"],
+    )  # fmt: skip
     assert outcome.hooks == Counter({"hook shutdown": 10}), (outcome.hooks, outcome.log)
     assert outcome.final_events == 10, outcome.log
     assert outcome.collector == Counter({during: 10}), outcome.collector
