@@ -481,3 +481,15 @@ def test_every_recorded_provider_stream_through_the_engine_alone(path: Path) -> 
     ]
     names = [name for name, _ in events(wire)]
     assert names[-1] == ("error" if want.error else "done")
+
+
+def test_the_kept_text_is_the_text_as_fed_line_breaks_and_all() -> None:
+    tokens = ["a\r", "\nb\r\n", "c\rd", "\n\n", "한국어", " \U0001f600", "\ud83d", "\ude00!"]
+    kept = "a\r\nb\r\nc\rd\n\n한국어 \U0001f600\U0001f600!"
+    for fmt in (NamedEventsFormat(), TextFormat()):
+        engine = StreamEngine(fmt)
+        run(engine, tokens)
+        assert engine.result.text == kept
+        start = StreamEngine(fmt, keep_text=7)
+        run(start, tokens)
+        assert (start.result.text, start.result.text_truncated) == (kept[:7], True)

@@ -216,8 +216,8 @@ def test_every_binding_takes_every_option_that_makes_sense_for_it() -> None:
 
 
 def _memory_growth_over_a_long_answer(**options: Any) -> tuple[int, str]:
-    """Bytes a stream's engine still holds after 20,000 tokens (about 1 MB of text), and the
-    text its result gives the hook."""
+    """Bytes a stream's engine and its result hold after 20,000 tokens (about 1 MB of text)
+    and the stream's end, and the text its result gives the hook."""
     from sse_llm._options import resolve
 
     engine = resolve(options, binding="EventStream").engine()
@@ -227,10 +227,10 @@ def _memory_growth_over_a_long_answer(**options: Any) -> tuple[int, str]:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(20_000):
             engine.feed_units(token)
+        engine.close_units("completed")
         growth = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    engine.close_units("completed")
     return growth, engine.result.text
 
 
@@ -246,6 +246,7 @@ def test_a_hook_gets_the_whole_text_or_as_much_as_keep_text_says() -> None:
 
     growth, text = _memory_growth_over_a_long_answer(on_complete=hook)
     assert len(text) == 20_000 * 51 and growth > 1_000_000
+    assert growth < 1.2 * len(text), growth  # the text once, not ~60 bytes more per token
     growth, text = _memory_growth_over_a_long_answer(on_complete=hook, keep_text=100)
     assert len(text) == 100 and growth < 16_384, growth
     growth, text = _memory_growth_over_a_long_answer(on_complete=hook, keep_text=False)

@@ -15,8 +15,9 @@ engine and sends what comes back. So the engine can be driven with plain functio
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._encoder import LINE_BREAK, encode
@@ -59,9 +60,6 @@ _LLM_EVENTS = (
 _SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
 _ID_PREFIX = re.compile(r"[^\r\n\0]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Answer text is kept as a few joined blocks rather than one string per token: a list of
-# 2,000 token strings costs ~60 bytes each beyond the text itself.
-_JOIN_EVERY = 64
 #: The end reasons whose stream gets last units: the client is still there to read them.
 _WRITES_AN_END = frozenset(("completed", "error", "shutdown"))
 
@@ -74,14 +72,18 @@ class Encoded(bytes):
 
 
 class _Text:
-    """The answer text kept for the result: all of it, none, or the first ``limit`` chars."""
+    """The answer text kept for the result: all of it, none, or the first ``limit`` chars.
 
-    __slots__ = ("limit", "loose", "pieces", "size", "truncated")
+    Kept in a :class:`io.StringIO`: one growing buffer, where a list of token strings would
+    cost ~60 bytes per token beyond the text itself, and a write is one C call.
+    """
+
+    __slots__ = ("buffer", "limit", "size", "truncated")
 
     def __init__(self, keep: bool | int) -> None:
         self.limit: int | None = None if keep is True else int(keep)
-        self.pieces: list[str] = []
-        self.loose = 0  # pieces at the end not joined yet
+        # newline="": the text is kept as written, "\r" and "\r\n" included.
+        self.buffer = io.StringIO(newline="") if self.limit != 0 else None
         self.size = 0
         self.truncated = False
 
@@ -96,18 +98,20 @@ class _Text:
                 text = text[:room]
                 self.truncated = True
             self.size += len(text)
-        self.pieces.append(text)
-        self.loose += 1
-        if self.loose == _JOIN_EVERY:
-            self.join_loose()
+        assert self.buffer is not None
+        self.buffer.write(text)
 
-    def join_loose(self) -> None:
-        pieces = self.pieces
-        pieces[-_JOIN_EVERY:] = ["".join(pieces[-_JOIN_EVERY:])]
-        self.loose = 0
+    def keeper(self) -> Callable[[str], object] | None:
+        """What to call with each token: the buffer's own ``write`` when all is kept (no
+        Python frame per token), ``None`` when nothing is."""
+        if self.buffer is None:
+            return None
+        return self.buffer.write if self.limit is None else self.add
 
     def value(self) -> str:
-        return "".join(self.pieces)
+        """All that was kept; the buffer is let go (it is read once, at the end)."""
+        buffer, self.buffer = self.buffer, None
+        return "" if buffer is None else buffer.getvalue()
 
 
 class StreamEngine:
@@ -134,9 +138,11 @@ class StreamEngine:
 
     __slots__ = (
         "_closed",
+        "_dropped",
         "_from_provider",
         "_held",
         "_ids",
+        "_keep",
         "_normalizer",
         "_pending_error",
         "_reasoning",
@@ -182,6 +188,8 @@ class StreamEngine:
         self.choice = choice
         self._ids = None if event_ids is None else f"id: {event_ids}-".encode()
         self._text = _Text(keep_text)
+        self._keep = self._text.keeper()
+        self._dropped = False  # text came that nothing kept
         self._held = ""  # a high surrogate that ended the last token (see _whole_characters)
         self._reasoning: _Text | None = None  # made when reasoning arrives
         self._normalizer: Normalizer | None = None
@@ -232,16 +240,11 @@ class StreamEngine:
                 item = self._whole_characters(item)
             if not item:
                 return NOTHING
-            text = self._text
-            if text.limit is None:  # _Text.add, inlined: once per token
-                text.pieces.append(item)
-                text.loose += 1
-                if text.loose == _JOIN_EVERY:
-                    text.join_loose()
-            elif text.limit:
-                text.add(item)
+            keep = self._keep
+            if keep is not None:
+                keep(item)
             else:
-                text.truncated = True  # nothing kept (no hook reads it)
+                self._dropped = True  # nothing kept (no hook reads it)
             units = self._write_text(item)
             if self._ids is None:
                 return units
@@ -323,9 +326,9 @@ class StreamEngine:
 
     def _keep_text_in(self, result: StreamResult) -> None:
         text = self._text
-        if text.pieces:
-            result.text = text.value()
-        result.text_truncated = text.truncated
+        self._keep = None  # holds the buffer's write
+        result.text = text.value()
+        result.text_truncated = text.truncated or self._dropped
         if self._reasoning is not None:
             result.reasoning = self._reasoning.value()
 

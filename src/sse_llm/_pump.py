@@ -304,38 +304,37 @@ class Pump:
             except Exception as exc:
                 error = exc
             else:
-                anext = iterator.__anext__
-                while True:
-                    try:
-                        item = await anext()
-                    except StopAsyncIteration:
-                        break
-                    except Exception as exc:
-                        error = exc
-                        break
-                    if self._idle_send is not None:
-                        # Feed only once the watcher's send is over: what the engine writes
-                        # goes out in the order it was written (event ids rely on it).
-                        await self._idle_send.wait()
-                    try:
-                        units = engine.feed_units(item)
-                    except Exception as exc:
-                        error = exc
-                        break
-                    if not units:
-                        continue
-                    self._in_send = True
-                    self._last_output = _monotonic()
-                    count = len(units)
-                    if asgi:  # the hot path, inlined: one coroutine call per event
-                        body = units[0] if count == 1 else b"".join(units)
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
-                    else:
-                        await send(units, True)
-                    self._in_send = False
-                    sent += count
-                    if engine.ended:  # the provider reported an error: it was the last
-                        break
+                feed = engine.feed_units
+                try:
+                    async for item in iterator:
+                        if self._idle_send is not None:
+                            # Feed only once the watcher's send is over: what the engine
+                            # writes goes out in the order it was written (event ids rely
+                            # on it).
+                            await self._idle_send.wait()
+                        units = feed(item)
+                        if not units:
+                            continue
+                        self._in_send = True
+                        self._last_output = _monotonic()
+                        if asgi:  # the hot path, inlined: one coroutine call per event
+                            try:
+                                (body,) = units  # one event: the usual case
+                            except ValueError:
+                                body = b"".join(units)
+                            await send(
+                                {"type": "http.response.body", "body": body, "more_body": True}
+                            )
+                        else:
+                            await send(units, True)
+                        self._in_send = False
+                        sent += len(units)
+                        if engine.ended:  # the provider reported an error: it was the last
+                            break
+                except Exception as exc:
+                    if self._in_send:
+                        raise  # the transport's, not the source's: handled below
+                    error = exc  # the source's or the engine's: the stream's error event
             engine.result.events_sent += sent
             if error is not None:
                 _log_source_error(error)
