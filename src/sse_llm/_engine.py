@@ -326,9 +326,10 @@ class StreamEngine:
 
     def _keep_text_in(self, result: StreamResult) -> None:
         text = self._text
-        self._keep = None  # holds the buffer's write
-        result.text = text.value()
-        result.text_truncated = text.truncated or self._dropped
+        if text.buffer is not None:
+            self._keep = None  # it holds the buffer
+            result.text = text.value()
+        result.text_truncated = self._dropped or text.truncated
         if self._reasoning is not None:
             result.reasoning = self._reasoning.value()
 
