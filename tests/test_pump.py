@@ -447,6 +447,44 @@ async def test_a_send_that_fails_ends_the_request_at_once_and_loses_no_exception
     assert unretrieved == []
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("with_shutdown", [False, True], ids=["tasks", "shutdown-event"])
+async def test_a_failing_send_reaches_the_caller_as_itself_on_every_path(
+    with_shutdown: bool,
+) -> None:
+    """On asyncio the pump runs its two sides in plain tasks; on trio, or with a ``shutdown``
+    event to wait for, in an anyio task group. The caller gets the same exception either way,
+    not an exception group around it, and the hook the same result."""
+
+    async def source() -> AsyncIterator[str]:
+        yield "a"
+        await anyio.sleep(0.01)
+        yield "b"
+        await anyio.sleep(30)  # the model thinks
+
+    results = Results()
+    options: dict[str, Any] = {"on_complete": results}
+    if with_shutdown:
+        options["shutdown"] = anyio.Event()
+    sends = 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sends
+        sends += 1
+        if sends == 3:  # the start, "a", then "b"
+            raise RuntimeError("the server's send failed")
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep(60)  # a client that stays
+        return {"type": "http.disconnect"}
+
+    with anyio.fail_after(5):
+        with pytest.raises(RuntimeError, match="the server's send failed"):
+            await EventStream(source(), **options)({"type": "http"}, receive, send)
+    assert results.one.reason == "error" and results.one.text == "ab"
+
+
 # -- heartbeats ------------------------------------------------------------------------------------
 
 

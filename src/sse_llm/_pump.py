@@ -179,12 +179,7 @@ class Pump:
                 else:
                     await self._watch_here(host, wait_client)
             else:
-                async with anyio.create_task_group() as task_group:
-                    self._scope = task_group.cancel_scope
-                    task_group.start_soon(self._produce)
-                    if self.config.shutdown is not None:
-                        task_group.start_soon(self._wait_shutdown, self.config.shutdown)
-                    await self._watch(wait_client)
+                await self._run_in_task_group(wait_client)
         finally:
             try:
                 if not self._finished:
@@ -222,6 +217,24 @@ class Pump:
             failure = watcher.exception() if watcher.done() and not watcher.cancelled() else None
         if failure is not None:
             raise failure
+
+    async def _run_in_task_group(self, wait_client: WaitClient) -> None:
+        """The producer and the watcher in an anyio task group (trio, or a ``shutdown`` event
+        to wait for). A failure reaches the caller as itself, as it does on the asyncio
+        path, not wrapped in an exception group: the tasks end one another, so it is one
+        failure, unless a second one came while they ended (that one is logged)."""
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._scope = task_group.cancel_scope
+                task_group.start_soon(self._produce)
+                if self.config.shutdown is not None:
+                    task_group.start_soon(self._wait_shutdown, self.config.shutdown)
+                await self._watch(wait_client)
+        except BaseExceptionGroup as group:
+            first, *others = group.exceptions
+            for other in others:
+                logger.error("the stream failed a second time as it ended", exc_info=other)
+            raise first from None
 
     async def _watch_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
         """The watcher in the calling task, the producer in a task of its own (a long chain)."""
