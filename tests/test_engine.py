@@ -493,3 +493,14 @@ def test_the_kept_text_is_the_text_as_fed_line_breaks_and_all() -> None:
         start = StreamEngine(fmt, keep_text=7)
         run(start, tokens)
         assert (start.result.text, start.result.text_truncated) == (kept[:7], True)
+
+
+def test_what_comes_after_the_end_changes_no_result() -> None:
+    """The result is complete at :meth:`close`: text or reasoning fed later (a caller's
+    mistake) is not kept, and raises nothing."""
+    engine = StreamEngine(keep_text=True)
+    run(engine, ["ab", ReasoningDelta("why")])
+    engine.feed("c")
+    engine.feed(TextDelta("d"))
+    engine.feed(ReasoningDelta("not"))
+    assert (engine.result.text, engine.result.reasoning) == ("ab", "why")

@@ -40,6 +40,7 @@ from sse_llm import (
     ToolCall,
     Usage,
 )
+from sse_llm._pump import first_failure
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
@@ -480,9 +481,63 @@ async def test_a_failing_send_reaches_the_caller_as_itself_on_every_path(
         return {"type": "http.disconnect"}
 
     with anyio.fail_after(5):
-        with pytest.raises(RuntimeError, match="the server's send failed"):
+        with pytest.raises(RuntimeError, match="the server's send failed") as raised:
             await EventStream(source(), **options)({"type": "http"}, receive, send)
+    # As raised by the send: no group chained to it either.
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert results.one.reason == "error" and results.one.text == "ab"
+
+
+def test_a_task_groups_failure_is_its_first_exception_that_is_not_a_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the pump raises from its task group (trio, or ``shutdown=``): a cancellation
+    next to a real failure (an outer scope cancelled while the transport failed) must not
+    hide that failure; a group of cancellations only is left to the scope that owns them."""
+    cancel = asyncio.CancelledError
+    failure, second = RuntimeError("the transport failed"), ValueError("and again")
+    group = BaseExceptionGroup("", [cancel(), failure, cancel()])
+    assert first_failure(group, cancel) is failure
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        assert first_failure(BaseExceptionGroup("", [failure, cancel(), second]), cancel) is failure
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [second]
+    assert first_failure(BaseExceptionGroup("", [cancel(), cancel()]), cancel) is None
+    interrupt = KeyboardInterrupt()
+    assert first_failure(BaseExceptionGroup("", [cancel(), interrupt]), cancel) is interrupt
+
+
+class _OnlyAnext:
+    """An async iterator with ``__anext__`` and no ``__aiter__``: ``async for`` over the
+    iterable that returns it works in Python, so it must work as a source too."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+    async def __anext__(self) -> str:
+        if not self.items:
+            raise StopAsyncIteration
+        await anyio.lowlevel.checkpoint()
+        return self.items.pop(0)
+
+
+class _Iterable:
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+    def __aiter__(self) -> _OnlyAnext:
+        return _OnlyAnext(list(self.items))
+
+
+@pytest.mark.anyio
+async def test_an_iterable_whose_iterator_has_only_anext_streams() -> None:
+    source = _Iterable(["a", "b", "c"])
+    async for token in source:  # what Python itself accepts
+        assert token in "abc"
+    results = Results()
+    response = await run_stream(EventStream(source, on_complete=results))
+    assert response.complete
+    assert delta_text(response.events) == "abc"
+    assert (results.one.reason, results.one.text) == ("completed", "abc")
 
 
 # -- heartbeats ------------------------------------------------------------------------------------

@@ -98,8 +98,9 @@ class _Text:
                 text = text[:room]
                 self.truncated = True
             self.size += len(text)
-        assert self.buffer is not None
-        self.buffer.write(text)
+        buffer = self.buffer
+        if buffer is not None:  # else the result is complete: nothing more is kept
+            buffer.write(text)
 
     def keeper(self) -> Callable[[str], object] | None:
         """What to call with each token: the buffer's own ``write`` when all is kept (no

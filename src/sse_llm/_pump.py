@@ -66,7 +66,7 @@ from ._shutdown import GracefulShutdown, current_shutdown
 from ._sources import aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
-__all__ = ["Pump", "SendUnits", "WaitClient", "inline_for"]
+__all__ = ["Pump", "SendUnits", "WaitClient", "first_failure", "inline_for"]
 
 logger = logging.getLogger("sse_llm")
 
@@ -222,7 +222,9 @@ class Pump:
         """The producer and the watcher in an anyio task group (trio, or a ``shutdown`` event
         to wait for). A failure reaches the caller as itself, as it does on the asyncio
         path, not wrapped in an exception group: the tasks end one another, so it is one
-        failure, unless a second one came while they ended (that one is logged)."""
+        failure, unless a second one came while they ended (that one is logged). A group of
+        cancellations only goes on as it is: the cancel scope that owns them takes them."""
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as task_group:
                 self._scope = task_group.cancel_scope
@@ -231,10 +233,14 @@ class Pump:
                     task_group.start_soon(self._wait_shutdown, self.config.shutdown)
                 await self._watch(wait_client)
         except BaseExceptionGroup as group:
-            first, *others = group.exceptions
-            for other in others:
-                logger.error("the stream failed a second time as it ended", exc_info=other)
-            raise first from None
+            failure = first_failure(group, anyio.get_cancelled_exc_class())
+            if failure is None:
+                raise
+        if failure is not None:
+            try:
+                raise failure  # outside the handler: its own context and cause, as raised
+            finally:
+                failure = None  # no reference cycle through this frame
 
     async def _watch_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
         """The watcher in the calling task, the producer in a task of its own (a long chain)."""
@@ -317,9 +323,11 @@ class Pump:
             except Exception as exc:
                 error = exc
             else:
+                anext = iterator.__anext__  # not `async for`: it would call __aiter__ again
                 feed = engine.feed_units
                 try:
-                    async for item in iterator:
+                    while True:
+                        item = await anext()
                         if self._idle_send is not None:
                             # Feed only once the watcher's send is over: what the engine
                             # writes goes out in the order it was written (event ids rely
@@ -344,6 +352,8 @@ class Pump:
                         sent += len(units)
                         if engine.ended:  # the provider reported an error: it was the last
                             break
+                except StopAsyncIteration:
+                    pass  # the source ran out
                 except Exception as exc:
                     if self._in_send:
                         raise  # the transport's, not the source's: handled below
@@ -627,6 +637,21 @@ async def _outlive_a_cancel(hook: Awaitable[None], grace: float) -> None:
             deadline = loop.time() + grace
     if cancelled:
         raise asyncio.CancelledError("the server cancelled the stream; its hook ran first")
+
+
+def first_failure(
+    group: BaseExceptionGroup[BaseException], cancelled: type[BaseException]
+) -> BaseException | None:
+    """The exception a task group's ``group`` stands for: the first that is not a
+    cancellation (``cancelled``: the backend's class), the others logged; ``None`` if the
+    group holds cancellations only."""
+    _, failures = group.split(cancelled)
+    if failures is None:
+        return None
+    first, *others = failures.exceptions
+    for other in others:
+        logger.error("the stream failed a second time as it ended", exc_info=other)
+    return first
 
 
 def inline_for(scope: Mapping[str, Any]) -> bool:
