@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page
 from sse_llm import Citation, StreamResult
 from sse_llm.testing import DEFAULT_SOURCES, FakeLLM, tokenize
 
+from .support.browser import source_links
 from .support.servers import run_uvicorn
 from .support.xss import HOSTILE_ACTIVITY, HOSTILE_SOURCES, WATCH_UNSAFE, XSS_ANSWER, XSS_TOKENS
 from .test_examples import load_example
@@ -450,16 +451,7 @@ def test_the_demo_shows_the_search_line_then_lists_the_sources(watched_tab: Tab)
     assert all(s["text"] == "" for s in searching)  # the model searched before it answered
     assert final["activity"] == []
     assert final["text"] == fake.text_for(PROMPT)
-    assert final["sources"] == [
-        {
-            "text": c.title,
-            "value": c.index,
-            "href": c.url,
-            "rel": "noopener nofollow",
-            "target": "_blank",
-        }
-        for c in DEFAULT_SOURCES
-    ]
+    assert final["sources"] == source_links(DEFAULT_SOURCES)
     assert final["notes"] == [["note meta", "finished: stop"]]
     assert_inert(tab)
 

@@ -22,7 +22,7 @@ import pytest
 from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
 from sse_llm.testing import FakeLLM
 from tests.support.django_demo import DEMO, django_demo_app
-from tests.support.servers import run_uvicorn
+from tests.support.servers import free_port, run_uvicorn
 
 
 @pytest.fixture(scope="module")
@@ -245,12 +245,6 @@ def test_new_conversation_starts_an_empty_page(demo: tuple[str, Path]) -> None:
         )
     assert page.status_code == 200
     assert "첫 대화" not in page.text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_djangos_own_runserver_streams_every_answer(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, tokenize
 
 from .support.fixtures import FIXTURES, expected
 from .support.plugin import ReplayServer
-from .support.servers import run_uvicorn
+from .support.servers import free_port, run_uvicorn
 from .support.venvs import from_wheel, make_venv, requirement_lines, script_dependencies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,12 +267,6 @@ def declared_requirements(name: str) -> list[str]:
     if (folder / "requirements.txt").exists():
         return requirement_lines(folder / "requirements.txt")
     return script_dependencies(folder / "app.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from sse_llm.testing import DEFAULT_SOURCES, FakeLLM
 from tests.support.django_demo import django_demo_app
 from tests.support.xss import HOSTILE_ACTIVITY, HOSTILE_SOURCES, XSS_ANSWER, XSS_TOKENS
 
+from .support.browser import source_links
 from .support.servers import run_uvicorn
 from .test_demo_browser import RECORD_READS, OneByteSends
 
@@ -636,16 +637,7 @@ def test_the_pages_show_a_line_while_the_provider_searches_and_list_the_sources(
     streamed = [s["text"] for s in shown if s["text"]]
     assert streamed and all(t.strip() and "서울은 맑고" in t for t in streamed)
     assert final["activity"] == []
-    assert final["sources"] == [
-        {
-            "text": c.title,
-            "value": c.index,
-            "href": c.url,
-            "rel": "noopener nofollow",
-            "target": "_blank",
-        }
-        for c in DEFAULT_SOURCES
-    ]
+    assert final["sources"] == source_links(DEFAULT_SOURCES)
     sources_html = html_now[html_now.index('<nav class="sse-llm-sources"') :]
     assert html_now == MARKDOWN.render(first + rest) + sources_html
     assert_clean(tab)

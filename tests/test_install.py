@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support.servers import run_uvicorn
+from .support.servers import free_port, run_uvicorn
 from .support.snippets import MODELS, ReadmeReplay, readme_snippet
 from .support.venvs import from_wheel, installed, make_venv
 
@@ -178,14 +178,6 @@ def readme_replay() -> Iterator[tuple[ReadmeReplay, str]]:
     app = ReadmeReplay()
     with run_uvicorn(app) as base_url:
         yield app, base_url
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_readme_quick_start_runs_as_written_in_a_fresh_virtualenv(

@@ -5,10 +5,6 @@ with ``heartbeat=15``, the client gets an incomplete chunked body)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,42 +19,18 @@ from sse_llm.client import iter_events
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import FakeLLM
 
+from .support.nginx import run_nginx
 from .support.servers import run_uvicorn
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-CONFIG = """
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-{user}
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
+# Defaults kept on purpose: proxy_buffering on. Only the read timeout is shortened so the
+# heartbeat test runs in seconds instead of a minute.
+SERVER = """
         location / {{
             proxy_pass {upstream};
             proxy_http_version 1.1;
-            # Defaults kept on purpose: proxy_buffering on. Only the read timeout is shortened
-            # so the heartbeat test runs in seconds instead of a minute.
             proxy_read_timeout 2s;
         }}
-    }}
-}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -72,34 +44,11 @@ def nginx_in_front(tmp_path: Path) -> Iterator[str]:
         return SSEResponse(llm.stream("nginx"), heartbeat=heartbeat)
 
     app = Starlette(routes=[Route("/chat", chat)])
-    with run_uvicorn(app) as upstream:
-        port = _free_port()
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(CONFIG.format(prefix=tmp_path, port=port, upstream=upstream, user=user))
-        proc = subprocess.Popen(
-            [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                    assert time.monotonic() < deadline, "nginx did not start"
-                    time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with (
+        run_uvicorn(app) as upstream,
+        run_nginx(tmp_path, SERVER.format(upstream=upstream)) as port,
+    ):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_events_pass_nginx_as_they_are_generated(nginx_in_front: str) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import gc
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -44,7 +43,7 @@ from sse_llm._pump import first_failure
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
-from tests.support.servers import run_uvicorn
+from tests.support.servers import never_reading_client, run_uvicorn
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -1152,18 +1151,10 @@ def test_client_that_stops_reading_times_out(server: tuple[Router, str]) -> None
         flood(), send_timeout=0.5, heartbeat=None, on_complete=results
     )
     port = int(base.rsplit(":", 1)[1])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        # A small receive buffer so the server's writes back up quickly.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", port))
-        start = time.monotonic()
-        sock.sendall(b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        result = results.wait(15)  # and never read
+    start = time.monotonic()
+    with never_reading_client(port, "/flood"):
+        result = results.wait(15)
         elapsed = time.monotonic() - start
-    finally:
-        sock.close()
     assert result.reason == "timeout"
     assert closed.is_set()
     assert result.events_sent < 2000

@@ -10,13 +10,12 @@ land on the other.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,9 @@ import httpx
 import pytest
 
 from sse_llm.testing import FakeLLM
+from tests.support.nginx import run_nginx
 from tests.support.redis_server import redis_server
+from tests.support.servers import free_port
 from tests.support.tcp_proxy import tcp_proxy
 
 if TYPE_CHECKING:
@@ -34,15 +35,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 UVICORN = Path(sys.executable).parent / "uvicorn"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PROMPT = "Tell me about server-sent events"
 ANSWER = FakeLLM().text_for(PROMPT)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -109,72 +103,34 @@ def test_the_page_reconnects_after_a_network_cut_and_shows_the_answer_once(
             context.close()
 
 
-NGINX_CONFIG = """
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-{user}
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
+# Answers start on one worker, everything else reaches the other one.
+ROUTES = """
         proxy_http_version 1.1;
-        # Answers start on one worker, everything else reaches the other one.
         location = /api/chat {{ proxy_pass http://127.0.0.1:{producer}; }}
         location / {{ proxy_pass http://127.0.0.1:{reader}; }}
-    }}
-}}
 """
 
 
 @pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[object]:
-    procs: list[subprocess.Popen[bytes]] = []
+def nginx(tmp_path: Path) -> Iterator[Callable[[int, int], int]]:
+    with ExitStack() as running:
 
-    def start(producer: int, reader: int) -> int:
-        port = free_port()
-        conf = tmp_path / "nginx.conf"
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf.write_text(
-            NGINX_CONFIG.format(
-                prefix=tmp_path, port=port, producer=producer, reader=reader, user=user
-            )
-        )
-        proc = subprocess.Popen(
-            [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return port
-            except OSError:
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
+        def start(producer: int, reader: int) -> int:
+            routes = ROUTES.format(producer=producer, reader=reader)
+            return running.enter_context(run_nginx(tmp_path, routes, connections=256))
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
+        yield start
 
 
 def test_two_workers_behind_nginx_on_redis_resume_and_stop_across_workers(
-    browser: Browser, worker_factory: object, nginx: object, tmp_path: Path
+    browser: Browser, worker_factory: object, nginx: Callable[[int, int], int], tmp_path: Path
 ) -> None:
     hooks = tmp_path / "hooks.log"
     with redis_server(tmp_path) as redis:
         env = {"REDIS_URL": redis.url, "CHAT_HOOK_LOG": str(hooks)}
         producer = worker_factory(**env)  # type: ignore[operator]
         reader = worker_factory(**env)  # type: ignore[operator]
-        front = nginx(producer, reader)  # type: ignore[operator]
+        front = nginx(producer, reader)
         producer_pid = httpx.get(f"http://127.0.0.1:{producer}/").headers["x-worker"]
         reader_pid = httpx.get(f"http://127.0.0.1:{reader}/").headers["x-worker"]
         assert producer_pid != reader_pid

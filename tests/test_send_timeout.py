@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from sse_llm.starlette import SSEResponse
 from tests.support.results import Results
-from tests.support.servers import run_uvicorn
+from tests.support.servers import never_reading_client, run_uvicorn
 
 UVICORN_ERROR = "ASGI callable returned without completing response"
 OUR_WARNING = "the client read nothing for 0.5 s (send_timeout); ending its stream"
@@ -58,23 +57,16 @@ def test_a_client_that_stops_reading_ends_the_stream_with_one_warning_of_ours(
     http = "h11" if loop == "asyncio" else "httptools"
     with run_uvicorn(app, loop=loop, http=http) as base:
         port = int(base.rsplit(":", 1)[1])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # A small receive buffer so the server's writes back up quickly.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.settimeout(10)
-            sock.connect(("127.0.0.1", port))
-            start = time.monotonic()
-            sock.sendall(b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            result = results.wait(15)  # and never read
+        start = time.monotonic()
+        with never_reading_client(port, "/flood"):
+            result = results.wait(15)
             elapsed = time.monotonic() - start
             assert result.reason == "timeout"
             assert closed.is_set()  # the source is closed at once, the client still there
             assert elapsed < 10
             time.sleep(0.3)
             assert not finished.is_set()  # no half-done response handed back to uvicorn
-        finally:
-            sock.close()  # the client leaves: the response ends
+        # The client has left: the response ends.
         assert finished.wait(10)
     messages = [record.getMessage() for record in caplog.records]
     assert messages.count(OUR_WARNING) == 1, messages

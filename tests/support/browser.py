@@ -5,12 +5,14 @@ The ``browser`` fixture built on :func:`launch_chromium` is registered in ``plug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
+
+    from sse_llm import Citation
 
 # executable_path: Debian's chromium, so Playwright downloads no browser of its own.
 CHROMIUM = "/usr/bin/chromium"
@@ -45,3 +47,18 @@ def launch_chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def source_links(citations: Iterable[Citation]) -> list[dict[str, Any]]:
+    """What a demo page shows for each source, as the tests read it back from the DOM: the
+    title, linked to the URL in a new tab that gets no ``window.opener`` and no ranking."""
+    return [
+        {
+            "text": c.title,
+            "value": c.index,
+            "href": c.url,
+            "rel": "noopener nofollow",
+            "target": "_blank",
+        }
+        for c in citations
+    ]

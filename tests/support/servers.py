@@ -1,7 +1,10 @@
-"""Run an ASGI app on a real uvicorn server for the duration of a ``with`` block."""
+"""Run an ASGI app on a real uvicorn server for the duration of a ``with`` block; find a
+free port for a server started as a subprocess, and wait until it listens."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -54,3 +57,46 @@ def run_uvicorn(app: Any, **config: Any) -> Iterator[str]:
             server.force_exit = True
             thread.join(1.0)
             raise RuntimeError(f"uvicorn did not stop within {STOP_TIMEOUT}s")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a server in a subprocess, which
+    has to be told its port (the OS may give it away again: take it at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = START_TIMEOUT
+) -> None:
+    """Return once 127.0.0.1:``port`` accepts a connection. Raises ``RuntimeError`` if
+    ``proc`` (``what``, for the message) exits first, ``TimeoutError`` after ``timeout``
+    seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            pass  # not listening yet
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited at startup (exit code {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not listen on port {port} within {timeout}s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def never_reading_client(port: int, path: str) -> Iterator[socket.socket]:
+    """A client that sends ``GET path`` to 127.0.0.1:``port`` and never reads: a small
+    receive buffer (4 KiB), so the server's writes back up at once. Closed at the end."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        yield sock
+    finally:
+        sock.close()
