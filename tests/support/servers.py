@@ -88,14 +88,15 @@ def wait_for_port(
 
 
 @contextmanager
-def never_reading_client(port: int, path: str) -> Iterator[socket.socket]:
-    """A client that sends ``GET path`` to 127.0.0.1:``port`` and never reads: a small
-    receive buffer (4 KiB), so the server's writes back up at once. Closed at the end."""
+def never_reading_client(base_url: str, path: str) -> Iterator[socket.socket]:
+    """A client that sends ``GET path`` to ``base_url`` (``http://127.0.0.1:<port>``, as
+    :func:`run_uvicorn` yields it) and never reads: a small receive buffer (4 KiB), so the
+    server's writes back up at once. Closed at the end."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.settimeout(10)
-        sock.connect(("127.0.0.1", port))
+        sock.connect(("127.0.0.1", int(base_url.rsplit(":", 1)[1])))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         yield sock
     finally:
