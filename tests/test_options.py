@@ -148,6 +148,51 @@ def test_options_that_make_no_sense_for_a_binding_are_refused_by_name() -> None:
         _hub(heartbeat=5)
 
 
+def _hub_reader(**options: Any) -> Any:
+    from sse_llm.resume import MemoryStore, StreamHub
+
+    return StreamHub(MemoryStore()).response("stream-id", **options)
+
+
+def _resume_response(**options: Any) -> Any:
+    from sse_llm.resume import MemoryStore, StreamHub
+    from sse_llm.starlette import ResumeResponse
+
+    return ResumeResponse(StreamHub(MemoryStore()), "stream-id", **options)
+
+
+#: The responses that read a detached stream: they take ResumeOptions, a part of StreamOptions.
+READERS: dict[str, Callable[..., Any]] = {
+    "StreamHub.response": _hub_reader,
+    "starlette.ResumeResponse": _resume_response,
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_reader_takes_the_resume_options_and_refuses_the_others_by_name(reader: str) -> None:
+    from sse_llm.resume import ResumeOptions
+
+    build = READERS[reader]
+    built = build(heartbeat=5.0, send_timeout=None, headers={"X-Trace": "1"})
+    stream = getattr(built, "stream", built)  # ResumeResponse wraps the hub's ASGI app
+    assert (stream.config.heartbeat, stream.config.send_timeout) == (5.0, None)
+    assert (b"x-trace", b"1") in stream.headers
+    defaults = getattr(build(), "stream", None) or build()
+    assert (defaults.config.heartbeat, defaults.config.send_timeout) == (15.0, 30.0)
+    for refused in sorted(set(StreamOptions.__annotations__) - set(ResumeOptions.__annotations__)):
+        with pytest.raises(TypeError, match=f"does not take {refused}"):
+            build(**{refused: None})
+    with pytest.raises(TypeError, match="heartbeet") as misspelt:
+        build(heartbeet=5)
+    assert "format" not in str(misspelt.value)  # the options it lists are the reader's own
+    with pytest.raises(TypeError, match="send_timeout"):
+        build(send_timeout="30")
+    with pytest.raises(ValueError, match="heartbeat"):
+        build(heartbeat=0)
+    with pytest.raises(ValueError, match="Connection"):
+        build(headers={"Connection": "close"})
+
+
 def _flask_source(source: Any) -> Any:
     from sse_llm.flask import SSEResponse
 

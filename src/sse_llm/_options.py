@@ -20,10 +20,36 @@ from ._engine import StreamEngine
 from ._formats import NamedEventsFormat, WireFormat
 from ._types import CompletionHook, ShutdownSignal
 
-__all__ = ["Config", "StreamOptions", "header_pairs", "resolve", "response_headers"]
+__all__ = [
+    "NOT_FOR_READERS",
+    "Config",
+    "ResumeOptions",
+    "StreamOptions",
+    "header_pairs",
+    "resolve",
+    "response_headers",
+]
 
 
-class StreamOptions(TypedDict, total=False):
+class ResumeOptions(TypedDict, total=False):
+    """Options of a response that reads a detached stream (``StreamHub.response``,
+    ``ResumeResponse``): the :class:`StreamOptions` that apply to sending stored events. The
+    format, the source and its hook belong to the stream's producer (``StreamHub.start``).
+
+    Attributes:
+        heartbeat: seconds without output before the stream format's keep-alive is sent;
+            ``None`` disables. Default 15.
+        send_timeout: seconds one send may wait on a client that stopped reading before this
+            response ends (the producer goes on); ``None`` disables. Default 30.
+        headers: extra response headers (names are sent lower-cased).
+    """
+
+    heartbeat: float | None
+    send_timeout: float | None
+    headers: Mapping[str, str] | None
+
+
+class StreamOptions(ResumeOptions, total=False):
     """Options of a stream, the same in every binding (``EventStream``, ``SSEResponse`` in
     each framework module, ``@sse``, ``SSEEndpoint``, the WebSocket, ``StreamHub.start``).
 
@@ -60,12 +86,9 @@ class StreamOptions(TypedDict, total=False):
     """
 
     format: WireFormat
-    heartbeat: float | None
-    send_timeout: float | None
     close_timeout: float
     on_complete: CompletionHook | None
     shutdown: ShutdownSignal | None
-    headers: Mapping[str, str] | None
     keep_text: bool | int
     choice: int | None
     sync_limiter: anyio.CapacityLimiter | None
@@ -102,7 +125,9 @@ class Config:
         )
 
 
-_NAMES = frozenset(StreamOptions.__annotations__)
+_NAMES = frozenset(StreamOptions.__annotations__)  # with the keys of ResumeOptions, its base
+#: The options a reader of a detached stream does not take (see :class:`ResumeOptions`).
+NOT_FOR_READERS = _NAMES - frozenset(ResumeOptions.__annotations__)
 
 
 def _seconds(name: str, value: Any) -> None:
@@ -237,7 +262,7 @@ def _refuse(options: Mapping[str, Any], binding: str, exclude: Collection[str]) 
     if unknown:
         raise TypeError(
             f"{binding} got unknown option(s) {', '.join(sorted(unknown))}; "
-            f"the options are {', '.join(sorted(_NAMES))}"
+            f"the options are {', '.join(sorted(_NAMES - set(exclude)))}"
         )
     excluded = options.keys() & set(exclude)
     raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")

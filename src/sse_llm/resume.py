@@ -37,6 +37,7 @@ Example (Starlette/FastAPI; ``ResumeResponse`` lives in :mod:`sse_llm.starlette`
 - :class:`MemoryStore`: events in this process (one worker, or sticky sessions).
 - :class:`RedisStore`: events in Redis Streams (``pip install 'sse-llm[redis]'``), so that any
   worker can serve a resume or a cancel.
+- :class:`ResumeOptions`: what a reader takes (``heartbeat``, ``send_timeout``, ``headers``).
 - :class:`StreamStore`: the protocol a custom store implements (its ``read`` returns
   :class:`StoredEvents`).
 
@@ -46,12 +47,14 @@ the answer and cancel it. Authorize in your views, and do not log it.
 
 from __future__ import annotations
 
+from ._options import ResumeOptions
 from ._resume import MemoryStore, ResumeStream, StoredEvents, StreamHub, StreamStore
 from ._resume.redis import RedisStore
 
 __all__ = [
     "MemoryStore",
     "RedisStore",
+    "ResumeOptions",
     "ResumeStream",
     "StoredEvents",
     "StreamHub",

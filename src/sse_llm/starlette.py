@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ParamSpec, Unpack, overload
 
 from ._extras import raise_missing_extra
@@ -36,7 +36,7 @@ except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "starlette", "starlette")
 
 from ._asgi import EventStream
-from ._options import StreamOptions, resolve
+from ._options import ResumeOptions, StreamOptions, resolve
 from ._resume import StreamHub
 from ._types import ASGIApp, Receive, Scope, Send, Source
 from ._views import check_view, source_of
@@ -116,6 +116,8 @@ class ResumeResponse(_StreamResponse):
     sent too.
 
     Raises:
+        TypeError: an option a reader does not take (``format``), an unknown one or a wrong
+            type.
         ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
             header.
     """
@@ -125,15 +127,11 @@ class ResumeResponse(_StreamResponse):
         hub: StreamHub,
         last_event_id: str,
         *,
-        headers: Mapping[str, str] | None = None,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
         background: BackgroundTask | None = None,
+        **options: Unpack[ResumeOptions],
     ) -> None:
-        stream = hub.response(
-            last_event_id, heartbeat=heartbeat, send_timeout=send_timeout, headers=headers
-        )
-        super().__init__(stream, stream.headers, 200, background)
+        self.stream = hub.response(last_event_id, **options)
+        super().__init__(self.stream, self.stream.headers, 200, background)
 
 
 @overload

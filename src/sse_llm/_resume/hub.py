@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any, Unpack
 
 import anyio
@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 
 from .._engine import StreamEngine
 from .._formats import Units
-from .._options import Config, StreamOptions, resolve
+from .._options import Config, ResumeOptions, StreamOptions, resolve
 from .._pump import Pump
 from .._result import EndReason, StreamResult
 from .._shutdown import GracefulShutdown, current_shutdown, threadsafe
@@ -354,30 +354,27 @@ class StreamHub:
         """Whether this hub (this process) runs the producer of ``stream_id``."""
         return stream_id in self._producers
 
-    def response(
-        self,
-        last_event_id: str,
-        *,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
-        headers: Mapping[str, str] | None = None,
-    ) -> ResumeStream:
+    def response(self, last_event_id: str, **options: Unpack[ResumeOptions]) -> ResumeStream:
         """An ASGI app that sends a stream's events after ``last_event_id``, then the live rest.
 
         Args:
             last_event_id: a stream id (from the first event) or a ``Last-Event-ID``.
-            heartbeat: seconds without output before the format's heartbeat comment is sent;
-                ``None`` disables.
-            send_timeout: seconds one send may wait on a client that is not reading before the
-                response is ended (the producer is not affected); ``None`` disables.
-            headers: extra response headers.
+            **options: :class:`~sse_llm.resume.ResumeOptions`: ``heartbeat``, seconds without
+                output before the format's keep-alive comment is sent (default 15;
+                ``None`` disables); ``send_timeout``, seconds one send may wait on a client
+                that is not reading before the response is ended, the producer going on
+                (default 30; ``None`` disables); ``headers``, extra response headers.
 
         See :class:`ResumeStream` for the statuses. For Starlette/FastAPI,
         ``sse_llm.starlette.ResumeResponse`` wraps this in a ``Response``.
+
+        Raises:
+            TypeError: an option a reader does not take (``format``), an unknown one or a
+                wrong type.
+            ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a
+                ``Connection`` header.
         """
-        return ResumeStream(
-            self, last_event_id, heartbeat=heartbeat, send_timeout=send_timeout, headers=headers
-        )
+        return ResumeStream(self, last_event_id, **options)
 
     async def cancel(self, stream_id: str) -> bool:
         """Stop a stream (a Stop button): its source is closed, ``on_complete`` gets reason

@@ -8,14 +8,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import anyio
 
 from .._asgi import outlast_a_stuck_client, start_response
 from .._engine import Encoded, StreamEngine
 from .._formats import NOTHING, FormatWriter, Units, WireFormat, WriterBase
-from .._options import Config, header_pairs, resolve, response_headers
+from .._options import (
+    NOT_FOR_READERS,
+    Config,
+    ResumeOptions,
+    header_pairs,
+    resolve,
+    response_headers,
+)
 from .._pump import Pump, inline_for
 from .._result import StreamResult
 from .._types import Receive, Scope, Send
@@ -231,7 +238,12 @@ class ResumeStream:
     An ``http.disconnect`` ends only this response: the producer keeps going. A live stream
     read from a position beyond its last event waits for events above that position.
 
+    Options: :class:`~sse_llm.resume.ResumeOptions` (``heartbeat`` and ``send_timeout`` in
+    seconds, ``headers``).
+
     Raises:
+        TypeError: an option a reader does not take (``format``: the stream's own is used), an
+            unknown one or a wrong type.
         ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
             header.
     """
@@ -240,21 +252,15 @@ class ResumeStream:
         self,
         hub: StreamHub,
         last_event_id: str,
-        *,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
-        headers: Mapping[str, str] | None = None,
+        **options: Unpack[ResumeOptions],
     ) -> None:
         # Checked as every binding checks its options; the format comes from the store.
-        self.config = resolve(
-            {"heartbeat": heartbeat, "send_timeout": send_timeout, "headers": headers},
-            binding="ResumeStream",
-        )
+        self.config = resolve(options, binding="ResumeStream", exclude=NOT_FOR_READERS)
         self.hub = hub
         self.last_event_id = last_event_id
         #: Extra headers, sent after (and instead of same-named) format headers; a list that
         #: may be edited in place until the response starts.
-        self.headers = header_pairs(headers)
+        self.headers = header_pairs(self.config.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         store = self.hub.store
