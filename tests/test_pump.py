@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -379,10 +380,27 @@ async def test_a_receive_that_fails_ends_the_stream_and_reaches_the_caller(route
 
     channel.receive = failing_receive  # type: ignore[method-assign]
     async with asyncio.timeout(5):
-        with pytest.raises(RuntimeError, match="receive failed"):
+        with pytest.raises(RuntimeError, match="receive failed") as caught:
             await request()
     assert closed.is_set()  # the source did not go on with nothing watching the client
     assert results.one.reason == "error" and results.one.text == "a"
+    # No frame the exception passed through keeps it: that would be a cycle (the exception,
+    # its traceback, the frame) that only the cyclic collector frees.
+    keeping = [
+        tb.tb_frame.f_code.co_name
+        for tb in _traceback_entries(caught.value)
+        if any(value is caught.value for value in tb.tb_frame.f_locals.values())
+    ]
+    assert keeping == []
+
+
+def _traceback_entries(exc: BaseException) -> list[TracebackType]:
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    return entries
 
 
 @pytest.mark.anyio

@@ -216,7 +216,10 @@ class Pump:
             # Read even while another exception leaves: else asyncio logs it as never retrieved.
             failure = watcher.exception() if watcher.done() and not watcher.cancelled() else None
         if failure is not None:
-            raise failure
+            try:
+                raise failure
+            finally:
+                failure = None  # no reference cycle through this frame
 
     async def _run_in_task_group(self, wait_client: WaitClient) -> None:
         """The producer and the watcher in an anyio task group (trio, or a ``shutdown`` event
