@@ -173,11 +173,14 @@ def test_a_reader_takes_the_resume_options_and_refuses_the_others_by_name(reader
     from sse_llm.resume import ResumeOptions
 
     build = READERS[reader]
-    built = build(heartbeat=5.0, send_timeout=None, headers={"X-Trace": "1"})
-    stream = getattr(built, "stream", built)  # ResumeResponse wraps the hub's ASGI app
+
+    def app(built: Any) -> Any:
+        return getattr(built, "stream", built)  # ResumeResponse wraps the hub's ASGI app
+
+    stream = app(build(heartbeat=5.0, send_timeout=None, headers={"X-Trace": "1"}))
     assert (stream.config.heartbeat, stream.config.send_timeout) == (5.0, None)
     assert (b"x-trace", b"1") in stream.headers
-    defaults = getattr(build(), "stream", None) or build()
+    defaults = app(build())
     assert (defaults.config.heartbeat, defaults.config.send_timeout) == (15.0, 30.0)
     for refused in sorted(set(StreamOptions.__annotations__) - set(ResumeOptions.__annotations__)):
         with pytest.raises(TypeError, match=f"does not take {refused}"):

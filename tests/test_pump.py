@@ -9,8 +9,8 @@ import json
 import logging
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import TracebackType
 from typing import Any
 
 import anyio
@@ -387,20 +387,11 @@ async def test_a_receive_that_fails_ends_the_stream_and_reaches_the_caller(route
     # No frame the exception passed through keeps it: that would be a cycle (the exception,
     # its traceback, the frame) that only the cyclic collector frees.
     keeping = [
-        tb.tb_frame.f_code.co_name
-        for tb in _traceback_entries(caught.value)
-        if any(value is caught.value for value in tb.tb_frame.f_locals.values())
+        frame.f_code.co_name
+        for frame, _ in traceback.walk_tb(caught.value.__traceback__)
+        if any(value is caught.value for value in frame.f_locals.values())
     ]
     assert keeping == []
-
-
-def _traceback_entries(exc: BaseException) -> list[TracebackType]:
-    entries = []
-    tb = exc.__traceback__
-    while tb is not None:
-        entries.append(tb)
-        tb = tb.tb_next
-    return entries
 
 
 @pytest.mark.anyio
