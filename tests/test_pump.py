@@ -318,14 +318,14 @@ async def _a_then_thinking(closed: asyncio.Event) -> AsyncIterator[str]:
 
 
 def _thinking_request(
-    routed: bool,
+    routed: bool, **options: Any
 ) -> tuple[asyncio.Event, _Channel, Results, Callable[[], Awaitable[None]]]:
     """A stream of "a" then a model that thinks, and the request that serves it:
     (source closed, channel, hook results, request)."""
     closed = asyncio.Event()
     channel = _Channel()
     results = Results()
-    request = _request(_a_then_thinking(closed), routed, channel, on_complete=results)
+    request = _request(_a_then_thinking(closed), routed, channel, on_complete=results, **options)
     return closed, channel, results, request
 
 
@@ -344,6 +344,50 @@ async def test_a_disconnect_ends_the_stream_in_either_task_and_leaves_no_cancel_
     assert closed.is_set() and not channel.complete
     assert results.one.reason == "disconnected" and results.one.text == "a"
     assert caller.cancelling() == 0  # the pump's own cancel was taken back
+
+
+class _TimerCountingLoop(asyncio.SelectorEventLoop):
+    """asyncio's own loop, noting the timers the pump's watcher makes (``call_later`` goes
+    through ``call_at``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch_timers: list[asyncio.TimerHandle] = []
+
+    def call_at(self, when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        handle = super().call_at(when, callback, *args, **kwargs)
+        if getattr(callback, "__name__", "") == "_time_out":
+            self.watch_timers.append(handle)
+        return handle
+
+
+@pytest.mark.parametrize("routed", ROUTED)
+@pytest.mark.parametrize("heartbeat", [15.0, 0.1])
+def test_the_watcher_makes_one_timer_per_wait_not_one_per_wake_up(
+    routed: bool, heartbeat: float
+) -> None:
+    # The watcher's first receive() is the request body, a wake-up that means nothing. A
+    # timer cancelled for it would stay in asyncio's heap (with a copy of the context) for
+    # the heartbeat's 15 s: one more per open stream.
+    async def main() -> _Channel:
+        closed, channel, results, request = _thinking_request(routed, heartbeat=heartbeat)
+        asyncio.get_running_loop().call_later(0.35, channel.gone.set)
+        async with asyncio.timeout(5):
+            await request()
+        assert closed.is_set() and results.one.reason == "disconnected"
+        return channel
+
+    with asyncio.Runner(loop_factory=_TimerCountingLoop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, _TimerCountingLoop)
+        channel = runner.run(main())
+    assert channel.receives >= 2  # the request body, then the disconnect
+    heartbeats = sum(body.startswith(b":") for body in channel.body)
+    assert (heartbeats == 0) if heartbeat == 15.0 else (heartbeats >= 1)
+    # One timer per heartbeat waited for: each went off, but the last, which the end cancelled.
+    assert len(loop.watch_timers) == heartbeats + 1
+    *went_off, last = loop.watch_timers
+    assert not any(timer.cancelled() for timer in went_off) and last.cancelled()
 
 
 @pytest.mark.anyio

@@ -479,6 +479,9 @@ class Pump:
         heartbeat = self.config.heartbeat
         send_timeout = self.config.send_timeout
         flush_interval = self.engine.flush_interval
+        # Kept across a wake-up that means nothing (an ASGI server's first receive() is the
+        # request body): one timer per stream, not one per wake-up (see _rearm).
+        timer: asyncio.TimerHandle | None = None
         self._watching = True
         try:
             while not self._finished:
@@ -505,14 +508,14 @@ class Pump:
                         got = await wait_client()
                 else:
                     # A timer that cancels this task, not a cancel scope (see the module docs).
-                    timer = watcher.get_loop().call_later(wake, self._time_out)
+                    timer = self._rearm(timer, watcher, wake)
                     try:
                         got = await wait_client()
                     except asyncio.CancelledError:
                         if not self._timed_out or watcher.uncancel() > 0:
                             raise  # (also) cancelled from outside
+                        timer = None  # it went off
                     finally:
-                        timer.cancel()
                         self._timed_out = False
                 if self._finished:
                     return
@@ -536,7 +539,12 @@ class Pump:
                     continue
                 units = self.engine.flush_units() if flush_interval is not None else ()
                 due = heartbeat is not None and _monotonic() - self._last_output >= heartbeat
-                if (units or due) and not await self._send_idle(units or (self.engine.keepalive,)):
+                if not (units or due):
+                    continue
+                if timer is not None:
+                    timer.cancel()  # it must not go off in the middle of the send
+                    timer = None
+                if not await self._send_idle(units or (self.engine.keepalive,)):
                     logger.warning(
                         "the client read nothing for %s s (send_timeout); ending its stream",
                         send_timeout,
@@ -549,6 +557,23 @@ class Pump:
             raise
         finally:
             self._watching = False
+            if timer is not None:
+                timer.cancel()
+
+    def _rearm(
+        self, timer: asyncio.TimerHandle | None, watcher: asyncio.Task[Any], wake: float
+    ) -> asyncio.TimerHandle:
+        """A timer that goes off ``wake`` seconds from now: the pending one when it goes off
+        by then, give or take a millisecond (the resolution of uvloop's timers; going off
+        early only makes the watcher look again). asyncio keeps a cancelled timer, and a copy
+        of the context for it, in its heap until it is due, so a watcher woken for nothing
+        must not leave one behind."""
+        loop = watcher.get_loop()
+        if timer is not None:
+            if not timer.cancelled() and timer.when() <= loop.time() + wake + 0.001:
+                return timer
+            timer.cancel()
+        return loop.call_later(wake, self._time_out)
 
     def _time_out(self) -> None:
         assert self._watcher is not None
