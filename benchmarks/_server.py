@@ -4,6 +4,7 @@ Run by the benchmark scripts as a subprocess (never imported by them), so that t
 read this process's CPU time and memory from ``/proc/<pid>`` without counting the client.
 
     python benchmarks/_server.py --variant sse-llm [--stack asyncio|uvloop] [--profile out.prof]
+                                 [--gc-off]
 
 It binds 127.0.0.1 on an OS-chosen port and prints ``{"port": N}`` on its first stdout line.
 
@@ -20,9 +21,11 @@ Routes (GET; every variant serves the same four, so the harness talks to all ali
                  ``S * (I % 100) / 100`` seconds (so streams released together do not all tick
                  at the same instant): connection set-up and /go are left out of a
                  measurement that starts when /go has answered.
-    /stats       JSON ``{"closed": count, "finally": {id: monotonic seconds}}``: when each
-                 source's ``finally`` ran (CLOCK_MONOTONIC is system-wide on Linux, so the
-                 client compares it with its own).
+    /stats       JSON ``{"closed": count, "finally": {id: monotonic seconds},
+                 "collections": [gen0, gen1, gen2]}``: when each source's ``finally`` ran
+                 (CLOCK_MONOTONIC is system-wide on Linux, so the client compares it with its
+                 own), and how many collections Python's cyclic garbage collector has run in
+                 each generation (``gc.get_stats()``; a generation-2 one is a full collection).
     /reset       clears the stats (same answer as /stats, after clearing).
     /go          releases the sources waiting on the gate (and arms a fresh gate).
 
@@ -63,6 +66,7 @@ routing, middleware and response classes, not how three benchmark parameters are
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import logging
 import resource
@@ -115,7 +119,8 @@ def _reset() -> None:
 
 
 def _stats_body() -> bytes:
-    return json.dumps({"closed": _closed, "finally": _finally}).encode()
+    collections = [generation["collections"] for generation in gc.get_stats()]
+    return json.dumps({"closed": _closed, "finally": _finally, "collections": collections}).encode()
 
 
 async def source(n: int, delay: float, ident: int, gate: bool) -> Source:
@@ -421,7 +426,12 @@ def main() -> None:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--stack", choices=sorted(STACKS), default="asyncio")
     parser.add_argument("--profile", help="write a cProfile of the whole run here at exit")
+    parser.add_argument(
+        "--gc-off", action="store_true", help="no cyclic garbage collection (a diagnostic)"
+    )
     args = parser.parse_args()
+    if args.gc_off:
+        gc.disable()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of connections
     app = make_app(args.variant)

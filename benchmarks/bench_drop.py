@@ -55,7 +55,8 @@ def one_run(
             if not ok:
                 raise RuntimeError(f"{server.name}: not every stream delivered a token")
         client.run_until(lambda: False, deadline=time.monotonic() + settle)
-        if server.get("/stats")["closed"]:
+        before = server.get("/stats")
+        if before["closed"]:
             raise RuntimeError(f"{server.name}: sources closed before the drop")
         for c in conns:
             client.close(c, reset=reset)
@@ -77,6 +78,8 @@ def one_run(
         "p50": h.percentile(latencies, 50),
         "p99": h.percentile(latencies, 99),
         "max": max(latencies, default=math.nan),
+        # Full (generation-2) collections of the cyclic garbage collector during the drop.
+        "full_gcs": stats["collections"][2] - before["collections"][2],
     }
 
 
@@ -105,7 +108,9 @@ def run(args: Any) -> dict[str, Any]:
         for case in cases:
             src, n, close = case
             h.progress(args, f"round {r + 1}/{rounds}: {src}, {n} clients, {close}")
-            fresh = h.start_servers([(v, st) for st in stacks for v in variants])
+            fresh = h.start_servers(
+                [(v, st) for st in stacks for v in variants], gc_off=args.gc_off
+            )
             try:
                 for st in stacks:
                     for v in variants:
@@ -122,7 +127,15 @@ def run(args: Any) -> dict[str, Any]:
         f"connections; max: the worst over all rounds; leaks: sources not closed within "
         f"{COLLECT_TIMEOUT:.0f} s (the worst round). The latency includes the client closing "
         f"C sockets one after another and the server working through C disconnects: it is a "
-        f"property of the whole stack."
+        f"property of the whole stack. Full GCs: in how many rounds Python's cyclic garbage "
+        f"collector ran a full (generation-2) collection in the server during the drop; it "
+        f"stops the whole process for tens of milliseconds with thousands of streams open."
+        + (
+            " **These servers ran with the collector off** (`--gc-off`, a diagnostic: no "
+            "server runs so)."
+            if args.gc_off
+            else ""
+        )
     ]
     checks: list[h.Check] = []
     for case in cases:
@@ -147,6 +160,12 @@ def run(args: Any) -> dict[str, Any]:
                     lambda v, st, p99=p99: h.ratio_summary(h.per_round(p99(st, v), p99(st, "raw"))),
                 ),
                 ("max ms", lambda v, st, smp=smp: _ms(max(r["max"] for r in smp[st][v]))),
+                (
+                    "full GCs",
+                    lambda v, st, smp=smp: (
+                        f"{sum(r['full_gcs'] > 0 for r in smp[st][v])} of {len(smp[st][v])}"
+                    ),
+                ),
             ],
         )
         what = "yields every 50 ms" if src == "tick" else "silent"
@@ -181,6 +200,12 @@ def main() -> None:
     )
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), help="default both")
     parser.add_argument("--closes", nargs="+", choices=CLOSES, help="default both")
+    parser.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="run the servers with Python's cyclic garbage collector off: a diagnostic of "
+        "what its full collections add (no server runs so)",
+    )
     args = parser.parse_args()
     h.raise_fd_limit()
     h.emit(run(args), args.json)

@@ -18,6 +18,12 @@ does: requests of 60 events less requests of 10, over 50) and per client disconn
 work is counted too), for the raw loop and for sse-llm, with the functions that execute most
 of sse-llm's.
 
+``--objects`` adds what Python's cyclic garbage collector sees: the objects it tracks per open
+stream (500 streams whose source sent a token and waits, the collector paused) and those a
+disconnect leaves in reference cycles, which only a collection frees. The more tracked objects
+a server holds and makes, the sooner its collector's counters call for a full collection, which
+walks every one of them (``bench_drop.py`` counts the full collections during a drop).
+
 Figures are process CPU (``time.process_time``) per request, the best of ``--repeat`` runs
 (the machine is shared: the least disturbed run is the truest). They are smaller than the
 server's figures, where the same work also competes with uvicorn for the CPU caches.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import sys
 import time
 import timeit
@@ -272,6 +279,48 @@ def opcodes(n: int = 200) -> dict[str, dict[str, collections.Counter[str]]]:
     return per
 
 
+# -- what the garbage collector sees ------------------------------------------------------------
+
+DropApp = Callable[[_DropChannel], Coroutine[Any, Any, None]]
+
+
+async def _tracked(app: DropApp, n: int) -> tuple[float, float]:
+    """(tracked objects per open stream, objects left in cycles per disconnect)."""
+    loop = asyncio.get_running_loop()
+    channels = [_DropChannel() for _ in range(n)]
+    gc.collect()
+    gc.disable()  # what the streams hold, not what a collection in between would free
+    try:
+        before = len(gc.get_objects())
+        tasks = [loop.create_task(app(channel)) for channel in channels]
+        await asyncio.sleep(0.1)  # every stream sent its token and waits
+        held = (len(gc.get_objects()) - before) / n
+        for channel in channels:
+            channel.gone.set()
+        await asyncio.wait(tasks)
+        del tasks
+        return held, gc.collect() / n
+    finally:
+        gc.enable()
+
+
+def print_objects(loops: list[tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]]) -> None:
+    n = 500
+    print(f"\nObjects the cyclic garbage collector tracks ({n} streams, in-process):\n")
+    print(
+        "| loop | per open stream: raw + watcher | sse-llm `EventStream` | ratio "
+        "| left in cycles per disconnect: raw + watcher | sse-llm |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, run in loops:
+        raw_held, raw_cycles = run(_tracked(_raw_drop, n))
+        ours_held, ours_cycles = run(_tracked(_sse_llm_drop, n))
+        print(
+            f"| {name} | {raw_held:.0f} | {ours_held:.0f} | {ours_held / raw_held:.2f}x "
+            f"| {raw_cycles:.0f} | {ours_cycles:.0f} |"
+        )
+
+
 def print_opcodes() -> None:
     print("\nPython bytecode instructions executed (asyncio's pure-Python loop included):\n")
     print("| per | raw + watcher | sse-llm `EventStream` | ratio |")
@@ -299,6 +348,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--opcodes", action="store_true", help="also count bytecode instructions")
+    parser.add_argument(
+        "--objects", action="store_true", help="also count the objects the collector tracks"
+    )
     args = parser.parse_args()
     loops: list[tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]] = [("asyncio", asyncio.run)]
     try:
@@ -321,6 +373,8 @@ def main() -> None:
         print(f"| {label} | {micros:.2f} |")
     if args.opcodes:
         print_opcodes()
+    if args.objects:
+        print_objects(loops)
 
 
 if __name__ == "__main__":
