@@ -18,6 +18,7 @@ import anyio.lowlevel
 import httpx
 import httpx_sse
 import pytest
+import uvloop
 from sse_starlette import JSONServerSentEvent
 from sse_starlette import ServerSentEvent as StarletteEvent
 from starlette.applications import Starlette
@@ -263,7 +264,16 @@ def _request(
         app = Starlette(routes=[Route("/", endpoint)])
     else:
         app = EventStream(source, format=TextFormat(), **options)
-    scope = {
+    scope = _request_scope()
+
+    async def request() -> None:
+        await app(scope, channel.receive, channel.send)
+
+    return request
+
+
+def _request_scope() -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
@@ -277,11 +287,6 @@ def _request(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-
-    async def request() -> None:
-        await app(scope, channel.receive, channel.send)
-
-    return request
 
 
 @pytest.mark.anyio
@@ -388,6 +393,53 @@ def test_the_watcher_makes_one_timer_per_wait_not_one_per_wake_up(
     assert len(loop.watch_timers) == heartbeats + 1
     *went_off, last = loop.watch_timers
     assert not any(timer.cancelled() for timer in went_off) and last.cancelled()
+
+
+class _UploadingChannel(_Channel):
+    """A client still sending its request body: after each wake-up of the watcher, the next
+    ``receive()`` returns a chunk the server had buffered, at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffered = True
+
+    async def receive(self) -> dict[str, Any]:
+        self.receives += 1
+        if self.buffered:
+            self.buffered = False
+            return {"type": "http.request", "body": b"x", "more_body": True}
+        try:
+            await self.gone.wait()
+        except asyncio.CancelledError:
+            self.buffered = True
+            raise
+        return {"type": "http.disconnect"}
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_heartbeats_every_few_milliseconds_to_a_client_still_uploading(loop: str) -> None:
+    # uvloop's timers go off up to a millisecond early, and its call_later() returns a plain
+    # call_soon() handle (no `when`) for under half a millisecond: with a heartbeat of a few
+    # milliseconds the watcher gets such handles, and a receive() that returns at once makes
+    # it look at one again.
+    async def main() -> tuple[_UploadingChannel, Results]:
+        channel = _UploadingChannel()
+        results = Results()
+        closed = asyncio.Event()
+        app = EventStream(
+            _a_then_thinking(closed), format=TextFormat(), heartbeat=0.0023, on_complete=results
+        )
+        asyncio.get_running_loop().call_later(1.0, channel.gone.set)
+        async with asyncio.timeout(5):
+            await app(_request_scope(), channel.receive, channel.send)
+        assert closed.is_set()
+        return channel, results
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        channel, results = runner.run(main())
+    assert results.one.reason == "disconnected" and results.one.error is None
+    assert sum(body.startswith(b":") for body in channel.body) > 50  # ~400 in that second
 
 
 @pytest.mark.anyio

@@ -481,7 +481,7 @@ class Pump:
         flush_interval = self.engine.flush_interval
         # Kept across a wake-up that means nothing (an ASGI server's first receive() is the
         # request body): one timer per stream, not one per wake-up (see _rearm).
-        timer: asyncio.TimerHandle | None = None
+        timer: asyncio.Handle | None = None
         self._watching = True
         try:
             while not self._finished:
@@ -514,9 +514,11 @@ class Pump:
                     except asyncio.CancelledError:
                         if not self._timed_out or watcher.uncancel() > 0:
                             raise  # (also) cancelled from outside
-                        timer = None  # it went off
                     finally:
-                        self._timed_out = False
+                        if self._timed_out:
+                            # It went off (even if wait_client() swallowed its cancel).
+                            timer = None
+                            self._timed_out = False
                 if self._finished:
                     return
                 if got is not None and not isinstance(got, str):
@@ -561,8 +563,8 @@ class Pump:
                 timer.cancel()
 
     def _rearm(
-        self, timer: asyncio.TimerHandle | None, watcher: asyncio.Task[Any], wake: float
-    ) -> asyncio.TimerHandle:
+        self, timer: asyncio.Handle | None, watcher: asyncio.Task[Any], wake: float
+    ) -> asyncio.Handle:
         """A timer that goes off ``wake`` seconds from now: the pending one when it goes off
         by then, give or take a millisecond (the resolution of uvloop's timers; going off
         early only makes the watcher look again). asyncio keeps a cancelled timer, and a copy
@@ -570,7 +572,10 @@ class Pump:
         must not leave one behind."""
         loop = watcher.get_loop()
         if timer is not None:
-            if not timer.cancelled() and timer.when() <= loop.time() + wake + 0.001:
+            # uvloop's call_later() rounds to milliseconds: under half of one, it returns a
+            # call_soon() handle (no ``when``), which goes off at the next turn anyway.
+            when = getattr(timer, "when", None)
+            if not timer.cancelled() and (when is None or when() <= loop.time() + wake + 0.001):
                 return timer
             timer.cancel()
         return loop.call_later(wake, self._time_out)
