@@ -189,19 +189,20 @@ def _unchunk(body: bytes) -> bytes:
 
 
 def start_servers(
-    keys: Sequence[tuple[str, str]], profile_dir: str | None = None, gc_off: bool = False
+    keys: Sequence[tuple[str, str]], profile_dir: str | None = None, gc: str = "on"
 ) -> dict[tuple[str, str], Server]:
     """Start one server per ``(variant, stack)``, all at once (their imports overlap), and wait
     until each answers ``/stats``. On any failure every one of them is stopped again.
-    ``gc_off``: the servers run without Python's cyclic garbage collector (a diagnostic)."""
+    ``gc``: ``"off"``, the servers run without Python's cyclic garbage collector (a
+    diagnostic); ``"freeze"``, they call ``gc.freeze()`` once the app is made."""
     started: dict[tuple[str, str], Server] = {}
     try:
         for variant, stack in keys:
             cmd = [sys.executable, str(SERVER), "--variant", variant, "--stack", stack]
             if profile_dir:
                 cmd += ["--profile", f"{profile_dir}/{variant}-{stack}.prof"]
-            if gc_off:
-                cmd.append("--gc-off")
+            if gc != "on":
+                cmd.append(f"--gc-{gc}")
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
             started[(variant, stack)] = Server(variant, stack, proc)
         deadline = time.monotonic() + START_TIMEOUT + 2 * len(keys)  # they share two cores

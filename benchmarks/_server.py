@@ -4,7 +4,7 @@ Run by the benchmark scripts as a subprocess (never imported by them), so that t
 read this process's CPU time and memory from ``/proc/<pid>`` without counting the client.
 
     python benchmarks/_server.py --variant sse-llm [--stack asyncio|uvloop] [--profile out.prof]
-                                 [--gc-off]
+                                 [--gc-off | --gc-freeze]
 
 It binds 127.0.0.1 on an OS-chosen port and prints ``{"port": N}`` on its first stdout line.
 
@@ -426,8 +426,14 @@ def main() -> None:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--stack", choices=sorted(STACKS), default="asyncio")
     parser.add_argument("--profile", help="write a cProfile of the whole run here at exit")
-    parser.add_argument(
+    gc_mode = parser.add_mutually_exclusive_group()
+    gc_mode.add_argument(
         "--gc-off", action="store_true", help="no cyclic garbage collection (a diagnostic)"
+    )
+    gc_mode.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once the app is made: collections skip what was alive then",
     )
     args = parser.parse_args()
     if args.gc_off:
@@ -453,6 +459,8 @@ def main() -> None:
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_ExpectedShutdownNoise())
     print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
+    if args.gc_freeze:
+        gc.freeze()  # the modules, the app, uvicorn's config: what lives as long as the process
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         # uvicorn re-raises the SIGTERM it caught once it has shut down; the default handler

@@ -39,6 +39,12 @@ SOURCES = {"tick": 0.05, "silent": -1.0}
 CLOSES = ("fin", "rst")
 TARGET_VS_RAW = 1.3  # bare sse-llm: p99 from the hang-up to the source's finally
 COLLECT_TIMEOUT = 3.0  # seconds to wait for the sources to close after the drop
+GC_NOTES = {
+    "on": "",
+    "off": " **These servers ran with the collector off** (`--gc off`, a diagnostic: no server "
+    "runs so).",
+    "freeze": " **These servers called `gc.freeze()` once the app was made** (`--gc freeze`).",
+}
 
 
 def one_run(
@@ -108,9 +114,7 @@ def run(args: Any) -> dict[str, Any]:
         for case in cases:
             src, n, close = case
             h.progress(args, f"round {r + 1}/{rounds}: {src}, {n} clients, {close}")
-            fresh = h.start_servers(
-                [(v, st) for st in stacks for v in variants], gc_off=args.gc_off
-            )
+            fresh = h.start_servers([(v, st) for st in stacks for v in variants], gc=args.gc)
             try:
                 for st in stacks:
                     for v in variants:
@@ -130,12 +134,7 @@ def run(args: Any) -> dict[str, Any]:
         f"property of the whole stack. Full GCs: in how many rounds Python's cyclic garbage "
         f"collector ran a full (generation-2) collection in the server during the drop; it "
         f"stops the whole process for tens of milliseconds with thousands of streams open."
-        + (
-            " **These servers ran with the collector off** (`--gc-off`, a diagnostic: no "
-            "server runs so)."
-            if args.gc_off
-            else ""
-        )
+        + GC_NOTES[args.gc]
     ]
     checks: list[h.Check] = []
     for case in cases:
@@ -201,10 +200,12 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), help="default both")
     parser.add_argument("--closes", nargs="+", choices=CLOSES, help="default both")
     parser.add_argument(
-        "--gc-off",
-        action="store_true",
-        help="run the servers with Python's cyclic garbage collector off: a diagnostic of "
-        "what its full collections add (no server runs so)",
+        "--gc",
+        choices=list(GC_NOTES),
+        default="on",
+        help="the servers' cyclic garbage collector: on (default); off, a diagnostic of what "
+        "its collections add (no server runs so); freeze, gc.freeze() once the app is made, "
+        "so that a full collection skips the objects alive then",
     )
     args = parser.parse_args()
     h.raise_fd_limit()
