@@ -202,7 +202,7 @@ def start_servers(
             if profile_dir:
                 cmd += ["--profile", f"{profile_dir}/{variant}-{stack}.prof"]
             if gc != "on":
-                cmd.append(f"--gc-{gc}")
+                cmd += ["--gc", gc]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
             started[(variant, stack)] = Server(variant, stack, proc)
         deadline = time.monotonic() + START_TIMEOUT + 2 * len(keys)  # they share two cores

@@ -4,7 +4,7 @@ Run by the benchmark scripts as a subprocess (never imported by them), so that t
 read this process's CPU time and memory from ``/proc/<pid>`` without counting the client.
 
     python benchmarks/_server.py --variant sse-llm [--stack asyncio|uvloop] [--profile out.prof]
-                                 [--gc-off | --gc-freeze]
+                                 [--gc on|off|freeze]
 
 It binds 127.0.0.1 on an OS-chosen port and prints ``{"port": N}`` on its first stdout line.
 
@@ -426,17 +426,15 @@ def main() -> None:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--stack", choices=sorted(STACKS), default="asyncio")
     parser.add_argument("--profile", help="write a cProfile of the whole run here at exit")
-    gc_mode = parser.add_mutually_exclusive_group()
-    gc_mode.add_argument(
-        "--gc-off", action="store_true", help="no cyclic garbage collection (a diagnostic)"
-    )
-    gc_mode.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="gc.freeze() once the app is made: collections skip what was alive then",
+    parser.add_argument(
+        "--gc",
+        choices=("on", "off", "freeze"),
+        default="on",
+        help="the cyclic garbage collector: on; off (a diagnostic); freeze, gc.freeze() once "
+        "the app is made, so that collections skip what was alive then",
     )
     args = parser.parse_args()
-    if args.gc_off:
+    if args.gc == "off":
         gc.disable()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of connections
@@ -459,7 +457,7 @@ def main() -> None:
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_ExpectedShutdownNoise())
     print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
-    if args.gc_freeze:
+    if args.gc == "freeze":
         gc.freeze()  # the modules, the app, uvicorn's config: what lives as long as the process
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:

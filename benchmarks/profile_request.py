@@ -338,10 +338,6 @@ def print_objects(loops: list[tuple[str, Callable[[Coroutine[Any, Any, Any]], An
 _RAW_LOOP = {"_server.py:raw_watch", "_server.py:watch"}
 
 
-def _is_sse_llm(where: str) -> bool:
-    return where.startswith("sse_llm/")
-
-
 def print_opcodes() -> None:
     print("\nPython bytecode instructions executed (asyncio's pure-Python loop included):\n")
     print(
@@ -360,7 +356,9 @@ def print_opcodes() -> None:
         ours_total = sum(got[case]["sse-llm"].values())
         # The layer's own code: the raw loop's two coroutines, the sse_llm package's modules.
         raw_own = sum(n for where, n in got[case]["raw"].items() if where in _RAW_LOOP)
-        ours_own = sum(n for where, n in got[case]["sse-llm"].items() if _is_sse_llm(where))
+        ours_own = sum(
+            n for where, n in got[case]["sse-llm"].items() if where.startswith("sse_llm/")
+        )
         print(
             f"| {label} | {raw_total:,.0f} | {ours_total:,.0f} | {ours_total / raw_total:.2f}x "
             f"| {raw_own:,.0f} | {ours_own:,.0f} |"
