@@ -132,7 +132,7 @@ def test_invalid_event_fields_raise(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", INVALID["comments"], ids=[c["name"] for c in INVALID["comments"]])
-def test_comment_with_line_break_raises(case: dict[str, Any]) -> None:
+def test_comment_the_wire_cannot_carry_raises(case: dict[str, Any]) -> None:
     with pytest.raises(InvalidEventError):
         Comment(case["text"])
     with pytest.raises(ValueError):

@@ -449,6 +449,84 @@ def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
     assert engine.result.reason == "completed"
 
 
+_EVERY_FORMAT = [NamedEventsFormat, TypedJSONFormat, AISDKFormat, OpenAIChatFormat]
+
+
+@pytest.mark.parametrize("fmt", _EVERY_FORMAT, ids=lambda f: f.__name__)
+def test_reasoning_split_inside_a_character_is_joined_like_the_answer(fmt: Any) -> None:
+    # Found in review: only the answer's halves were joined; a reasoning delta ending in half
+    # an emoji failed the UTF-8 encode and ended a healthy stream with an error.
+    engine = StreamEngine(fmt())
+    items = [ReasoningDelta("think \ud83d"), ReasoningDelta("\ude00 more"), "ok"]
+    wire = run(engine, items).decode()  # strict UTF-8: the stream's own encoding
+    assert "😀 more" in wire
+    assert "\ufffd" not in wire
+    assert engine.result.reasoning == "think 😀 more"
+    assert engine.result.text == "ok"
+    assert engine.result.reason == "completed"
+
+
+def test_a_half_character_is_released_before_an_event_of_another_kind() -> None:
+    # The half cannot be joined across another event: it goes out as U+FFFD in its place,
+    # so the order on the wire is the order the source gave.
+    engine = StreamEngine()
+    call = ToolCall(0, "c", "f", "{}")
+    wire = run(engine, [ReasoningDelta("thought\ud83d"), "answer\ud83d", call])
+    assert [(name, data.get("text", data.get("name"))) for name, data in events(wire)] == [
+        ("reasoning", "thought"),
+        ("reasoning", "\ufffd"),
+        ("delta", "answer"),
+        ("delta", "\ufffd"),
+        ("tool_call", "f"),
+        ("done", None),
+    ]
+    assert engine.result.reasoning == "thought\ufffd"
+    assert engine.result.text == "answer\ufffd"
+
+
+def test_the_providers_error_stays_the_last_event_after_a_held_half() -> None:
+    # Found in review: the held half was written at close, after the error event.
+    engine = StreamEngine()
+    wire = run(engine, ["a\ud83d", ErrorEvent("Overloaded", "overloaded_error")])
+    assert events(wire) == [
+        ("delta", {"text": "a"}),
+        ("delta", {"text": "\ufffd"}),
+        ("error", {"message": "Overloaded", "code": "overloaded_error"}),
+    ]
+    assert engine.result.text == "a\ufffd"
+    assert engine.result.reason == "error"
+
+
+@pytest.mark.parametrize("fmt", _EVERY_FORMAT, ids=lambda f: f.__name__)
+def test_a_lone_surrogate_in_a_providers_fields_becomes_u_fffd(fmt: Any) -> None:
+    engine = StreamEngine(fmt())
+    call = ToolCall(0, "call_1", "note", '{"text":"\ud83d"}')
+    citation = Citation("url", url="https://example.com/", title="T\udc00")
+    activity = ToolActivity("ws_1", "web_search", "finished", input={"q": ["\ud83d"]}, summary="s")
+    wire = run(engine, [call, citation, activity, ErrorEvent("bad \udc00", "x")])
+    assert "\\ud83d" not in wire.decode("ascii", "backslashreplace")  # valid UTF-8 all through
+    assert engine.result.tool_calls == [ToolCall(0, "call_1", "note", '{"text":"\ufffd"}')]
+    assert engine.result.citations[0].title == "T\ufffd"
+    assert engine.result.tool_activity[0].input == {"q": ["\ufffd"]}
+    assert engine.result.error == ErrorEvent("bad \ufffd", "x")
+    assert engine.result.reason == "error"
+
+
+def test_an_event_without_a_lone_surrogate_is_passed_on_as_it_is() -> None:
+    from sse_llm._engine import _whole
+
+    activity = ToolActivity("ws_1", "web_search", "finished", input={"q": ["é", 1]})
+    assert _whole(activity) is activity
+
+
+def test_a_finish_reason_that_is_not_normalised_fails_where_it_is_built() -> None:
+    # A provider's own value there used to fail inside the format's end, after the stream
+    # was marked closed: no end event at all.
+    with pytest.raises(ValueError, match="raw_reason"):
+        Finish("end_turn")  # type: ignore[arg-type]
+    assert Finish("other", "end_turn").reason == "other"
+
+
 # -- every provider's recorded chunks, with no I/O ------------------------------------------
 
 

@@ -15,13 +15,14 @@ engine and sends what comes back. So the engine can be driven with plain functio
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._encoder import LINE_BREAK, encode
-from ._events import Comment, ServerSentEvent
+from ._events import LONE_SURROGATE, Comment, ServerSentEvent
 from ._formats import NOTHING, NamedEventsFormat, Units, WireFormat
 from ._model import (
     Citation,
@@ -57,9 +58,10 @@ _LLM_EVENTS = (
     Finish,
     ErrorEvent,
 )
+_TEXTS = (TextDelta, ReasoningDelta)  # the streamed texts: half a character may end one
+_NO_TEXT = (Usage, Finish)  # the events without a provider's text in them
 _SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
 _ID_PREFIX = re.compile(r"[^\r\n\0]+")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 #: The end reasons whose stream gets last units: the client is still there to read them.
 _WRITES_AN_END = frozenset(("completed", "error", "shutdown"))
 
@@ -142,6 +144,7 @@ class StreamEngine:
         "_dropped",
         "_from_provider",
         "_held",
+        "_held_in",
         "_ids",
         "_keep",
         "_normalizer",
@@ -192,6 +195,7 @@ class StreamEngine:
         self._keep = self._text.keeper()
         self._dropped = False  # text came that nothing kept
         self._held = ""  # a high surrogate that ended the last token (see _whole_characters)
+        self._held_in: type[TextDelta | ReasoningDelta] = TextDelta  # which text it ended
         self._reasoning: _Text | None = None  # made when reasoning arrives
         self._normalizer: Normalizer | None = None
         self._from_provider = False  # a provider stream reports its own finish reason
@@ -237,8 +241,8 @@ class StreamEngine:
             InvalidEventError: a ready-made event the wire cannot carry.
         """
         if type(item) is str:  # the hot path: a plain text token
-            if self._held or (not item.isascii() and _SURROGATE.search(item)):
-                item = self._whole_characters(item)
+            if self._held or (not item.isascii() and LONE_SURROGATE.search(item)):
+                return self._out(self._event(TextDelta(item)))  # half a character to join
             if not item:
                 return NOTHING
             keep = self._keep
@@ -290,7 +294,7 @@ class StreamEngine:
             result.error = error
             provider = translate_exception(error)
             if provider is not None:
-                self._pending_error = (provider.message, provider.code)
+                self._pending_error = (_whole(provider.message), provider.code)
             else:
                 self._pending_error = (SAFE_ERROR, "internal_error")
             reason = "error"
@@ -298,9 +302,8 @@ class StreamEngine:
             reason = "error"
         out: list[bytes] = []
         if self._held:  # half a surrogate pair and nothing after it
-            self._held = ""
-            held = self._event(TextDelta("\ufffd"))
-            if reason in _WRITES_AN_END:
+            held = self._release()
+            if reason in _WRITES_AN_END and not self.ended:  # an error event stays the last
                 out.extend(held)
         normalizer = self._normalizer
         if normalizer is not None:
@@ -334,7 +337,7 @@ class StreamEngine:
         if self._reasoning is not None:
             result.reasoning = self._reasoning.value()
 
-    def _whole_characters(self, text: str) -> str:
+    def _whole_characters(self, text: str, kind: type[TextDelta | ReasoningDelta]) -> str:
         """``text`` with no lone surrogate, which UTF-8 cannot carry.
 
         A provider that splits a UTF-16 surrogate pair between two chunks (an emoji cut in
@@ -345,8 +348,13 @@ class StreamEngine:
         text = self._held + text
         self._held = ""
         if text and "\ud800" <= text[-1] <= "\udbff":
-            text, self._held = text[:-1], text[-1]
+            text, self._held, self._held_in = text[:-1], text[-1], kind
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+    def _release(self) -> Units:
+        """The held half as U+FFFD, written as the text it ended: no other token can join it."""
+        self._held = ""
+        return self._event(self._held_in("\ufffd"))
 
     def _out(self, units: Units) -> Units:
         return units if self._ids is None or not units else self._number(units)
@@ -393,19 +401,25 @@ class StreamEngine:
 
     def _event(self, event: LLMEvent) -> Units:
         """Record what the result keeps, and write the event."""
-        if isinstance(event, TextDelta):
+        if self._held and type(event) is not self._held_in:
+            # The text the half ended is over: it goes out first, in the source's order.
+            return [*self._release(), *self._event(event)]
+        if isinstance(event, _TEXTS):
             text = event.text
-            if self._held or (not text.isascii() and _SURROGATE.search(text)):
-                text = self._whole_characters(text)
+            if self._held or (not text.isascii() and LONE_SURROGATE.search(text)):
+                text = self._whole_characters(text, type(event))
             if not text:
                 return NOTHING
-            self._text.add(text)
-            return self._writer.text(text)
-        if isinstance(event, ReasoningDelta):
+            if isinstance(event, TextDelta):
+                self._text.add(text)
+                return self._writer.text(text)
             if self._reasoning is None:
                 self._reasoning = _Text(True if self._text.limit is None else self._text.limit)
-            self._reasoning.add(event.text)
-        elif isinstance(event, ToolCall):
+            self._reasoning.add(text)
+            return self._writer.event(event if text is event.text else ReasoningDelta(text))
+        if not isinstance(event, _NO_TEXT):  # the others carry a provider's text
+            event = _whole(event)
+        if isinstance(event, ToolCall):
             self.result.tool_calls.append(event)
         elif isinstance(event, Citation):
             self.result.citations.append(event)
@@ -420,6 +434,31 @@ class StreamEngine:
             self.ended = True
             return self._writer.error(event.message, event.code)
         return self._writer.event(event)
+
+
+def _whole(value: Any) -> Any:
+    """``value`` with every lone surrogate in its text made U+FFFD, which UTF-8 cannot carry
+    (in a provider's tool arguments or source title: what a browser would show for it); the
+    same object when it has none. Walks events, dicts, lists and tuples."""
+    if isinstance(value, str):
+        if value.isascii() or not LONE_SURROGATE.search(value):
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, Mapping):
+        mapping = {_whole(key): _whole(item) for key, item in value.items()}
+        return value if mapping == value else mapping
+    if isinstance(value, list | tuple):
+        items = type(value)(_whole(item) for item in value)
+        return value if items == value else items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for field in dataclasses.fields(value):
+            old = getattr(value, field.name)
+            new = _whole(old)
+            if new is not old:
+                changes[field.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
 
 
 def _foreign_event(item: Any) -> Units | None:

@@ -7,11 +7,23 @@ built, not halfway through a response.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ._exceptions import InvalidEventError
 
-__all__ = ["Comment", "ServerSentEvent"]
+__all__ = ["LONE_SURROGATE", "Comment", "ServerSentEvent"]
+
+#: A code point UTF-8 cannot carry: any surrogate in a ``str`` is one half of a UTF-16 pair.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_encodable(name: str, value: str) -> None:
+    if not value.isascii() and LONE_SURROGATE.search(value):
+        raise InvalidEventError(
+            f"SSE {name!r} contains a lone surrogate, which UTF-8 cannot carry (the stream is "
+            f"UTF-8, WHATWG HTML §9.2.5); join the pair or replace it with U+FFFD: {value!r}"
+        )
 
 
 def _check_field(name: str, value: str, *, nul: bool = False) -> None:
@@ -24,6 +36,7 @@ def _check_field(name: str, value: str, *, nul: bool = False) -> None:
             f"SSE {name!r} must not contain NUL; clients ignore such ids (WHATWG HTML §9.2.6): "
             f"{value!r}"
         )
+    _check_encodable(name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +47,7 @@ class ServerSentEvent:
         data: the payload; any text. Each CRLF, CR or LF starts a new ``data:`` line on the
             wire, and the client rejoins them with LF (so CR and CRLF arrive as LF: the one
             change the format imposes, WHATWG HTML §9.2.6).
+            No lone surrogate (half a UTF-16 pair: UTF-8 cannot carry it), in any field.
         event: the event type; ``None`` means the default ``message``. No CR/LF.
         id: sets the client's last event ID (sent back as ``Last-Event-ID`` on reconnect).
             No CR, LF or NUL. ``""`` resets it.
@@ -51,6 +65,7 @@ class ServerSentEvent:
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):
             raise InvalidEventError(f"SSE data must be str, not {type(self.data).__name__}")
+        _check_encodable("data", self.data)
         if self.event is not None:
             _check_field("event", self.event)
         if self.id is not None:
@@ -68,10 +83,11 @@ class Comment:
     """An SSE comment line (``: text``), ignored by clients; used for heartbeats.
 
     Args:
-        text: the comment text. No CR/LF (a line break would end the comment).
+        text: the comment text. No CR/LF (a line break would end the comment), no lone
+            surrogate.
 
     Raises:
-        InvalidEventError: the text contains CR or LF.
+        InvalidEventError: the text contains CR, LF or a lone surrogate.
     """
 
     text: str = ""

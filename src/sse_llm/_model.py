@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 __all__ = [
     "Citation",
@@ -49,6 +49,8 @@ __all__ = [
 FinishReason: TypeAlias = Literal[
     "stop", "length", "tool_calls", "content_filter", "pause", "error", "other"
 ]
+
+_FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 
 #: What a :class:`Citation` points at: a web page (``url``), a document the request supplied
 #: (``document``: Anthropic document blocks, Gemini retrieval), or a stored file (``file``:
@@ -283,10 +285,21 @@ class Finish:
         reason: the normalised reason (see :data:`FinishReason`).
         raw_reason: the provider's own value (``"end_turn"``, ``"MAX_TOKENS"`` ...), or
             ``None`` when the stream ended without one.
+
+    Raises:
+        ValueError: ``reason`` is not a :data:`FinishReason` (a provider's own value belongs
+            in ``raw_reason``): caught where the source builds it, not when the stream ends.
     """
 
     reason: FinishReason
     raw_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason not in _FINISH_REASONS:
+            raise ValueError(
+                f"Finish reason must be one of {', '.join(_FINISH_REASONS)}, not "
+                f"{self.reason!r}; put the provider's own value in raw_reason"
+            )
 
 
 @dataclass(frozen=True, slots=True)
