@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import anthropic
 import httpx2
+import openai
 import pytest
 
 from sse_llm import ProviderError
@@ -208,3 +209,34 @@ def test_anthropic_sdk_errors_translate_to_the_provider_message_not_a_repr() -> 
     assert unreachable is not None
     assert unreachable.message == "The model provider could not be reached."
     assert translate_exception(ValueError("not a provider error")) is None
+
+
+def _fields(error: ProviderError | None) -> tuple[str, str | None] | None:
+    return None if error is None else (error.message, error.code)
+
+
+def test_openai_sdk_errors_show_only_the_providers_json_wording() -> None:
+    # Found in review: for a body that is not JSON the SDK's message is
+    # "Error code: 502 - <the body>", and that reached the browser (a proxy's HTML page).
+    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
+
+    def status_error(status: int, body: object) -> openai.APIStatusError:
+        response = httpx2.Response(status, request=request)
+        return openai.APIStatusError(f"Error code: {status} - {body}", response=response, body=body)
+
+    body = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit"}}
+    limited = translate_exception(status_error(429, body))
+    assert _fields(limited) == ("Rate limit reached", "rate_limit")
+    html = translate_exception(status_error(502, "<html>Bad Gateway from internal-lb-7</html>"))
+    assert _fields(html) == ("The model provider answered with HTTP status 502.", "502")
+    # An in-stream error: the SDK gives the error object itself as the body.
+    in_stream = openai.APIError(
+        "x", request, body={"message": "Overloaded", "type": "server_error"}
+    )
+    assert _fields(translate_exception(in_stream)) == ("Overloaded", "server_error")
+    silent = openai.APIError("An error occurred during streaming", request, body={"code": None})
+    assert _fields(translate_exception(silent)) == ("The model provider reported an error.", None)
+    unreachable = translate_exception(openai.APIConnectionError(request=request))
+    assert _fields(unreachable) == ("The model provider could not be reached.", None)
+    # Not the provider's answer (no API key configured): the app's own error, not translated.
+    assert translate_exception(openai.OpenAIError("The api_key client option must be set")) is None

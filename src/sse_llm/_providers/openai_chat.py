@@ -56,6 +56,7 @@ from .._model import (
 )
 from ._common import (
     as_mapping,
+    error_fields,
     int_or_none,
     merge_counts,
     multiple_choices_error,
@@ -116,22 +117,29 @@ def matches(item: Any) -> bool:
 
 
 def translate(exc: BaseException) -> ProviderError | None:
-    """The provider's message from an ``openai`` SDK exception (in-stream or HTTP status)."""
+    """The provider's message from an ``openai`` SDK exception (in-stream or HTTP status).
+
+    Only a JSON error body is the provider's own wording: for any other body the SDK's
+    message is ``"Error code: 502 - <the body>"``, which may be a proxy's HTML page.
+    """
     if type(exc).__module__.split(".")[0] != "openai":
         return None
-    body = getattr(exc, "body", None)
-    message = getattr(exc, "message", None)
-    code: Any = getattr(exc, "code", None) or getattr(exc, "status_code", None)
-    if isinstance(body, Mapping):
-        error = body.get("error", body)
-        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-            message = error["message"]
-            code = error.get("code") or error.get("type") or code
     if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
-        message = "The model provider could not be reached."
-    if not isinstance(message, str) or not message:
-        return None
-    return ProviderError(message, None if code is None else str(code))
+        return ProviderError("The model provider could not be reached.", None)
+    if not hasattr(exc, "body"):
+        return None  # not the provider's answer (a missing API key): the app's own error
+    body = exc.body
+    message, code = error_fields(body) if isinstance(body, Mapping | list) else (None, None)
+    status = getattr(exc, "status_code", None)
+    if message is None:
+        if status is not None:
+            message = f"The model provider answered with HTTP status {status}."
+        else:  # an in-stream error without a message: the SDK's own words are a constant
+            message = "The model provider reported an error."
+    if code is None:
+        sdk_code = getattr(exc, "code", None) or status
+        code = None if sdk_code is None else str(sdk_code)
+    return ProviderError(message, code)
 
 
 def url_citation(annotation: Any, offset: int = 0) -> Citation | None:
