@@ -42,6 +42,7 @@ from sse_llm import (
     Usage,
 )
 from sse_llm._pump import first_failure
+from sse_llm.formats import AISDKFormat
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
@@ -647,6 +648,11 @@ async def test_an_iterable_whose_iterator_has_only_anext_streams() -> None:
 # -- heartbeats ------------------------------------------------------------------------------------
 
 
+async def _words(*words: str) -> AsyncIterator[str]:
+    for word in words:
+        yield word
+
+
 async def _silent_between(first: Any, seconds: float, last: Any) -> AsyncIterator[Any]:
     yield first
     await anyio.sleep(seconds)
@@ -706,6 +712,161 @@ async def test_heartbeats_resume_after_a_slow_send() -> None:
     response = await run_stream(_slow_first_body_send(app, 0.5), timeout=15)
     assert payloads(response)[:2] == [("delta", {"text": "a"}), ("delta", {"text": "b"})]
     assert len(response.comments) >= 3, response.items
+
+
+# -- sends that take long, a source slow to close -----------------------------------------------
+
+
+class _SlowToClose:
+    """An SDK-like stream: one token, then it waits; closing it takes 10 s (a stuck upstream
+    connection, a ``finally`` that writes to a slow database)."""
+
+    def __init__(self) -> None:
+        self.gave = False
+
+    def __aiter__(self) -> _SlowToClose:
+        return self
+
+    async def __anext__(self) -> str:
+        if not self.gave:
+            self.gave = True
+            return "a"
+        await anyio.sleep(30)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        await anyio.sleep(10)
+
+
+@pytest.mark.anyio
+async def test_a_source_slow_to_close_is_left_after_close_timeout_and_the_hook_gets_it_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found in review: the close deadline's TimeoutError left the request as an exception
+    # (asyncio) and the hook was told "completed" with no text.
+    results = Results()
+    app = EventStream(_SlowToClose(), on_complete=results, close_timeout=0.2, heartbeat=None)
+    start = anyio.current_time()
+    with caplog.at_level(logging.WARNING, logger="sse_llm"):
+        response = await run_stream(app, disconnect_after=1, timeout=5)
+    assert response.disconnected and payloads(response) == [("delta", {"text": "a"})]
+    assert anyio.current_time() - start < 2
+    assert results.one.reason == "disconnected" and results.one.text == "a"
+    assert "close_timeout (0.2 s)" in caplog.text
+
+
+def _counting_sends(app: ASGIApp, in_flight: list[int], slow_heartbeat: float) -> ASGIApp:
+    """Every body send takes a turn of the loop; the first heartbeat takes ``slow_heartbeat``
+    seconds (a client slow to read). ``in_flight`` gets the number of sends under way as each
+    one starts."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        running = 0
+        slowed = False
+
+        async def counting_send(message: Any) -> None:
+            nonlocal running, slowed
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            running += 1
+            in_flight.append(running)
+            try:
+                if message["body"].startswith(b":") and not slowed:
+                    slowed = True
+                    await anyio.sleep(slow_heartbeat)
+                await anyio.sleep(0.01)
+                await send(message)
+            finally:
+                running -= 1
+
+        await app(scope, receive, counting_send)
+
+    return wrapped
+
+
+@pytest.mark.anyio
+async def test_a_token_waits_for_every_heartbeat_under_way_not_only_the_first() -> None:
+    # Found in review: a heartbeat slower than the heartbeat interval is followed at once by
+    # the next one; a token that waited for the first went out during the second.
+    in_flight: list[int] = []
+    app = EventStream(_silent_between("a", 0.15, "b"), heartbeat=0.1, send_timeout=10)
+    response = await run_stream(_counting_sends(app, in_flight, 0.3), timeout=10)
+    assert delta_text(response.events) == "ab"
+    assert len(response.comments) >= 2  # the slow heartbeat and the one right after it
+    assert max(in_flight) == 1, in_flight
+
+
+def _stuck_at(app: ASGIApp, stuck: Callable[[Any], bool]) -> ASGIApp:
+    """A client that stops reading at the first body message ``stuck`` picks."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def stalling_send(message: Any) -> None:
+            if message["type"] == "http.response.body" and stuck(message):
+                await anyio.sleep(30)
+            await send(message)
+
+        await app(scope, receive, stalling_send)
+
+    return wrapped
+
+
+@pytest.mark.anyio
+async def test_a_last_send_that_times_out_is_reported_as_a_timeout() -> None:
+    # Found in review: the source had run out, so the hook was told "completed" although
+    # the end of the stream never reached the client.
+    results = Results()
+    app = EventStream(_words("a", "b"), on_complete=results, send_timeout=0.2, heartbeat=None)
+    start = anyio.current_time()
+    response = await run_stream(_stuck_at(app, lambda m: not m["more_body"]), timeout=5)
+    assert delta_text(response.events) == "ab" and not response.complete
+    assert anyio.current_time() - start < 2
+    assert results.one.reason == "timeout" and results.one.text == "ab"
+
+
+@pytest.mark.anyio
+async def test_the_first_send_is_timed_out_like_the_others() -> None:
+    # The AI SDK format writes its start parts before the first token: that send too is
+    # bounded by send_timeout (found in review: it waited for as long as the client did).
+    results = Results()
+    app = EventStream(
+        _words("a"), format=AISDKFormat(), on_complete=results, send_timeout=0.2, heartbeat=None
+    )
+    start = anyio.current_time()
+    await run_stream(_stuck_at(app, lambda m: True), timeout=5)
+    assert anyio.current_time() - start < 2
+    assert results.one.reason == "timeout" and results.one.events_sent == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_receive_that_swallows_the_watchers_timer_does_not_fail_the_request() -> None:
+    # A server whose receive() catches the cancel the watcher's timer sends (none of the
+    # shipped ones does): the request still ends normally once the stream completes.
+    channel = _Channel()
+    swallowed = 0
+    original = channel.receive
+
+    async def swallowing_receive() -> dict[str, Any]:
+        nonlocal swallowed
+        if channel.receives == 1 and not swallowed:
+            channel.receives += 1
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                swallowed += 1
+                return {"type": "http.request", "body": b"", "more_body": False}
+        return await original()
+
+    channel.receive = swallowing_receive  # type: ignore[method-assign]
+    results = Results()
+    source = _silent_between("a", 0.3, "b")
+    request = _request(source, True, channel, on_complete=results, heartbeat=0.1)
+    async with asyncio.timeout(5):
+        await request()
+    assert swallowed == 1
+    assert channel.complete and results.one.reason == "completed"
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -312,7 +312,10 @@ class Pump:
         try:
             first = engine.start_units()
             if first:
+                self._in_send = True  # timed out like any other send
+                self._last_output = _monotonic()
                 await self._deliver(first, True)
+                self._in_send = False
             try:
                 source = self.source
                 iterator: AsyncIterator[Any]
@@ -331,10 +334,10 @@ class Pump:
                 try:
                     while True:
                         item = await anext()
-                        if self._idle_send is not None:
-                            # Feed only once the watcher's send is over: what the engine
-                            # writes goes out in the order it was written (event ids rely
-                            # on it).
+                        while self._idle_send is not None:
+                            # Feed only once the watcher's sends are over (a slow heartbeat
+                            # can be followed at once by the next): what the engine writes
+                            # goes out in the order it was written (event ids rely on it).
                             await self._idle_send.wait()
                         units = feed(item)
                         if not units:
@@ -387,7 +390,7 @@ class Pump:
     async def _last_units(self, error: Exception | None) -> None:
         """The engine's last units, then the source closed (the stream ended by itself)."""
         self._closing = True
-        if self._idle_send is not None:
+        while self._idle_send is not None:
             await self._idle_send.wait()
         units = self.engine.close_units("completed", error)
         self._in_send = True  # the watcher times out a final send too
@@ -409,22 +412,42 @@ class Pump:
         self._finished = True
         # Cancelled with no reason given: from outside, by a server that is stopping.
         reason = self.reason = self.reason or "shutdown"
+        if reason == "timeout" and self._closing and self.engine.result.reason == "completed":
+            # The source ran out, but its last send never got through: not "completed".
+            self.engine.result.reason = "timeout"
         if reason != "shutdown" and self._idle_send is None and self._source_finished():
             self.engine.close_units(reason)  # nothing left that could wait: no deadline
             return
-        if self._host is not None:
-            # A native timeout: on asyncio a cancel scope would shield from anyio cancels
-            # only, and would import anyio's backend right in the middle of a disconnect.
-            async with asyncio.timeout(self.config.close_timeout):
+        try:
+            if self._host is not None:
+                # A native timeout: on asyncio a cancel scope would shield from anyio cancels
+                # only, and would import anyio's backend right in the middle of a disconnect.
+                try:
+                    async with asyncio.timeout(self.config.close_timeout):
+                        await self._close_and_end(reason)
+                except TimeoutError:
+                    self._log_slow_close()
+                return
+            with anyio.CancelScope(shield=True) as shield:
+                shield.deadline = anyio.current_time() + self.config.close_timeout
                 await self._close_and_end(reason)
-            return
-        with anyio.CancelScope(shield=True) as shield:
-            shield.deadline = anyio.current_time() + self.config.close_timeout
-            await self._close_and_end(reason)
+            if shield.cancelled_caught:
+                self._log_slow_close()
+        finally:
+            # However the close went: the hook gets the text and the reason (a second call
+            # writes and changes nothing).
+            self.engine.close_units(reason)
+
+    def _log_slow_close(self) -> None:
+        logger.warning(
+            "closing the stream took longer than close_timeout (%s s): its source (or its last "
+            "event, to a client that does not read) is left as it is",
+            self.config.close_timeout,
+        )
 
     async def _close_and_end(self, reason: EndReason) -> None:
         await self._close_source()
-        if self._idle_send is not None:
+        while self._idle_send is not None:
             await self._idle_send.wait()
         units = self.engine.close_units(reason)
         if reason == "shutdown":
@@ -514,6 +537,9 @@ class Pump:
                     except asyncio.CancelledError:
                         if not self._timed_out or watcher.uncancel() > 0:
                             raise  # (also) cancelled from outside
+                    else:
+                        if self._timed_out:
+                            watcher.uncancel()  # wait_client() swallowed the timer's cancel
                     finally:
                         if self._timed_out:
                             # It went off (even if wait_client() swallowed its cancel).
