@@ -60,8 +60,9 @@ class StreamOptions(ResumeOptions, total=False):
             Default 15.
         send_timeout: seconds one send may wait on a client that stopped reading before the
             stream ends with reason ``timeout``; ``None`` disables. Default 30.
-        close_timeout: seconds allowed for closing the source and for the last send.
-            Default 5.
+        close_timeout: seconds allowed, once a stream is cut (disconnect, timeout, shutdown),
+            for closing its source and sending its last event; past them the source is left as
+            it is, a warning is logged and the completion hook runs all the same. Default 5.
         on_complete: called once with the :class:`~sse_llm.StreamResult` when the stream
             ends, whatever the reason; sync or async; run even when the request is cancelled.
         shutdown: an event the app sets when the server begins shutting down (``anyio.Event``,
