@@ -17,6 +17,7 @@ from sse_llm import (
     Citation,
     ErrorEvent,
     EventStream,
+    ServerSentEvent,
     SSEDecoder,
     StreamEngine,
     TextDelta,
@@ -304,6 +305,46 @@ def test_custom_templates_get_escaped_values_even_without_autoescape() -> None:
     assert engine.feed("<img src=x onerror=alert(1)>") == (
         b"data: <span>&lt;img src=x onerror=alert(1)&gt;</span>\n\n"
     )
+
+
+class _Attributes(HTMLParser):
+    """Every start tag's attributes, as a browser's parser reads them."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(markup)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+HOSTILE_QUOTES = '" onmouseover="alert(1)'
+
+
+def test_custom_templates_may_put_text_and_error_in_an_attribute() -> None:
+    # Found in review: text was escaped for element content only (no quotes), and as Markup
+    # autoescape left it alone, so an attribute in a custom template could be broken out of.
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    token = env.from_string('<span title="{{ text }}">{{ text }}</span>')
+    final = env.from_string('<div id="{{ target }}" data-error="{{ error }}">{{ html }}</div>')
+    for fmt in (
+        HTMLAppendFormat("m", interval=0, token_template=token, final_template=final),
+        MarkdownFormat("m", interval=0, final_template=final),
+    ):
+        engine = StreamEngine(fmt)
+        wire = engine.start() + engine.feed(HOSTILE_QUOTES)
+        wire += engine.feed(ErrorEvent(HOSTILE_QUOTES, "x")) + engine.close()
+        markup = "".join(e.data for e in SSEDecoder().feed(wire) if isinstance(e, ServerSentEvent))
+        tags = _Attributes(markup).tags
+        assert not [attrs for _, attrs in tags if "onmouseover" in attrs], markup
+        if isinstance(fmt, HTMLAppendFormat):
+            assert ("span", {"title": HOSTILE_QUOTES}) in tags
+        assert [attrs["data-error"] for tag, attrs in tags if "data-error" in attrs] == [
+            HOSTILE_QUOTES
+        ]
 
 
 def test_flush_sends_held_text_only_once_the_interval_has_passed() -> None:

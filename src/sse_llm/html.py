@@ -24,7 +24,8 @@ Markdown goes through ``html=False`` parsing and an nh3 allow-list (see ``sse_ll
 Fragments are rendered with Jinja2 templates whose context values are already HTML
 (:class:`markupsafe.Markup`: escaped text or sanitised HTML), so a template renders safely with
 or without autoescaping, and a Django template (``django.template.loader.get_template``) can
-be passed instead.
+be passed instead. Text values (``text``, ``error``) are escaped quotes and all, for element
+content or an attribute value; HTML values (``html``, ``sources``) are element content only.
 """
 
 from __future__ import annotations

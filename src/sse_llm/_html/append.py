@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from markupsafe import Markup
-
 from .._formats import NOTHING, FormatWriter, Units
 from .._markdown import MarkdownRenderer
 from .fragments import (
@@ -15,6 +13,7 @@ from .fragments import (
     Template,
     compile_template,
     escape_text,
+    template_text,
     wire_newlines,
 )
 
@@ -43,10 +42,9 @@ class _AppendWriter(FragmentWriter):
 
     def _send(self, text: str) -> bytes:
         self.last_render = self.fmt.clock()
-        escaped = wire_newlines(escape_text(text))
         if self.token_template is None:
-            return self.data(escaped)
-        return self.data(self.token_template.render({"text": Markup(escaped)}))
+            return self.data(wire_newlines(escape_text(text)))
+        return self.data(self.token_template.render({"text": template_text(text)}))
 
     def drain(self) -> Units:
         pending = self.pending
@@ -73,8 +71,8 @@ class HTMLAppendFormat(FormatOptions):
             one more interval (at most ~2 x ``interval`` after it arrived), or at the end.
         markdown: render the final message as Markdown with this renderer; pass
             ``MarkdownRenderer()`` for the default.
-        token_template: template for one delta (context ``text``: escaped); default: the
-            escaped text itself, the fewest bytes.
+        token_template: template for one delta (context ``text``: escaped, quotes too, so it
+            may go in an attribute value); default: the escaped text itself, the fewest bytes.
         final_template: template for the final fragment, see :data:`FINAL_TEMPLATE`.
         done_event: name of the closing event (``sse-close="done"`` / ``hx-sse:close``).
         event_name: the SSE event name of the fragment events; ``None`` (default) sends them

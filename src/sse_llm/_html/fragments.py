@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from jinja2 import Environment
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .._encoder import encode_data
 from .._formats import NOTHING, Units, WriterBase
@@ -24,6 +24,7 @@ __all__ = [
     "Template",
     "compile_template",
     "escape_text",
+    "template_text",
     "wire_newlines",
 ]
 
@@ -60,6 +61,12 @@ def escape_text(text: str) -> str:
     """Escape text for an HTML text node: ``&``, ``<`` and ``>`` (quotes are harmless there and
     escaping them would only add bytes)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def template_text(text: str) -> Markup:
+    """Text for a template's context: quotes escaped too, so a template may put it in an
+    attribute value (``title="{{ text }}"``) as well as between tags."""
+    return Markup(wire_newlines(escape(text)))
 
 
 def wire_newlines(html: str) -> str:
@@ -239,7 +246,7 @@ class FragmentWriter(WriterBase):
             "target": fmt.target,
             "html": html,
             "sources": self.sources_html(),
-            "error": Markup(escape_text(self.error_message or "")),
+            "error": template_text(self.error_message or ""),
             "reason": result.reason,
         }
         final = self.open_activity_removals() + fmt.final_template.render(context)

@@ -17,7 +17,7 @@ from .fragments import (
     FragmentWriter,
     Template,
     compile_template,
-    escape_text,
+    template_text,
     wire_newlines,
 )
 
@@ -171,7 +171,7 @@ class _MarkdownWriter(FragmentWriter):
             "tail_id": self.tail_id,
             "html": Markup(wire_newlines(rest)),
             "sources": self.sources_html(),
-            "error": Markup(escape_text(self.error_message or "")),
+            "error": template_text(self.error_message or ""),
         }
         last = self.open_activity_removals() + fmt.rest_template.render(context)
         return (self.data(last), encode_data(result.reason, fmt.done_event))
