@@ -521,6 +521,51 @@ def test_magistral_content_array_splits_thinking_from_text() -> None:
     assert run_normalizer([chunk]) == [ReasoningDelta("생각 중"), TextDelta("답: 42")]
 
 
+def _chat_delta(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return {"id": "x", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [choice]}
+
+
+def test_chat_refusal_is_the_text_the_user_sees_as_in_responses() -> None:
+    # OpenAI API reference, "The chat completion chunk object": delta.refusal (structured
+    # outputs). Found in review: it was dropped, leaving an empty answer.
+    chunks = [
+        _chat_delta({"role": "assistant", "content": None, "refusal": ""}),
+        _chat_delta({"refusal": "I'm sorry, "}),
+        _chat_delta({"refusal": "I can't help with that."}),
+        _chat_delta({}, "stop"),
+    ]
+    assert run_normalizer(chunks) == [
+        TextDelta("I'm sorry, "),
+        TextDelta("I can't help with that."),
+        Finish("stop", "stop"),
+    ]
+
+
+def test_chat_legacy_function_call_is_the_tool_call_its_finish_reason_announces() -> None:
+    # Requests with functions= (deprecated, still served) stream delta.function_call and end
+    # with finish_reason "function_call". Found in review: the call was dropped.
+    chunks = [
+        _chat_delta(
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "get_weather", "arguments": ""},
+            }
+        ),
+        _chat_delta({"function_call": {"arguments": '{"city":'}}),
+        _chat_delta({"function_call": {"arguments": '"Paris"}'}}),
+        _chat_delta({}, "function_call"),
+    ]
+    events = run_normalizer(chunks)
+    assert [e for e in events if not isinstance(e, ToolCallDelta)] == [
+        ToolCall(0, "", "get_weather", '{"city":"Paris"}'),
+        Finish("tool_calls", "function_call"),
+    ]
+    fragments = [e.arguments for e in events if isinstance(e, ToolCallDelta)]
+    assert "".join(fragments) == '{"city":"Paris"}'
+
+
 # The openai SDK's own responses.stream() accumulator dumps the final response and pydantic
 # warns about the built-in tool items; the warning is the SDK's, not sse-llm's.
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")

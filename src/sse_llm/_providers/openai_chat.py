@@ -12,8 +12,11 @@ Mapped:
 - ``delta.content`` (a string, or Magistral's typed parts) -> :class:`TextDelta`;
   ``delta.reasoning_content`` (DeepSeek) / ``delta.reasoning`` (Groq, OpenRouter) ->
   :class:`ReasoningDelta`;
+- ``delta.refusal`` (a refusal under structured outputs) -> :class:`TextDelta`, as the
+  Responses API's ``response.refusal.delta``: it is what the user should see;
 - ``delta.tool_calls`` -> :class:`ToolCallDelta` / :class:`ToolCall` (see
-  :class:`Normalizer`);
+  :class:`Normalizer`); the legacy ``delta.function_call`` (requests with ``functions=``,
+  finish reason ``function_call``) as the call at index 0, with no id;
 - ``url_citation`` annotations (``delta.annotations``, or ``message.annotations`` of
   providers that send the accumulated message) -> :class:`Citation` ``kind="url"`` with
   ``start_index`` / ``end_index`` as the span (characters of the message text, which is the
@@ -258,8 +261,14 @@ class Normalizer:
                     out.append(TextDelta(content))
             elif isinstance(content, list):
                 out.extend(_typed_parts(content))
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                out.append(TextDelta(refusal))  # what the user should see, as in Responses
             for call in delta.get("tool_calls") or ():
                 out.append(self._tool_call_fragment(call))
+            legacy_call = delta.get("function_call")
+            if isinstance(legacy_call, Mapping):  # ``functions=``: one call, no index or id
+                out.append(self._tool_call_fragment({"index": 0, "function": legacy_call}))
             out.extend(self._annotations(delta.get("annotations")))
             message = choice.get("message")
             if isinstance(message, Mapping):
