@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.servers import free_port
@@ -362,3 +363,38 @@ async def test_the_garbage_collector_during_a_stop_and_after_the_drain(
     assert outcome.collector == Counter({during: 10}), outcome.collector
     assert outcome.others[0].startswith(b"HTTP/1.1 200"), (outcome.others, outcome.log)
     assert outcome.others[0].endswith(b"\r\n\r\n" + after.encode()), (outcome.others, outcome.log)
+
+
+def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path) -> None:
+    # Found in review: the resumable demo's producer task starts after its request returned
+    # (POST /api/chat answers with the stream id) and inherited that request's context:
+    # counting the stream in put the finished request back among the streaming ones, for
+    # good, so every stop waited the whole drain timeout (10 s) for it.
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(BIN / "uvicorn"), "--app-dir", "examples/fastapi", "resumable:app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, "SSE_LLM_FAKE_DELAY": "0.001"},
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/").status_code == 200:
+                        break
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+            for _ in range(3):
+                stream_id = client.post("/api/chat", json={"prompt": "hi"}).json()["stream_id"]
+                body = client.get(f"/api/streams/{stream_id}").text  # read to its end
+                assert "event: done" in body
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

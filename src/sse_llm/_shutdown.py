@@ -142,6 +142,9 @@ class GracefulShutdown:
         # for them too, so that what the framework does after the body (Django closes the
         # response and sends request_finished) runs before the server cancels what is left.
         self._streaming_requests: set[object] = set()
+        # Requests under way: a stream counted in after its request returned (a detached
+        # stream's task, which inherits the request's context) must not count it again.
+        self._open_requests: set[object] = set()
         self._listeners: list[Callable[[], None]] = []
         self._drained = threading.Event()
         self._waiters: list[tuple[Any, Callable[[], None]]] = []
@@ -154,6 +157,8 @@ class GracefulShutdown:
         token = _CURRENT.set(self)
         request = object()
         request_token = _REQUEST.set(request)
+        with self._lock:
+            self._open_requests.add(request)
         try:
             self.install()
             if scope["type"] == "lifespan":
@@ -164,6 +169,7 @@ class GracefulShutdown:
             _REQUEST.reset(request_token)
             _CURRENT.reset(token)
             with self._lock:
+                self._open_requests.discard(request)
                 self._streaming_requests.discard(request)
                 self._set_drained_if_idle_locked()
 
@@ -247,7 +253,7 @@ class GracefulShutdown:
         request = _REQUEST.get() if _CURRENT.get() is self else None
         with self._lock:
             self._live[pump] = wake
-            if request is not None:
+            if request in self._open_requests:
                 self._streaming_requests.add(request)
             self._drained.clear()
             triggered = self._triggered
@@ -368,6 +374,7 @@ class GracefulShutdown:
             self._triggered = False
             self._live.clear()
             self._streaming_requests.clear()
+            self._open_requests.clear()
             self._waiters.clear()
             self._drained.clear()
 
