@@ -176,3 +176,48 @@ async def test_an_outage_longer_than_the_grace_ends_every_reader_with_an_error(
         assert json.loads(events[-1].data)["code"] == "store_unavailable"
         seqs = [int((e.id or "").rpartition("-")[2]) for e in events[:-1]]
         assert seqs == list(range(1, len(seqs) + 1))  # nothing duplicated before the end
+
+
+class _Thinker:
+    """An answer with a long silence in it: two tokens, then the model thinks (no event at
+    all: nothing for the producer's writer to store), then the rest."""
+
+    def __init__(self, think: float) -> None:
+        self.think = think
+
+    async def stream(self) -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        await anyio.sleep(self.think)
+        yield "c"
+
+
+@pytest.mark.anyio
+async def test_a_store_that_comes_back_empty_while_the_model_thinks_is_refilled_at_once(
+    tmp_path: Path,
+) -> None:
+    # Found in review: the writer put a lost stream back only at the next event, so while
+    # the model thought, a reconnect got 204 (and EventSource gives up for good).
+    results = Results()
+    with redis_server(tmp_path, appendonly=False) as server:
+        app = make_app(server.url, _Thinker(think=9), results)  # type: ignore[arg-type]
+        with run_uvicorn(app, lifespan="on") as base_url:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+                stream_id = (await http.post(f"{base_url}/start")).json()["stream_id"]
+                await anyio.sleep(0.5)  # "a" and "b" are stored
+                await kill_for(server, 2)  # and lost: it comes back empty
+                async with http.stream("GET", f"{base_url}/streams/{stream_id}") as response:
+                    # Not restored yet (then "retry: 1000": come back) or already: never 204.
+                    assert response.status_code == 200
+                await anyio.sleep(2.5)  # the producer's liveness failed: the writer restores
+                events: list[ServerSentEvent] = []
+                decoder = SSEDecoder()
+                async with http.stream("GET", f"{base_url}/streams/{stream_id}") as response:
+                    assert response.status_code == 200
+                    async for chunk in response.aiter_raw():
+                        events += [e for e in decoder.feed(chunk) if isinstance(e, ServerSentEvent)]
+                        if len(events) == 2:
+                            break
+                assert text_of(events) == "ab"  # before the model's next token
+            result = results.wait(30)
+    assert result.reason == "completed" and result.text == "abc"

@@ -275,6 +275,11 @@ class ResumeStream:
                 logger.exception("reading a detached stream from the store failed")
                 await self._end_at_once(send, 200, _RETRY_LATER)
                 return
+        if meta is None and position is not None and self.hub.produces(position[0]):
+            # Its producer runs here: the store lost the stream (a restart) and the producer's
+            # writer is putting it back. Ask the client to come back, not to give up.
+            await self._end_at_once(send, 200, _RETRY_LATER)
+            return
         if (
             position is None
             or meta is None

@@ -83,15 +83,17 @@ class StoreWriter:
 
     def store_failed(self) -> None:
         """Another call to the store failed (the producer's liveness): the store may have
-        restarted and lost data even if no write failed, so the next write restores."""
+        restarted and lost data even if no write failed: it is restored as soon as the store
+        answers, not at the next event (a model that thinks for a while sends none)."""
         self.restore_needed = True
+        self.wake.set()
 
     async def run(self) -> None:
         """Store queued records until :meth:`close` (a task of the producer)."""
         self.running = True
         try:
             while True:
-                if self.stored == len(self.history):
+                if self.stored == len(self.history) and not self.restore_needed:
                     if self.closing:
                         return
                     await self.wake.wait()
