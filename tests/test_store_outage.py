@@ -221,3 +221,50 @@ async def test_a_store_that_comes_back_empty_while_the_model_thinks_is_refilled_
                 assert text_of(events) == "ab"  # before the model's next token
             result = results.wait(30)
     assert result.reason == "completed" and result.text == "abc"
+
+
+class _Steady:
+    """A token every 50 ms for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.tokens = int(seconds / 0.05)
+
+    async def stream(self) -> AsyncIterator[str]:
+        for n in range(self.tokens):
+            yield f"w{n} "
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_stream_given_up_ends_its_readers_with_an_error_when_the_store_is_back(
+    tmp_path: Path,
+) -> None:
+    # Found in review: a writer that gave up (here past outage_bytes, in a 1 s outage) went on
+    # refreshing the producer's liveness, so its readers waited for the rest of the answer and
+    # then ended with no end event at all: a silently cut answer.
+    results = Results()
+    with redis_server(tmp_path, appendonly=True) as server:
+        app = make_app(server.url, _Steady(seconds=15), results, outage_grace=3.0, outage_bytes=1)  # type: ignore[arg-type]
+        with run_uvicorn(app, lifespan="on") as base_url:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=30.0)) as http:
+                stream_id = (await http.post(f"{base_url}/start")).json()["stream_id"]
+                reading = anyio.Semaphore(0)
+                started = anyio.current_time()
+                async with anyio.create_task_group() as tg:
+                    events: list[ServerSentEvent] = []
+
+                    async def reader() -> None:
+                        events.extend(
+                            await read_all(http, f"{base_url}/streams/{stream_id}", reading)
+                        )
+
+                    tg.start_soon(reader)
+                    await reading.acquire()
+                    await anyio.sleep(0.5)
+                    await kill_for(server, 1)
+                ended_after = anyio.current_time() - started
+            result = results.wait(30)
+    assert events[-1].event == "error", [e.event for e in events[-3:]]
+    assert json.loads(events[-1].data)["code"] == "store_unavailable"
+    assert ended_after < 12  # well before the answer's end (15 s): not at the producer's end
+    assert result.reason == "error" and result.text == "".join(f"w{n} " for n in range(300))

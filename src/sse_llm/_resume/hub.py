@@ -467,6 +467,10 @@ class StreamHub:
         failing = False
         while True:
             await anyio.sleep(PRESENCE_REFRESH)
+            if producer.writer is not None and producer.writer.error is not None:
+                # Given up: nothing more will be stored. Without liveness its readers end
+                # (code store_unavailable) instead of waiting for an end that never comes.
+                return
             try:
                 await self.store.touch_producer(producer.stream_id, PRESENCE_TTL)
             except Exception:

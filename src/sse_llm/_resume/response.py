@@ -184,6 +184,11 @@ async def _replay(
                 if meta.gone:
                     yield Encoded(meta.gone)
                 return
+            if suspect is None and failing_since is not None:
+                # Only a read that is not suspect ends the outage: a suspect one (the same
+                # gap, a producer still without liveness) must not start its grace again.
+                logger.warning("reading a detached stream works again")
+                failing_since, backoff = None, _FIRST_BACKOFF
         now = time.monotonic()
         try:
             if suspect is not None:
@@ -210,10 +215,6 @@ async def _replay(
                 return
             await anyio.sleep(min(backoff, grace - (now - failing_since)))
             backoff = min(backoff * 2, 1.0)
-            continue
-        if failing_since is not None:
-            logger.warning("reading a detached stream works again")
-            failing_since, backoff = None, _FIRST_BACKOFF
 
 
 class ResumeStream:
