@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -20,13 +21,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from sse_llm import ServerSentEvent, SSEDecoder
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,17 +367,18 @@ async def test_the_garbage_collector_during_a_stop_and_after_the_drain(
     assert outcome.others[0].endswith(b"\r\n\r\n" + after.encode()), (outcome.others, outcome.log)
 
 
-def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path) -> None:
-    # Found in review: the resumable demo's producer task starts after its request returned
-    # (POST /api/chat answers with the stream id) and inherited that request's context:
-    # counting the stream in put the finished request back among the streaming ones, for
-    # good, so every stop waited the whole drain timeout (10 s) for it.
+@contextlib.contextmanager
+def resumable_demo(
+    tmp_path: Path, fake_delay: float
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """The resumable demo (its memory store) under uvicorn, and a client of it; killed by
+    PID if the test left it running."""
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "uvicorn"), "--app-dir", "examples/fastapi", "resumable:app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "SSE_LLM_FAKE_DELAY": "0.001"},
+        cwd=ROOT, env={**os.environ, "SSE_LLM_FAKE_DELAY": str(fake_delay)},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -387,14 +390,46 @@ def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path
                         break
                 assert proc.poll() is None and time.monotonic() < deadline, "did not start"
                 time.sleep(0.1)
-            for _ in range(3):
-                stream_id = client.post("/api/chat", json={"prompt": "hi"}).json()["stream_id"]
-                body = client.get(f"/api/streams/{stream_id}").text  # read to its end
-                assert "event: done" in body
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
+            yield proc, client
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path) -> None:
+    # Found in review: the resumable demo's producer task starts after its request returned
+    # (POST /api/chat answers with the stream id) and inherited that request's context:
+    # counting the stream in put the finished request back among the streaming ones, for
+    # good, so every stop waited the whole drain timeout (10 s) for it.
+    with resumable_demo(tmp_path, fake_delay=0.001) as (proc, client):
+        for _ in range(3):
+            stream_id = client.post("/api/chat", json={"prompt": "hi"}).json()["stream_id"]
+            body = client.get(f"/api/streams/{stream_id}").text  # read to its end
+            assert "event: done" in body
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
+
+
+def test_a_reader_of_a_stream_produced_here_gets_the_producers_shutdown_event(
+    tmp_path: Path,
+) -> None:
+    # Found in review: GracefulShutdown ended the reader itself at the signal, before the
+    # producer of this process stored its shutdown event: the body ended without it, and
+    # the client's reconnect (to the restarted process) found nothing.
+    with resumable_demo(tmp_path, fake_delay=0.05) as (proc, client):
+        stream_id = client.post("/api/chat", json={"prompt": "hi"}).json()["stream_id"]
+        body = bytearray()
+        with client.stream("GET", f"/api/streams/{stream_id}") as response:
+            chunks = response.iter_raw()
+            while b"event: delta" not in body:
+                body += next(chunks)
+            sent_at = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for chunk in chunks:
+                body += chunk
+        events = [e for e in SSEDecoder().feed(bytes(body)) if isinstance(e, ServerSentEvent)]
+        assert events[-1].event == "error", bytes(body[-300:])
+        assert json.loads(events[-1].data)["code"] == "shutdown"
+        assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()

@@ -101,6 +101,7 @@ class Pump:
         "_asgi",
         "_cancel_sent",
         "_closing",
+        "_counted_only",
         "_finished",
         "_host",
         "_host_stopped",
@@ -132,6 +133,7 @@ class Pump:
         asgi: bool = False,
         inline: bool = True,
         shutdown: GracefulShutdown | None = None,
+        counted_only: bool = False,
     ) -> None:
         self.source = source
         self.engine = engine
@@ -140,6 +142,9 @@ class Pump:
         self._asgi = asgi
         self._inline = inline
         self._shutdown = shutdown  # else the one the request runs under, if any
+        # GracefulShutdown only counts it: its source ends by itself at a shutdown (a reader
+        # of a stream this process produces ends with the producer's stored shutdown event).
+        self._counted_only = counted_only
         #: Why the stream ended, set by whoever ended it first.
         self.reason: EndReason | None = None
         self._iterator: AsyncIterator[Any] | None = None
@@ -169,7 +174,8 @@ class Pump:
         """
         shutdown = self._shutdown = self._shutdown or current_shutdown()
         if shutdown is not None:
-            shutdown.enter(self)  # ends it at SIGTERM/SIGINT (see sse_llm.GracefulShutdown)
+            # Ends it at SIGTERM/SIGINT (see sse_llm.GracefulShutdown), or only counts it.
+            shutdown.enter(self, end=not self._counted_only)
         try:
             host = _asyncio_task()
             if host is not None and self.config.shutdown is None:

@@ -68,6 +68,10 @@ _REQUEST: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 )
 
 
+def _ends_by_itself() -> None:
+    """The wake-up of a stream that is only counted (see :meth:`GracefulShutdown.enter`)."""
+
+
 def current_shutdown() -> GracefulShutdown | None:
     """The :class:`GracefulShutdown` the current request runs under, if any."""
     return _CURRENT.get()
@@ -246,10 +250,11 @@ class GracefulShutdown:
 
     # -- the streams -------------------------------------------------------------------------
 
-    def enter(self, pump: Pump) -> None:
-        """Count a stream in; it ends at once if the signal already came."""
+    def enter(self, pump: Pump, *, end: bool = True) -> None:
+        """Count a stream in; it ends at once if the signal already came. With ``end=False``
+        it is only counted (the drain waits for it): it ends by itself at a shutdown."""
         self._fork_check()
-        wake = threadsafe(lambda: pump.end("shutdown"))
+        wake = threadsafe(lambda: pump.end("shutdown")) if end else _ends_by_itself
         request = _REQUEST.get() if _CURRENT.get() is self else None
         with self._lock:
             self._live[pump] = wake

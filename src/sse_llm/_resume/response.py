@@ -300,7 +300,13 @@ class ResumeStream:
         )
         source = _replay(store, stream_id, after, found, stream_meta, self.hub.outage_grace)
         pump = Pump(
-            source, StreamEngine(config.format), config, send, asgi=True, inline=inline_for(scope)
+            source,
+            StreamEngine(config.format),
+            config,
+            send,
+            asgi=True,
+            inline=inline_for(scope),
+            counted_only=self.hub.produces(stream_id),  # see _RemoteShutdown
         )
         if await start_response(pump, 200, self._headers(stream_meta.headers), send):
             result = await pump.run(receive)
