@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1145,3 +1145,54 @@ async def test_memory_store_keeps_exactly_the_last_max_events_across_trims() -> 
     await store.finish("s", 5)
     assert await store.read("s", 23, 0) == StoredEvents((), True)
     assert await store.read("s", 10**14, 0) == StoredEvents((), True)  # beyond the end
+
+
+# -- a Redis reader racing the producer's last writes ------------------------------------------
+
+
+class _RacingReads(redis.asyncio.Redis):  # type: ignore[type-arg]
+    """The readers' client: right after the first XREAD that found nothing, ``race`` runs
+    (the producer of another process storing its last events and finishing in between)."""
+
+    race: Callable[[], Awaitable[None]] | None = None
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        reply = await super().xread(*args, **kwargs)
+        if not reply and self.race is not None:
+            race, self.race = self.race, None
+            await race()
+        return reply
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.parametrize("finish", [True, False], ids=["finished", "producer-gone"])
+@pytest.mark.anyio
+async def test_a_redis_read_sees_the_last_events_stored_as_it_found_nothing(
+    redis_url: str, finish: bool
+) -> None:
+    # Found in review: an empty XREAD, then the producer's last events and its end (or its
+    # liveness running out), then the follow-up look found "finished" (or "producer lost")
+    # and the reader ended without those events.
+    writes = redis.asyncio.Redis.from_url(redis_url)
+    reads = _RacingReads.from_url(redis_url)
+    store = RedisStore(writes, read_client=reads, prefix=f"test-race-{time.monotonic_ns()}:")
+    try:
+        await store.create("s", b"{}")
+        await store.touch_producer("s", 30)
+        await store.append("s", [(1, b"one")])
+
+        async def last_writes() -> None:
+            await store.append("s", [(2, b"two"), (3, b"three")])
+            if finish:
+                await store.finish("s", 60)
+            else:
+                await writes.delete(f"{store._key('s')}:producer")
+
+        reads.race = last_writes
+        found = await store.read("s", 1, 0)
+    finally:
+        await writes.aclose()
+        await reads.aclose()
+    assert found is not None
+    assert list(found.records) == [(2, b"two"), (3, b"three")]
+    assert found.finished is finish and not found.producer_lost

@@ -223,11 +223,16 @@ class RedisStore:
                 exists, alive, last = await pipe.execute()
             if not exists:
                 return None
-            if _is_end(last):
-                # ``start`` is at or beyond the end marker: a position beyond the last event
-                # (forged or not) of a finished stream finds nothing, finished.
-                return StoredEvents((), True)
-            return StoredEvents((), False, producer_lost=not alive)
+            if _is_end(last) or not alive:
+                # The producer may have stored its last events and finished between the two
+                # calls: an end (or a producer gone) is believed only with nothing to read.
+                entries = _entries(await client.xread({key: start}, count=READ_LIMIT))
+            if not entries:
+                if _is_end(last):
+                    # ``start`` is at or beyond the end marker: a position beyond the last
+                    # event (forged or not) of a finished stream finds nothing, finished.
+                    return StoredEvents((), True)
+                return StoredEvents((), False, producer_lost=not alive)
         records: list[tuple[int, bytes]] = []
         finished = False
         for entry_id, fields in entries:
