@@ -347,6 +347,21 @@ def test_custom_templates_may_put_text_and_error_in_an_attribute() -> None:
         ]
 
 
+def test_a_crlf_split_by_a_flush_is_still_one_line_break() -> None:
+    # Found in review: text() holds a trailing CR back (half a CRLF?), but a flush sent it,
+    # and the LF that came next was a second line break on the page.
+    clock = FakeClock()
+    engine = StreamEngine(HTMLAppendFormat(interval=0.1, clock=clock))
+    wire = engine.start() + engine.feed("a")  # the first delta goes out at once
+    clock.now = 0.05
+    wire += engine.feed("b\r")  # held: within the interval
+    clock.now = 0.2
+    wire += engine.flush()  # due: "b" and its CR go out
+    wire += engine.feed("\nc") + engine.close()
+    text = "".join(e.data for e in SSEDecoder().feed(wire) if isinstance(e, ServerSentEvent))
+    assert html.unescape(text.removesuffix("completed")) == "ab\nc"
+
+
 def test_flush_sends_held_text_only_once_the_interval_has_passed() -> None:
     clock = FakeClock()
     for fmt in (

@@ -25,6 +25,7 @@ class _AppendWriter(FragmentWriter):
         super().__init__(fmt)
         self.pending = ""  # text not sent yet: whitespace-only tokens, or coalesced ones
         self.token_template = fmt.token_template
+        self.sent_cr = False  # the last text sent ended with a CR (a flush sent it alone)
 
     def text(self, text: str) -> Units:
         self.parts.append(text)
@@ -42,6 +43,9 @@ class _AppendWriter(FragmentWriter):
 
     def _send(self, text: str) -> bytes:
         self.last_render = self.fmt.clock()
+        if self.sent_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF whose CR already went out as the line break
+        self.sent_cr = text.endswith("\r")
         if self.token_template is None:
             return self.data(wire_newlines(escape_text(text)))
         return self.data(self.token_template.render({"text": template_text(text)}))
