@@ -277,6 +277,49 @@ def test_stop_button_ends_the_stream_and_the_server_sees_the_disconnect(tab: Tab
     assert tab.console_errors == []
 
 
+class UnreadableFirstEvent:
+    """ASGI middleware: ``/api/chat``'s first body starts with an event whose data is not
+    JSON (what an app's own ``ServerSentEvent`` may send), which the page's handler throws on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        first = True
+
+        async def send_with_it(message: Any) -> None:
+            nonlocal first
+            if first and message["type"] == "http.response.body" and message.get("body"):
+                first = False
+                message = {**message, "body": b"event: delta\ndata: not json\n\n" + message["body"]}
+            await send(message)
+
+        is_chat = scope["type"] == "http" and scope["path"] == "/api/chat"
+        await self.app(scope, receive, send_with_it if is_chat else send)
+
+
+def test_an_event_the_page_cannot_read_ends_the_request_too(tab: Tab) -> None:
+    # Found in review: the handler's exception left the fetch open, so the server went on
+    # generating (and paying for) an answer the page had given up on.
+    fake = FakeLLM(delay=0.05)  # about 7 seconds of answer
+    with serve_demo(fake, UnreadableFirstEvent) as demo:
+        ask(tab.page, demo.base_url, PROMPT)
+        final = wait_for_end(tab.page)
+        ended_at = time.monotonic()
+        assert demo.completed.wait(STREAM_DEADLINE), "the completion hook never ran"
+        hook_delay = demo.completed_at[0] - ended_at
+    assert final["status"] == "error"
+    [result] = demo.results
+    assert result.reason == "disconnected"
+    assert hook_delay < 1.0, f"the server saw the disconnect {hook_delay:.2f}s after the error"
+    assert fake.closed == 1
+
+
 def test_browser_shows_the_models_html_as_text_never_as_markup(tab: Tab) -> None:
     hostile = (
         '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__pwned=2</script>'

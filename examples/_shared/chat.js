@@ -328,6 +328,9 @@ async function ask(prompt) {
       addElement(answer, "div", "note error", error.message || String(error));
     }
   } finally {
+    // Also when onEvent threw (an event the page cannot read): the request must not go on
+    // generating an answer nobody shows. After a complete answer this changes nothing.
+    controller.abort();
     controller = null;
     setStreaming(false);
     promptBox.focus();
