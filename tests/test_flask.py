@@ -535,3 +535,43 @@ def test_flask_example_page_falls_back_to_json_behind_a_buffering_proxy() -> Non
     assert data["via"] == "fallback"
     assert errors == []
     assert "completed" in [r.reason for r in results]  # the JSON answer's own hook
+
+
+class UnreadableFirstEvent:
+    """WSGI middleware: the stream of ``/api/chat`` starts with an event whose data is not
+    JSON, which the page's handler throws on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        body = self.app(environ, start_response)
+        if environ["PATH_INFO"] != "/api/chat":
+            return body
+
+        def with_it() -> Iterator[bytes]:
+            try:
+                yield b"data: not json\n\n"
+                yield from body
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+        return with_it()
+
+
+@pytest.mark.browser
+def test_flask_example_page_ends_a_stream_it_cannot_read_before_falling_back() -> None:
+    # Found in review: the fallback asked again while the first request went on generating.
+    fake = FakeLLM(delay=0.03)  # ~3 s of answer
+    with serve_example(fake, wrap=UnreadableFirstEvent) as (url, results):
+        text, data, errors = _ask_in_chromium(url)
+        deadline = time.monotonic() + WAIT
+        while len(results) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert text == fake.text_for(PROMPT)
+    assert data["via"] == "fallback"
+    assert errors == []
+    # The stream's hook (disconnected: the page ended it) and the JSON answer's (completed).
+    assert sorted(r.reason for r in results) == ["completed", "disconnected"]

@@ -260,6 +260,9 @@ async function stream(prompt, div) {
     return false;
   } finally {
     clearTimeout(timer);
+    // Not finished (an event the page cannot read, a cut): end this request before the
+    // fallback asks again, or the server goes on generating the first answer too.
+    if (!finished) controller.abort();
   }
 }
 
