@@ -963,6 +963,45 @@ def test_gemini_several_candidates() -> None:
 # LangChain: standard and provider-native blocks
 
 
+def test_langchain_anthropic_server_tool_input_arrives_in_input_json_deltas() -> None:
+    # ChatAnthropic's own (v0) blocks: the server_tool_use block has an empty input and the
+    # input streams in input_json_delta blocks of the same index (langchain-core's Anthropic
+    # block translator reads them the same way). Found in review: they were ignored.
+    chunks = [
+        AIMessageChunk(
+            content=[
+                {
+                    "type": "server_tool_use",
+                    "id": "srvtoolu_1",
+                    "name": "web_search",
+                    "input": {},
+                    "index": 1,
+                }
+            ]
+        ),
+        AIMessageChunk(content=[{"type": "input_json_delta", "partial_json": "", "index": 1}]),
+        AIMessageChunk(
+            content=[{"type": "input_json_delta", "partial_json": '{"query": "서', "index": 1}]
+        ),
+        AIMessageChunk(content=[{"type": "input_json_delta", "partial_json": '울"}', "index": 1}]),
+        AIMessageChunk(
+            content=[
+                {
+                    "type": "web_search_tool_result",
+                    "tool_use_id": "srvtoolu_1",
+                    "content": [{"type": "web_search_result", "url": "https://a"}],
+                    "index": 2,
+                }
+            ]
+        ),
+    ]
+    activities = [e for e in run(chunks) if isinstance(e, ToolActivity)]
+    assert [(a.status, a.input) for a in activities] == [
+        ("started", None),
+        ("finished", {"query": "서울"}),
+    ]
+
+
 def test_langchain_standard_blocks_citations_and_server_tools() -> None:
     chunks = [
         AIMessageChunk(

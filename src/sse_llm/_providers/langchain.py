@@ -269,6 +269,8 @@ class Normalizer:
                 out.extend(self._server_call(block))
             elif kind == "server_tool_call_chunk":
                 out.extend(self._server_chunk(block))
+            elif kind == "input_json_delta":
+                self._input_fragment(block)
             elif kind == "server_tool_result":
                 out.extend(self._server_result(block))
             elif isinstance(kind, str) and kind.endswith("_tool_result"):
@@ -381,6 +383,15 @@ class Normalizer:
         if state is not None and isinstance(block.get("args"), str):
             state.parts.append(block["args"])
         return out
+
+    def _input_fragment(self, block: Mapping[str, Any]) -> None:
+        """ChatAnthropic's own ``input_json_delta`` block: the next piece of the input of the
+        provider-run tool whose ``server_tool_use`` block had the same index (a client tool's
+        pieces come as ``tool_call_chunks``)."""
+        state = self._server.get(self._server_ids.get(block.get("index"), ""))
+        partial = block.get("partial_json")
+        if state is not None and isinstance(partial, str):
+            state.parts.append(partial)
 
     def _tool_done(
         self,
