@@ -161,12 +161,12 @@ def test_fastapi_demo_decorator_endpoint_streams_the_prompt_back(fast_fake_serve
         assert client.get("/api/echo", params={"prompt": "x" * 4001}).status_code == 422
 
 
-def test_fastapi_demo_mounted_endpoint_streams_the_fake_answer(fast_fake_server: str) -> None:
+def test_fastapi_demo_endpoint_streams_the_fake_answer(fast_fake_server: str) -> None:
     with httpx.Client(base_url=fast_fake_server, timeout=TIMEOUT) as client:
-        events = read_stream(client, "GET", "/api/mounted/", params={"prompt": PROMPT})
+        events = read_stream(client, "GET", "/api/endpoint", params={"prompt": PROMPT})
         assert answer_text(events) == DEFAULT_ANSWER.replace("{prompt}", PROMPT)
         assert events[-1][0] == "done"
-        assert client.put("/api/mounted/").status_code == 405
+        assert client.put("/api/endpoint").status_code == 405
 
 
 def test_fastapi_demo_calls_the_completion_hook_with_the_whole_answer(

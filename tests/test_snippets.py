@@ -212,11 +212,13 @@ def check_anthropic(snippet: Snippet, request: pytest.FixtureRequest) -> None:
     import anthropic
 
     _, base = request.getfixturevalue("readme_replay")
-    client = anthropic.AsyncAnthropic(base_url=base, api_key="test", max_retries=0)
-    ns = namespace(
-        app=fastapi_app(), Prompt=Prompt, SSEResponse=SSEResponse, anthropic_client=client
-    )
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    # The snippet makes its own client, as pasted: it reads these.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", base)
+    ns = namespace(app=fastapi_app(), Prompt=Prompt, SSEResponse=SSEResponse)
     app = run(snippet.code, ns)["app"]
+    assert isinstance(ns["anthropic_client"], anthropic.AsyncAnthropic)
     oracle = expected(FIXTURES / MODELS["claude-sonnet-4-6"])
     with (
         run_uvicorn(app) as url,

@@ -28,7 +28,8 @@ Endpoints:
   (:class:`sse_llm.NamedEventsFormat`).
 - ``GET /api/chat?prompt=...``: the same stream for ``EventSource``.
 - ``GET /api/echo?prompt=...``: the ``@sse`` decorator on an async generator view.
-- ``GET|POST /api/mounted/?prompt=...``: an ``SSEEndpoint`` mounted as an ASGI app.
+- ``GET|POST /api/endpoint?prompt=...``: an ``SSEEndpoint`` (an ASGI app) given a route, not a
+  mount (a mount would answer ``/api/endpoint?prompt=`` with a 307 redirect first).
 - ``/htmx/``: the same chat with htmx 4 and no JavaScript of ours (``htmx_app.py``): Markdown
   rendered and sanitised on the server, streamed as HTML fragments; ``/htmx/htmx2`` is the
   htmx 2 + ``htmx-ext-sse`` variant.
@@ -168,11 +169,11 @@ def create_app(
             yield token
             await anyio.sleep(0.05)
 
-    async def mounted(request: Request) -> Source:
-        """The mounted app's handler: takes the request, returns a source."""
+    async def endpoint(request: Request) -> Source:
+        """The endpoint's handler: takes the request, returns a source."""
         return fake.stream(request.query_params.get("prompt", "")[:MAX_PROMPT])
 
-    app.mount("/api/mounted", SSEEndpoint(mounted))
+    app.add_route("/api/endpoint", SSEEndpoint(endpoint), methods=["GET", "POST"])
     # Before /static: the more specific mount must come first to be matched.
     app.mount("/static/vendor", StaticFiles(directory=VENDOR), name="vendor")
     app.mount("/static", StaticFiles(directory=SHARED), name="static")

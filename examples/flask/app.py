@@ -5,7 +5,8 @@
 # ///
 """The sse-llm chat demo on Flask (WSGI): a page and one streaming endpoint.
 
-Run it from the repository root (``make demo-flask``), then open http://127.0.0.1:5000::
+Run it from the repository root (``make demo-flask``), then open http://127.0.0.1:8000 (the
+commands below serve on Flask's own port, 5000)::
 
     .venv/bin/flask --app examples/flask/app.py run
 

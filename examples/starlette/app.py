@@ -11,7 +11,7 @@ Run it from the repository root (``make demo-starlette``), then open http://127.
 
 The answers come from the embedded fake model (:class:`sse_llm.testing.FakeLLM`). The FastAPI
 demo (``examples/fastapi/app.py``) adds a real OpenAI-compatible model, the ``@sse`` decorator
-and a mounted ``SSEEndpoint``.
+and an ``SSEEndpoint``.
 """
 
 from __future__ import annotations
