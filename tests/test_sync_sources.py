@@ -4,12 +4,14 @@ once even while ``next()`` is blocked, recording only what the client was sent."
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 
 import anyio
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -64,6 +66,45 @@ def test_blocked_sync_sources_never_starve_the_apps_own_thread_pool() -> None:
             future.result(30)
 
 
+def test_a_generator_busy_in_its_thread_is_closed_there_once_and_nothing_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found in review: the loop also closed the generator itself while its thread ran it:
+    # "generator already executing", logged as an error at every such disconnect.
+    release = threading.Event()
+    closed: list[str] = []
+    results = Results()
+
+    def blocked() -> Iterator[str]:
+        try:
+            yield "sent"
+            release.wait(10)  # the model thinks when the client leaves
+            yield "never sent"
+        finally:
+            closed.append(threading.current_thread().name)
+
+    async def stream(request: Request) -> SSEResponse:
+        return SSEResponse(blocked(), heartbeat=None, on_complete=results)
+
+    app = Starlette(routes=[Route("/stream", stream)])
+    with (
+        caplog.at_level(logging.WARNING, logger="sse_llm"),
+        run_uvicorn(app) as url,
+        httpx.Client(timeout=10) as http,
+    ):
+        with http.stream("GET", f"{url}/stream") as response:
+            for chunk in response.iter_raw():
+                if b"sent" in chunk:
+                    break
+        assert results.wait(5).reason == "disconnected"
+        release.set()  # its next() returns: the thread that ran it closes it
+        deadline = time.monotonic() + 5
+        while not closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(closed) == 1 and closed[0] != threading.main_thread().name
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_a_disconnect_does_not_wait_for_a_blocked_next_and_records_only_what_was_sent() -> None:
     produced_after_drop = threading.Event()
     dropped = threading.Event()
@@ -93,3 +134,47 @@ def test_a_disconnect_does_not_wait_for_a_blocked_next_and_records_only_what_was
     assert result.text == "sent"
     assert hook_after < 0.9, f"on_complete came {hook_after:.1f} s after the disconnect"
     assert not produced_after_drop.is_set()  # the hook did not wait for the blocked next()
+
+
+def test_a_sync_source_waiting_for_a_thread_is_closed_at_once_when_its_client_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found in review: the close itself asked the sync sources' limiter for a thread, which
+    # the sources blocked in next() held: it waited until close_timeout (the upstream on).
+    limiter = anyio.CapacityLimiter(1)
+    release = threading.Event()
+    sources: list[Iterator[str]] = []
+    results = Results()
+
+    def holding() -> Iterator[str]:
+        release.wait(10)  # a silent model that holds the only thread
+        yield "late"
+
+    def waiting() -> Iterator[str]:
+        yield "never: there is no thread for it"
+
+    async def first(request: Request) -> SSEResponse:
+        return SSEResponse(holding(), heartbeat=None, sync_limiter=limiter)
+
+    async def second(request: Request) -> SSEResponse:
+        sources.append(waiting())
+        return SSEResponse(sources[0], heartbeat=None, sync_limiter=limiter, on_complete=results)
+
+    app = Starlette(routes=[Route("/first", first), Route("/second", second)])
+    with (
+        caplog.at_level(logging.WARNING, logger="sse_llm"),
+        run_uvicorn(app) as url,
+        httpx.Client(timeout=10) as http,
+        http.stream("GET", f"{url}/first") as held,
+    ):
+        assert held.status_code == 200
+        with http.stream("GET", f"{url}/second") as response:
+            assert response.status_code == 200
+        left_at = time.monotonic()  # the client of the second stream left
+        result = results.wait(5)
+        hook_after = time.monotonic() - left_at
+        release.set()
+    assert result.reason == "disconnected"
+    assert hook_after < 1.0, f"closing took {hook_after:.1f} s"
+    assert sources[0].gi_frame is None  # type: ignore[attr-defined]  # closed (never started)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

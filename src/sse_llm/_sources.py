@@ -67,7 +67,7 @@ def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> Async
     if hasattr(source, "__aiter__"):
         return source.__aiter__()
     if hasattr(source, "__iter__"):
-        return _ThreadedIterator(iter(source), limiter)
+        return _ThreadedIterator(iter(source), limiter, source)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
 
 
@@ -80,8 +80,11 @@ class _ThreadedIterator:
     :meth:`aclose` leaves the closing to that thread when its ``next()`` returns.
     """
 
-    def __init__(self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None) -> None:
+    def __init__(
+        self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None, source: Any = None
+    ) -> None:
         self.iterator = iterator
+        self.source = source  # closed too, in the same thread (a sync SDK stream's response)
         self.limiter = limiter
         self.lock = threading.Lock()
         self.running = False
@@ -112,24 +115,26 @@ class _ThreadedIterator:
             if close_now:
                 self._close()
 
-    def _request_close(self) -> None:
-        with self.lock:
-            self.close_requested = True
-            if self.running:
-                return  # the thread in next() closes it when that call returns
-        self._close()
-
     def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        close = getattr(self.iterator, "close", None)
-        if close is not None:
-            close()
+        objs = [self.iterator]
+        if self.source is not None and self.source is not self.iterator:
+            objs.append(self.source)
+        for obj in objs:
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
 
     async def aclose(self) -> None:
-        limiter = self.limiter if self.limiter is not None else sync_limiter()
-        await anyio.to_thread.run_sync(self._request_close, limiter=limiter)
+        # The flag is set here, not in a worker thread: with every thread of the limiter held
+        # by sources blocked in next(), a close would wait for one (and the upstream go on).
+        with self.lock:
+            self.close_requested = True
+            if self.running:
+                return  # the thread in next() closes it when that call returns
+        await anyio.to_thread.run_sync(self._close)
 
 
 async def aclose_source(iterator: Any, source: Any) -> None:
@@ -139,7 +144,13 @@ async def aclose_source(iterator: Any, source: Any) -> None:
     which is what stops the upstream from generating (and billing) more tokens. A coroutine
     that was never awaited (an awaitable source whose stream never started) is closed too.
     """
-    for obj in (iterator, source) if source is not iterator else (iterator,):
+    if isinstance(iterator, _ThreadedIterator):
+        # It closes the source too, in its own thread: a generator may still be running
+        # there, and closing it from here would fail ("generator already executing").
+        objs: tuple[Any, ...] = (iterator,)
+    else:
+        objs = (iterator, source) if source is not iterator else (iterator,)
+    for obj in objs:
         if obj is None or isinstance(obj, str | bytes):
             continue
         if inspect.iscoroutine(obj):
