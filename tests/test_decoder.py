@@ -113,6 +113,25 @@ def test_decoder_is_reusable_after_close_for_a_new_stream_state() -> None:
     ]
 
 
+def test_a_decoder_reused_after_close_reads_the_next_stream_from_its_start() -> None:
+    # Found in review: the next connection's BOM was kept (its first field unknown, the event
+    # lost) and an LF first was taken for the pair of the old stream's last CR.
+    decoder = SSEDecoder()
+    assert _as_dicts(decoder.feed(b"id: 1\ndata: a\r\n\r")) == [
+        {"event": "message", "data": "a", "id": "1"}
+    ]
+    decoder.close()
+    again = decoder.feed("\ufeffdata: b\n\ndata: c\n\n".encode())
+    assert _as_dicts(again) == [
+        {"event": "message", "data": "b", "id": "1"},
+        {"event": "message", "data": "c", "id": "1"},
+    ]
+    decoder.close()
+    assert _as_dicts(decoder.feed(b"\ndata: d\n\n")) == [
+        {"event": "message", "data": "d", "id": "1"}
+    ]
+
+
 # A body of long lines with every kind of line end, multi-byte characters (so that reads cut
 # them), a BOM, comments, ids and an unterminated last event.
 _LONG = "한🙂 ascii \u2028 \u0085 \ufeff:" * 700  # ~20 KB, lookalike separators included

@@ -40,6 +40,7 @@ class SSEDecoder:
         "_data_seen",
         "_event_type",
         "_first",
+        "_id_buffer",
         "_pending",
         "_skip_lf",
         "_utf8",
@@ -55,7 +56,9 @@ class SSEDecoder:
         self._data: list[str] = []
         self._data_seen = False
         self._event_type = ""
-        #: the last event ID buffer (§9.2.6); sent back as ``Last-Event-ID`` on reconnect.
+        self._id_buffer = ""  # the last event ID buffer: the string once a blank line comes
+        #: the last event ID string (§9.2.6): set from the ``id`` field when an event is
+        #: dispatched (a blank line), not before; sent back as ``Last-Event-ID`` on reconnect.
         self.last_event_id = ""
         #: the reconnection time in milliseconds, once the stream has set one.
         self.retry: int | None = None
@@ -109,16 +112,22 @@ class SSEDecoder:
                 comment = self._line(line)
                 if comment is not None:
                     out.append(comment)
-            elif self._data_seen:  # a blank line dispatches the event
-                out.append(self._dispatch())
-            else:
-                self._event_type = ""
+            else:  # a blank line dispatches the event: its id counts even without data
+                self.last_event_id = self._id_buffer
+                if self._data_seen:
+                    out.append(self._dispatch())
+                else:
+                    self._event_type = ""
         return out
 
     def close(self) -> list[ServerSentEvent | Comment]:
-        """End of stream. An event not ended by a blank line is discarded (§9.2.5)."""
+        """End of stream. An event not ended by a blank line is discarded (§9.2.5), its ``id``
+        too; the decoder is then ready for the next connection's stream (a BOM first again)."""
         self._utf8.decode(b"", final=True)
         self._pending.clear()
+        self._first = True
+        self._skip_lf = False
+        self._id_buffer = self.last_event_id
         self._data = []
         self._data_seen = False
         self._event_type = ""
@@ -142,7 +151,7 @@ class SSEDecoder:
         elif field == "event":
             self._event_type = value
         elif field == "id" and "\0" not in value:
-            self.last_event_id = value
+            self._id_buffer = value
         elif field == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
         return None
