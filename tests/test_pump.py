@@ -161,6 +161,15 @@ async def test_disconnect_after_three_events_closes_source_and_reports_partial_t
 
 
 @pytest.mark.anyio
+async def test_disconnect_after_the_last_event_is_no_disconnect() -> None:
+    # run_stream reported both complete and disconnected when the count was reached by the
+    # body's last message (found in review).
+    response = await run_stream(EventStream(_words("a", "b")), disconnect_after=3)
+    assert [e.event for e in response.events] == ["delta", "delta", "done"]
+    assert response.complete and not response.disconnected
+
+
+@pytest.mark.anyio
 async def test_disconnect_while_source_is_blocked_closes_it_within_a_second() -> None:
     closed: list[float] = []
 

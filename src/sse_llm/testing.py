@@ -275,8 +275,8 @@ async def run_stream(
                 else:
                     response.comments.append(item)  # type: ignore[arg-type]
             if not message.get("more_body", False):
-                response.complete = True
-            if disconnect_after is not None and len(response.events) >= disconnect_after:
+                response.complete = True  # the whole body came: nothing left to leave
+            elif disconnect_after is not None and len(response.events) >= disconnect_after:
                 response.disconnected = True
                 disconnect.set()
 
