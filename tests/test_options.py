@@ -125,6 +125,16 @@ def test_an_option_of_the_wrong_type_fails_when_the_binding_is_built(
         BINDINGS[binding](**option)
 
 
+@pytest.mark.parametrize(
+    "binding", sorted(set(BINDINGS) - {"websocket.LLMWebSocket", "StreamHub.start"})
+)
+def test_a_connection_header_fails_when_the_binding_is_built(binding: str) -> None:
+    # The decorator and the endpoint refused it only at each request, with a 500 (found in
+    # review). A WebSocket answer has no headers, a detached stream's are its readers'.
+    with pytest.raises(ValueError, match="Connection"):
+        BINDINGS[binding](headers={"Connection": "close"})
+
+
 @pytest.mark.parametrize("binding", ["EventStream", "starlette.SSEResponse", "django.SSEResponse",
                                      "flask.SSEResponse"])  # fmt: skip
 def test_a_string_where_a_format_belongs_fails_with_a_clear_type_error(binding: str) -> None:

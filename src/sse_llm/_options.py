@@ -165,6 +165,12 @@ def _mapping_or_none(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a mapping, not {type(value).__name__}")
 
 
+def _headers(name: str, value: Any) -> None:
+    _mapping_or_none(name, value)
+    if value is not None:
+        header_pairs(value)  # a Connection header fails here, not at each request
+
+
 def _keep_text(name: str, value: Any) -> None:
     if not isinstance(value, bool | int):
         raise TypeError(f"{name} must be a bool or an int, not {type(value).__name__}")
@@ -225,7 +231,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "close_timeout": _seconds,
     "on_complete": _callable_or_none,
     "shutdown": _shutdown,
-    "headers": _mapping_or_none,
+    "headers": _headers,
     "keep_text": _keep_text,
     "choice": _index_or_none,
     "sync_limiter": _limiter_or_none,
@@ -244,7 +250,8 @@ def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str
 
     Raises:
         TypeError: an unknown or excluded option, or a value of the wrong type.
-        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, a
+            ``Connection`` header.
     """
     for name, value in options.items():
         check = _CHECKS.get(name)
