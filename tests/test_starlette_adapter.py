@@ -362,3 +362,28 @@ def test_gzip_still_compresses_ordinary_responses() -> None:
     with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
         response = client.get(base, headers={"accept-encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
+
+
+def test_a_sync_handler_that_blocks_does_not_stall_the_other_requests() -> None:
+    # Found in review: a sync handler (a sync SDK call waits for the model's first bytes) was
+    # called on the event loop, which served nothing else meanwhile. Starlette runs a sync
+    # endpoint in a worker thread; so does SSEEndpoint now.
+    import time
+
+    def slow_to_start(request: Request) -> list[str]:
+        time.sleep(1.0)  # the sync client waiting for the model's response headers
+        return ["late"]
+
+    async def ping(request: Request) -> Response:
+        return PlainTextResponse("pong")
+
+    app = Starlette(routes=[Route("/chat", SSEEndpoint(slow_to_start)), Route("/ping", ping)])
+    with run_uvicorn(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        chat = threading.Thread(target=lambda: http.get("/chat"))
+        chat.start()
+        time.sleep(0.2)  # the handler is blocked now
+        started = time.monotonic()
+        assert http.get("/ping").text == "pong"
+        ping_took = time.monotonic() - started
+        chat.join(10)
+    assert ping_took < 0.5, f"/ping waited {ping_took:.2f} s for the blocked handler"

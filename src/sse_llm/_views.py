@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_view", "source_of"]
+import anyio.to_thread
+
+__all__ = ["call_handler", "check_view", "source_of"]
 
 
 def check_view(func: Callable[..., Any]) -> bool:
@@ -31,3 +34,22 @@ async def source_of(func: Callable[..., Any], is_generator: bool, *args: Any, **
     if is_generator:
         return func(*args, **kwargs)
     return await func(*args, **kwargs)
+
+
+async def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
+    """A handler's result (``SSEEndpoint``, the WebSocket): an async handler is awaited; a
+    sync one runs in a worker thread, as Starlette runs a sync endpoint, since it may block (a
+    sync SDK call waits for the model's first bytes); an awaitable it returns is awaited."""
+    if _is_async(handler):
+        return await handler(*args)
+    result = await anyio.to_thread.run_sync(handler, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    call = None if inspect.isroutine(handler) else type(handler).__call__  # a callable object
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)

@@ -39,7 +39,7 @@ from ._asgi import EventStream
 from ._options import ResumeOptions, StreamOptions, resolve
 from ._resume import StreamHub
 from ._types import ASGIApp, Receive, Scope, Send, Source
-from ._views import check_view, source_of
+from ._views import call_handler, check_view, source_of
 
 __all__ = ["ResumeResponse", "SSEEndpoint", "SSEResponse", "sse"]
 
@@ -201,10 +201,10 @@ class SSEEndpoint:
     follow a 307 with it).
 
     Args:
-        handler: called with the Starlette :class:`~starlette.requests.Request`; sync or
-            async. Returns a source, or a Starlette ``Response`` sent as is (a 400 for a bad
-            parameter). It may also raise Starlette's ``HTTPException`` (sent as a plain-text
-            response with that status).
+        handler: called with the Starlette :class:`~starlette.requests.Request`; sync (run in
+            a worker thread, as Starlette runs a sync endpoint) or async. Returns a source, or
+            a Starlette ``Response`` sent as is (a 400 for a bad parameter). It may also raise
+            Starlette's ``HTTPException`` (sent as a plain-text response with that status).
         methods: accepted HTTP methods; others get ``405``.
         **options: :class:`~sse_llm.StreamOptions`.
 
@@ -242,9 +242,7 @@ class SSEEndpoint:
 
     async def _respond(self, request: Request) -> Response:
         try:
-            source = self.handler(request)
-            if inspect.isawaitable(source):
-                source = await source
+            source = await call_handler(self.handler, request)
         except HTTPException as exc:
             return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
         except KeyError as exc:

@@ -101,6 +101,7 @@ from ._pump import Pump, inline_for
 from ._result import EndReason, StreamResult
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
+from ._views import call_handler
 
 __all__ = ["LLMWebSocket", "PromptHandler", "serve_websocket"]
 
@@ -296,7 +297,7 @@ class _Connection:
             return "disconnected"  # cancel, a new prompt, or the client left
 
         try:
-            source = self.handler(message)
+            source = await call_handler(self.handler, message)
             check_source(source, "the WebSocket handler's result")
         except Exception as exc:
             # Refused before streaming (an SDK's HTTP error, a bad prompt): the pump turns it
@@ -326,8 +327,8 @@ async def serve_websocket(
     Args:
         websocket: a Starlette (or FastAPI) ``WebSocket``.
         handler: called with the client's message (a dict with a ``prompt`` string, and any
-            other keys the client sent); returns a source (sync or async callable, or an
-            awaitable source). An exception it raises becomes that request's ``error``
+            other keys the client sent); returns a source. Sync (run in a worker thread: it
+            may block) or async. An exception it raises becomes that request's ``error``
             message.
         **options: :class:`~sse_llm.StreamOptions` but ``format`` and ``headers`` (the
             messages are this module's protocol). ``on_complete`` gets each answer's
