@@ -31,7 +31,9 @@ from sse_llm import (
     EventStream,
     Finish,
     ReasoningDelta,
+    ServerSentEvent,
     SSEDecoder,
+    StreamEngine,
     StreamResult,
     TextDelta,
     ToolActivity,
@@ -810,3 +812,140 @@ async def test_openai_sdk_stream_helper_assembles_the_annotations(
         for a in annotations
     ] == OPENAI_CITED
     assert choice.message.content == "Il fait beau à Paris. Source: météo."
+
+
+# -- found in review: what strict clients of each format would refuse ---------------------------
+
+
+def _strict_json(line: str) -> Any:
+    """JSON as a JavaScript client's JSON.parse reads it: no NaN or Infinity."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"JSON.parse refuses {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def _wire_json(engine: StreamEngine, items: list[Any], reason: Any = "completed") -> list[Any]:
+    wire = engine.start() + b"".join(engine.feed(item) for item in items) + engine.close(reason)
+    return [
+        _strict_json(e.data)
+        for e in SSEDecoder().feed(wire)
+        if isinstance(e, ServerSentEvent) and e.data != "[DONE]"
+    ]
+
+
+def test_openai_usage_chunk_always_has_the_three_required_counts() -> None:
+    # CompletionUsage requires prompt_tokens, completion_tokens and total_tokens; Gemini
+    # leaves its candidates count out when thinking ran into max tokens.
+    engine = StreamEngine(OpenAIChatFormat(include_usage=True))
+    data = _wire_json(engine, ["x", Finish("length"), Usage(input_tokens=9, total_tokens=50)])
+    usage = data[-1]["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (
+        9,
+        41,
+        50,
+    )
+    only_total = _wire_json(
+        StreamEngine(OpenAIChatFormat(include_usage=True)), [Usage(total_tokens=7)]
+    )
+    assert {
+        k: only_total[-1]["usage"][k]
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    } == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 7,
+    }
+
+
+def test_openai_format_holds_fragments_of_a_call_until_its_name_comes() -> None:
+    items = [
+        ToolCallDelta(0, "", "", '{"a":'),
+        ToolCallDelta(0, "call_1", "f", "1}"),
+        ToolCall(0, "call_1", "f", '{"a":1}'),
+        Finish("tool_calls"),
+    ]
+    deltas = [
+        c["choices"][0]["delta"]
+        for c in _wire_json(StreamEngine(OpenAIChatFormat()), items)
+        if c["choices"]
+    ]
+    calls = [call for d in deltas for call in d.get("tool_calls", ())]
+    assert calls == [
+        {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "f", "arguments": '{"a":1}'},
+        }
+    ]
+
+
+def test_aisdk_tool_input_that_is_not_json_is_a_tool_input_error() -> None:
+    data = _wire_json(StreamEngine(AISDKFormat()), [ToolCall(0, "c", "f", '{"x": NaN}')])
+    parts = [d for d in data if d["type"].startswith("tool-input")]
+    assert [p["type"] for p in parts] == ["tool-input-start", "tool-input-error"]
+    assert parts[-1]["input"] == '{"x": NaN}'
+    activity = ToolActivity("t1", "code_execution", "started", input={"limit": float("inf")})
+    [available] = [
+        d
+        for d in _wire_json(StreamEngine(AISDKFormat()), [activity])
+        if d["type"] == "tool-input-available"
+    ]
+    assert available["input"] == {"limit": "Infinity"}
+
+
+@pytest.mark.parametrize("reason", ["shutdown", "error"])
+def test_aisdk_text_part_is_closed_before_the_error_when_a_provider_stream_is_cut(
+    reason: str,
+) -> None:
+    # An Anthropic stream: text, then a web search whose input is still streaming when the
+    # stream is cut. The writer closed the text part for the pending tool's events, whose
+    # units were then dropped: no text-end at all.
+    events = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "m",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude",
+                "content": [],
+                "usage": {"input_tokens": 1, "output_tokens": 0},
+            },
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Let me check"},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {
+                "type": "server_tool_use",
+                "id": "srvtoolu_1",
+                "name": "web_search",
+                "input": {},
+            },
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"query": "we'},
+        },
+    ]
+    engine = StreamEngine(AISDKFormat())
+    error = RuntimeError("the source failed") if reason == "error" else None
+    wire = engine.start() + b"".join(engine.feed(e) for e in events)
+    wire += engine.close("completed" if error else "shutdown", error)
+    kinds = [
+        json.loads(e.data)["type"]
+        for e in SSEDecoder().feed(wire)
+        if isinstance(e, ServerSentEvent) and e.data != "[DONE]"
+    ]
+    assert "text-end" in kinds and kinds.index("text-end") < kinds.index("error"), kinds
+    assert kinds.count("text-start") == kinds.count("text-end") == 1

@@ -311,9 +311,12 @@ class StreamEngine:
             # kept in the result however it ended.
             self._normalizer = None
             for event in normalizer.close():
-                units = self._event(event)
                 if reason == "completed":
-                    out.extend(units)
+                    out.extend(self._event(event))
+                elif not isinstance(event, _TEXTS):
+                    # Kept, not written: a writer would close its open parts for them
+                    # (AI SDK), and those closes belong before the error event.
+                    self._record(event)
         if reason == "completed" and result.finish is None and not self._from_provider:
             result.finish = Finish("stop")  # a plain text source ends by running out
         result.reason = reason
@@ -417,6 +420,14 @@ class StreamEngine:
                 self._reasoning = _Text(True if self._text.limit is None else self._text.limit)
             self._reasoning.add(text)
             return self._writer.event(event if text is event.text else ReasoningDelta(text))
+        event = self._record(event)
+        if isinstance(event, ErrorEvent):
+            return self._writer.error(event.message, event.code)
+        return self._writer.event(event)
+
+    def _record(self, event: LLMEvent) -> LLMEvent:
+        """Keep in the result what it keeps of an event that is not text; returns the event,
+        its provider text made whole."""
         if not isinstance(event, _NO_TEXT):  # the others carry a provider's text
             event = _whole(event)
         if isinstance(event, ToolCall):
@@ -432,8 +443,7 @@ class StreamEngine:
         elif isinstance(event, ErrorEvent):
             self.result.error = event
             self.ended = True
-            return self._writer.error(event.message, event.code)
-        return self._writer.event(event)
+        return event
 
 
 def _whole(value: Any) -> Any:

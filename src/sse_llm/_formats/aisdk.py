@@ -233,7 +233,10 @@ class _AISDKWriter(WriterBase):
             "toolName": state.name,
         }
         try:
-            part["input"] = json.loads(event.arguments) if event.arguments.strip() else {}
+            arguments = event.arguments
+            part["input"] = (
+                json.loads(arguments, parse_constant=_not_json) if arguments.strip() else {}
+            )
         except ValueError:
             # What the AI SDK's own streamText sends for unparsable input.
             part["type"] = "tool-input-error"
@@ -334,3 +337,9 @@ class AISDKFormat:
 
     def writer(self) -> FormatWriter:
         return _AISDKWriter(self.usage_metadata)
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN`` and ``Infinity``, which Python's parser takes and JSON has not: a JavaScript
+    client's ``JSON.parse`` would fail on the part."""
+    raise ValueError(f"{constant} is not JSON")

@@ -50,7 +50,8 @@ json_string: Any = encode_basestring
 #: One encoder for every event: ``json.dumps`` with any non-default argument builds a new
 #: ``JSONEncoder`` per call, which costs more than encoding a token's payload. ``encode`` keeps
 #: no state between calls, so one instance serves every thread.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: ``allow_nan=False``: ``NaN`` is no JSON, and a client's parser would fail on the event.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def dumps(value: Any) -> str:
@@ -116,8 +117,9 @@ def activity_fields(activity: ToolActivity, with_input: bool = False) -> dict[st
 
 def jsonable(value: Any) -> Any:
     """``value`` with anything JSON cannot carry written as its ``str`` (a LangChain tool's
-    arguments may hold any Python object)."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    arguments may hold any Python object; a float JSON has no literal for, ``nan`` or
+    ``inf``, becomes the string ``"NaN"``, ``"Infinity"``)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str), parse_constant=str)
 
 
 def done_fields(result: StreamResult) -> dict[str, Any]:

@@ -43,16 +43,17 @@ def _new_id() -> str:
 
 
 def _openai_usage(usage: Usage) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if usage.input_tokens is not None:
-        out["prompt_tokens"] = usage.input_tokens
-    if usage.output_tokens is not None:
-        out["completion_tokens"] = usage.output_tokens
-    total = usage.total_tokens
-    if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
-        total = usage.input_tokens + usage.output_tokens
-    if total is not None:
-        out["total_tokens"] = total
+    """OpenAI's ``CompletionUsage``: its three counts are required (a strict client fails on
+    a chunk without one), so a count the provider did not give is worked out or 0."""
+    prompt, completion, total = usage.input_tokens, usage.output_tokens, usage.total_tokens
+    if completion is None and prompt is not None and total is not None:
+        completion = total - prompt  # Gemini without candidatesTokenCount: all thinking
+    prompt, completion = prompt or 0, completion or 0
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total if total is not None else prompt + completion,
+    }
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     prompt_details: dict[str, int] = {}
@@ -66,7 +67,7 @@ def _openai_usage(usage: Usage) -> dict[str, Any]:
 
 
 class _OpenAIChatWriter(WriterBase):
-    __slots__ = ("_annotations", "_calls", "_head", "_include_usage", "_text_prefix")
+    __slots__ = ("_annotations", "_calls", "_head", "_include_usage", "_nameless", "_text_prefix")
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._include_usage = include_usage
@@ -83,6 +84,8 @@ class _OpenAIChatWriter(WriterBase):
         self._head = head[:-1]  # without the closing brace
         self._text_prefix = f'data: {self._head},"choices":[{{"index":0,"delta":{{"content":'
         self._calls: dict[int, int] = {}  # source index -> our 0-based OpenAI index
+        # Fragments of calls whose name has not come yet: OpenAI's first delta carries it.
+        self._nameless: dict[int, list[str]] = {}
         self._annotations = 0  # url_citation annotations sent so far
 
     def _chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
@@ -113,7 +116,12 @@ class _OpenAIChatWriter(WriterBase):
             case ToolCallDelta(index=source_index, arguments=arguments):
                 index = self._calls.get(source_index)
                 if index is None:
-                    return (self._announce(source_index, event.id, event.name, arguments),)
+                    held = self._nameless.pop(source_index, [])
+                    if not event.name:
+                        self._nameless[source_index] = [*held, arguments]
+                        return NOTHING
+                    whole = "".join([*held, arguments])
+                    return (self._announce(source_index, event.id, event.name, whole),)
                 if not arguments:
                     return NOTHING
                 call = {"index": index, "function": {"arguments": arguments}}
@@ -121,6 +129,7 @@ class _OpenAIChatWriter(WriterBase):
             case ToolCall(index=source_index):
                 if source_index in self._calls:
                     return NOTHING  # already streamed fragment by fragment
+                self._nameless.pop(source_index, None)  # the whole call is here
                 # A provider that sends calls whole (Gemini): one delta with all of it.
                 return (self._announce(source_index, event.id, event.name, event.arguments),)
             case Citation(kind="url", url=str(url)):
