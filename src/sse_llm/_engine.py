@@ -58,6 +58,7 @@ _LLM_EVENTS = (
     Finish,
     ErrorEvent,
 )
+_RAN_OUT = Finish("stop")  # frozen: one for every stream of a plain text source
 _TEXTS = (TextDelta, ReasoningDelta)  # the streamed texts: half a character may end one
 _NO_TEXT = (Usage, Finish)  # the events without a provider's text in them
 _SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
@@ -318,7 +319,7 @@ class StreamEngine:
                     # (AI SDK), and those closes belong before the error event.
                     self._record(event)
         if reason == "completed" and result.finish is None and not self._from_provider:
-            result.finish = Finish("stop")  # a plain text source ends by running out
+            result.finish = _RAN_OUT  # a plain text source ends by running out
         result.reason = reason
         self._keep_text_in(result)
         if reason == "shutdown":

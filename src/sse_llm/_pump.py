@@ -418,7 +418,7 @@ class Pump:
         self._finished = True
         # Cancelled with no reason given: from outside, by a server that is stopping.
         reason = self.reason = self.reason or "shutdown"
-        if reason == "timeout" and self._closing and self.engine.result.reason == "completed":
+        if self._closing and reason == "timeout" and self.engine.result.reason == "completed":
             # The source ran out, but its last send never got through: not "completed".
             self.engine.result.reason = "timeout"
         if reason != "shutdown" and self._idle_send is None and self._source_finished():
