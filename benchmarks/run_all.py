@@ -1,6 +1,6 @@
 """Run every benchmark and rewrite the figures section of ``benchmarks/README.md``.
 
-    .venv/bin/python benchmarks/run_all.py            # full run (about 75 min on 2 cores)
+    .venv/bin/python benchmarks/run_all.py            # full run (50-95 min on 2 shared cores)
     .venv/bin/python benchmarks/run_all.py --quick    # smoke run (~40 s), README untouched
 
 Each ``bench_*.py`` runs as its own subprocess (it starts and stops its own servers), on both
