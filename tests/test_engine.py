@@ -519,6 +519,25 @@ def test_an_event_without_a_lone_surrogate_is_passed_on_as_it_is() -> None:
     assert _whole(activity) is activity
 
 
+def test_only_what_goes_on_the_wire_is_made_whole() -> None:
+    # raw (the provider's objects as received, never sent) and values that are no dict,
+    # list or tuple (a named tuple, any object a LangChain tool may hold) stay as they are.
+    from collections import namedtuple
+
+    from sse_llm._engine import _whole
+
+    Point = namedtuple("Point", "x y")
+    raw = {"title": "T\udc00", "nested": [{"x": "\ud83d"}]}
+    held = Point("\ud83d", 1)
+    activity = ToolActivity(
+        "ws_1", "web_search", "finished", summary="s\udc00", input={"p": held}, raw=raw
+    )
+    whole = _whole(activity)
+    assert whole.summary == "s\ufffd"
+    assert whole.raw is raw
+    assert whole.input is not None and whole.input["p"] is held
+
+
 def test_a_finish_reason_that_is_not_normalised_fails_where_it_is_built() -> None:
     # A provider's own value there used to fail inside the format's end, after the stream
     # was marked closed: no end event at all.

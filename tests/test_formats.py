@@ -949,3 +949,22 @@ def test_aisdk_text_part_is_closed_before_the_error_when_a_provider_stream_is_cu
     ]
     assert "text-end" in kinds and kinds.index("text-end") < kinds.index("error"), kinds
     assert kinds.count("text-start") == kinds.count("text-end") == 1
+
+
+def test_openai_format_sends_a_call_whose_name_never_came_at_the_end() -> None:
+    items = [
+        ToolCallDelta(0, "", "", '{"a":'),
+        ToolCallDelta(0, "", "", "1}"),
+        Finish("tool_calls"),
+    ]
+    chunks = _wire_json(StreamEngine(OpenAIChatFormat()), items)
+    calls = [
+        call
+        for c in chunks
+        if c["choices"]
+        for call in c["choices"][0]["delta"].get("tool_calls", ())
+    ]
+    assert [(c["index"], c["function"]) for c in calls] == [
+        (0, {"name": "", "arguments": '{"a":1}'})
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"

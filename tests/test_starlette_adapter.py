@@ -387,3 +387,44 @@ def test_a_sync_handler_that_blocks_does_not_stall_the_other_requests() -> None:
         ping_took = time.monotonic() - started
         chat.join(10)
     assert ping_took < 0.5, f"/ping waited {ping_took:.2f} s for the blocked handler"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_async_handlers_run_on_the_loop_and_sync_ones_in_a_worker_thread() -> None:
+    import functools
+
+    from sse_llm._views import call_handler
+
+    main = threading.get_ident()
+    seen: dict[str, int] = {}
+
+    def sync(name: str) -> list[str]:
+        seen[name] = threading.get_ident()
+        return [name]
+
+    async def coroutine(name: str) -> list[str]:
+        return sync(name)
+
+    async def generator(name: str) -> AsyncIterator[str]:
+        seen[name] = threading.get_ident()
+        yield name
+
+    class CallableObject:
+        async def __call__(self, name: str) -> list[str]:
+            return sync(name)
+
+    async def awaited(name: str) -> list[str]:
+        return sync(name)
+
+    assert await call_handler(sync, "sync") == ["sync"]
+    assert await call_handler(coroutine, "coroutine") == ["coroutine"]
+    assert await call_handler(functools.partial(coroutine), "partial") == ["partial"]
+    assert await call_handler(CallableObject(), "object") == ["object"]
+    assert await call_handler(lambda name: awaited(name), "lambda") == ["lambda"]
+    stream = await call_handler(generator, "generator")
+    assert [item async for item in stream] == ["generator"]
+    assert seen["sync"] != main  # a worker thread: it may block
+    for name in ("coroutine", "partial", "object", "generator"):
+        assert seen[name] == main, name  # on the loop, no thread hop
+    assert seen["lambda"] == main  # the coroutine it returned ran on the loop

@@ -92,6 +92,12 @@ class Server:
 
         return source()
 
+    async def thinking(self, message: Any) -> Any:
+        """An async handler whose request takes long to answer (an SDK waiting for the
+        model's first bytes): here, longer than any test waits."""
+        await anyio.sleep(60)
+        return self.fast.stream(message["prompt"])
+
     async def own_endpoint(self, websocket: WebSocket) -> None:
         """serve_websocket inside an app's own endpoint (where auth would go)."""
         await websocket.accept()
@@ -106,6 +112,7 @@ def server(replay_server: ReplayServer) -> Iterator[tuple[Server, str]]:
             WebSocketRoute("/ws", LLMWebSocket(srv.handler, on_complete=srv.results.append)),
             WebSocketRoute("/own", srv.own_endpoint),
             WebSocketRoute("/replay", LLMWebSocket(srv.replay)),
+            WebSocketRoute("/thinking", LLMWebSocket(srv.thinking, on_complete=srv.results.append)),
             WebSocketRoute(
                 "/shutdown",
                 LLMWebSocket(srv.handler, shutdown=srv.shutdown, on_complete=srv.results.append),
@@ -441,3 +448,18 @@ def test_websocket_example_page_answers_in_chromium() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert [r.reason for r in results] == ["completed", "completed", "disconnected"]
+
+
+@pytest.mark.anyio
+async def test_an_async_handler_still_waiting_can_be_cancelled(server: tuple[Server, str]) -> None:
+    # Found in review of this change: awaiting the handler before the pump held `start`, the
+    # heartbeats and a cancel back until the handler's request answered.
+    srv, base = server
+    async with _connect(base + "/thinking") as ws:
+        await ws.send(json.dumps({"prompt": "hi", "request_id": "r1"}))
+        assert (await _recv(ws))["type"] == "start"
+        await ws.send(json.dumps({"type": "cancel"}))
+        ended = await _recv(ws)
+        assert (ended["type"], ended["request_id"]) == ("cancelled", "r1")
+    await _wait_for(lambda: srv.results, 5)
+    assert [r.reason for r in srv.results] == ["disconnected"]

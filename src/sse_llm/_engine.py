@@ -450,20 +450,24 @@ class StreamEngine:
 def _whole(value: Any) -> Any:
     """``value`` with every lone surrogate in its text made U+FFFD, which UTF-8 cannot carry
     (in a provider's tool arguments or source title: what a browser would show for it); the
-    same object when it has none. Walks events, dicts, lists and tuples."""
+    same object when it has none. Walks an event's fields but ``raw`` (never sent), and the
+    ``dict``, ``list`` and ``tuple`` values in them; anything else is left as it is."""
     if isinstance(value, str):
         if value.isascii() or not LONE_SURROGATE.search(value):
             return value
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is dict:
         mapping = {_whole(key): _whole(item) for key, item in value.items()}
         return value if mapping == value else mapping
-    if isinstance(value, list | tuple):
-        items = type(value)(_whole(item) for item in value)
+    if kind is list or kind is tuple:
+        items = kind(_whole(item) for item in value)
         return value if items == value else items
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {}
         for field in dataclasses.fields(value):
+            if not field.compare:
+                continue  # raw: the provider's objects as received, never sent
             old = getattr(value, field.name)
             new = _whole(old)
             if new is not old:

@@ -162,6 +162,7 @@ class GracefulShutdown:
         request = object()
         request_token = _REQUEST.set(request)
         with self._lock:
+            self._fork_check_locked()  # a forked worker's first request must stay counted
             self._open_requests.add(request)
         try:
             self.install()

@@ -40,16 +40,20 @@ async def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
     """A handler's result (``SSEEndpoint``, the WebSocket): an async handler is awaited; a
     sync one runs in a worker thread, as Starlette runs a sync endpoint, since it may block (a
     sync SDK call waits for the model's first bytes); an awaitable it returns is awaited."""
-    if _is_async(handler):
-        return await handler(*args)
-    result = await anyio.to_thread.run_sync(handler, *args)
+    if _runs_on_the_loop(handler):
+        result = handler(*args)
+    else:
+        result = await anyio.to_thread.run_sync(handler, *args)
     if inspect.isawaitable(result):
         result = await result
     return result
 
 
-def _is_async(handler: Callable[..., Any]) -> bool:
+def _runs_on_the_loop(handler: Callable[..., Any]) -> bool:
+    """An ``async def`` function, or an async generator function (its call does no work)."""
     while isinstance(handler, functools.partial):
         handler = handler.func
     call = None if inspect.isroutine(handler) else type(handler).__call__  # a callable object
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    return any(
+        inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (handler, call)
+    )

@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
 import anyio
@@ -99,7 +99,6 @@ from ._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
 from ._options import Config, StreamOptions, resolve
 from ._pump import Pump, inline_for
 from ._result import EndReason, StreamResult
-from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
 from ._views import call_handler
 
@@ -167,11 +166,6 @@ class _MessagesFormat:
 
     def writer(self) -> FormatWriter:
         return _MessagesWriter(self.request_id)
-
-
-async def _failed(exc: Exception) -> AsyncIterator[Any]:
-    raise exc
-    yield  # an async generator, never reached
 
 
 class _Connection:
@@ -296,13 +290,11 @@ class _Connection:
                 next_prompt = value  # answered after this one is cancelled
             return "disconnected"  # cancel, a new prompt, or the client left
 
-        try:
-            source = await call_handler(self.handler, message)
-            check_source(source, "the WebSocket handler's result")
-        except Exception as exc:
-            # Refused before streaming (an SDK's HTTP error, a bad prompt): the pump turns it
-            # into this request's error message, with the provider's text when it has one.
-            source = _failed(exc)
+        # Awaited by the pump, not here: `start`, heartbeats and a cancel go on meanwhile (an
+        # async handler may await the SDK's request). What the handler raises (an SDK's HTTP
+        # error, a bad prompt) the pump turns into this request's error message, with the
+        # provider's text when it has one.
+        source = call_handler(self.handler, message)
         config = self.config
         engine = config.engine(_MessagesFormat(request_id))
         inline = inline_for(self.websocket.scope)

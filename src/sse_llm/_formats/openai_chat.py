@@ -165,7 +165,13 @@ class _OpenAIChatWriter(WriterBase):
     def end(self, result: StreamResult) -> Units:
         if result.reason != "completed":
             return NOTHING  # after the error object the stream just ends, as OpenAI's do
-        out = []
+        # Fragments of a call whose name never came (a source with no ToolCall at the end):
+        # the call as the source gave it, not lost.
+        out = [
+            self._announce(index, "", "", "".join(parts))
+            for index, parts in sorted(self._nameless.items())
+        ]
+        self._nameless.clear()
         finish: Finish | None = result.finish
         if finish is not None:
             out.append(self._chunk({}, _OPENAI_FINISH[finish.reason]))

@@ -25,6 +25,7 @@ from .._options import (
 )
 from .._pump import Pump, inline_for
 from .._result import StreamResult
+from .._shutdown import current_shutdown
 from .._types import Receive, Scope, Send
 from .ids import parse_last_event_id
 from .store import StoredEvents, StreamStore
@@ -306,7 +307,11 @@ class ResumeStream:
             send,
             asgi=True,
             inline=inline_for(scope),
-            counted_only=self.hub.produces(stream_id),  # see _RemoteShutdown
+            # Only counted when the signal also ends its producer, whose stored shutdown event
+            # ends this reader (see _RemoteShutdown); else the signal ends it at once.
+            counted_only=(
+                self.hub.produces(stream_id) and current_shutdown() in self.hub._graceful
+            ),
         )
         if await start_response(pump, 200, self._headers(stream_meta.headers), send):
             result = await pump.run(receive)
