@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import anyio
 import pytest
 from playwright.sync_api import Browser, Page
+from starlette.types import Receive, Scope, Send
 
 from sse_llm import Citation, StreamResult
 from sse_llm.testing import DEFAULT_SOURCES, FakeLLM, tokenize
@@ -166,12 +167,7 @@ class OneByteSends:
         self.newline = newline
         self.pause = pause
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
@@ -284,12 +280,7 @@ class UnreadableFirstEvent:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         first = True
 
         async def send_with_it(message: Any) -> None:

@@ -20,7 +20,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page
+from starlette.types import Receive, Scope, Send
 
 from sse_llm import StreamResult, ToolActivity
 from sse_llm._markdown import MarkdownRenderer
@@ -182,12 +183,7 @@ class RequestCounter:
         self.app = app
         self.paths: list[str] = []
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.paths.append(scope["path"])
         await self.app(scope, receive, send)
@@ -418,12 +414,7 @@ class CutStreams:
         self.app = app
         self.after = after
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "/api/stream/" not in scope["path"]:
             await self.app(scope, receive, send)
             return

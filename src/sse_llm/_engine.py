@@ -353,7 +353,7 @@ class StreamEngine:
         self._held = ""
         if text and "\ud800" <= text[-1] <= "\udbff":
             text, self._held, self._held_in = text[:-1], text[-1], kind
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return _replaced(text)
 
     def _release(self) -> Units:
         """The held half as U+FFFD, written as the text it ended: no other token can join it."""
@@ -447,6 +447,11 @@ class StreamEngine:
         return event
 
 
+def _replaced(text: str) -> str:
+    """``text`` with each lone surrogate made U+FFFD, as a browser decodes it."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _whole(value: Any) -> Any:
     """``value`` with every lone surrogate in its text made U+FFFD, which UTF-8 cannot carry
     (in a provider's tool arguments or source title: what a browser would show for it); the
@@ -455,7 +460,7 @@ def _whole(value: Any) -> Any:
     if isinstance(value, str):
         if value.isascii() or not LONE_SURROGATE.search(value):
             return value
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return _replaced(value)
     kind = type(value)
     if kind is dict:
         mapping = {_whole(key): _whole(item) for key, item in value.items()}

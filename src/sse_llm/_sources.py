@@ -81,7 +81,7 @@ class _ThreadedIterator:
     """
 
     def __init__(
-        self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None, source: Any = None
+        self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None, source: Any
     ) -> None:
         self.iterator = iterator
         self.source = source  # closed too, in the same thread (a sync SDK stream's response)
@@ -119,10 +119,8 @@ class _ThreadedIterator:
         if self.closed:
             return
         self.closed = True
-        objs = [self.iterator]
-        if self.source is not None and self.source is not self.iterator:
-            objs.append(self.source)
-        for obj in objs:
+        same = self.source is self.iterator  # a generator is its own iterator
+        for obj in (self.iterator,) if same else (self.iterator, self.source):
             close = getattr(obj, "close", None)
             if close is not None:
                 close()
