@@ -430,6 +430,58 @@ def test_browser_renders_the_answers_markdown(watched_tab: Tab) -> None:
     assert_inert(tab)
 
 
+# Keeps the answer's element children but the last once there are at least `count` while it
+# streams: those blocks are final (a later one has begun) and must stay the same nodes.
+KEEP_FINAL_BLOCKS = """(count) => {
+  const answer = document.querySelector("#log .message.assistant");
+  const text = answer && answer.querySelector(".text");
+  if (!text || answer.dataset.status !== "streaming" || text.children.length < count) return false;
+  (window.__kept ??= []).push([...text.children].slice(0, -1));
+  return true;
+}"""
+# Whether each kept block is still in the page, as the same node, at the same place.
+KEPT_BLOCKS_STAY = """() => {
+  const text = document.querySelector("#log .message.assistant .text");
+  return window.__kept.map((nodes) => nodes.map((node, i) => text.children[i] === node));
+}"""
+# The whole answer's Markdown parsed at once, as the page's markdown.render does it.
+RENDERED_AT_ONCE = """() => {
+  const text = document.querySelector("#log .message.assistant .text");
+  const whole = document.createElement("div");
+  whole.append(markdown.render(text.markdownSource));
+  return [whole.innerHTML, text.innerHTML];
+}"""
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_growing_answer_parses_only_its_open_block_again(tab: Tab, newline: str) -> None:
+    # The blocks before the one still growing are rendered once and kept (no O(n²) re-render
+    # of the whole answer per frame), and the result is what parsing the whole text gives.
+    # With CR LF the lexer's raws differ from the text: nothing counts as final, the page
+    # parses the whole answer each time and still shows the same.
+    answer = FakeLLM().text_for("마크다운").replace("\n", newline)
+    with serve_demo(FakeLLM(answer, delay=0.02)) as demo:
+        ask(tab.page, demo.base_url, "마크다운")
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=2)  # p: the greeting
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=5)  # p, p, p, ol
+        final = wait_for_end(tab.page)
+        kept = tab.page.evaluate(KEPT_BLOCKS_STAY)
+        at_once, shown = tab.page.evaluate(RENDERED_AT_ONCE)
+
+    assert final["status"] == "done"
+    assert final["text"] == answer
+    assert [len(nodes) for nodes in kept] == [1, 4]
+    if newline == "\n":
+        assert kept == [[True], [True, True, True, True]]
+    else:
+        assert kept == [[False], [False, False, False, False]]
+    assert shown == at_once
+    assert [tag for tag in re.findall(r"<(\w+)", shown) if tag in {"p", "ol", "pre"}] == [
+        "p", "p", "p", "ol", "pre", "p"
+    ]
+    assert tab.console_errors == []
+
+
 def test_markdown_that_attacks_the_page_never_runs(watched_tab: Tab) -> None:
     tab = watched_tab
     tokens = list(XSS_TOKENS)

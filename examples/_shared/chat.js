@@ -118,8 +118,11 @@ function escapeHTML(text) {
     .replace(/"/g, "&quot;");
 }
 
-/** A function Markdown text -> sanitised DocumentFragment, or null without the libraries. */
-function createMarkdownRenderer() {
+/**
+ * {render, blocks}, or null without the libraries: render(text) is the Markdown as a sanitised
+ * DocumentFragment; blocks(text) is marked's block tokens of it, each with its `raw` text.
+ */
+function createMarkdown() {
   if (!window.marked || !window.DOMPurify || !DOMPurify.isSupported) return null;
   const parser = new marked.Marked({ gfm: true, breaks: false });
   // The model's own HTML (block or inline) is shown as text, never interpreted.
@@ -144,10 +147,54 @@ function createMarkdownRenderer() {
     ALLOW_ARIA_ATTR: false,
     RETURN_DOM_FRAGMENT: true, // no second HTML parse of the cleaned markup
   };
-  return (text) => DOMPurify.sanitize(parser.parse(text), config);
+  return {
+    render: (text) => DOMPurify.sanitize(parser.parse(text), config),
+    blocks: (text) => parser.lexer(text),
+  };
 }
 
-const renderMarkdown = createMarkdownRenderer();
+const markdown = createMarkdown();
+
+/**
+ * A function update(source) that shows the answer's Markdown, as it grows, in `element`.
+ *
+ * Parsing the whole answer again on every frame would cost O(n) per frame, O(n²) over a long
+ * answer. Once marked's lexer has begun a later block, the blocks before it are final (more
+ * text cannot change them), so they are rendered once and kept; each update parses only the
+ * text from the first block still open. Accepted difference from parsing the whole text: a
+ * reference-style link defined below the paragraph that uses it ("[text][ref]" ... "[ref]:
+ * url") shows as text.
+ */
+function createMarkdownView(element) {
+  let final = 0; // characters of the source rendered as final blocks
+  let open = []; // the nodes of the open block(s), replaced on each update
+  return function update(source) {
+    const rest = source.slice(final);
+    const tokens = markdown.blocks(rest);
+    let last = tokens.length - 1; // the last block with text is the open one
+    while (last > 0 && tokens[last].type === "space") last--;
+    const closed = tokens.slice(0, last).map((token) => token.raw).join("");
+    for (const node of open) node.remove();
+    // The raws are the text itself unless the lexer rewrote it (CR LF becomes LF): then the
+    // blocks are not counted as final, and the text is parsed again next time.
+    if (closed && rest.startsWith(closed)) {
+      element.append(markdown.render(closed));
+      final += closed.length;
+    }
+    const fragment = markdown.render(source.slice(final));
+    open = [...fragment.childNodes];
+    element.append(fragment);
+  };
+}
+
+/** update(source) for a page without the Markdown libraries: the text as written. */
+function createTextView(element) {
+  let shown = 0; // characters of the source already in the element
+  return function update(source) {
+    element.append(source.slice(shown)); // a text node: never parsed as HTML
+    shown = source.length;
+  };
+}
 
 // ------------------------------------------------------------ sources and provider tools
 
@@ -212,8 +259,9 @@ function describeDone({ finish_reason: reason, usage }) {
 async function ask(prompt) {
   addElement(addElement(log, "div", "message user"), "div", "text", prompt);
   const answer = addElement(log, "div", "message assistant");
-  const text = addElement(answer, "div", renderMarkdown ? "text markdown" : "text");
+  const text = addElement(answer, "div", markdown ? "text markdown" : "text");
   text.markdownSource = ""; // the answer as received (what a Copy button would copy)
+  const show = markdown ? createMarkdownView(text) : createTextView(text);
   const activities = addElement(answer, "div", "activities");
   let sources = null; // the <ol> of sources, made at the first one
   const sourceKeys = new Set();
@@ -228,8 +276,7 @@ async function ask(prompt) {
 
   function render() {
     renderPending = false;
-    if (renderMarkdown) text.replaceChildren(renderMarkdown(text.markdownSource));
-    else text.textContent = text.markdownSource;
+    show(text.markdownSource);
   }
 
   function addSource(source) {
