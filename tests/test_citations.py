@@ -966,7 +966,8 @@ def test_gemini_several_candidates() -> None:
 def test_langchain_anthropic_server_tool_input_arrives_in_input_json_deltas() -> None:
     # ChatAnthropic's own (v0) blocks: the server_tool_use block has an empty input and the
     # input streams in input_json_delta blocks of the same index (langchain-core's Anthropic
-    # block translator reads them the same way). Found in review: they were ignored.
+    # block translator reads them the same way). Found in review: they were ignored. The tool
+    # is started once its input is whole (at the next block), as in Anthropic's own stream.
     chunks = [
         AIMessageChunk(
             content=[
@@ -996,10 +997,57 @@ def test_langchain_anthropic_server_tool_input_arrives_in_input_json_deltas() ->
         ),
     ]
     activities = [e for e in run(chunks) if isinstance(e, ToolActivity)]
-    assert [(a.status, a.input) for a in activities] == [
-        ("started", None),
-        ("finished", {"query": "서울"}),
+    assert [(a.status, a.summary, a.input) for a in activities] == [
+        ("started", "서울", {"query": "서울"}),
+        ("finished", "1 result", {"query": "서울"}),
     ]
+
+
+def test_langchain_a_tool_whose_input_streams_starts_once_the_input_is_whole() -> None:
+    # LangChain passes no content_block_stop on: the input is whole at the first block of
+    # another kind or index, the answer's last chunk, or the stream's end.
+    def streamed(index: int, *parts: str) -> list[AIMessageChunk]:
+        start = {"type": "server_tool_call_chunk", "id": f"t{index}", "name": "web_search"}
+        return [
+            AIMessageChunk(content=[{**start, "args": "", "index": index}]),
+            *(
+                AIMessageChunk(
+                    content=[{"type": "server_tool_call_chunk", "args": part, "index": index}]
+                )
+                for part in parts
+            ),
+        ]
+
+    def shape(events: list[LLMEvent]) -> list[Any]:
+        out: list[Any] = []
+        for e in events:
+            if isinstance(e, ToolActivity):
+                out.append((e.id, e.status, e.summary, e.input))
+            elif isinstance(e, TextDelta):
+                out.append(e.text)
+            elif isinstance(e, Finish):
+                out.append(e.reason)
+        return out
+
+    # Plain text after it (content as a str), then the stream's end.
+    events = run([*streamed(0, '{"query": ', '"부산"}'), AIMessageChunk(content="답")])
+    assert shape(events) == [("t0", "started", "부산", {"query": "부산"}), "답"]
+    # The answer's last chunk.
+    last = AIMessageChunk(
+        content=[], response_metadata={"stop_reason": "end_turn"}, chunk_position="last"
+    )
+    events = run([*streamed(1, '{"url": "https://a"}'), last])
+    assert shape(events) == [("t1", "started", "https://a", {"url": "https://a"}), "stop"]
+    # The stream's end alone, and a second tool right after the first.
+    events = run([*streamed(2, '{"query": "a"}'), *streamed(3, '{"query": "b"}')])
+    assert shape(events) == [
+        ("t2", "started", "a", {"query": "a"}),
+        ("t3", "started", "b", {"query": "b"}),
+    ]
+    # A standard server_tool_call is whole: started at once.
+    whole = {"type": "server_tool_call", "id": "t4", "name": "web_search", "args": {}}
+    events = run([AIMessageChunk(content=[{**whole, "index": 0}])])
+    assert shape(events) == [("t4", "started", None, None)]
 
 
 def test_langchain_standard_blocks_citations_and_server_tools() -> None:

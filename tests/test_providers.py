@@ -31,6 +31,7 @@ import httpx
 import httpx_sse
 import openai
 import pytest
+from langchain_anthropic import ChatAnthropic
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import (
     FakeListChatModel,
@@ -1191,6 +1192,44 @@ async def test_langchain_tool_call_chunks_usage_and_stop_reason(proxy: tuple[Pro
     }
     result = await app.result("lc-scripted")
     assert result.tool_calls == [ToolCall(0, "toolu_01", "get_weather", '{"city": "서울"}')]
+
+
+# langchain-anthropic 1.7 warns at the Messages API's newer tool_use fields (``caller``); the
+# warning is LangChain's, not sse-llm's.
+@pytest.mark.filterwarnings("ignore:Received unexpected tool content block:UserWarning")
+async def test_chat_anthropic_streams_normalise_as_the_anthropic_sdks_do(
+    replay_server: ReplayServer,
+) -> None:
+    """Every Anthropic recording read by LangChain's real ``ChatAnthropic`` (which drives the
+    ``anthropic`` SDK) over the replay server, 7-byte reads: the answer the oracle reads in
+    the recording, provider-run tools (started once their input is whole) included.
+
+    One test for all of them: ChatAnthropic keeps one HTTP client per base URL for the whole
+    process (an ``lru_cache``), whose connections belong to the event loop that opened them.
+    """
+    paths = fixture_files("anthropic")
+    assert len(paths) >= 8
+    for path in paths:
+        model = ChatAnthropic(
+            model=fixture_id(path),
+            base_url=replay_server.base_url,
+            api_key="test",
+            max_retries=0,
+            max_tokens=256,
+            default_headers={"x-replay-file": fixture_id(path), "x-replay-chunk": CHUNK},
+        )
+        chunks = [chunk async for chunk in model.astream("hi")]
+        want = expected(path)
+        normalised = run_normalizer(chunks)
+        text = "".join(e.text for e in normalised if isinstance(e, TextDelta))
+        assert text == want.text, path
+        reasoning = "".join(e.text for e in normalised if isinstance(e, ReasoningDelta))
+        assert reasoning == want.reasoning, path
+        calls = [e for e in normalised if isinstance(e, ToolCall)]
+        assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == want.tool_calls, path
+        finishes = [e for e in normalised if isinstance(e, Finish)]
+        assert [f.raw_reason for f in finishes] == [want.finish_reason], path
+        assert activities_of(normalised) == want.tool_activities, path
 
 
 async def test_langchain_chunks_fed_directly() -> None:

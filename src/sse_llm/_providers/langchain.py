@@ -23,17 +23,22 @@ Mapped:
   ``additional_kwargs["annotations"]`` (OpenAI ``url_citation``) and
   ``additional_kwargs["citations"]`` / ``["search_results"]`` (``ChatPerplexity``, numbered);
 - provider-run tools -> :class:`ToolActivity` (never tool calls): the standard
-  ``server_tool_call`` / ``server_tool_call_chunk`` (``started``; the chunks' arguments are
-  joined and given with the result) and ``server_tool_result`` (``finished``, or ``failed``
-  when its ``status`` is ``"error"``); Anthropic's own ``server_tool_use`` / ``mcp_tool_use``
-  and ``*_tool_result`` blocks; OpenAI's own ``web_search_call`` / ``file_search_call`` /
-  ``code_interpreter_call`` / ``image_generation_call`` / ``mcp_call`` blocks (or
-  ``additional_kwargs["tool_outputs"]``), ``started`` until their ``status`` is final. Names
-  and summaries as for those providers' own streams;
+  ``server_tool_call`` / ``server_tool_call_chunk`` and ``server_tool_result`` (``finished``,
+  or ``failed`` when its ``status`` is ``"error"``); Anthropic's own ``server_tool_use`` /
+  ``mcp_tool_use`` (its input streamed in ``input_json_delta`` blocks of the same ``index``)
+  and ``*_tool_result`` blocks. A tool whose input streams is ``started`` once the input is
+  whole, as in Anthropic's own stream: at the first block of another kind or index (LangChain
+  does not pass ``content_block_stop`` on), its result, or the stream's end. OpenAI's own
+  ``web_search_call`` / ``file_search_call`` / ``code_interpreter_call`` /
+  ``image_generation_call`` / ``mcp_call`` blocks (or ``additional_kwargs["tool_outputs"]``)
+  are ``started`` until their ``status`` is final. Names and summaries as for those
+  providers' own streams;
 - ``additional_kwargs["reasoning_content"]`` (DeepSeek and OpenAI-compatible reasoners) ->
   :class:`ReasoningDelta`;
 - ``tool_call_chunks`` -> :class:`ToolCallDelta`, joined by their ``index`` (a chunk with no
-  index starts a new call) into one :class:`ToolCall` each when the stream finishes;
+  index starts a new call) into one :class:`ToolCall` each when the stream finishes; a call
+  whose arguments never came has ``"{}"``, as LangChain's own ``AIMessageChunk.tool_calls``
+  reads empty ``args`` (``langchain_core.messages.ai``);
 - ``usage_metadata``: LangChain's chunks are *added* when merged (``add_usage``), so counts
   are summed over the stream -> one :class:`Usage` at the end (``input_tokens`` (LangChain
   counts cache reads and writes in it), ``output_tokens``, ``total_tokens``,
@@ -106,14 +111,16 @@ class _Call:
 
 
 class _ServerTool:
-    """A provider-run tool seen started: its name and the argument text so far."""
+    """A provider-run tool seen started: its name, the argument text so far, the block that
+    started it."""
 
-    __slots__ = ("arguments", "name", "parts")
+    __slots__ = ("arguments", "name", "parts", "raw")
 
-    def __init__(self, name: str, arguments: Mapping[str, Any] | None) -> None:
+    def __init__(self, name: str, arguments: Mapping[str, Any] | None, raw: Any) -> None:
         self.name = name
         self.arguments = arguments
         self.parts: list[str] = []
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
 
     def input(self) -> Mapping[str, Any] | None:
         if self.arguments:
@@ -126,6 +133,20 @@ class _ServerTool:
         except ValueError:
             return None
         return value if isinstance(value, dict) and value else None
+
+    def started(self, tool_id: str) -> ToolActivity:
+        arguments = self.input()
+        summary = None
+        if arguments:
+            summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
+        return ToolActivity(
+            tool_id,
+            self.name,
+            "started",
+            summary=summary,
+            input=dict(arguments) if arguments else None,
+            raw=self.raw,
+        )
 
 
 class Normalizer:
@@ -144,12 +165,16 @@ class Normalizer:
         self._server: dict[str, _ServerTool] = {}  # started provider tool id -> state
         self._server_ids: dict[Any, str] = {}  # server_tool_call_chunk index -> tool id
         self._server_done: set[str] = set()
+        # The provider tool whose input is streaming (its id, its block index): started once
+        # the input is whole.
+        self._streaming_input: tuple[str, Any] | None = None
 
     def feed(self, item: Any) -> list[LLMEvent]:
         out: list[LLMEvent] = []
         content = getattr(item, "content", None)
         if isinstance(content, str):
             if content:
+                out.extend(self._input_whole())
                 self._offset += len(content)
                 out.append(TextDelta(content))
         elif isinstance(content, list):
@@ -173,11 +198,12 @@ class Normalizer:
                     self._raw_finish = raw
                     break
         if getattr(item, "chunk_position", None) == "last":
+            out.extend(self._input_whole())
             out.extend(self._finish())
         return out
 
     def close(self) -> list[LLMEvent]:
-        out: list[LLMEvent] = []
+        out = self._input_whole()
         if self._raw_finish is not None and not self._finished:
             out.extend(self._finish())
         else:
@@ -213,7 +239,7 @@ class Normalizer:
 
     def _flush(self) -> list[LLMEvent]:
         calls: list[LLMEvent] = [
-            ToolCall(call.index, call.id, call.name, "".join(call.parts))
+            ToolCall(call.index, call.id, call.name, "".join(call.parts) or "{}")
             for call in self._calls.values()
         ]
         self._calls.clear()
@@ -248,6 +274,8 @@ class Normalizer:
     def _blocks(self, blocks: list[Any]) -> list[LLMEvent]:
         out: list[LLMEvent] = []
         for block in blocks:
+            if self._streaming_input is not None and not self._continues_input(block):
+                out.extend(self._input_whole())
             if isinstance(block, str):
                 if block:
                     self._offset += len(block)
@@ -336,24 +364,41 @@ class Normalizer:
     # -- provider-run tools --------------------------------------------------------------
 
     def _started(
-        self, tool_id: str, name: str, arguments: Mapping[str, Any] | None, raw: Any
+        self,
+        tool_id: str,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        raw: Any,
+        *,
+        input_streams: bool = False,
     ) -> list[LLMEvent]:
         if not tool_id or tool_id in self._server or tool_id in self._server_done:
             return []
-        self._server[tool_id] = _ServerTool(name, arguments)
-        summary = None
-        if arguments:
-            summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
-        return [
-            ToolActivity(
-                tool_id,
-                name,
-                "started",
-                summary=summary,
-                input=dict(arguments) if arguments else None,
-                raw=raw if isinstance(raw, Mapping) else {},
-            )
-        ]
+        state = self._server[tool_id] = _ServerTool(name, arguments, raw)
+        if input_streams and not arguments and isinstance(raw, Mapping):
+            self._streaming_input = (tool_id, raw.get("index"))
+            return []
+        return [state.started(tool_id)]
+
+    def _continues_input(self, block: Any) -> bool:
+        """Whether ``block`` is the next piece of the input that is streaming."""
+        assert self._streaming_input is not None
+        index = self._streaming_input[1]
+        return (
+            isinstance(block, Mapping)
+            and block.get("type") in ("input_json_delta", "server_tool_call_chunk")
+            and index is not None
+            and block.get("index") == index
+        )
+
+    def _input_whole(self) -> list[LLMEvent]:
+        """The ``started`` event of the tool whose input was streaming, now that it is whole."""
+        if self._streaming_input is None:
+            return []
+        tool_id = self._streaming_input[0]
+        self._streaming_input = None
+        state = self._server.get(tool_id)
+        return [state.started(tool_id)] if state is not None else []
 
     def _server_call(self, block: Mapping[str, Any]) -> list[LLMEvent]:
         """A standard ``server_tool_call`` or Anthropic's ``server_tool_use`` /
@@ -369,7 +414,8 @@ class Normalizer:
             self._server_ids[block["index"]] = tool_id
         if tool_id in self._server and arguments:
             self._server[tool_id].arguments = arguments
-        return self._started(tool_id, name, arguments, block)
+        input_streams = block.get("type") != "server_tool_call"  # a standard one is whole
+        return self._started(tool_id, name, arguments, block, input_streams=input_streams)
 
     def _server_chunk(self, block: Mapping[str, Any]) -> list[LLMEvent]:
         index = block.get("index")
@@ -378,7 +424,7 @@ class Normalizer:
             return []
         if index is not None:
             self._server_ids[index] = tool_id
-        out = self._started(tool_id, tool_name(block.get("name")), None, block)
+        out = self._started(tool_id, tool_name(block.get("name")), None, block, input_streams=True)
         state = self._server.get(tool_id)
         if state is not None and isinstance(block.get("args"), str):
             state.parts.append(block["args"])
