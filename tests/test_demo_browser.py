@@ -477,7 +477,7 @@ def test_a_growing_answer_parses_only_its_open_block_again(tab: Tab, newline: st
         assert kept == [[False], [False, False, False, False]]
     assert shown == at_once
     blocks = [tag for tag in re.findall(r"<(\w+)", shown) if tag in {"p", "ol", "pre"}]
-    assert blocks == "p p p ol pre p".split()
+    assert blocks == ["p", "p", "p", "ol", "pre", "p"]
     assert tab.console_errors == []
 
 
