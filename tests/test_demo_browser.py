@@ -481,6 +481,27 @@ def test_a_growing_answer_parses_only_its_open_block_again(tab: Tab, newline: st
     assert tab.console_errors == []
 
 
+def test_a_link_defined_below_its_paragraph_is_a_link_at_the_end(tab: Tab) -> None:
+    # The paragraph was final (shown as text: "[the guide][g]") long before "[g]: url"
+    # arrived; the answer's end puts the whole render in place.
+    answer = "See [the guide][g] first.\n\nThen stream.\n\n[g]: https://example.com/guide\n"
+    with serve_demo(FakeLLM(answer, delay=0.02)) as demo:
+        ask(tab.page, demo.base_url, "링크")
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=2)
+        final = wait_for_end(tab.page)
+        at_once, shown = tab.page.evaluate(RENDERED_AT_ONCE)
+        links = tab.page.evaluate(
+            "() => [...document.querySelectorAll('#log .text a')].map((a) => [a.textContent,"
+            " a.getAttribute('href')])"
+        )
+
+    assert final["status"] == "done"
+    assert links == [["the guide", "https://example.com/guide"]]
+    assert shown == at_once
+    assert "[g]" not in final["shown"]
+    assert tab.console_errors == []
+
+
 def test_markdown_that_attacks_the_page_never_runs(watched_tab: Tab) -> None:
     tab = watched_tab
     tokens = list(XSS_TOKENS)

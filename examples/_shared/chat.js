@@ -156,19 +156,22 @@ function createMarkdown() {
 const markdown = createMarkdown();
 
 /**
- * A function update(source) that shows the answer's Markdown, as it grows, in `element`.
+ * Shows the answer's Markdown in `element` as it grows: update(source) on each frame,
+ * end(source) once.
  *
  * Parsing the whole answer again on every frame would cost O(n) per frame, O(n²) over a long
  * answer. Once marked's lexer has begun a later block, the blocks before it are final (more
  * text cannot change them), so they are rendered once and kept; each update parses only the
- * text from the first block still open. Accepted difference from parsing the whole text: a
- * reference-style link defined below the paragraph that uses it ("[text][ref]" ... "[ref]:
- * url") shows as text.
+ * text from the first block still open. The answer's end checks the whole once: a block that
+ * renders differently as part of it (a reference-style link whose "[ref]: url" came after
+ * the paragraph using it) is put right then.
  */
 function createMarkdownView(element) {
   let final = 0; // characters of the source rendered as final blocks
   let open = []; // the nodes of the open block(s), replaced on each update
-  return function update(source) {
+  let ended = false; // after end(), a late animation frame changes nothing
+  function update(source) {
+    if (ended) return;
     const rest = source.slice(final);
     const tokens = markdown.blocks(rest);
     let last = tokens.length - 1; // the last block with text is the open one
@@ -184,16 +187,25 @@ function createMarkdownView(element) {
     const fragment = markdown.render(source.slice(final));
     open = [...fragment.childNodes];
     element.append(fragment);
-  };
+  }
+  function end(source) {
+    update(source);
+    ended = true;
+    const whole = document.createElement("div");
+    whole.append(markdown.render(source));
+    if (whole.innerHTML !== element.innerHTML) element.replaceChildren(...whole.childNodes);
+  }
+  return { update, end };
 }
 
-/** update(source) for a page without the Markdown libraries: the text as written. */
+/** {update, end} for a page without the Markdown libraries: the text as written. */
 function createTextView(element) {
   let shown = 0; // characters of the source already in the element
-  return function update(source) {
+  function update(source) {
     element.append(source.slice(shown)); // a text node: never parsed as HTML
     shown = source.length;
-  };
+  }
+  return { update, end: update };
 }
 
 // ------------------------------------------------------------ sources and provider tools
@@ -261,7 +273,7 @@ async function ask(prompt) {
   const answer = addElement(log, "div", "message assistant");
   const text = addElement(answer, "div", markdown ? "text markdown" : "text");
   text.markdownSource = ""; // the answer as received (what a Copy button would copy)
-  const show = markdown ? createMarkdownView(text) : createTextView(text);
+  const view = markdown ? createMarkdownView(text) : createTextView(text);
   const activities = addElement(answer, "div", "activities");
   let sources = null; // the <ol> of sources, made at the first one
   const sourceKeys = new Set();
@@ -276,7 +288,7 @@ async function ask(prompt) {
 
   function render() {
     renderPending = false;
-    show(text.markdownSource);
+    view.update(text.markdownSource);
   }
 
   function addSource(source) {
@@ -320,7 +332,7 @@ async function ask(prompt) {
   }
 
   function finish() {
-    render(); // whatever a pending animation frame would have shown
+    view.end(text.markdownSource); // also what a pending animation frame would have shown
     for (const line of running.values()) line.remove();
     running.clear();
   }
