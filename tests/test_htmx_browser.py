@@ -689,6 +689,49 @@ def test_the_pages_show_a_line_while_the_provider_searches_and_list_the_sources(
     assert_clean(tab)
 
 
+def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> None:
+    # No last event comes after a Stop: the page removes the "Searching…" line (the tool will
+    # not finish), unwraps the tail and says the answer was stopped; the next answer streams
+    # into a tail of its own.
+    first = "# 날씨\n\n서울은 맑고 "
+    search = ToolActivity("srvtoolu_1", "web_search", "started", "서울 날씨", {"query": "서울"})
+    fake = ItemsLLM([*tokens_of(first), search, "따뜻합니다."], tool_delay=20.0)
+    with serve_htmx(fake) as demo:
+        selector = submit(tab.page, demo.base_url + "/", PROMPT)
+        tab.page.wait_for_selector(f"{selector} .sse-llm-activity", timeout=DEADLINE * 1000)
+        tab.page.click("#stop")
+        assert demo.completed.wait(DEADLINE), "the completion hook never ran"
+        tab.page.wait_for_function(
+            "() => !document.querySelector('#chat-form fieldset').disabled",
+            timeout=DEADLINE * 1000,
+        )
+        stopped = tab.page.evaluate(
+            """(s) => { const el = document.querySelector(s);
+                return {html: el.innerHTML, text: el.innerText,
+                        tails: document.querySelectorAll('.sse-llm-tail').length}; }""",
+            selector,
+        )
+        fake.items = tokens_of("두 번째 답입니다.")
+        demo.completed.clear()
+        tab.page.fill("#chat-form textarea", "또")  # on the same page, under the first
+        tab.page.click("#send")
+        tab.page.wait_for_function(
+            "() => window.__ends.length > 0 && !document.querySelector('.sse-llm-tail')",
+            timeout=DEADLINE * 1000,
+        )
+        first_html, second_html = tab.page.evaluate(
+            "() => [...document.querySelectorAll('.answer')].map((a) => a.innerHTML)"
+        )
+
+    assert [r.reason for r in demo.results] == ["disconnected", "completed"]
+    assert "sse-llm-activity" not in stopped["html"] and "Searching" not in stopped["text"]
+    assert stopped["tails"] == 0
+    assert stopped["html"] == MARKDOWN.render(first) + '<p class="sse-llm-stopped">Stopped.</p>'
+    assert first_html == stopped["html"]  # the next answer left it alone
+    assert second_html == MARKDOWN.render("두 번째 답입니다.")
+    assert_clean(tab)
+
+
 def tokens_of(text: str) -> list[str]:
     from sse_llm.testing import tokenize
 
