@@ -14,12 +14,15 @@ hold exactly the oracle's distinct sources as ``source-url`` parts and its activ
 parts with ``providerExecuted: true``; hostile sources and a document source are checked too.
 
 The ``ai`` package (version pinned in tests/node/package-lock.json) is installed with
-``npm ci`` into tests/node/node_modules when it is missing.
+``npm ci`` into tests/node/node_modules when it is missing, with the other versions the format
+supports under aliases (``ai-5``, ``ai-5.0.91``, ``ai-7``): every kind of stream must build
+the same message in each.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -57,6 +60,9 @@ READ_TIMEOUT = 60  # seconds, for one Node run (startup included)
 SAFE_ERROR = "The answer could not be completed because of an internal error."
 # The AI SDK's finishReason for each raw OpenAI finish_reason in the recordings.
 AISDK_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool-calls"}
+# The aliases tests/node/package.json installs beside the pinned ai 6, and whether that reader
+# takes a finish part with finishReason (ai 5.0.0-5.0.91 validate it with a strict schema).
+OTHER_READERS = {"ai-5": True, "ai-5.0.91": False, "ai-7": True}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,8 @@ def node() -> str:
     npm = shutil.which("npm")
     if node is None or npm is None:
         pytest.fail("node and npm are needed (Debian: apt-get install nodejs npm)")
-    if not (NODE_DIR / "node_modules" / "ai" / "package.json").is_file():
+    packages = ["ai", *OTHER_READERS]
+    if not all((NODE_DIR / "node_modules" / p / "package.json").is_file() for p in packages):
         done = subprocess.run(
             [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
             capture_output=True,
@@ -76,6 +83,11 @@ def node() -> str:
         )
         assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return node
+
+
+def aisdk(request: Request) -> AISDKFormat:
+    """AISDKFormat, without ``finishReason`` when the query has ``finish_reason=0``."""
+    return AISDKFormat(finish_reason=request.query_params.get("finish_reason") != "0")
 
 
 class App:
@@ -90,7 +102,7 @@ class App:
         prompt = request.query_params.get("prompt", "")
         fail_after = request.query_params.get("fail_after")
         llm = FakeLLM(delay=0.002, fail_after=int(fail_after) if fail_after else None)
-        return SSEResponse(llm.stream(prompt), format=AISDKFormat())
+        return SSEResponse(llm.stream(prompt), format=aisdk(request))
 
     async def replay(self, request: Request) -> SSEResponse:
         """The recording named by ``?model=<format>/<file>``, through the openai SDK."""
@@ -107,7 +119,7 @@ class App:
             await upstream.close()
             self.results.append(result)
 
-        return SSEResponse(stream, format=AISDKFormat(), on_complete=done)
+        return SSEResponse(stream, format=aisdk(request), on_complete=done)
 
     async def any_provider(self, request: Request) -> SSEResponse:
         """The recording ``?file=<format>/<file>`` through its own SDK (or httpx +
@@ -115,7 +127,7 @@ class App:
         file = request.query_params["file"]
         headers = {"x-replay-file": file, "x-replay-chunk": CHUNK}
         source = SOURCES[file.split("/")[0]](self.upstream, file, headers)
-        return SSEResponse(source, format=AISDKFormat())
+        return SSEResponse(source, format=aisdk(request))
 
     async def cited(self, request: Request) -> SSEResponse:
         """The fake model with hostile sources, a document, and a failed provider tool."""
@@ -128,14 +140,14 @@ class App:
                 yield citation
             yield Citation("file", title="chart.png", document_id="cfile_1", container_id="c_1")
 
-        return SSEResponse(source(), format=AISDKFormat())
+        return SSEResponse(source(), format=aisdk(request))
 
     async def provider_error(self, request: Request) -> SSEResponse:
         async def source() -> Any:
             yield "partial "
             yield ErrorEvent("Rate limit reached for requests", "rate_limit_exceeded")
 
-        return SSEResponse(source(), format=AISDKFormat())
+        return SSEResponse(source(), format=aisdk(request))
 
 
 @pytest.fixture(scope="module")
@@ -152,14 +164,16 @@ def server(replay_server: ReplayServer) -> Iterator[tuple[App, str]]:
         yield app, base_url
 
 
-def read_ui_stream(node: str, url: str) -> dict[str, Any]:
-    """What the AI SDK's reader made of the stream at ``url`` (see read-ui-stream.mjs)."""
+def read_ui_stream(node: str, url: str, package: str = "ai") -> dict[str, Any]:
+    """What the AI SDK's reader made of the stream at ``url`` (see read-ui-stream.mjs), read
+    with ``package`` (an alias in tests/node/package.json for another version)."""
     done = subprocess.run(
         [node, str(READER), url],
         capture_output=True,
         text=True,
         timeout=READ_TIMEOUT,
         cwd=NODE_DIR,
+        env={**os.environ, "AI_PACKAGE": package},
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -356,3 +370,60 @@ def test_ai_sdk_reads_hostile_sources_as_data_and_a_failed_provider_tool(
     assert document["providerMetadata"] == {"sseLlm": metadata}
     kinds = [p["type"] for p in parts]
     assert kinds.index("tool-code_execution") < kinds.index("text")  # in the order they came
+
+
+# -- the other versions of the reader ---------------------------------------------------------
+
+# What an older reader leaves out of the message it builds: ai 5.0.91 keeps no part id on a
+# reasoning part (the pinned reader keeps the stream's).
+NOT_KEPT = {"ai-5.0.91": {"reasoning": {"id"}}}
+
+
+def as_kept_by(package: str, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    left_out = NOT_KEPT.get(package, {})
+    return [{k: v for k, v in p.items() if k not in left_out.get(p["type"], ())} for p in parts]
+
+
+def every_kind_of_stream() -> list[str]:
+    """Paths covering every part AISDKFormat writes: text, reasoning, tool calls, sources,
+    provider-run tools (finished and failed), a failed stream and a provider error."""
+    chat = {p.name: p for p in fixture_files("openai-chat")}
+    return [
+        "/fake?prompt=%ED%95%9C%EA%B5%AD%EC%96%B4",
+        "/fake?prompt=x&fail_after=3",
+        "/provider-error?",
+        "/cited?",
+        f"/replay?model={fixture_id(chat['deepseek-reasoning-content.sse'])}",
+        f"/replay?model={fixture_id(chat['magentic-gpt4o-parallel-tool-calls.sse'])}",
+        *(f"/any?file={fixture_id(p)}" for p in CITING),
+    ]
+
+
+@pytest.mark.parametrize("package", list(OTHER_READERS))
+def test_every_supported_ai_version_builds_the_same_message(
+    package: str, node: str, server: tuple[App, str]
+) -> None:
+    _, base_url = server
+    takes_finish_reason = OTHER_READERS[package]
+    for path in every_kind_of_stream():
+        url = base_url + path + ("" if takes_finish_reason else "&finish_reason=0")
+        pinned = read_ui_stream(node, url)
+        other = read_ui_stream(node, url, package)
+        assert other["invalid"] == [] == pinned["invalid"], path
+        assert other["errors"] == pinned["errors"], path
+        assert other["chunks"] == pinned["chunks"], path
+        assert other["message"]["parts"] == as_kept_by(package, pinned["message"]["parts"]), path
+        assert other["finishReason"] == pinned["finishReason"], path
+        assert (pinned["finishReason"] is not None) == takes_finish_reason, path
+
+
+def test_finish_reason_off_is_what_readers_before_ai_5_0_92_need(
+    node: str, server: tuple[App, str]
+) -> None:
+    _, base_url = server
+    refused = read_ui_stream(node, f"{base_url}/fake?prompt=x", "ai-5.0.91")
+    [invalid] = refused["invalid"]
+    assert '"finishReason":"stop"' in invalid and "Unrecognized key" in invalid
+    read = read_ui_stream(node, f"{base_url}/fake?prompt=x&finish_reason=0", "ai-5.0.91")
+    assert read["invalid"] == [] and read["errors"] == []
+    assert read["chunks"][-1] == "finish" and read["finishReason"] is None

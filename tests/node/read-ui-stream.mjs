@@ -3,11 +3,17 @@
 //
 //   node read-ui-stream.mjs <url> [json-body]     (POST when a body is given, else GET)
 //
+// AI_PACKAGE names the package to read with (default "ai"; package.json installs other
+// versions under aliases such as "ai-5").
+//
 // Output: {status, headers, chunks: [types in order], finishReason, invalid: [validation
 // errors], errors: [onError messages], message: the last UIMessage snapshot, snapshots}.
 // The reader is the one DefaultChatTransport uses: parseJsonEventStream over
-// uiMessageChunkSchema, then readUIMessageStream (ai 5, 6 and 7 all export these).
-import { parseJsonEventStream, readUIMessageStream, uiMessageChunkSchema } from 'ai';
+// uiMessageChunkSchema, then readUIMessageStream (every version package.json installs exports
+// them; ai 5.0.0 did not).
+const { parseJsonEventStream, readUIMessageStream, uiMessageChunkSchema } = await import(
+  process.env.AI_PACKAGE || 'ai'
+);
 
 const [url, body] = process.argv.slice(2);
 if (!url) {

@@ -57,6 +57,7 @@ class _ToolState:
 
 class _AISDKWriter(WriterBase):
     __slots__ = (
+        "_finish_reason",
         "_message_id",
         "_open",
         "_parts",
@@ -67,8 +68,9 @@ class _AISDKWriter(WriterBase):
         "_usage_metadata",
     )
 
-    def __init__(self, usage_metadata: bool) -> None:
+    def __init__(self, usage_metadata: bool, finish_reason: bool) -> None:
         self._usage_metadata = usage_metadata
+        self._finish_reason = finish_reason
         self._message_id = f"msg-{uuid.uuid4().hex}"
         self._parts = 0  # part ids are unique within the message
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", id) of the open part
@@ -255,9 +257,9 @@ class _AISDKWriter(WriterBase):
         self._close(out)
         out.append(_FINISH_STEP)
         finish: dict[str, Any] = {"type": "finish"}
-        if result.reason != "completed":
+        if self._finish_reason and result.reason != "completed":
             finish["finishReason"] = "error"
-        elif result.finish is not None:
+        elif self._finish_reason and result.finish is not None:
             finish["finishReason"] = _AISDK_FINISH[result.finish.reason]
         if self._usage_metadata and result.usage is not None:
             finish["messageMetadata"] = {"usage": result.usage.as_dict()}
@@ -322,21 +324,29 @@ class AISDKFormat:
     ``packages/ai/src/ui-message-stream/ui-message-chunks.ts`` and the "Stream Protocols" docs
     page; checked with the ``ai`` package's ``readUIMessageStream`` (``tests/node``).
 
+    Readers: ``ai`` 5.0.92 and later (5.x, 6, 7). ``ai`` 5.0.0 to 5.0.91 validate the
+    ``finish`` part with a strict schema that has no ``finishReason`` and fail the stream on
+    it: pass ``finish_reason=False`` for them. Checked with ``ai`` 5.0.91 (without it),
+    5.0.277, 6.0.322 and 7.0.173 in ``tests/node``.
+
     Args:
         usage_metadata: send token usage as the message's metadata,
             ``finish.messageMetadata = {"usage": {"input_tokens": 9, ...}}`` (it becomes
             ``message.metadata`` on the client). Off by default: metadata belongs to the app.
+        finish_reason: send ``finishReason`` in the ``finish`` part (on by default; off for
+            readers older than ``ai`` 5.0.92, see above).
     """
 
     media_type = "text/event-stream"
     headers: Mapping[str, str] = {"x-vercel-ai-ui-message-stream": "v1"}
     keepalive = b":\n"
 
-    def __init__(self, *, usage_metadata: bool = False) -> None:
+    def __init__(self, *, usage_metadata: bool = False, finish_reason: bool = True) -> None:
         self.usage_metadata = usage_metadata
+        self.finish_reason = finish_reason
 
     def writer(self) -> FormatWriter:
-        return _AISDKWriter(self.usage_metadata)
+        return _AISDKWriter(self.usage_metadata, self.finish_reason)
 
 
 def _not_json(constant: str) -> Any:
