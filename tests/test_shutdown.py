@@ -412,6 +412,51 @@ def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path
         assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
 
 
+def test_a_reader_whose_producer_the_signal_does_not_end_is_ended_at_once(
+    tmp_path: Path,
+) -> None:
+    # The producer was started outside GracefulShutdown (a job endpoint it does not wrap):
+    # the signal does not end it, so the reader, served inside, must not wait for the
+    # producer's shutdown event (it would hold the stop back for the whole drain timeout).
+    # Its body ends as a reader of another process's stream does: after the last whole event,
+    # whose id the client reconnects with.
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        uvicorn(port, app="split_hub_app:app"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/ping").status_code == 200:
+                        break
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+            stream_id = client.post("/start").json()["stream_id"]
+            body = bytearray()
+            with client.stream("GET", f"/read/{stream_id}") as response:
+                chunks = response.iter_raw()
+                while b"event: delta" not in body:
+                    body += next(chunks)
+                sent_at = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                for chunk in chunks:
+                    body += chunk
+            ended_after = time.monotonic() - sent_at
+        events = [e for e in SSEDecoder().feed(bytes(body)) if isinstance(e, ServerSentEvent)]
+        assert body.endswith(b"\n\n"), bytes(body[-300:])
+        assert events and all(e.event == "delta" for e in events), bytes(body[-300:])
+        assert events[-1].id is not None and events[-1].id.startswith(stream_id)
+        assert ended_after < EXIT_WITHIN, ended_after
+        assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
 def test_a_reader_of_a_stream_produced_here_gets_the_producers_shutdown_event(
     tmp_path: Path,
 ) -> None:
