@@ -430,13 +430,14 @@ def test_browser_renders_the_answers_markdown(watched_tab: Tab) -> None:
     assert_inert(tab)
 
 
-# Keeps the answer's element children but the last once there are at least `count` while it
-# streams: those blocks are final (a later one has begun) and must stay the same nodes.
+# Keeps the answer's element children but the last two once there are at least `count` while
+# it streams: those blocks are final and must stay the same nodes. (The last two may be open:
+# a block whose first line is not whole yet keeps the one before it open.)
 KEEP_FINAL_BLOCKS = """(count) => {
   const answer = document.querySelector("#log .message.assistant");
   const text = answer && answer.querySelector(".text");
   if (!text || answer.dataset.status !== "streaming" || text.children.length < count) return false;
-  (window.__kept ??= []).push([...text.children].slice(0, -1));
+  (window.__kept ??= []).push([...text.children].slice(0, -2));
   return true;
 }"""
 # Whether each kept block is still in the page, as the same node, at the same place.
@@ -456,28 +457,60 @@ RENDERED_AT_ONCE = """() => {
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_a_growing_answer_parses_only_its_open_block_again(tab: Tab, newline: str) -> None:
     # The blocks before the one still growing are rendered once and kept (no O(n²) re-render
-    # of the whole answer per frame), and the result is what parsing the whole text gives.
-    # With CR LF the lexer's raws differ from the text: nothing counts as final, the page
-    # parses the whole answer each time and still shows the same.
+    # of the whole answer per frame), and the result is what parsing the whole text gives,
+    # with CR LF line breaks too.
     answer = FakeLLM().text_for("마크다운").replace("\n", newline)
     with serve_demo(FakeLLM(answer, delay=0.02)) as demo:
         ask(tab.page, demo.base_url, "마크다운")
-        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=2)  # p: the greeting
-        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=5)  # p, p, p, ol
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=3)  # p: the greeting
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=6)  # p, p, p, ol
         final = wait_for_end(tab.page)
         kept = tab.page.evaluate(KEPT_BLOCKS_STAY)
         at_once, shown = tab.page.evaluate(RENDERED_AT_ONCE)
 
     assert final["status"] == "done"
     assert final["text"] == answer
-    assert [len(nodes) for nodes in kept] == [1, 4]
-    if newline == "\n":
-        assert kept == [[True], [True, True, True, True]]
-    else:
-        assert kept == [[False], [False, False, False, False]]
+    assert kept == [[True], [True, True, True, True]]
     assert shown == at_once
     blocks = [tag for tag in re.findall(r"<(\w+)", shown) if tag in {"p", "ol", "pre"}]
     assert blocks == ["p", "p", "p", "ol", "pre", "p"]
+    assert tab.console_errors == []
+
+
+def test_a_loose_list_whose_next_number_comes_alone_stays_one_list(tab: Tab) -> None:
+    # "2" alone after item 1 is a paragraph until ". **Run** it." comes: the list must not be
+    # kept as final then (it was, found in review: one tight list per item, put right only at
+    # the end by replacing every node).
+    tokens = ["Steps:\n\n", "1", ". **Install** the package.\n\n", "2", ". **Run** it.\n\n"]
+    tokens += ["3", ". Done.\n\n", "That's all.\n\n", "Bye", "."]
+    answer = "".join(tokens)
+
+    class Scripted(FakeLLM):
+        async def stream(self, prompt: str = "") -> Any:
+            for token in tokens:
+                yield token
+                await anyio.sleep(0.2)  # a frame or more for each
+
+    with serve_demo(Scripted(answer)) as demo:
+        ask(tab.page, demo.base_url, "목록")
+        tab.page.wait_for_function(KEEP_FINAL_BLOCKS, arg=4)  # p, ol final; p, p open
+        final = wait_for_end(tab.page)
+        kept = tab.page.evaluate(KEPT_BLOCKS_STAY)
+        at_once, shown = tab.page.evaluate(RENDERED_AT_ONCE)
+        items = tab.page.evaluate(
+            "() => [...document.querySelectorAll('#log .text ol > li')]"
+            ".map((li) => li.innerHTML.trim())"
+        )
+
+    assert final["status"] == "done"
+    assert kept == [[True, True]]  # kept through the end: no repair was needed
+    assert shown == at_once
+    assert shown.count("<ol>") == 1
+    assert items == [
+        "<p><strong>Install</strong> the package.</p>",
+        "<p><strong>Run</strong> it.</p>",
+        "<p>Done.</p>",
+    ]
     assert tab.console_errors == []
 
 

@@ -569,6 +569,41 @@ def test_django_page_shows_hostile_model_output_sanitised(
     assert_clean(tab)
 
 
+def test_django_page_stop_ends_the_answer_on_the_page_and_saves_it_stopped(
+    tab: Tab, django_app: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSE_LLM_FAKE_DELAY", "0.05")  # ~6 s of answer: Stop lands mid-stream
+    monkeypatch.delenv("SSE_LLM_FAKE_ANSWER_FILE", raising=False)
+    expected = FakeLLM().text_for(PROMPT)
+    with serve_django(django_app) as (base_url, db):
+        selector = submit(tab.page, base_url + "/", PROMPT)
+        tab.page.wait_for_function(
+            "(s) => document.querySelector(s).textContent.length >= 20",
+            arg=selector,
+            timeout=DEADLINE * 1000,
+        )
+        tab.page.click("#stop")
+        message_id = int(selector.removeprefix("#answer-"))
+        for _ in range(200):  # bounded: 10 s
+            answer, status = db_row(db, message_id)
+            if status != "streaming":
+                break
+            time.sleep(0.05)
+        shown = tab.page.evaluate(
+            """(s) => { const el = document.querySelector(s);
+                return {html: el.innerHTML, pair: el.parentElement.innerHTML,
+                        tails: document.querySelectorAll('.sse-llm-tail').length}; }""",
+            selector,
+        )
+
+    assert status == "stopped"
+    assert answer and len(answer) < len(expected) and expected.startswith(answer)
+    assert shown["tails"] == 0
+    assert shown["pair"].endswith('</div><p class="sse-llm-stopped">Stopped</p>')
+    assert "sse-llm-tail" not in shown["html"] and shown["html"].startswith("<p>")
+    assert_clean(tab)
+
+
 def test_closing_the_django_tab_closes_the_source_and_saves_the_partial_answer(
     browser: Browser, django_app: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -707,7 +742,7 @@ def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> Non
         )
         stopped = tab.page.evaluate(
             """(s) => { const el = document.querySelector(s);
-                return {html: el.innerHTML, text: el.innerText,
+                return {html: el.innerHTML, text: el.innerText, pair: el.parentElement.innerHTML,
                         tails: document.querySelectorAll('.sse-llm-tail').length}; }""",
             selector,
         )
@@ -726,7 +761,9 @@ def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> Non
     assert [r.reason for r in demo.results] == ["disconnected", "completed"]
     assert "sse-llm-activity" not in stopped["html"] and "Searching" not in stopped["text"]
     assert stopped["tails"] == 0
-    assert stopped["html"] == MARKDOWN.render(first) + '<p class="sse-llm-stopped">Stopped.</p>'
+    assert stopped["html"] == MARKDOWN.render(first)
+    assert stopped["pair"].endswith('</div><p class="sse-llm-stopped">Stopped</p>')
+    assert stopped["pair"].count("sse-llm-stopped") == 1
     assert first_html == stopped["html"]  # the next answer left it alone
     assert second_html == MARKDOWN.render("두 번째 답입니다.")
     assert_clean(tab)

@@ -16,6 +16,7 @@ with langchain-core's own fake chat models and a real ``BaseChatModel`` subclass
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -1194,42 +1195,58 @@ async def test_langchain_tool_call_chunks_usage_and_stop_reason(proxy: tuple[Pro
     assert result.tool_calls == [ToolCall(0, "toolu_01", "get_weather", '{"city": "서울"}')]
 
 
-# langchain-anthropic 1.7 warns at the Messages API's newer tool_use fields (``caller``); the
-# warning is LangChain's, not sse-llm's.
+# ChatAnthropic with no tools bound turns text blocks into plain strings and warns at the
+# tool_use blocks of a recording made with tools; the warning is LangChain's, not sse-llm's.
 @pytest.mark.filterwarnings("ignore:Received unexpected tool content block:UserWarning")
 async def test_chat_anthropic_streams_normalise_as_the_anthropic_sdks_do(
     replay_server: ReplayServer,
 ) -> None:
     """Every Anthropic recording read by LangChain's real ``ChatAnthropic`` (which drives the
-    ``anthropic`` SDK) over the replay server, 7-byte reads: the answer the oracle reads in
-    the recording, provider-run tools (started once their input is whole) included.
+    ``anthropic`` SDK) over the replay server, 7-byte reads, three ways: no tools bound (text as
+    strings), a server tool bound (content blocks), and the same with ``output_version="v1"``
+    (LangChain's standard blocks): the answer the oracle reads in the recording, provider-run
+    tools (started once their input is whole) included, and each tool call's fragments joined
+    to its arguments.
 
     One test for all of them: ChatAnthropic keeps one HTTP client per base URL for the whole
     process (an ``lru_cache``), whose connections belong to the event loop that opened them.
     """
     paths = fixture_files("anthropic")
     assert len(paths) >= 8
-    for path in paths:
+    web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    for path, (bound, version) in itertools.product(
+        paths, [(False, "v0"), (True, "v0"), (True, "v1")]
+    ):
+        case = (fixture_id(path), bound, version)
         model = ChatAnthropic(
             model=fixture_id(path),
             base_url=replay_server.base_url,
             api_key="test",
             max_retries=0,
             max_tokens=256,
+            output_version=version,
             default_headers={"x-replay-file": fixture_id(path), "x-replay-chunk": CHUNK},
         )
-        chunks = [chunk async for chunk in model.astream("hi")]
+        runnable = model.bind_tools([web_search]) if bound else model
+        chunks = [chunk async for chunk in runnable.astream("hi")]
         want = expected(path)
         normalised = run_normalizer(chunks)
         text = "".join(e.text for e in normalised if isinstance(e, TextDelta))
-        assert text == want.text, path
+        assert text == want.text, case
         reasoning = "".join(e.text for e in normalised if isinstance(e, ReasoningDelta))
-        assert reasoning == want.reasoning, path
+        assert reasoning == want.reasoning, case
         calls = [e for e in normalised if isinstance(e, ToolCall)]
-        assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == want.tool_calls, path
+        assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == want.tool_calls, case
+        for call in calls:
+            fragments = [
+                e.arguments
+                for e in normalised
+                if isinstance(e, ToolCallDelta) and e.index == call.index
+            ]
+            assert "".join(fragments) == call.arguments, case
         finishes = [e for e in normalised if isinstance(e, Finish)]
-        assert [f.raw_reason for f in finishes] == [want.finish_reason], path
-        assert activities_of(normalised) == want.tool_activities, path
+        assert [f.raw_reason for f in finishes] == [want.finish_reason], case
+        assert activities_of(normalised) == want.tool_activities, case
 
 
 async def test_langchain_chunks_fed_directly() -> None:

@@ -160,34 +160,62 @@ const markdown = createMarkdown();
  * end(source) once.
  *
  * Parsing the whole answer again on every frame would cost O(n) per frame, O(n²) over a long
- * answer. Once marked's lexer has begun a later block, the blocks before it are final (more
- * text cannot change them), so they are rendered once and kept; each update parses only the
- * text from the first block still open. The answer's end checks the whole once: a block that
- * renders differently as part of it (a reference-style link whose "[ref]: url" came after
- * the paragraph using it) is put right then.
+ * answer. A block is final once marked's lexer has begun a later one and that block's first
+ * line is whole (before that, "2" may still become "2. item" of the list above it, and "#"
+ * may be "#hashtag" in the paragraph above it). Final blocks are rendered once and kept; each
+ * update parses only the text from the first block still open, after the link reference
+ * definitions ("[ref]: url") among the final ones. Line breaks are made LF as they come (the
+ * lexer's raws are the text itself then). The answer's end checks the whole once: a block
+ * that renders differently as part of it (a link whose definition came after it) is put
+ * right then.
  */
 function createMarkdownView(element) {
-  let final = 0; // characters of the source rendered as final blocks
+  let text = ""; // the source so far, its line breaks made LF
+  let taken = 0; // characters of the source in `text`
+  let afterCR = false; // the source so far ends in CR: an LF next is the rest of a CRLF
+  let final = 0; // characters of `text` rendered as final blocks
+  let definitions = ""; // the link reference definitions among the final blocks
   let open = []; // the nodes of the open block(s), replaced on each update
   let ended = false; // after end(), a late animation frame changes nothing
+
+  function take(source) {
+    let piece = source.slice(taken);
+    taken = source.length;
+    if (afterCR && piece[0] === "\n") piece = piece.slice(1);
+    if (piece) afterCR = piece.endsWith("\r");
+    text += piece.replace(/\r\n?/g, "\n");
+  }
+
   function update(source) {
     if (ended) return;
-    const rest = source.slice(final);
+    take(source);
+    const rest = text.slice(final);
     const tokens = markdown.blocks(rest);
-    let last = tokens.length - 1; // the last block with text is the open one
-    while (last > 0 && tokens[last].type === "space") last--;
-    const closed = tokens.slice(0, last).map((token) => token.raw).join("");
-    for (const node of open) node.remove();
-    // The raws are the text itself unless the lexer rewrote it (CR LF becomes LF): then the
-    // blocks are not counted as final, and the text is parsed again next time.
-    if (closed && rest.startsWith(closed)) {
-      element.append(markdown.render(closed));
-      final += closed.length;
+    const raws = (end) => tokens.slice(0, end).map((token) => token.raw).join("");
+    const lastWithText = (from) => {
+      let i = from;
+      while (i > 0 && tokens[i].type === "space") i--;
+      return i;
+    };
+    let last = lastWithText(tokens.length - 1); // the open block
+    if (last > 0 && !rest.slice(raws(last).length).replace(/^\n+/, "").includes("\n")) {
+      last = lastWithText(last - 1); // its first line is not whole: the one before stays open
     }
-    const fragment = markdown.render(source.slice(final));
+    const closed = tokens.slice(0, Math.max(last, 0));
+    const closedText = raws(closed.length);
+    for (const node of open) node.remove();
+    if (closedText && rest.startsWith(closedText)) {
+      element.append(markdown.render(definitions + closedText));
+      for (const token of closed) {
+        if (token.type === "def") definitions += token.raw.trimEnd() + "\n\n";
+      }
+      final += closedText.length;
+    }
+    const fragment = markdown.render(definitions + text.slice(final));
     open = [...fragment.childNodes];
     element.append(fragment);
   }
+
   function end(source) {
     update(source);
     ended = true;
@@ -195,6 +223,7 @@ function createMarkdownView(element) {
     whole.append(markdown.render(source));
     if (whole.innerHTML !== element.innerHTML) element.replaceChildren(...whole.childNodes);
   }
+
   return { update, end };
 }
 

@@ -34,7 +34,8 @@ pretends to search first) and list the answer's sources under it, sanitised on t
 
 Every URL in the pages comes from ``request.url_for``, so the app also works mounted under a
 prefix (``parent.mount("/htmx", create_app())``). The vendored htmx files
-(``examples/_vendor/htmx``) are served from ``/static/``: the demo needs no CDN.
+(``examples/_vendor/htmx``) are served from ``/static/``, the pages' own script (the Stop
+button, ``examples/_shared/htmx4-stop.js``) from ``/shared/``: the demo needs no CDN.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 VENDOR = HERE.parent / "_vendor" / "htmx"
+SHARED = HERE.parent / "_shared"  # the pages' own scripts
 MAX_PROMPT = 4000  # characters
 MAX_PENDING = 1000  # htmx 2 prompts waiting for their EventSource; the oldest are dropped
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -164,6 +166,7 @@ def create_app(
     def page_context(request: Request) -> dict[str, Any]:
         return {
             "static": lambda file: path_for(request, "htmx_static", path=file),
+            "shared": lambda file: path_for(request, "shared_static", path=file),
             "htmx4_url": path_for(request, "htmx4_page"),
             "htmx2_url": path_for(request, "htmx2_page"),
         }
@@ -230,6 +233,7 @@ def create_app(
         return SSEResponse(await answer(prompt), format=fmt, on_complete=on_complete)
 
     app.mount("/static", StaticFiles(directory=VENDOR), name="htmx_static")
+    app.mount("/shared", StaticFiles(directory=SHARED), name="shared_static")
     return app
 
 

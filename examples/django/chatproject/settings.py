@@ -60,4 +60,5 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [("htmx", VENDOR)]
+# The vendored htmx, and the pages' own scripts shared with the FastAPI demo.
+STATICFILES_DIRS = [("htmx", VENDOR), ("shared", BASE_DIR.parent / "_shared")]

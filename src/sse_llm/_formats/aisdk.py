@@ -319,15 +319,16 @@ class AISDKFormat:
     message gets its parts in the order the model produced them. Tool call arguments that are
     not valid JSON end as ``tool-input-error`` (the AI SDK's own behaviour). An error is
     ``{"type":"error","errorText":"..."}`` followed by ``finish`` with ``finishReason:
-    "error"``. Finish reasons map to the AI SDK's enum (``tool_calls`` -> ``tool-calls``,
-    ``content_filter`` -> ``content-filter``). Source: ``vercel/ai``
+    "error"`` (no ``finishReason`` with ``finish_reason=False``). Finish reasons map to the
+    AI SDK's enum (``tool_calls`` -> ``tool-calls``, ``content_filter`` ->
+    ``content-filter``). Source: ``vercel/ai``
     ``packages/ai/src/ui-message-stream/ui-message-chunks.ts`` and the "Stream Protocols" docs
     page; checked with the ``ai`` package's ``readUIMessageStream`` (``tests/node``).
 
     Readers: ``ai`` 5.0.92 and later (5.x, 6, 7). ``ai`` 5.0.0 to 5.0.91 validate the
-    ``finish`` part with a strict schema that has no ``finishReason`` and fail the stream on
-    it: pass ``finish_reason=False`` for them. Checked with ``ai`` 5.0.91 (without it),
-    5.0.277, 6.0.322 and 7.0.173 in ``tests/node``.
+    ``finish`` part with a strict schema that has no ``finishReason`` (read in the 5.0.0 and
+    5.0.91 packages) and fail the stream on it: pass ``finish_reason=False`` for them. Read
+    back with ``ai`` 5.0.91 (without it), 5.0.277, 6.0.322 and 7.0.173 in ``tests/node``.
 
     Args:
         usage_metadata: send token usage as the message's metadata,

@@ -37,8 +37,9 @@ Mapped:
   :class:`ReasoningDelta`;
 - ``tool_call_chunks`` -> :class:`ToolCallDelta`, joined by their ``index`` (a chunk with no
   index starts a new call) into one :class:`ToolCall` each when the stream finishes; a call
-  whose arguments never came has ``"{}"``, as LangChain's own ``AIMessageChunk.tool_calls``
-  reads empty ``args`` (``langchain_core.messages.ai``);
+  whose arguments never came has ``"{}"`` (also sent as a last :class:`ToolCallDelta`, so the
+  fragments join to it), as LangChain's own ``AIMessageChunk.tool_calls`` reads empty
+  ``args`` (``langchain_core.messages.ai``);
 - ``usage_metadata``: LangChain's chunks are *added* when merged (``add_usage``), so counts
   are summed over the stream -> one :class:`Usage` at the end (``input_tokens`` (LangChain
   counts cache reads and writes in it), ``output_tokens``, ``total_tokens``,
@@ -238,10 +239,15 @@ class Normalizer:
         return ToolCallDelta(call.index, call.id, call.name, arguments)
 
     def _flush(self) -> list[LLMEvent]:
-        calls: list[LLMEvent] = [
-            ToolCall(call.index, call.id, call.name, "".join(call.parts) or "{}")
-            for call in self._calls.values()
-        ]
+        calls: list[LLMEvent] = []
+        for call in self._calls.values():
+            arguments = "".join(call.parts)
+            if not arguments.strip():
+                # No arguments came: "{}", as LangChain reads empty args; sent as a fragment
+                # too, so the fragments still join to the call's arguments.
+                arguments = "{}"
+                calls.append(ToolCallDelta(call.index, call.id, call.name, arguments))
+            calls.append(ToolCall(call.index, call.id, call.name, arguments))
         self._calls.clear()
         return calls
 
