@@ -368,25 +368,23 @@ async def test_the_garbage_collector_during_a_stop_and_after_the_drain(
 
 
 @contextlib.contextmanager
-def resumable_demo(
-    tmp_path: Path, fake_delay: float
+def running(
+    tmp_path: Path, cmd: list[str], ping: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """The resumable demo (its memory store) under uvicorn, and a client of it; killed by
-    PID if the test left it running."""
+    """The server ``cmd`` (from the repository's root), once ``ping`` answers 200, and a client
+    of it; killed by PID if the test left it running."""
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [str(BIN / "uvicorn"), "--app-dir", "examples/fastapi", "resumable:app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "SSE_LLM_FAKE_DELAY": str(fake_delay)},
-        stdout=log, stderr=subprocess.STDOUT,
+        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             deadline = time.monotonic() + 20
             while True:
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/").status_code == 200:
+                    if client.get(ping).status_code == 200:
                         break
                 assert proc.poll() is None and time.monotonic() < deadline, "did not start"
                 time.sleep(0.1)
@@ -395,6 +393,32 @@ def resumable_demo(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def resumable_demo(
+    tmp_path: Path, fake_delay: float
+) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """The resumable demo (its memory store) under uvicorn, and a client of it."""
+    cmd = [str(BIN / "uvicorn"), "--app-dir", "examples/fastapi", "resumable:app",
+           "--log-level", "warning"]  # fmt: skip
+    return running(tmp_path, cmd, "/", env={"SSE_LLM_FAKE_DELAY": str(fake_delay)})
+
+
+def read_across_sigterm(
+    proc: subprocess.Popen[bytes], client: httpx.Client, path: str
+) -> tuple[bytes, float]:
+    """The body of ``GET path``, with SIGTERM sent to the server once a ``delta`` arrived;
+    and when it was sent (``time.monotonic()``)."""
+    body = bytearray()
+    with client.stream("GET", path) as response:
+        chunks = response.iter_raw()
+        while b"event: delta" not in body:
+            body += next(chunks)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for chunk in chunks:
+            body += chunk
+    return bytes(body), sent_at
 
 
 def test_a_detached_stream_that_ended_does_not_hold_the_stop_back(tmp_path: Path) -> None:
@@ -420,41 +444,18 @@ def test_a_reader_whose_producer_the_signal_does_not_end_is_ended_at_once(
     # producer's shutdown event (it would hold the stop back for the whole drain timeout).
     # Its body ends as a reader of another process's stream does: after the last whole event,
     # whose id the client reconnects with.
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        uvicorn(port, app="split_hub_app:app"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/ping").status_code == 200:
-                        break
-                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
-            stream_id = client.post("/start").json()["stream_id"]
-            body = bytearray()
-            with client.stream("GET", f"/read/{stream_id}") as response:
-                chunks = response.iter_raw()
-                while b"event: delta" not in body:
-                    body += next(chunks)
-                sent_at = time.monotonic()
-                proc.send_signal(signal.SIGTERM)
-                for chunk in chunks:
-                    body += chunk
-            ended_after = time.monotonic() - sent_at
-        events = [e for e in SSEDecoder().feed(bytes(body)) if isinstance(e, ServerSentEvent)]
+    cmd = [str(BIN / "uvicorn"), "tests.support.shutdown.split_hub_app:app",
+           "--log-level", "warning"]  # fmt: skip
+    with running(tmp_path, cmd, "/ping") as (proc, client):
+        stream_id = client.post("/start").json()["stream_id"]
+        body, sent_at = read_across_sigterm(proc, client, f"/read/{stream_id}")
+        ended_after = time.monotonic() - sent_at
+        events = [e for e in SSEDecoder().feed(body) if isinstance(e, ServerSentEvent)]
         assert body.endswith(b"\n\n"), bytes(body[-300:])
         assert events and all(e.event == "delta" for e in events), bytes(body[-300:])
         assert events[-1].id is not None and events[-1].id.startswith(stream_id)
         assert ended_after < EXIT_WITHIN, ended_after
         assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_a_reader_of_a_stream_produced_here_gets_the_producers_shutdown_event(
@@ -465,16 +466,8 @@ def test_a_reader_of_a_stream_produced_here_gets_the_producers_shutdown_event(
     # the client's reconnect (to the restarted process) found nothing.
     with resumable_demo(tmp_path, fake_delay=0.05) as (proc, client):
         stream_id = client.post("/api/chat", json={"prompt": "hi"}).json()["stream_id"]
-        body = bytearray()
-        with client.stream("GET", f"/api/streams/{stream_id}") as response:
-            chunks = response.iter_raw()
-            while b"event: delta" not in body:
-                body += next(chunks)
-            sent_at = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            for chunk in chunks:
-                body += chunk
-        events = [e for e in SSEDecoder().feed(bytes(body)) if isinstance(e, ServerSentEvent)]
+        body, sent_at = read_across_sigterm(proc, client, f"/api/streams/{stream_id}")
+        events = [e for e in SSEDecoder().feed(body) if isinstance(e, ServerSentEvent)]
         assert events[-1].event == "error", bytes(body[-300:])
         assert json.loads(events[-1].data)["code"] == "shutdown"
         assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
