@@ -71,7 +71,7 @@ def _is_end(entries: Any) -> bool:
 
 def _socket_timeout(client: Redis) -> float | None:
     """The read timeout (seconds) of the client's connections: the pool's ``socket_timeout``,
-    else the default of redis-py's connection class (5 s in redis-py 5 to 8)."""
+    else the default of redis-py's connection class (5 s since redis-py 8; none before)."""
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return None  # not a plain client (a cluster client has a pool per node): not checked
@@ -105,8 +105,8 @@ class RedisStore:
         live_ttl: seconds an unfinished stream lives after its last event: bounds the keys of
             a producer whose process died without finishing the stream.
         block: the longest one ``XREAD BLOCK`` waits, in seconds; below the read timeout
-            (``socket_timeout``, redis-py's default 5 s) of both clients' connections, or the
-            blocked read would fail as a timeout.
+            (``socket_timeout``; redis-py's default is 5 s since redis-py 8, none before) of
+            both clients' connections, or the blocked read would fail as a timeout.
 
     Cancels go through Redis pub/sub: a hub cancels a stream another process produces by
     publishing its id, and each hub subscribes while it runs. A request published while the
