@@ -257,10 +257,11 @@ class _AISDKWriter(WriterBase):
         self._close(out)
         out.append(_FINISH_STEP)
         finish: dict[str, Any] = {"type": "finish"}
-        if self._finish_reason and result.reason != "completed":
-            finish["finishReason"] = "error"
-        elif self._finish_reason and result.finish is not None:
-            finish["finishReason"] = _AISDK_FINISH[result.finish.reason]
+        if self._finish_reason:  # a reader before ai 5.0.92 refuses the key
+            if result.reason != "completed":
+                finish["finishReason"] = "error"
+            elif result.finish is not None:
+                finish["finishReason"] = _AISDK_FINISH[result.finish.reason]
         if self._usage_metadata and result.usage is not None:
             finish["messageMetadata"] = {"usage": result.usage.as_dict()}
         out.append(data_event(finish))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sized
 from typing import Any, Protocol
 
-from .._model import ErrorEvent, LLMEvent
+from .._model import ErrorEvent, LLMEvent, ToolActivity
 
 __all__ = [
     "ErrorOnly",
@@ -168,6 +168,24 @@ def str_or_none(value: Any) -> str | None:
 def results_summary(results: Sized) -> str:
     """A provider tool's summary for its result list: ``"1 result"``, ``"3 results"``."""
     return "1 result" if len(results) == 1 else f"{len(results)} results"
+
+
+def started_activity(
+    tool_id: str, name: str, arguments: Mapping[str, Any] | None, raw: Mapping[str, Any]
+) -> ToolActivity:
+    """A provider tool's ``started`` :class:`ToolActivity`: its input, and as summary the
+    search query or the fetched URL it was given."""
+    summary = None
+    if arguments:
+        summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
+    return ToolActivity(
+        tool_id,
+        name,
+        "started",
+        summary=summary,
+        input=dict(arguments) if arguments else None,
+        raw=raw,
+    )
 
 
 def span(start: Any, end: Any, offset: int = 0) -> tuple[int | None, int | None]:

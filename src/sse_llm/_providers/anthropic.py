@@ -77,6 +77,7 @@ from ._common import (
     error_fields,
     int_or_none,
     results_summary,
+    started_activity,
     str_or_none,
     tool_name,
 )
@@ -269,17 +270,7 @@ class _ServerTool:
             name = str(block.get("name") or "mcp_tool_use")
         else:
             name = tool_name(block.get("name"))
-        summary = None
-        if arguments:
-            summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
-        return ToolActivity(
-            str(block.get("id") or ""),
-            name,
-            "started",
-            summary=summary,
-            input=dict(arguments) if arguments else None,
-            raw=block,
-        )
+        return started_activity(str(block.get("id") or ""), name, arguments, block)
 
 
 class _TextBlock:

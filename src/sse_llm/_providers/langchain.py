@@ -76,7 +76,7 @@ from .._model import (
     Usage,
 )
 from . import anthropic, gemini, ollama, openai_chat, openai_responses
-from ._common import results_summary, span, str_or_none, tool_name
+from ._common import results_summary, span, started_activity, str_or_none, tool_name
 
 # Each provider's own table; their keys do not clash (Gemini's are upper case).
 _FINISH: dict[str, FinishReason] = {
@@ -136,18 +136,7 @@ class _ServerTool:
         return value if isinstance(value, dict) and value else None
 
     def started(self, tool_id: str) -> ToolActivity:
-        arguments = self.input()
-        summary = None
-        if arguments:
-            summary = str_or_none(arguments.get("query")) or str_or_none(arguments.get("url"))
-        return ToolActivity(
-            tool_id,
-            self.name,
-            "started",
-            summary=summary,
-            input=dict(arguments) if arguments else None,
-            raw=self.raw,
-        )
+        return started_activity(tool_id, self.name, self.input(), self.raw)
 
 
 class Normalizer:
