@@ -407,25 +407,29 @@ def test_htmx2_page_streams_then_closes_on_done_without_reconnecting(tab: Tab) -
 
 
 class CutStreams:
-    """ASGI middleware: every answer stream fails after its ``after``-th body message, so
-    uvicorn drops the connection mid-answer (as a network cut does)."""
+    """ASGI middleware: every answer stream (a path containing ``streams``) fails after its
+    ``after``-th body message, or after the first body that contains ``after`` if it is bytes,
+    so uvicorn drops the connection mid-answer (as a network cut does)."""
 
-    def __init__(self, app: Any, after: int) -> None:
+    def __init__(self, app: Any, after: int | bytes, streams: str = "/api/stream/") -> None:
         self.app = app
         self.after = after
+        self.streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or "/api/stream/" not in scope["path"]:
+        if scope["type"] != "http" or self.streams not in scope["path"]:
             await self.app(scope, receive, send)
             return
         bodies = 0
+        marker_sent = False
 
         async def cutting_send(message: Any) -> None:
-            nonlocal bodies
+            nonlocal bodies, marker_sent
             if message["type"] == "http.response.body":
                 bodies += 1
-                if bodies > self.after:
+                if marker_sent or (isinstance(self.after, int) and bodies > self.after):
                     raise RuntimeError("the connection drops")
+                marker_sent = isinstance(self.after, bytes) and self.after in message["body"]
             await send(message)
 
         await self.app(scope, receive, cutting_send)
@@ -767,6 +771,55 @@ def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> Non
     assert first_html == stopped["html"]  # the next answer left it alone
     assert second_html == MARKDOWN.render("두 번째 답입니다.")
     assert_clean(tab)
+
+
+def test_htmx4_page_ends_an_answer_cut_by_a_lost_connection(tab: Tab) -> None:
+    # Found by reading hx-sse: a cut hx-post stream is not sent again (right: this answer
+    # cannot be resumed), but no `done` came, so the tail and any "Searching…" line stayed on
+    # the page as if the answer were still coming. The page now ends it with a message, as the
+    # htmx 2 page does, and the next question streams under it.
+    first = "# 날씨\n\n서울은 맑고 "
+    search = ToolActivity("srvtoolu_1", "web_search", "started", "서울 날씨", {"query": "서울"})
+    fake = ItemsLLM([*tokens_of(first), search, "따뜻합니다."], tool_delay=1.0)
+    # The connection drops right after the search line went out.
+    cut = lambda app: CutStreams(app, after=b"sse-llm-activity", streams="/api/chat")  # noqa: E731
+    with serve_htmx(fake, wrap=cut) as demo:
+        selector = submit(tab.page, demo.base_url + "/", PROMPT)
+        tab.page.wait_for_selector(f"{selector} .sse-llm-error", timeout=DEADLINE * 1000)
+        tab.page.wait_for_timeout(1500)  # a POST sent again would come within this
+        lost = tab.page.evaluate(
+            """(s) => { const el = document.querySelector(s);
+                return {html: el.innerHTML, text: el.innerText,
+                        tails: document.querySelectorAll('.sse-llm-tail').length,
+                        disabled: document.querySelector('#chat-form fieldset').disabled}; }""",
+            selector,
+        )
+        posts = [p for p in demo.counter.paths if p.endswith("/api/chat")]
+        errors = tab.page.evaluate("window.__htmxErrors")
+        fake.items = tokens_of("두 번째 답입니다.")
+        tab.page.fill("#chat-form textarea", "또")
+        tab.page.click("#send")
+        tab.page.wait_for_function(
+            "() => window.__ends.length > 0 && !document.querySelector('.sse-llm-tail')",
+            timeout=DEADLINE * 1000,
+        )
+        first_html, second_html = tab.page.evaluate(
+            "() => [...document.querySelectorAll('.answer')].map((a) => a.innerHTML)"
+        )
+
+    message = '<p class="sse-llm-error" role="alert">The connection was lost. Please ask again.</p>'
+    assert len(posts) == 1, posts
+    assert errors == ["htmx:sse:error"]  # the cut, seen once
+    assert lost["tails"] == 0 and not lost["disabled"]
+    assert "sse-llm-activity" not in lost["html"] and "Searching" not in lost["text"]
+    assert lost["html"] == MARKDOWN.render(first) + message  # what came, then the message
+    assert first_html == lost["html"]  # the next answer left it alone
+    assert second_html == MARKDOWN.render("두 번째 답입니다.")
+    # Chromium's line for the cut response, then htmx's own for the error event: no other.
+    assert len(tab.errors) == 2, tab.errors
+    assert "net::ERR_INCOMPLETE_CHUNKED_ENCODING" in tab.errors[0]
+    assert tab.errors[1].startswith("htmx: htmx:sse:error: network error")
+    assert tab.page.evaluate("window.__unsafe") == []
 
 
 def tokens_of(text: str) -> list[str]:

@@ -34,8 +34,8 @@ pretends to search first) and list the answer's sources under it, sanitised on t
 
 Every URL in the pages comes from ``request.url_for``, so the app also works mounted under a
 prefix (``parent.mount("/htmx", create_app())``). The vendored htmx files
-(``examples/_vendor/htmx``) are served from ``/static/``, the pages' own script (the Stop
-button, ``examples/_shared/htmx4-stop.js``) from ``/shared/``: the demo needs no CDN.
+(``examples/_vendor/htmx``) are served from ``/static/``, the pages' own script (an answer
+stopped or cut off, ``examples/_shared/htmx4-chat.js``) from ``/shared/``: the demo needs no CDN.
 """
 
 from __future__ import annotations
