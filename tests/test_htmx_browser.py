@@ -728,6 +728,34 @@ def test_the_pages_show_a_line_while_the_provider_searches_and_list_the_sources(
     assert_clean(tab)
 
 
+def ended_answer(page: Page, selector: str) -> dict[str, Any]:
+    """The answer at ``selector`` once it ended without its last event (stopped, cut)."""
+    state: dict[str, Any] = page.evaluate(
+        """(s) => { const el = document.querySelector(s);
+            return {html: el.innerHTML, text: el.innerText, pair: el.parentElement.innerHTML,
+                    tails: document.querySelectorAll('.sse-llm-tail').length,
+                    disabled: document.querySelector('#chat-form fieldset').disabled}; }""",
+        selector,
+    )
+    return state
+
+
+def ask_again(page: Page, fake: ItemsLLM, answer: str) -> list[str]:
+    """Send a second question on the same page, ``fake`` answering ``answer``; the inner HTML
+    of every answer on the page once it ended."""
+    fake.items = tokens_of(answer)
+    page.fill("#chat-form textarea", "또")
+    page.click("#send")
+    page.wait_for_function(
+        "() => window.__ends.length > 0 && !document.querySelector('.sse-llm-tail')",
+        timeout=DEADLINE * 1000,
+    )
+    answers: list[str] = page.evaluate(
+        "() => [...document.querySelectorAll('.answer')].map((a) => a.innerHTML)"
+    )
+    return answers
+
+
 def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> None:
     # No last event comes after a Stop: the page removes the "Searching…" line (the tool will
     # not finish), unwraps the tail and says the answer was stopped; the next answer streams
@@ -744,23 +772,10 @@ def test_htmx4_stop_during_a_search_ends_the_answer_on_the_page(tab: Tab) -> Non
             "() => !document.querySelector('#chat-form fieldset').disabled",
             timeout=DEADLINE * 1000,
         )
-        stopped = tab.page.evaluate(
-            """(s) => { const el = document.querySelector(s);
-                return {html: el.innerHTML, text: el.innerText, pair: el.parentElement.innerHTML,
-                        tails: document.querySelectorAll('.sse-llm-tail').length}; }""",
-            selector,
-        )
-        fake.items = tokens_of("두 번째 답입니다.")
+        stopped = ended_answer(tab.page, selector)
         demo.completed.clear()
-        tab.page.fill("#chat-form textarea", "또")  # on the same page, under the first
-        tab.page.click("#send")
-        tab.page.wait_for_function(
-            "() => window.__ends.length > 0 && !document.querySelector('.sse-llm-tail')",
-            timeout=DEADLINE * 1000,
-        )
-        first_html, second_html = tab.page.evaluate(
-            "() => [...document.querySelectorAll('.answer')].map((a) => a.innerHTML)"
-        )
+        first_html, second_html = ask_again(tab.page, fake, "두 번째 답입니다.")
+        assert demo.completed.wait(DEADLINE), "the second answer's hook never ran"
 
     assert [r.reason for r in demo.results] == ["disconnected", "completed"]
     assert "sse-llm-activity" not in stopped["html"] and "Searching" not in stopped["text"]
@@ -787,25 +802,10 @@ def test_htmx4_page_ends_an_answer_cut_by_a_lost_connection(tab: Tab) -> None:
         selector = submit(tab.page, demo.base_url + "/", PROMPT)
         tab.page.wait_for_selector(f"{selector} .sse-llm-error", timeout=DEADLINE * 1000)
         tab.page.wait_for_timeout(1500)  # a POST sent again would come within this
-        lost = tab.page.evaluate(
-            """(s) => { const el = document.querySelector(s);
-                return {html: el.innerHTML, text: el.innerText,
-                        tails: document.querySelectorAll('.sse-llm-tail').length,
-                        disabled: document.querySelector('#chat-form fieldset').disabled}; }""",
-            selector,
-        )
+        lost = ended_answer(tab.page, selector)
         posts = [p for p in demo.counter.paths if p.endswith("/api/chat")]
         errors = tab.page.evaluate("window.__htmxErrors")
-        fake.items = tokens_of("두 번째 답입니다.")
-        tab.page.fill("#chat-form textarea", "또")
-        tab.page.click("#send")
-        tab.page.wait_for_function(
-            "() => window.__ends.length > 0 && !document.querySelector('.sse-llm-tail')",
-            timeout=DEADLINE * 1000,
-        )
-        first_html, second_html = tab.page.evaluate(
-            "() => [...document.querySelectorAll('.answer')].map((a) => a.innerHTML)"
-        )
+        first_html, second_html = ask_again(tab.page, fake, "두 번째 답입니다.")
 
     message = '<p class="sse-llm-error" role="alert">The connection was lost. Please ask again.</p>'
     assert len(posts) == 1, posts
