@@ -113,6 +113,8 @@ def server(replay_server: ReplayServer) -> Iterator[tuple[Server, str]]:
             WebSocketRoute("/own", srv.own_endpoint),
             WebSocketRoute("/replay", LLMWebSocket(srv.replay)),
             WebSocketRoute("/thinking", LLMWebSocket(srv.thinking, on_complete=srv.results.append)),
+            # A heartbeat due at every moment: it falls while the server answers a message.
+            WebSocketRoute("/beating", LLMWebSocket(srv.handler, heartbeat=0.001)),
             WebSocketRoute(
                 "/shutdown",
                 LLMWebSocket(srv.handler, shutdown=srv.shutdown, on_complete=srv.results.append),
@@ -254,6 +256,37 @@ async def test_unreadable_messages_get_an_error_and_do_not_stop_the_answer(
     answer = [m for m in seen if m.get("request_id") == "r"]
     assert answer[-1]["type"] == "done"
     assert _text(answer) == srv.short.text_for("p")
+
+
+async def test_every_unreadable_message_gets_its_error_while_heartbeats_fall(
+    server: tuple[Server, str],
+) -> None:
+    # Found in review: the reply to an unreadable message was sent from the watcher's wait
+    # for the client, which its heartbeat timer cancels: a heartbeat falling while the reply
+    # waited for the socket (the answer's tokens hold it) dropped the reply.
+    srv, base = server
+    unreadable = 300
+    async with _connect(base + "/beating") as ws:
+        await ws.send(json.dumps({"prompt": "p" * 40, "request_id": "r", "model": "fast"}))
+        for _ in range(unreadable):
+            await ws.send("not json")
+        seen: list[dict[str, Any]] = []
+        with anyio.fail_after(30):
+            while not seen or seen[-1].get("request_id") != "r" or seen[-1]["type"] != "done":
+                seen.append(await _recv(ws))
+        errors = sum(1 for m in seen if m["type"] == "error" and m["request_id"] is None)
+        # Replies still on their way after the answer's end: ask for one more, then count.
+        await ws.send(json.dumps({"prompt": "q", "request_id": "last", "model": "short"}))
+        with anyio.fail_after(30):
+            while True:
+                message = await _recv(ws)
+                errors += message["type"] == "error" and message["request_id"] is None
+                if message.get("request_id") == "last" and message["type"] == "done":
+                    break
+    answer = [m for m in seen if m.get("request_id") == "r"]
+    assert _text(answer) == srv.fast.text_for("p" * 40)
+    assert any(m["type"] == "heartbeat" for m in seen)  # heartbeats did fall meanwhile
+    assert errors == unreadable
 
 
 # ------------------------------------------------------------------------------ disconnects

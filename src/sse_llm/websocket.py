@@ -74,6 +74,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Unpack
 
 import anyio
+from anyio.abc import TaskGroup
 
 from ._extras import raise_missing_extra
 
@@ -169,10 +170,15 @@ class _MessagesFormat:
 
 
 class _Connection:
-    def __init__(self, websocket: WebSocket, handler: PromptHandler, config: Config) -> None:
+    def __init__(
+        self, websocket: WebSocket, handler: PromptHandler, config: Config, replies: TaskGroup
+    ) -> None:
         self.websocket = websocket
         self.handler = handler
         self.config = config
+        # Where a reply to an unreadable message is sent while an answer streams: not from
+        # the pump's wait for the client, whose heartbeat timer cancels it (and the reply).
+        self.replies = replies
         self.lock = anyio.Lock()  # one sender at a time: the pump and the reader both send
         self.gone = False
         self.shutting_down = False
@@ -284,7 +290,7 @@ class _Connection:
             nonlocal next_prompt
             kind, value = await self.receive()
             if kind == "invalid":
-                await self.invalid(value)
+                self.replies.start_soon(self.invalid, value)
                 return None
             if kind == "prompt":
                 next_prompt = value  # answered after this one is cancelled
@@ -342,16 +348,29 @@ async def serve_websocket(
 async def _serve(websocket: WebSocket, handler: PromptHandler, config: Config) -> None:
     if websocket.application_state == WebSocketState.CONNECTING:
         await websocket.accept()
-    connection = _Connection(websocket, handler, config)
+    failure: Exception | None = None
+    async with anyio.create_task_group() as replies:
+        connection = _Connection(websocket, handler, config, replies)
+        try:
+            await _answer_prompts(connection)
+        except Exception as exc:
+            failure = exc  # raised as it is below, not in the task group's ExceptionGroup
+        replies.cancel_scope.cancel()  # a reply still waiting on a client that left or stalls
+    if failure is not None:
+        raise failure
+    if connection.shutting_down and not connection.gone:
+        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
+            await websocket.close(_SHUTDOWN_CLOSE)
+
+
+async def _answer_prompts(connection: _Connection) -> None:
+    """Answer each prompt in turn until the client leaves or shutdown begins."""
     pending: dict[str, Any] | None = None
     while not connection.gone and not connection.shutting_down:
         message = pending if pending is not None else await connection.next_prompt()
         if message is None:
-            break
+            return
         pending = await connection.answer(message)
-    if connection.shutting_down and not connection.gone:
-        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
-            await websocket.close(_SHUTDOWN_CLOSE)
 
 
 class LLMWebSocket:
