@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page
+from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from sse_llm import StreamResult, ToolActivity
@@ -820,6 +821,62 @@ def test_htmx4_page_ends_an_answer_cut_by_a_lost_connection(tab: Tab) -> None:
     assert "net::ERR_INCOMPLETE_CHUNKED_ENCODING" in tab.errors[0]
     assert tab.errors[1].startswith("htmx: htmx:sse:error: network error")
     assert tab.page.evaluate("window.__unsafe") == []
+
+
+class RefuseChats:
+    """ASGI middleware (around the app given to :meth:`wrap`): while ``refusing``, the chat
+    POST gets a proxy's 502 page."""
+
+    app: Any
+
+    def __init__(self) -> None:
+        self.refusing = True
+
+    def wrap(self, app: Any) -> RefuseChats:
+        self.app = app
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.refusing and scope["type"] == "http" and scope["path"].endswith("/api/chat"):
+            await PlainTextResponse("<h1>502 Bad Gateway</h1>", status_code=502)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("failure", ["http-502", "unreachable"])
+def test_htmx4_page_says_when_a_question_got_no_answer(tab: Tab, failure: str) -> None:
+    # Found by trying it: a POST answered with an HTTP error (a proxy's 502, a rate limit) or
+    # that never reached the server showed nothing at all: htmx swaps the body into a tail
+    # that does not exist. The page now says the request failed, and the next one works.
+    refuse = RefuseChats()
+    fake = ItemsLLM(tokens_of("답입니다."))
+    with serve_htmx(fake, wrap=refuse.wrap) as demo:
+        page = tab.page
+        page.goto(demo.base_url + "/")
+        if failure == "unreachable":
+            refuse.refusing = False
+            page.route("**/api/chat", lambda route: route.abort("connectionrefused"))
+        page.fill("#chat-form textarea", "안녕")
+        page.click("#send")
+        page.wait_for_selector("#messages .sse-llm-error", timeout=DEADLINE * 1000)
+        page.wait_for_function("() => !document.querySelector('#chat-form fieldset').disabled")
+        shown = page.evaluate("() => document.querySelector('#messages').innerHTML")
+        refuse.refusing = False
+        page.unroute("**/api/chat")
+        (second,) = ask_again(page, fake, "두 번째 답입니다.")
+        after = page.evaluate("() => document.querySelector('#messages').innerHTML")
+
+    expected = {
+        "http-502": "The request failed (HTTP 502). Please ask again.",
+        "unreachable": "The server could not be reached. Please ask again.",
+    }[failure]
+    assert shown == f'<p class="sse-llm-error" role="alert">{expected}</p>'
+    assert second == MARKDOWN.render("두 번째 답입니다.")
+    assert after.startswith(shown) and after.count("sse-llm-error") == 1
+    assert [r.reason for r in demo.results] == ["completed"]
+    assert page.evaluate("window.__unsafe") == []
 
 
 def tokens_of(text: str) -> list[str]:
