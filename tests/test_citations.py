@@ -917,14 +917,17 @@ def test_gemini_grounding_code_execution_and_usage() -> None:
     assert [u.as_dict() for u in events if isinstance(u, Usage)] == [want.full_usage]
 
 
-def test_gemini_recitation_sources() -> None:
+@pytest.mark.parametrize("key", ["citationSources", "citations"])
+def test_gemini_recitation_sources(key: str) -> None:
+    # "citationSources" is the Gemini API's name (CitationMetadata in its REST reference),
+    # "citations" Vertex AI's; the Gemini API's were dropped (found in review).
     events = run(
         [
             gemini(
                 [{"text": "To be, or not to be"}],
                 finishReason="STOP",
                 citationMetadata={
-                    "citations": [
+                    key: [
                         {
                             "startIndex": 0,
                             "endIndex": 19,
@@ -937,6 +940,86 @@ def test_gemini_recitation_sources() -> None:
         ]
     )
     assert Citation("url", url="https://poem.example") in events
+
+
+def test_responses_reasoning_summary_parts_are_separate_paragraphs() -> None:
+    # Found in review: OpenAI's summary comes in parts, each "**Title**\n\nbody" with no line
+    # break at its end; joined bare, the next title ran into the last sentence.
+    items = [
+        ev("response.reasoning_summary_part.added", 1, item_id="rs_1", summary_index=0),
+        ev(
+            "response.reasoning_summary_text.delta",
+            2,
+            item_id="rs_1",
+            summary_index=0,
+            delta="**Plan**\n\nFirst ",
+        ),
+        ev(
+            "response.reasoning_summary_text.delta",
+            3,
+            item_id="rs_1",
+            summary_index=0,
+            delta="part.",
+        ),
+        ev("response.reasoning_summary_part.added", 4, item_id="rs_1", summary_index=1),
+        ev(
+            "response.reasoning_summary_text.delta",
+            5,
+            item_id="rs_1",
+            summary_index=1,
+            delta="**Next**\n\nSecond part.",
+        ),
+        ev("response.output_text.delta", 6, item_id="msg_1", content_index=0, delta="Answer"),
+        ev(
+            "response.reasoning_summary_text.delta",
+            7,
+            item_id="rs_2",
+            summary_index=0,
+            delta="**Again**\n\nLater.",
+        ),
+        ev("response.completed", 8, response={"status": "completed", "output": []}),
+    ]
+    events = run(items)
+    reasoning = [e.text for e in events if isinstance(e, ReasoningDelta)]
+    assert reasoning == [
+        "**Plan**\n\nFirst ",
+        "part.",
+        "\n\n**Next**\n\nSecond part.",
+        "\n\n**Again**\n\nLater.",
+    ]
+    assert text_of(events) == "Answer"  # the answer's text and offsets are not touched
+
+
+def test_langchain_chatopenai_summary_parts_and_file_citation_index() -> None:
+    # ChatOpenAI (Responses API) streams each summary part under its own "index", and renames
+    # a file citation's "index" to "file_index" (langchain-core keeps "index" for merging
+    # chunks): both were read as if they were OpenAI's own (found in review).
+    def reasoning(index: int, text: str) -> AIMessageChunk:
+        summary = [{"type": "summary_text", "index": index, "text": text}]
+        return AIMessageChunk(
+            content=[{"type": "reasoning", "id": "rs_1", "index": 0, "summary": summary}]
+        )
+
+    file_citation = {"type": "file_citation", "file_id": "file-1", "filename": "r.pdf"}
+    chunks = [
+        reasoning(0, "**Plan**\n\nFirst "),
+        reasoning(0, "part."),
+        reasoning(1, "**Next**\n\nSecond."),
+        AIMessageChunk(content=[{"type": "text", "text": "See the report.", "index": 1}]),
+        AIMessageChunk(
+            content=[
+                {"type": "text", "annotations": [{**file_citation, "file_index": 7}], "index": 1}
+            ]
+        ),
+        AIMessageChunk(content="", response_metadata={"status": "completed"}),
+    ]
+    events = run(chunks)
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == (
+        "**Plan**\n\nFirst part.\n\n**Next**\n\nSecond."
+    )
+    assert [e for e in events if isinstance(e, Citation)] == [
+        Citation("file", title="r.pdf", document_id="file-1", start=7, end=7)
+    ]
 
 
 def test_gemini_several_candidates() -> None:

@@ -8,14 +8,15 @@ Imports nothing from the provider modules, so each of them, and the package's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Hashable, Iterable, Mapping, Sized
 from typing import Any, Protocol
 
-from .._model import ErrorEvent, LLMEvent, ToolActivity
+from .._model import ErrorEvent, LLMEvent, ReasoningDelta, ToolActivity
 
 __all__ = [
     "ErrorOnly",
     "Normalizer",
+    "ReasoningParts",
     "as_mapping",
     "error_fields",
     "int_or_none",
@@ -103,6 +104,24 @@ class ErrorOnly:
 
     def close(self) -> list[LLMEvent]:
         return []
+
+
+class ReasoningParts:
+    """Reasoning that comes in parts: OpenAI's reasoning summary has one part per step, each
+    a paragraph starting with its bold title (Responses API, ``summary_index``). The parts
+    are separate paragraphs, as OpenAI shows them: joined bare, a part's title would run
+    into the last sentence of the one before. A blank line goes between two parts."""
+
+    __slots__ = ("_part",)
+
+    def __init__(self) -> None:
+        self._part: Hashable = None  # the part the last delta belonged to
+
+    def delta(self, part: Hashable, text: str) -> ReasoningDelta:
+        """``text`` of ``part`` (any key that tells parts apart), after a blank line if the
+        reasoning so far was another part's."""
+        previous, self._part = self._part, part
+        return ReasoningDelta(text if previous is None or previous == part else "\n\n" + text)
 
 
 def multiple_choices_error(index: Any) -> ErrorEvent:

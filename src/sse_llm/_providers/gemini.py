@@ -26,8 +26,8 @@ Mapped (one candidate; see :class:`Normalizer` for ``candidateCount > 1``):
   ``kind="url"``, ``retrievedContext`` chunks ``kind="document"`` (``cited_text`` its
   ``text``, ``document_id`` its ``documentName``). The Google Search suggestion widget
   (``searchEntryPoint.renderedContent``, HTML) is not surfaced;
-- ``citationMetadata.citations`` (recitation sources) -> :class:`Citation` ``kind="url"``
-  without a span;
+- ``citationMetadata.citationSources`` (recitation sources; ``citations`` in Vertex AI) ->
+  :class:`Citation` ``kind="url"`` without a span;
 - ``groundingMetadata.webSearchQueries`` -> one :class:`ToolActivity` ``web_search``
   ``finished`` per query (id ``web_search_<n>``, summary and ``input`` the query): Gemini
   reports its searches only after running them, so there is no ``started``;
@@ -407,7 +407,8 @@ class Normalizer:
 
     def _recitations(self, metadata: Mapping[str, Any]) -> list[LLMEvent]:
         out: list[LLMEvent] = []
-        for raw in metadata.get("citations") or ():
+        # "citationSources" in the Gemini API, "citations" in Vertex AI.
+        for raw in metadata.get("citationSources") or metadata.get("citations") or ():
             if not isinstance(raw, Mapping):
                 continue
             key = ("recitation", raw.get("uri"), raw.get("title"))

@@ -76,7 +76,14 @@ from .._model import (
     Usage,
 )
 from . import anthropic, gemini, ollama, openai_chat, openai_responses
-from ._common import results_summary, span, started_activity, str_or_none, tool_name
+from ._common import (
+    ReasoningParts,
+    results_summary,
+    span,
+    started_activity,
+    str_or_none,
+    tool_name,
+)
 
 # Each provider's own table; their keys do not clash (Gemini's are upper case).
 _FINISH: dict[str, FinishReason] = {
@@ -144,6 +151,7 @@ class Normalizer:
 
     def __init__(self) -> None:
         self._calls: dict[Any, _Call] = {}  # tool_call_chunk index (or a fresh key) -> call
+        self._reasoning = ReasoningParts()  # the summary parts of ChatOpenAI's Responses API
         self._usage: dict[str, int] = {}
         self._raw_usage: list[Any] = []
         self._raw_finish: str | None = None
@@ -287,7 +295,8 @@ class Normalizer:
                     out.append(ReasoningDelta(text))
                 for summary in block.get("summary") or ():
                     if isinstance(summary, Mapping) and summary.get("text"):
-                        out.append(ReasoningDelta(str(summary["text"])))
+                        part = (block.get("id"), block.get("index"), summary.get("index"))
+                        out.append(self._reasoning.delta(part, str(summary["text"])))
             elif kind in ("server_tool_call", "server_tool_use", "mcp_tool_use"):
                 out.extend(self._server_call(block))
             elif kind == "server_tool_call_chunk":

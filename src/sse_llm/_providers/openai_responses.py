@@ -11,7 +11,8 @@ Mapped:
 - ``response.output_text.delta`` and ``response.refusal.delta`` -> :class:`TextDelta` (a
   refusal is the text the user should see);
 - ``response.reasoning_summary_text.delta`` and ``response.reasoning_text.delta`` (open-weight
-  models' raw reasoning) -> :class:`ReasoningDelta`;
+  models' raw reasoning) -> :class:`ReasoningDelta`, with a blank line between two parts
+  (``summary_index``, ``content_index``, or another reasoning item);
 - a ``function_call`` output item (``response.output_item.added`` gives ``name`` and
   ``call_id``; ``response.function_call_arguments.delta`` the argument pieces) ->
   :class:`ToolCallDelta`, then :class:`ToolCall` at ``response.function_call_arguments.done``
@@ -60,7 +61,6 @@ from .._model import (
     Finish,
     FinishReason,
     LLMEvent,
-    ReasoningDelta,
     TextDelta,
     ToolActivity,
     ToolActivityStatus,
@@ -69,6 +69,7 @@ from .._model import (
     Usage,
 )
 from ._common import (
+    ReasoningParts,
     as_mapping,
     error_fields,
     int_or_none,
@@ -145,7 +146,8 @@ def annotation_citation(annotation: Any, offset: int = 0) -> Citation | None:
     if kind == "container_file_citation":
         start, end = span(annotation.get("start_index"), annotation.get("end_index"), offset)
     else:
-        point = int_or_none(annotation.get("index"))
+        # LangChain's ChatOpenAI renames a file citation's "index" to "file_index".
+        point = int_or_none(annotation.get("index", annotation.get("file_index")))
         start = end = None if point is None or point < 0 else offset + point
     return Citation(
         "file",
@@ -231,6 +233,7 @@ class Normalizer:
         self._parts: dict[tuple[Any, Any], int] = {}  # (item id, content index) -> its start
         self._cited: set[tuple[Any, ...]] = set()
         self._tools: dict[str, bool] = {}  # provider tool item id -> finished
+        self._reasoning = ReasoningParts()
 
     def feed(self, item: Any) -> list[LLMEvent]:
         event = as_mapping(item)
@@ -244,7 +247,10 @@ class Normalizer:
             return [TextDelta(delta)]
         if kind in _REASONING:
             delta = event.get("delta")
-            return [ReasoningDelta(delta)] if isinstance(delta, str) and delta else []
+            if not isinstance(delta, str) or not delta:
+                return []
+            step = (event.get("item_id"), event.get("summary_index"), event.get("content_index"))
+            return [self._reasoning.delta(step, delta)]
         if kind == "response.function_call_arguments.delta":
             call = self._call(event.get("item_id"))
             delta = event.get("delta") or ""
