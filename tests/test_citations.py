@@ -1022,6 +1022,54 @@ def test_langchain_chatopenai_summary_parts_and_file_citation_index() -> None:
     ]
 
 
+def test_vertex_streamed_function_call_arguments_make_one_call() -> None:
+    # Vertex AI with streamFunctionCallArguments (FunctionCall.partialArgs / willContinue in
+    # its reference): one call over several parts, ended by an empty functionCall. Each part
+    # used to be a call of its own, and the arguments were lost (found in review).
+    def call(**fields: Any) -> dict[str, Any]:
+        return gemini([{"functionCall": fields}])
+
+    def arg(path: str, more: bool = False, **value: Any) -> dict[str, Any]:
+        return {"jsonPath": path, **value, **({"willContinue": True} if more else {})}
+
+    events = run(
+        [
+            call(name="getWeather", id="fc_1", willContinue=True),
+            call(partialArgs=[arg("$.location", True, stringValue="서울, ")], willContinue=True),
+            call(partialArgs=[arg("$.location", stringValue="Korea")], willContinue=True),
+            call(
+                partialArgs=[
+                    arg("$.options['unit']", stringValue="celsius"),
+                    arg("$.days[1]", numberValue=3),
+                    arg("$.alerts", boolValue=False),
+                    arg("$.note", nullValue="NULL_VALUE"),
+                ],
+                willContinue=True,
+            ),
+            call(),  # the end of the call
+            call(name="getTime", args={"zone": "KST"}),  # an ordinary call after it
+            gemini([], finishReason="STOP"),
+            # A call the stream never ended: sent at the end all the same.
+            call(name="late", willContinue=True),
+            call(partialArgs=[arg("$.x", numberValue=1)], willContinue=True),
+        ]
+    )
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert calls[:2] == [
+        ToolCall(
+            0,
+            "fc_1",
+            "getWeather",
+            '{"location":"서울, Korea","options":{"unit":"celsius"},"days":[null,3],'
+            '"alerts":false,"note":null}',
+        ),
+        ToolCall(1, "", "getTime", '{"zone":"KST"}'),
+    ]
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
+    assert calls[2:] == [ToolCall(2, "", "late", '{"x":1}')]
+    assert not [e for e in events if isinstance(e, ToolCallDelta)]
+
+
 def test_gemini_several_candidates() -> None:
     items = [
         gemini([{"text": "Eins"}]),

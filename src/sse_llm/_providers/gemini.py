@@ -15,7 +15,13 @@ Mapped (one candidate; see :class:`Normalizer` for ``candidateCount > 1``):
   (``thoughtSignature`` is opaque and skipped);
 - ``functionCall`` parts arrive whole -> :class:`ToolCall` directly, numbered in arrival order,
   ``args`` written as compact JSON; the id is ``functionCall.id`` when given (Vertex may), else
-  ``""`` (the Gemini API gives none);
+  ``""`` (the Gemini API gives none). Vertex AI's streamed arguments
+  (``streamFunctionCallArguments``: a call's parts carry ``willContinue: true`` and
+  ``partialArgs``, each a ``jsonPath`` (RFC 9535) and a ``stringValue`` / ``numberValue`` /
+  ``boolValue`` / ``nullValue``, a string continued over parts while its ``willContinue`` is
+  true; the call ends at a part without ``willContinue``, often an empty ``functionCall``) are
+  put together and sent as one :class:`ToolCall` when the call ends (or at the finish, if it
+  never does);
 - ``groundingMetadata`` (Google Search, Vertex AI Search, Maps grounding) ->
   :class:`Citation`: one per ``groundingSupports`` entry and chunk it names
   (``groundingChunkIndices``), in the order given, with the chunk's ``web`` /
@@ -61,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,6 +121,112 @@ _OUTCOMES: dict[Any, str] = {
     2: "failed",
     3: "deadline_exceeded",
 }
+
+
+# One step of an RFC 9535 JSONPath as Vertex AI writes them: .name, [0], ['name'], ["name"].
+_PATH_STEP = re.compile(
+    r"""\.([^.\[\]]+)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\["((?:[^"\\]|\\.)*)"\]"""
+)
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _path_steps(path: Any) -> tuple[str | int, ...] | None:
+    """``$.a.b[0]`` -> ``("a", "b", 0)``; ``None`` for what is not such a path."""
+    if not isinstance(path, str) or not path.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    position = 1
+    while position < len(path):
+        found = _PATH_STEP.match(path, position)
+        if found is None:
+            return None
+        name, index, single, double = found.groups()
+        if index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(name if name is not None else _ESCAPE.sub(r"\1", single or double or ""))
+        position = found.end()
+    return tuple(steps) or None
+
+
+class _StreamedCall:
+    """A Vertex AI function call whose arguments come in parts (``partialArgs``)."""
+
+    __slots__ = ("args", "id", "index", "name", "open")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.id = ""
+        self.name = ""
+        self.args: dict[str, Any] = {}
+        self.open: set[tuple[str | int, ...]] = set()  # paths whose string continues
+
+    def add(self, call: Mapping[str, Any]) -> None:
+        self.id = self.id or str_or_none(call.get("id")) or ""
+        self.name = self.name or str_or_none(call.get("name")) or ""
+        if isinstance(call.get("args"), Mapping):
+            self.args.update(call["args"])
+        for partial in call.get("partialArgs") or ():
+            if isinstance(partial, Mapping):
+                self._set(partial)
+
+    def _set(self, partial: Mapping[str, Any]) -> None:
+        steps = _path_steps(partial.get("jsonPath"))
+        if steps is None:
+            return
+        if "stringValue" in partial:
+            value: Any = str(partial["stringValue"])
+            if steps in self.open:
+                earlier = _get(self.args, steps)
+                value = (earlier if isinstance(earlier, str) else "") + value
+        elif "numberValue" in partial:
+            value = partial["numberValue"]
+        elif "boolValue" in partial:
+            value = bool(partial["boolValue"])
+        elif "nullValue" in partial:
+            value = None
+        else:
+            return
+        if partial.get("willContinue"):
+            self.open.add(steps)
+        else:
+            self.open.discard(steps)
+        _put(self.args, steps, value)
+
+    def whole(self) -> ToolCall:
+        arguments = json.dumps(self.args, ensure_ascii=False, separators=(",", ":"))
+        return ToolCall(self.index, self.id, self.name, arguments)
+
+
+def _get(node: Any, steps: tuple[str | int, ...]) -> Any:
+    for step in steps:
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict):
+            node = node.get(step)
+        else:
+            return None
+    return node
+
+
+def _put(root: dict[str, Any], steps: tuple[str | int, ...], value: Any) -> None:
+    """Set ``value`` at ``steps`` under ``root``, making the objects and arrays on the way."""
+    node: Any = root
+    for step, after in zip(steps, (*steps[1:], None), strict=True):
+        if isinstance(step, int):
+            if not isinstance(node, list):
+                return  # a path that contradicts what came before: left out
+            node.extend([None] * (step + 1 - len(node)))
+        elif not isinstance(node, dict):
+            return
+        if after is None:
+            node[step] = value
+            return
+        child = node[step] if isinstance(step, int) else node.get(step)
+        if not isinstance(child, dict | list):
+            child = [] if isinstance(after, int) else {}
+            node[step] = child
+        node = child
 
 
 def matches(item: Any) -> bool:
@@ -248,6 +361,7 @@ class Normalizer:
         self._queries: dict[str, None] = {}  # web search queries reported, in order
         self._code: list[str] = []  # ids of the code executions started
         self._code_done = 0
+        self._streamed: _StreamedCall | None = None  # a call whose arguments are streaming
 
     def feed(self, item: Any) -> list[LLMEvent]:
         if self._failed:
@@ -288,6 +402,7 @@ class Normalizer:
                 out.extend(self._recitations(recitations))
             raw = candidate.get("finishReason")
             if raw is not None and raw not in (0, "FINISH_REASON_UNSPECIFIED"):
+                out.extend(self._end_streamed_call())
                 out.extend(self._unsupported_sources())
                 out.append(finish(raw, self._calls > 0))
         return out
@@ -295,7 +410,7 @@ class Normalizer:
     def close(self) -> list[LLMEvent]:
         if self._failed:
             return []
-        out: list[LLMEvent] = self._unsupported_sources()
+        out: list[LLMEvent] = [*self._end_streamed_call(), *self._unsupported_sources()]
         if self._usage:
             out.append(usage(self._usage))
             self._usage = {}
@@ -305,6 +420,10 @@ class Normalizer:
         if not isinstance(part, Mapping):
             return []
         call = part.get("functionCall")
+        if isinstance(call, Mapping) and (
+            self._streamed is not None or call.get("willContinue") or call.get("partialArgs")
+        ):
+            return self._streamed_call(call)
         if isinstance(call, Mapping):
             index = self._calls
             self._calls += 1
@@ -325,6 +444,17 @@ class Normalizer:
             return [ReasoningDelta(text)]
         self._offsets.add(text)
         return [TextDelta(text)]
+
+    def _streamed_call(self, call: Mapping[str, Any]) -> list[LLMEvent]:
+        if self._streamed is None:
+            self._streamed = _StreamedCall(self._calls)
+            self._calls += 1
+        self._streamed.add(call)
+        return [] if call.get("willContinue") else self._end_streamed_call()
+
+    def _end_streamed_call(self) -> list[LLMEvent]:
+        streamed, self._streamed = self._streamed, None
+        return [streamed.whole()] if streamed is not None else []
 
     def _code_started(self, part: Mapping[str, Any], code: Mapping[str, Any]) -> ToolActivity:
         tool_id = str_or_none(code.get("id")) or f"code_execution_{len(self._code)}"
