@@ -139,6 +139,22 @@ def test_comment_the_wire_cannot_carry_raises(case: dict[str, Any]) -> None:
         Comment(case["text"])
 
 
+@pytest.mark.parametrize(
+    ("field", "make"),
+    [
+        ("id", lambda: ServerSentEvent("x", id=42)),
+        ("event", lambda: ServerSentEvent("x", event=5)),
+        ("event", lambda: ServerSentEvent("x", event=b"done")),
+        ("comment", lambda: Comment(b"ping")),
+    ],
+)
+def test_a_field_that_is_not_text_is_named_in_the_error(field: str, make: Any) -> None:
+    # Found in review: an int id (common when coming from sse-starlette, which str()s it)
+    # raised "argument of type 'int' is not iterable", naming no field.
+    with pytest.raises(InvalidEventError, match=f"^SSE {field} must be str, not "):
+        make()
+
+
 def test_fields_that_are_allowed() -> None:
     # NUL is only forbidden in ids (clients ignore such ids); data may carry anything.
     ServerSentEvent(data="a\0b\r\n", event="a\0b", id="", retry=0)

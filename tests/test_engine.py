@@ -512,6 +512,18 @@ def test_a_lone_surrogate_in_a_providers_fields_becomes_u_fffd(fmt: Any) -> None
     assert engine.result.reason == "error"
 
 
+def test_a_lone_surrogate_in_a_dict_events_data_becomes_u_fffd() -> None:
+    # Found in review: sse-starlette style {"data": token} with half an emoji failed the
+    # UTF-8 encode and ended the answer with an error; a text token gets U+FFFD.
+    engine = StreamEngine(TextFormat())
+    wire = run(engine, [{"data": "ok"}, {"data": "bad \ud83d", "event": "m"}, {"data": "after"}])
+    assert wire.decode() == (
+        "data: ok\n\nevent: m\ndata: bad \ufffd\n\ndata: after\n\n"
+        'event: done\ndata: {"finish_reason":"stop"}\n\n'
+    )
+    assert engine.result.reason == "completed"
+
+
 def test_an_event_without_a_lone_surrogate_is_passed_on_as_it_is() -> None:
     from sse_llm._engine import _whole
 

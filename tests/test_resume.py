@@ -178,6 +178,8 @@ def make_app(
         source = llm.stream(request.query_params.get("q", ""))
         if request.query_params.get("events"):
             source = ready_made_events()
+        if request.query_params.get("comment_last"):
+            source = comment_then_silence()
         stream_id = await hub().start(source, on_complete=results)
         return ResumeResponse(hub(), stream_id, heartbeat=0.2)
 
@@ -210,6 +212,13 @@ async def ready_made_events() -> AsyncIterator[Any]:
     yield Comment("a comment between events")
     yield ServerSentEvent(json.dumps({"x": 1}), event="custom", id="the-source-id")
     yield "b"
+
+
+async def comment_then_silence() -> AsyncIterator[Any]:
+    yield "a"
+    yield "b"
+    yield Comment("still thinking")  # the source's own keep-alive, say
+    await anyio.sleep(60)
 
 
 @pytest.fixture(scope="module")
@@ -993,6 +1002,30 @@ def test_a_position_beyond_the_last_event_of_a_finished_stream_gets_204(servers:
         # More digits than any stream has events: not one of our ids at all.
         assert not app.hub.recognizes(f"{stream_id}-{'1' * 16}")
         assert read_stream(http, f"{app.base_url}/streams/{stream_id}-{'1' * 16}").status == 204
+
+
+def test_a_stream_that_ended_after_a_comment_gets_204_not_the_comment_again(
+    servers: Servers,
+) -> None:
+    # Found in review: a comment has no id, so the client's Last-Event-ID stays before it;
+    # a cancelled stream whose last stored item was a comment answered every reconnect with
+    # 200 and that comment, never 204, and EventSource kept reconnecting.
+    with servers.serve(FakeLLM()) as app, client() as http, client() as other:
+
+        def cancel_after_b(event: ServerSentEvent) -> None:
+            if json.loads(event.data)["text"] == "b":
+                time.sleep(0.3)  # the comment that follows is stored meanwhile
+                stream_id = (event.id or "").rpartition("-")[0]
+                assert other.post(f"{app.base_url}/cancel/{stream_id}").json() == {
+                    "cancelled": True
+                }
+
+        read = read_stream(http, app.base_url + "/chat?comment_last=1", on_event=cancel_after_b)
+        assert read.ended
+        assert texts(read.events) == "ab" and Comment("still thinking") in read.comments
+        for _ in range(2):  # as EventSource would reconnect
+            again = read_stream(http, app.base_url + "/chat", last_event_id=read.events[-1].id)
+            assert (again.status, again.events, again.comments) == (204, [], [])
 
 
 # -- a store that cannot be reached before the response starts (M3) ------------------------------

@@ -49,6 +49,12 @@ function createSSEParser(onEvent) {
     if (text === "") return; // a read that ended inside a character: keep lastWasCR as is
     if (lastWasCR && text[0] === "\n") text = text.slice(1); // the LF of a CRLF split in two
     lastWasCR = text.endsWith("\r");
+    if (!/[\r\n]/.test(text)) {
+      // No line ends here: only this piece is searched, not the whole line again (a long
+      // line read in small pieces would make every read cost the line so far).
+      line += text;
+      return;
+    }
     // Lines end in CRLF, CR or LF; not in U+2028 and friends, so no split(/$/m) or similar.
     const lines = (line + text).split(/\r\n|\r|\n/);
     line = lines.pop();

@@ -528,6 +528,9 @@ def _foreign_event(item: Any) -> Units | None:
     if retry is not None:
         head += f"retry: {retry}\n"
     if data is not None:
-        head += "".join(f"data: {line}\n" for line in LINE_BREAK.split(str(data)))
+        # Often model text (a token put in a dict): half a character becomes U+FFFD, as in a
+        # text token, not an error that ends the answer.
+        text = _whole(str(data))
+        head += "".join(f"data: {line}\n" for line in LINE_BREAK.split(text))
     out.append(f"{head}\n".encode())
     return out

@@ -27,6 +27,8 @@ def _check_encodable(name: str, value: str) -> None:
 
 
 def _check_field(name: str, value: str, *, nul: bool = False) -> None:
+    if not isinstance(value, str):
+        raise InvalidEventError(f"SSE {name} must be str, not {type(value).__name__}: {value!r}")
     if "\n" in value or "\r" in value:
         raise InvalidEventError(
             f"SSE {name!r} must not contain CR or LF (WHATWG HTML §9.2.5): {value!r}"

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
@@ -142,6 +142,14 @@ class _RemoteShutdown:
         await closing.wait()
         if self.hub.produces(self.stream_id):
             await anyio.sleep_forever()
+
+
+def _has_event(records: Sequence[tuple[int, bytes]]) -> bool:
+    """Whether ``records`` dispatch an event. Comments (a source's own keep-alive) and
+    ``retry:`` lines carry no id, so a client's ``Last-Event-ID`` stays before them (WHATWG
+    HTML §9.2.6): a finished stream with only those left is over for that client, or it would
+    be sent them again at every reconnect, never 204."""
+    return any(data.endswith(b"\n\n") for _, data in records)
 
 
 async def _replay(
@@ -287,7 +295,7 @@ class ResumeStream:
             or meta is None
             or found is None
             or found.missing
-            or (not found.records and (found.finished or found.producer_lost))
+            or ((found.finished or found.producer_lost) and not _has_event(found.records))
         ):
             await self._end_at_once(send, 204, b"")
             return
