@@ -260,6 +260,28 @@ def test_chat_url_citations_with_spans_once_each() -> None:
     assert sources_of(events) == parse_body("openai-chat", body).citations
 
 
+def test_mistral_reference_parts_cite_the_supplied_documents_once_each() -> None:
+    # Mistral's typed content has "reference" parts, naming the documents a tool result
+    # supplied that the text cites; they were dropped (found in review).
+    def parts(*content: dict[str, Any]) -> dict[str, Any]:
+        return chat_chunk({"index": 0, "delta": {"content": list(content)}})
+
+    events = run(
+        [
+            parts(
+                {"type": "text", "text": "파리는 "}, {"type": "reference", "reference_ids": [0, 2]}
+            ),
+            parts({"type": "text", "text": "수도다."}, {"type": "reference", "reference_ids": [0]}),
+            chat_chunk({"index": 0, "delta": {}, "finish_reason": "stop"}),
+        ]
+    )
+    assert text_of(events) == "파리는 수도다."
+    assert [e for e in events if isinstance(e, Citation)] == [
+        Citation("document", document_id="0"),
+        Citation("document", document_id="2"),
+    ]
+
+
 def test_perplexity_sources_are_numbered_and_sent_once_as_the_list_grows() -> None:
     first = {"citations": ["https://a.example"], "search_results": [{"url": "https://a.example"}]}
     grown = {
@@ -988,6 +1010,20 @@ def test_responses_reasoning_summary_parts_are_separate_paragraphs() -> None:
         "\n\n**Again**\n\nLater.",
     ]
     assert text_of(events) == "Answer"  # the answer's text and offsets are not touched
+
+
+@pytest.mark.parametrize("in_stream", [True, False])
+def test_responses_custom_tool_call_makes_the_finish_tool_calls(in_stream: bool) -> None:
+    # A GPT-5 custom tool (free-form input, run by the client) is not surfaced, but the model
+    # waits for its result: the finish said "stop", as if the answer were complete (found in
+    # review). Seen as the item is added, or only in the completed response's output.
+    item = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "grammar"}
+    items = [ev("response.output_item.added", 1, output_index=0, item=item)] if in_stream else []
+    output = [{**item, "input": "SELECT 1"}]
+    items.append(ev("response.completed", 2, response={"status": "completed", "output": output}))
+    events = run(items)
+    assert [e for e in events if isinstance(e, Finish)] == [Finish("tool_calls", "completed")]
+    assert not [e for e in events if isinstance(e, ToolCall | ToolCallDelta)]
 
 
 def test_langchain_chatopenai_summary_parts_and_file_citation_index() -> None:

@@ -9,7 +9,10 @@ FORMATS.md.
 
 Mapped:
 
-- ``delta.content`` (a string, or Magistral's typed parts) -> :class:`TextDelta`;
+- ``delta.content`` (a string, or Magistral's typed parts) -> :class:`TextDelta`; Mistral's
+  ``reference`` parts (``reference_ids``: the documents a tool result supplied that the
+  answer cites) -> one :class:`Citation` ``kind="document"`` per id (``document_id`` the id
+  as text, no span), once each;
   ``delta.reasoning_content`` (DeepSeek) / ``delta.reasoning`` (Groq, OpenRouter) ->
   :class:`ReasoningDelta`;
 - ``delta.refusal`` (a refusal under structured outputs) -> :class:`TextDelta`, as the
@@ -260,7 +263,7 @@ class Normalizer:
                 if content:
                     out.append(TextDelta(content))
             elif isinstance(content, list):
-                out.extend(_typed_parts(content))
+                out.extend(self._once(_typed_parts(content)))
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
                 out.append(TextDelta(refusal))  # what the user should see, as in Responses
@@ -291,17 +294,21 @@ class Normalizer:
         return out
 
     def _annotations(self, annotations: Any) -> list[LLMEvent]:
-        out: list[LLMEvent] = []
         if not isinstance(annotations, list):
-            return out
-        for annotation in annotations:
-            citation = url_citation(annotation)
-            if citation is None:
-                continue
-            key = (citation.url, citation.title, citation.start, citation.end)
-            if key not in self._cited:
+            return []
+        return self._once([url_citation(annotation) for annotation in annotations])
+
+    def _once(self, events: list[Any]) -> list[LLMEvent]:
+        """``events`` without the citations already sent (and without ``None``)."""
+        out: list[LLMEvent] = []
+        for event in events:
+            if isinstance(event, Citation):
+                key = (event.url, event.title, event.document_id, event.start, event.end)
+                if key in self._cited:
+                    continue
                 self._cited.add(key)
-                out.append(citation)
+            if event is not None:
+                out.append(event)
         return out
 
     def _tool_call_fragment(self, call: Mapping[str, Any]) -> ToolCallDelta:
@@ -331,7 +338,7 @@ class Normalizer:
 
 
 def _typed_parts(parts: list[Any]) -> list[LLMEvent]:
-    """Mistral/Magistral content arrays: ``text`` parts and ``thinking`` parts."""
+    """Mistral/Magistral content arrays: ``text``, ``thinking`` and ``reference`` parts."""
     out: list[LLMEvent] = []
     for part in parts:
         if not isinstance(part, Mapping):
@@ -343,6 +350,12 @@ def _typed_parts(parts: list[Any]) -> list[LLMEvent]:
             for inner in part.get("thinking") or ():
                 if isinstance(inner, Mapping) and inner.get("text"):
                     out.append(ReasoningDelta(str(inner["text"])))
+        elif kind == "reference":
+            out.extend(
+                Citation("document", document_id=str(reference), raw=part)
+                for reference in part.get("reference_ids") or ()
+                if isinstance(reference, int | str) and not isinstance(reference, bool)
+            )
     return out
 
 

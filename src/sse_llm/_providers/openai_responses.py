@@ -46,7 +46,9 @@ Mapped:
   the provider's message and code (once: OpenAI sends both for one failure).
 
 Not surfaced: ``computer_call``, ``local_shell_call`` and ``custom_tool_call`` items (tools the
-client runs, outside function calling), ``mcp_list_tools`` / ``mcp_approval_request``.
+client runs, outside function calling; read them from the SDK's own events),
+``mcp_list_tools`` / ``mcp_approval_request``. Like a function call, such an item makes the
+finish ``tool_calls``: the model waits for its result.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ _INCOMPLETE: dict[str, FinishReason] = {
 }
 _TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+# Output items of tools the client runs outside function calling (not surfaced).
+_CLIENT_ITEMS = frozenset({"custom_tool_call", "computer_call", "local_shell_call"})
 # Output items of the tools OpenAI runs itself.
 _PROVIDER_ITEMS = frozenset(
     {
@@ -234,6 +238,7 @@ class Normalizer:
         self._cited: set[tuple[Any, ...]] = set()
         self._tools: dict[str, bool] = {}  # provider tool item id -> finished
         self._reasoning = ReasoningParts()
+        self._client_items = False  # an item of a tool the client runs, not surfaced
 
     def feed(self, item: Any) -> list[LLMEvent]:
         event = as_mapping(item)
@@ -347,6 +352,9 @@ class Normalizer:
             return []
         if item.get("type") in _PROVIDER_ITEMS:
             return self._tool(item, "started")
+        if item.get("type") in _CLIENT_ITEMS:
+            self._client_items = True
+            return []
         if item.get("type") != "function_call":
             return []
         call = self._call(item.get("id"))
@@ -402,7 +410,15 @@ class Normalizer:
             raw = (details.get("reason") if isinstance(details, Mapping) else None) or status
             out.append(Finish(_INCOMPLETE.get(raw, "other"), raw))
         elif status == "completed":
-            out.append(Finish("tool_calls" if self._calls else "stop", status))
+            waits = (
+                self._calls
+                or self._client_items
+                or any(
+                    isinstance(item, Mapping) and item.get("type") in _CLIENT_ITEMS
+                    for item in response.get("output") or ()
+                )
+            )
+            out.append(Finish("tool_calls" if waits else "stop", status))
         else:
             out.append(Finish("other", str(status)))
         return out
