@@ -967,38 +967,18 @@ def test_gemini_recitation_sources(key: str) -> None:
 def test_responses_reasoning_summary_parts_are_separate_paragraphs() -> None:
     # Found in review: OpenAI's summary comes in parts, each "**Title**\n\nbody" with no line
     # break at its end; joined bare, the next title ran into the last sentence.
+    def summary(n: int, item: str, index: int, delta: str) -> dict[str, Any]:
+        kind = "response.reasoning_summary_text.delta"
+        return ev(kind, n, item_id=item, summary_index=index, delta=delta)
+
     items = [
         ev("response.reasoning_summary_part.added", 1, item_id="rs_1", summary_index=0),
-        ev(
-            "response.reasoning_summary_text.delta",
-            2,
-            item_id="rs_1",
-            summary_index=0,
-            delta="**Plan**\n\nFirst ",
-        ),
-        ev(
-            "response.reasoning_summary_text.delta",
-            3,
-            item_id="rs_1",
-            summary_index=0,
-            delta="part.",
-        ),
+        summary(2, "rs_1", 0, "**Plan**\n\nFirst "),
+        summary(3, "rs_1", 0, "part."),
         ev("response.reasoning_summary_part.added", 4, item_id="rs_1", summary_index=1),
-        ev(
-            "response.reasoning_summary_text.delta",
-            5,
-            item_id="rs_1",
-            summary_index=1,
-            delta="**Next**\n\nSecond part.",
-        ),
+        summary(5, "rs_1", 1, "**Next**\n\nSecond part."),
         ev("response.output_text.delta", 6, item_id="msg_1", content_index=0, delta="Answer"),
-        ev(
-            "response.reasoning_summary_text.delta",
-            7,
-            item_id="rs_2",
-            summary_index=0,
-            delta="**Again**\n\nLater.",
-        ),
+        summary(7, "rs_2", 0, "**Again**\n\nLater."),
         ev("response.completed", 8, response={"status": "completed", "output": []}),
     ]
     events = run(items)
