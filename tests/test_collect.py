@@ -145,6 +145,18 @@ async def test_a_provider_error_keeps_the_providers_message() -> None:
     assert body["reason"] == "error"
 
 
+async def test_a_provider_errors_half_character_is_u_fffd_as_in_the_stream() -> None:
+    # Found in review: the stream sent U+FFFD for it, result_json kept the lone surrogate and
+    # the JSON response's UTF-8 encode failed.
+    async def source() -> AsyncIterator[Any]:
+        yield "hi"
+        raise ProviderError("bad \ud800", "x")
+
+    body = result_json(await collect(source()))
+    assert body["error"] == {"message": "bad \ufffd", "code": "x"}
+    assert json.dumps(body, ensure_ascii=False).encode()  # encodes: no lone surrogate
+
+
 async def test_an_in_stream_error_event_ends_the_answer() -> None:
     async def source() -> AsyncIterator[Any]:
         yield "a"

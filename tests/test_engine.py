@@ -512,13 +512,31 @@ def test_a_lone_surrogate_in_a_providers_fields_becomes_u_fffd(fmt: Any) -> None
     assert engine.result.reason == "error"
 
 
+@pytest.mark.parametrize("fmt", _EVERY_FORMAT, ids=lambda f: f.__name__)
+def test_a_lone_surrogate_in_a_providers_finish_reason_becomes_u_fffd(fmt: Any) -> None:
+    # Found in review: Finish was taken for an event without provider text, but raw_reason is
+    # the provider's own string; its UTF-8 encode failed in close() and no end event went out.
+    engine = StreamEngine(fmt())
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "\ud800x"}],
+    }
+    wire = run(engine, ["Hello", chunk])
+    assert "\\ud800" not in wire.decode("ascii", "backslashreplace")  # valid UTF-8 all through
+    assert engine.result.finish is not None
+    assert engine.result.finish.raw_reason == "\ufffdx"
+    assert engine.result.reason == "completed"
+
+
 def test_a_lone_surrogate_in_a_dict_events_data_becomes_u_fffd() -> None:
     # Found in review: sse-starlette style {"data": token} with half an emoji failed the
     # UTF-8 encode and ended the answer with an error; a text token gets U+FFFD.
     engine = StreamEngine(TextFormat())
-    wire = run(engine, [{"data": "ok"}, {"data": "bad \ud83d", "event": "m"}, {"data": "after"}])
+    items = [{"data": "ok"}, {"data": "bad \ud83d", "event": "m"}, {"comment": "\udc00"}]
+    wire = run(engine, [*items, {"data": "after"}])
     assert wire.decode() == (
-        "data: ok\n\nevent: m\ndata: bad \ufffd\n\ndata: after\n\n"
+        "data: ok\n\nevent: m\ndata: bad \ufffd\n\n: \ufffd\ndata: after\n\n"
         'event: done\ndata: {"finish_reason":"stop"}\n\n'
     )
     assert engine.result.reason == "completed"

@@ -347,6 +347,42 @@ def test_custom_templates_may_put_text_and_error_in_an_attribute() -> None:
         ]
 
 
+def test_a_line_break_in_template_text_and_in_an_error_reaches_the_page_as_one() -> None:
+    # Found in review: Markup's replace escaped the "&#10;" written for a line break, so the
+    # page showed the characters "&#10;" in a token template's text and in the error line.
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    token = env.from_string('<span title="{{ text }}">{{ text }}</span>')
+    for fmt in (
+        HTMLAppendFormat("m", interval=0, token_template=token),
+        MarkdownFormat("m", interval=0),
+    ):
+        engine = StreamEngine(fmt)
+        wire = engine.start() + engine.feed("a\nb")
+        wire += engine.feed(ErrorEvent("Rate limited.\nRetry in 20s", "x")) + engine.close()
+        markup = "".join(e.data for e in SSEDecoder().feed(wire) if isinstance(e, ServerSentEvent))
+        assert "&amp;#10;" not in markup, markup
+        page = _Text(markup)
+        assert "Rate limited.\nRetry in 20s" in page.text, page.text
+        if isinstance(fmt, HTMLAppendFormat):
+            assert ("span", {"title": "a\nb"}) in _Attributes(markup).tags
+            assert "a\nb" in page.text
+
+
+class _Text(HTMLParser):
+    """The text a browser shows for ``markup`` (character references resolved)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self.feed(markup)
+        self.close()
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
 def test_a_crlf_split_by_a_flush_is_still_one_line_break() -> None:
     # Found in review: text() holds a trailing CR back (half a CRLF?), but a flush sent it,
     # and the LF that came next was a second line break on the page.

@@ -17,6 +17,7 @@ from typing import Any, Unpack
 import anyio
 
 from ._engine import SAFE_ERROR, StreamEngine
+from ._events import encodable
 from ._formats import activity_fields, done_fields, source_fields, tool_call_fields
 from ._model import ErrorEvent
 from ._options import StreamOptions, resolve
@@ -146,5 +147,6 @@ def _error_json(error: BaseException | ErrorEvent | None) -> dict[str, Any] | No
         return {"message": error.message, "code": error.code}
     provider = translate_exception(error)
     if provider is not None:
-        return {"message": provider.message, "code": provider.code}
+        # As the stream sends it: a provider's message may hold half an emoji.
+        return {"message": encodable(provider.message), "code": provider.code}
     return {"message": SAFE_ERROR, "code": "internal_error"}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._encoder import LINE_BREAK, encode
-from ._events import LONE_SURROGATE, Comment, ServerSentEvent
+from ._events import LONE_SURROGATE, Comment, ServerSentEvent, encodable
 from ._formats import NOTHING, NamedEventsFormat, Units, WireFormat
 from ._model import (
     Citation,
@@ -60,7 +60,7 @@ _LLM_EVENTS = (
 )
 _RAN_OUT = Finish("stop")  # frozen: one for every stream of a plain text source
 _TEXTS = (TextDelta, ReasoningDelta)  # the streamed texts: half a character may end one
-_NO_TEXT = (Usage, Finish)  # the events without a provider's text in them
+_NO_TEXT = (Usage,)  # the events without a provider's text in them (Finish has raw_reason)
 _SSE_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
 _ID_PREFIX = re.compile(r"[^\r\n\0]+")
 #: The end reasons whose stream gets last units: the client is still there to read them.
@@ -458,9 +458,7 @@ def _whole(value: Any) -> Any:
     same object when it has none. Walks an event's fields but ``raw`` (never sent), and the
     ``dict``, ``list`` and ``tuple`` values in them; anything else is left as it is."""
     if isinstance(value, str):
-        if value.isascii() or not LONE_SURROGATE.search(value):
-            return value
-        return _replaced(value)
+        return encodable(value)
     kind = type(value)
     if kind is dict:
         mapping = {_whole(key): _whole(item) for key, item in value.items()}
@@ -505,7 +503,8 @@ def _foreign_event(item: Any) -> Units | None:
     out: list[bytes] = []
     comment = fields.get("comment")
     if comment is not None:
-        out.extend(encode(Comment(line)) for line in LINE_BREAK.split(str(comment)))
+        # Half a character becomes U+FFFD here too (see data below).
+        out.extend(encode(Comment(line)) for line in LINE_BREAK.split(encodable(str(comment))))
     data = fields.get("data")
     event = fields.get("event")
     event_id = fields.get("id")

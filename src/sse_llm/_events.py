@@ -12,10 +12,18 @@ from dataclasses import dataclass
 
 from ._exceptions import InvalidEventError
 
-__all__ = ["LONE_SURROGATE", "Comment", "ServerSentEvent"]
+__all__ = ["LONE_SURROGATE", "Comment", "ServerSentEvent", "encodable"]
 
 #: A code point UTF-8 cannot carry: any surrogate in a ``str`` is one half of a UTF-16 pair.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with each lone surrogate made U+FFFD (what a browser shows for it), which
+    UTF-8 cannot carry; ``text`` itself when it has none."""
+    if text.isascii() or not LONE_SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _check_encodable(name: str, value: str) -> None:

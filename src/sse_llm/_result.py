@@ -41,8 +41,9 @@ class StreamResult:
         finish: the provider's finish, if one arrived.
         usage: token usage, if reported.
         error: the exception the source raised, or the provider's in-stream error.
-        events_sent: how many events (units) were handed to the transport (heartbeats not
-            counted).
+        events_sent: how many of the source's events (units) were handed to the transport:
+            not the format's opening units (the AI SDK's ``start``), its last ones (``done``,
+            ``error``, ``[DONE]``) or heartbeats.
     """
 
     reason: EndReason = "completed"

@@ -66,7 +66,8 @@ def escape_text(text: str) -> str:
 def template_text(text: str) -> Markup:
     """Text for a template's context: quotes escaped too, so a template may put it in an
     attribute value (``title="{{ text }}"``) as well as between tags."""
-    return Markup(wire_newlines(escape(text)))
+    # str(): Markup's own replace would escape the "&#10;" it is given.
+    return Markup(wire_newlines(str(escape(text))))
 
 
 def wire_newlines(html: str) -> str:
