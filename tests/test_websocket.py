@@ -62,6 +62,7 @@ class Server:
         self.silent = FakeLLM(answer="a b c d", delay=60)  # one token, then nothing for a minute
         self.results: list[StreamResult] = []
         self.shutdown = ThreadSafeShutdown()
+        self.read = 0  # messages /counted read from its clients
 
     def handler(self, message: Any) -> Any:
         model = message.get("model", "fast")
@@ -104,6 +105,33 @@ class Server:
         await serve_websocket(websocket, self.handler, on_complete=self.results.append)
 
 
+class Stalled:
+    """An ASGI app: /ws whose client's socket fills after the answer's first messages (every
+    later send waits, as on a client that reads nothing); counts in ``srv.read`` the
+    messages the server reads from the client."""
+
+    def __init__(self, srv: Server) -> None:
+        self.srv = srv
+        self.app = LLMWebSocket(srv.handler, send_timeout=2)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        sent = 0
+
+        async def counting_receive() -> Any:
+            message = await receive()
+            self.srv.read += 1
+            return message
+
+        async def stalling_send(message: Any) -> None:
+            nonlocal sent
+            sent += 1
+            if sent > 4:  # the accept, "start" and two deltas went through
+                await anyio.sleep_forever()
+            await send(message)
+
+        await self.app(scope, counting_receive, stalling_send)
+
+
 @pytest.fixture
 def server(replay_server: ReplayServer) -> Iterator[tuple[Server, str]]:
     srv = Server(replay_server.base_url)
@@ -115,6 +143,7 @@ def server(replay_server: ReplayServer) -> Iterator[tuple[Server, str]]:
             WebSocketRoute("/thinking", LLMWebSocket(srv.thinking, on_complete=srv.results.append)),
             # A heartbeat due at every moment: it falls while the server answers a message.
             WebSocketRoute("/beating", LLMWebSocket(srv.handler, heartbeat=0.001)),
+            WebSocketRoute("/stalled", Stalled(srv)),
             WebSocketRoute(
                 "/shutdown",
                 LLMWebSocket(srv.handler, shutdown=srv.shutdown, on_complete=srv.results.append),
@@ -287,6 +316,33 @@ async def test_every_unreadable_message_gets_its_error_while_heartbeats_fall(
     assert _text(answer) == srv.fast.text_for("p" * 40)
     assert any(m["type"] == "heartbeat" for m in seen)  # heartbeats did fall meanwhile
     assert errors == unreadable
+
+
+async def test_a_client_that_sends_unreadable_messages_and_reads_nothing_is_read_no_further(
+    server: tuple[Server, str],
+) -> None:
+    # Found in review: each unreadable message read while an answer streamed started a task
+    # to send its reply; from a client that read nothing (its socket full, every reply
+    # waiting) the server read on and started a task per message, without bound.
+    srv, base = server
+    unreadable = 2_000
+    async with connect(base + "/stalled", proxy=None, close_timeout=0.5) as ws:
+        await ws.send(json.dumps({"prompt": "p", "model": "slow"}))
+
+        async def flood() -> None:
+            for _ in range(unreadable):
+                await ws.send("not json")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood)
+            await anyio.sleep(0.5)
+            read_while_stalled = srv.read
+            await anyio.sleep(0.5)  # within send_timeout: the answer still waits to send
+            # One reply at a time: once one had to wait, the server read no further. It read
+            # the connect, the prompt, the messages replied to before the stall, and one more.
+            assert srv.read == read_while_stalled
+            assert read_while_stalled < 10
+            tg.cancel_scope.cancel()
 
 
 # ------------------------------------------------------------------------------ disconnects

@@ -179,6 +179,7 @@ class _Connection:
         # Where a reply to an unreadable message is sent while an answer streams: not from
         # the pump's wait for the client, whose heartbeat timer cancels it (and the reply).
         self.replies = replies
+        self.replied: anyio.Event | None = None  # set once the reply under way is sent
         self.lock = anyio.Lock()  # one sender at a time: the pump and the reader both send
         self.gone = False
         self.shutting_down = False
@@ -241,6 +242,25 @@ class _Connection:
         with contextlib.suppress(OSError):
             await self.send_text(dumps(error))
 
+    def reply_invalid_later(self, reason: str) -> None:
+        """Send :meth:`invalid`'s reply from the connection's task group (see ``replies``)."""
+        replied = self.replied = anyio.Event()
+
+        async def reply() -> None:
+            try:
+                await self.invalid(reason)
+            finally:
+                replied.set()
+
+        self.replies.start_soon(reply)
+
+    async def wait_replied(self) -> None:
+        """Wait until the reply under way is sent: a client that sends unreadable messages
+        and reads nothing is read no further (one reply at a time, not a task per message).
+        Cancelling the wait loses nothing: the reply is already on its way."""
+        if self.replied is not None:
+            await self.replied.wait()
+
     async def next_prompt(self) -> dict[str, Any] | None:
         """Wait, idle, for the next prompt; ``None`` when the client left or at shutdown."""
         while True:
@@ -288,9 +308,10 @@ class _Connection:
 
         async def wait_client() -> EndReason | None:
             nonlocal next_prompt
+            await self.wait_replied()
             kind, value = await self.receive()
             if kind == "invalid":
-                self.replies.start_soon(self.invalid, value)
+                self.reply_invalid_later(value)
                 return None
             if kind == "prompt":
                 next_prompt = value  # answered after this one is cancelled
