@@ -992,18 +992,44 @@ def test_responses_reasoning_summary_parts_are_separate_paragraphs() -> None:
     assert text_of(events) == "Answer"  # the answer's text and offsets are not touched
 
 
+CLIENT_RUN_ITEMS = [
+    {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "grammar"},
+    {"type": "apply_patch_call", "id": "ap_1", "call_id": "call_1", "status": "completed"},
+    {"type": "shell_call", "id": "sh_1", "call_id": "call_1", "environment": {"type": "local"}},
+    {"type": "shell_call", "id": "sh_1", "call_id": "call_1", "environment": None},
+    {"type": "tool_search_call", "id": "ts_1", "call_id": "call_1", "execution": "client"},
+]
+
+
+@pytest.mark.parametrize("item", CLIENT_RUN_ITEMS, ids=lambda i: f"{i['type']}-{len(i)}")
 @pytest.mark.parametrize("in_stream", [True, False])
-def test_responses_custom_tool_call_makes_the_finish_tool_calls(in_stream: bool) -> None:
-    # A GPT-5 custom tool (free-form input, run by the client) is not surfaced, but the model
-    # waits for its result: the finish said "stop", as if the answer were complete (found in
-    # review). Seen as the item is added, or only in the completed response's output.
-    item = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "grammar"}
+def test_responses_client_run_tool_makes_the_finish_tool_calls(
+    in_stream: bool, item: dict[str, Any]
+) -> None:
+    # A GPT-5 custom tool (free-form input), apply_patch, a local shell or a client-run tool
+    # search is not surfaced, but the model waits for its result: the finish said "stop", as
+    # if the answer were complete (found in review). Seen as the item is added, or only in
+    # the completed response's output.
     items = [ev("response.output_item.added", 1, output_index=0, item=item)] if in_stream else []
     output = [{**item, "input": "SELECT 1"}]
     items.append(ev("response.completed", 2, response={"status": "completed", "output": output}))
     events = run(items)
     assert [e for e in events if isinstance(e, Finish)] == [Finish("tool_calls", "completed")]
     assert not [e for e in events if isinstance(e, ToolCall | ToolCallDelta)]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "shell_call", "id": "s", "environment": {"type": "container_reference"}},
+        {"type": "tool_search_call", "id": "t", "execution": "server"},
+    ],
+    ids=lambda i: i["type"],
+)
+def test_responses_tools_openai_runs_itself_leave_the_finish_stop(item: dict[str, Any]) -> None:
+    output = [item]
+    events = run([ev("response.completed", 1, response={"status": "completed", "output": output})])
+    assert [e for e in events if isinstance(e, Finish)] == [Finish("stop", "completed")]
 
 
 def test_langchain_chatopenai_summary_parts_and_file_citation_index() -> None:
@@ -1036,6 +1062,47 @@ def test_langchain_chatopenai_summary_parts_and_file_citation_index() -> None:
     assert [e for e in events if isinstance(e, Citation)] == [
         Citation("file", title="r.pdf", document_id="file-1", start=7, end=7)
     ]
+    # The same chunks in the standard blocks (output_version="v1"): langchain-core explodes
+    # the summary into "reasoning" blocks with an "lc_rs_" index per part; they too ran
+    # together (found in review).
+    openai = {"model_provider": "openai"}
+    standard = [
+        AIMessageChunk(
+            content=AIMessageChunk(content=c.content, response_metadata=openai).content_blocks
+        )
+        for c in chunks[:3]
+    ]
+    assert {block["index"] for chunk in standard for block in chunk.content} == {
+        "lc_rs_305f30",
+        "lc_rs_305f31",
+    }
+    events = run([*standard, chunks[-1]])
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == (
+        "**Plan**\n\nFirst part.\n\n**Next**\n\nSecond."
+    )
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"type": "computer_call", "id": "cu_1", "call_id": "c", "action": {"type": "click"}},
+        {"type": "apply_patch_call", "id": "ap_1", "call_id": "c", "status": "completed"},
+    ],
+    ids=lambda b: b["type"],
+)
+def test_langchain_chatopenai_client_run_tool_makes_the_finish_tool_calls(
+    block: dict[str, Any],
+) -> None:
+    # As in the Responses normaliser: ChatOpenAI passes these items on as content blocks, and
+    # the finish said "stop" while the model waited for the tool's result (found in review).
+    chunks = [
+        AIMessageChunk(content=[{**block, "index": 0}]),
+        AIMessageChunk(
+            content="", response_metadata={"status": "completed"}, chunk_position="last"
+        ),
+    ]
+    events = run(chunks)
+    assert [e for e in events if isinstance(e, Finish)] == [Finish("tool_calls", None)]
 
 
 def test_vertex_streamed_function_call_arguments_make_one_call() -> None:
@@ -1084,6 +1151,30 @@ def test_vertex_streamed_function_call_arguments_make_one_call() -> None:
     assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
     assert calls[2:] == [ToolCall(2, "", "late", '{"x":1}')]
     assert not [e for e in events if isinstance(e, ToolCallDelta)]
+
+
+def test_vertex_streamed_call_ended_by_its_last_part_then_an_empty_function_call() -> None:
+    # As in google-genai's replays: the last partialArgs part has no willContinue (the end of
+    # the call), and an empty functionCall follows; it became a second, nameless call with
+    # '{}' (found in review). A functionCall with no name, id, args or partialArgs is no call.
+    def call(**fields: Any) -> dict[str, Any]:
+        return gemini([{"functionCall": fields}])
+
+    events = run(
+        [
+            call(name="get_current_weather", willContinue=True),
+            call(
+                partialArgs=[{"jsonPath": "$.location", "stringValue": "boston"}], willContinue=True
+            ),
+            call(partialArgs=[{"jsonPath": "$.unit", "stringValue": "C"}]),
+            call(),
+            gemini([], finishReason="STOP"),
+        ]
+    )
+    assert [e for e in events if isinstance(e, ToolCall)] == [
+        ToolCall(0, "", "get_current_weather", '{"location":"boston","unit":"C"}')
+    ]
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
 
 
 def test_gemini_several_candidates() -> None:

@@ -425,6 +425,8 @@ class Normalizer:
         ):
             return self._streamed_call(call)
         if isinstance(call, Mapping):
+            if not (call.get("name") or call.get("id") or call.get("args")):
+                return []  # the end marker of a streamed call that its last part already ended
             index = self._calls
             self._calls += 1
             arguments = json.dumps(

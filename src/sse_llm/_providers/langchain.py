@@ -156,6 +156,7 @@ class Normalizer:
         self._raw_usage: list[Any] = []
         self._raw_finish: str | None = None
         self._finished = False
+        self._client_items = False  # a tool call the client runs outside function calling
         self._offset = 0  # characters of answer text so far
         self._block_starts: dict[Any, int] = {}  # text block index -> its start in the answer
         self._cited: set[tuple[Any, ...]] = set()
@@ -249,7 +250,7 @@ class Normalizer:
         return calls
 
     def _finish(self) -> list[LLMEvent]:
-        made_calls = bool(self._calls)
+        made_calls = bool(self._calls) or self._client_items
         out = self._flush()
         if self._finished:
             return out
@@ -292,7 +293,14 @@ class Normalizer:
             elif kind in ("thinking", "reasoning"):
                 text = block.get(kind)
                 if isinstance(text, str) and text:
-                    out.append(ReasoningDelta(text))
+                    index = block.get("index")
+                    if isinstance(index, str):
+                        # A summary part of ChatOpenAI's reasoning in the standard blocks
+                        # (output_version="v1"): langchain-core gives each its own "lc_rs_"
+                        # index. A provider's own block index (an int) stays joined bare.
+                        out.append(self._reasoning.delta(index, text))
+                    else:
+                        out.append(ReasoningDelta(text))
                 for summary in block.get("summary") or ():
                     if isinstance(summary, Mapping) and summary.get("text"):
                         part = (block.get("id"), block.get("index"), summary.get("index"))
@@ -309,6 +317,8 @@ class Normalizer:
                 out.extend(self._anthropic_result(block))
             elif kind in _OPENAI_TOOL_ITEMS:
                 out.extend(self._openai_item(block))
+            elif openai_responses.runs_on_client(block):
+                self._client_items = True  # not surfaced, but the model waits for it
         return out
 
     def _text(self, block: Mapping[str, Any]) -> list[LLMEvent]:

@@ -45,8 +45,9 @@ Mapped:
 - the ``error`` event and ``response.failed`` (``response.error``) -> :class:`ErrorEvent` with
   the provider's message and code (once: OpenAI sends both for one failure).
 
-Not surfaced: ``computer_call``, ``local_shell_call`` and ``custom_tool_call`` items (tools the
-client runs, outside function calling; read them from the SDK's own events),
+Not surfaced: ``computer_call``, ``local_shell_call``, ``shell_call`` (run locally),
+``apply_patch_call``, ``tool_search_call`` (``execution: "client"``) and ``custom_tool_call``
+items (tools the client runs, outside function calling; read them from the SDK's own events),
 ``mcp_list_tools`` / ``mcp_approval_request``. Like a function call, such an item makes the
 finish ``tool_calls``: the model waits for its result.
 """
@@ -89,7 +90,9 @@ _INCOMPLETE: dict[str, FinishReason] = {
 _TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 # Output items of tools the client runs outside function calling (not surfaced).
-_CLIENT_ITEMS = frozenset({"custom_tool_call", "computer_call", "local_shell_call"})
+_CLIENT_ITEMS = frozenset(
+    {"custom_tool_call", "computer_call", "local_shell_call", "apply_patch_call"}
+)
 # Output items of the tools OpenAI runs itself.
 _PROVIDER_ITEMS = frozenset(
     {
@@ -100,6 +103,27 @@ _PROVIDER_ITEMS = frozenset(
         "mcp_call",
     }
 )
+
+
+def runs_on_client(item: Any) -> bool:
+    """Whether an output item is a tool call the client runs outside function calling: the
+    model waits for its result, so the finish is ``tool_calls``. A ``shell_call`` runs on the
+    client unless in a hosted container (``environment.type == "container_reference"``); a
+    ``tool_search_call`` when its ``execution`` is ``"client"`` (OpenAI Responses API)."""
+    if not isinstance(item, Mapping):
+        return False
+    kind = item.get("type")
+    if kind in _CLIENT_ITEMS:
+        return True
+    if kind == "shell_call":
+        environment = item.get("environment")
+        hosted = (
+            isinstance(environment, Mapping) and environment.get("type") == "container_reference"
+        )
+        return not hosted
+    return kind == "tool_search_call" and item.get("execution") == "client"
+
+
 _IN_PROGRESS = frozenset(f"response.{item}.in_progress" for item in _PROVIDER_ITEMS)
 
 
@@ -352,7 +376,7 @@ class Normalizer:
             return []
         if item.get("type") in _PROVIDER_ITEMS:
             return self._tool(item, "started")
-        if item.get("type") in _CLIENT_ITEMS:
+        if runs_on_client(item):
             self._client_items = True
             return []
         if item.get("type") != "function_call":
@@ -413,10 +437,7 @@ class Normalizer:
             waits = (
                 self._calls
                 or self._client_items
-                or any(
-                    isinstance(item, Mapping) and item.get("type") in _CLIENT_ITEMS
-                    for item in response.get("output") or ()
-                )
+                or any(runs_on_client(item) for item in response.get("output") or ())
             )
             out.append(Finish("tool_calls" if waits else "stop", status))
         else:
