@@ -449,6 +449,63 @@ def test_a_client_that_leaves_while_django_sends_ends_the_stream_at_once(
 SHUTDOWN_DJANGO = Path(__file__).resolve().parent / "support" / "shutdown" / "djproj"
 
 
+def start_shutdown_djproj(server: str, port: int, hook_log: Path) -> subprocess.Popen[str]:
+    """tests/support/shutdown/djproj under ``server`` (uvicorn or daphne), once it answers."""
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {
+        "HOOK_LOG": str(hook_log),
+        "HOOK_SLEEP": "0",
+        "DJANGO_SETTINGS_MODULE": "djproj.settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
+    }
+    address = {
+        "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+                    "--log-level", "warning"],
+        "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port)],
+    }[server]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, *address, "djproj.asgi:application"],
+        cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(process.communicate()[0])
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text == "pong":
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.terminate()
+            raise TimeoutError(f"{server} did not start: {process.communicate(timeout=20)[0]}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_the_headers_go_out_at_once_while_the_model_thinks(server: str, tmp_path: Path) -> None:
+    # Found in review: daphne (Django's runserver and its recommended server) writes the
+    # status line and headers only with the first body bytes, so they waited for the first
+    # token or heartbeat (15 s): EventSource did not open, fetch() did not resolve.
+    port = free_port()
+    process = start_shutdown_djproj(server, port, tmp_path / "hooks.log")
+    try:
+        started = time.monotonic()
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/thinking", timeout=20) as response:
+            headers_after = time.monotonic() - started
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            body = response.read()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert headers_after < 1.0, (headers_after, output)  # the model thinks for 3 s
+    events = list(SSEDecoder().feed(body))
+    assert [e.event for e in events if isinstance(e, ServerSentEvent)] == ["delta", "done"]
+    assert events[0] == ServerSentEvent('{"text":"answer"}', event="delta")
+
+
 def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_at_once(
     tmp_path: Path,
 ) -> None:
@@ -458,30 +515,8 @@ def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_a
     # usually lands in the body's __anext__; the test above covers a cancel inside the send.)
     port = free_port()
     hook_log = tmp_path / "hooks.log"
-    root = Path(__file__).resolve().parents[1]
-    env = os.environ | {
-        "HOOK_LOG": str(hook_log),
-        "HOOK_SLEEP": "0",
-        "DJANGO_SETTINGS_MODULE": "djproj.settings",
-        "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "djproj.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    server = start_shutdown_djproj("uvicorn", port, hook_log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text == "pong":
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.1)
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n")

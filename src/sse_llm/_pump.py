@@ -317,10 +317,13 @@ class Pump:
             return
         try:
             first = engine.start_units()
-            if first:
+            if first or asgi:
                 self._in_send = True  # timed out like any other send
                 self._last_output = _monotonic()
-                await self._deliver(first, True)
+                # Also when there is nothing yet: the ASGI HTTP spec lets a server hold the
+                # status line and headers until the first body message (daphne does), and a
+                # thinking model may take seconds to give its first token.
+                await self._deliver(first or (b"",), True)
                 self._in_send = False
             try:
                 source = self.source

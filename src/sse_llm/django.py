@@ -173,6 +173,10 @@ class _Body:
                 # cancel reaches us; inside Django's own send it does not (Django does not close
                 # an async iterator), and the pump would wait for send_timeout.
                 reading.add_done_callback(self._reader_left)
+            # Nothing yet: Django sends it as an empty body message, which makes daphne (and
+            # so runserver) write the status line and headers now. It writes them with the
+            # first body bytes, which a thinking model may take seconds to give.
+            return b""
         parked = self._parked
         if parked is not None:  # the pump got here first: take its units and let it go on
             self._parked = None

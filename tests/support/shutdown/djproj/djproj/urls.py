@@ -27,8 +27,23 @@ async def flood(request: HttpRequest) -> SSEResponse:
     return SSEResponse(flood_tokens(), request=request, on_complete=hook)
 
 
+async def thinking_tokens() -> AsyncIterator[str]:
+    """A model that thinks for 3 s before its first token."""
+    await anyio.sleep(3)
+    yield "answer"
+
+
+async def thinking(request: HttpRequest) -> SSEResponse:
+    return SSEResponse(thinking_tokens(), request=request)
+
+
 async def ping(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"pong")
 
 
-urlpatterns = [path("stream", stream), path("flood", flood), path("ping", ping)]
+urlpatterns = [
+    path("stream", stream),
+    path("flood", flood),
+    path("thinking", thinking),
+    path("ping", ping),
+]
