@@ -579,6 +579,7 @@ async def test_a_failing_send_reaches_the_caller_as_itself_on_every_path(
     options: dict[str, Any] = {"on_complete": results}
     if with_shutdown:
         options["shutdown"] = anyio.Event()
+
     async def send(message: dict[str, Any]) -> None:
         if b"b" in message.get("body", b""):  # the send of "b"
             raise RuntimeError("the server's send failed")
