@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -481,6 +482,46 @@ def start_shutdown_djproj(server: str, port: int, hook_log: Path) -> subprocess.
             process.terminate()
             raise TimeoutError(f"{server} did not start: {process.communicate(timeout=20)[0]}")
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["autoreloader", "noreload"])
+def test_runserver_with_its_autoreloader_says_that_graceful_shutdown_cannot_work(
+    reload: bool, tmp_path: Path
+) -> None:
+    # Found in review: the autoreloader runs the server in a thread of its own, where no
+    # signal handler can be installed; GracefulShutdown then did nothing, silently, and a stop
+    # cut every stream with no final event and no hook.
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {
+        "HOOK_LOG": str(tmp_path / "hooks.log"),
+        "HOOK_SLEEP": "0",
+        "DJANGO_SETTINGS_MODULE": "djproj.settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
+    }
+    options = [] if reload else ["--noreload"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", *options],
+        cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,  # the autoreloader's child too is stopped below
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text == "pong":
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "runserver did not start"
+            time.sleep(0.1)
+        # The first request (the answered ping) is where GracefulShutdown installs itself.
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=20)[0]
+    warned = "GracefulShutdown could not install its signal handler" in output
+    assert warned == reload, output
 
 
 @pytest.mark.parametrize("server", ["daphne", "uvicorn"])

@@ -137,6 +137,7 @@ class GracefulShutdown:
         self.pause_gc = pause_gc
         self._lock = threading.Lock()
         self._pid = 0
+        self._warned_thread = False  # see _warn_if_never_installed
         self._previous: dict[int, _Handler] = {}
         self._held: list[int] = []  # a signal whose delivery waits for the streams to end
         self._redelivering: set[int] = set()
@@ -285,6 +286,7 @@ class GracefulShutdown:
         them only there); cheap when already in front. Returns whether it is in front.
         """
         if threading.current_thread() is not threading.main_thread():
+            self._warn_if_never_installed()
             return False
         with self._lock:
             self._fork_check_locked()
@@ -363,6 +365,22 @@ class GracefulShutdown:
         elif previous == signal.SIG_DFL:
             signal.signal(sig, signal.SIG_DFL)
             signal.raise_signal(sig)
+
+    def _warn_if_never_installed(self) -> None:
+        """Say once that the signals will not reach the streams: the server runs in another
+        thread than the main one (Django's ``runserver`` with its autoreloader), so nothing
+        could install the handler, and a stop cuts every stream with no hook run."""
+        if self._warned_thread or not self.signals:
+            return
+        if any(signal.getsignal(sig) == self._handle for sig in self.signals):
+            return  # installed from the main thread (a WSGI server's hook, say)
+        self._warned_thread = True
+        logger.warning(
+            "GracefulShutdown could not install its signal handler: the server runs outside "
+            "the main thread (Django's runserver autoreloader does: use --noreload, or run "
+            "uvicorn or daphne directly). A stop signal will cut open streams, with no final "
+            "event and no on_complete."
+        )
 
     def _fork_check(self) -> None:
         with self._lock:

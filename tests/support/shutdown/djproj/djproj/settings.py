@@ -3,7 +3,9 @@
 SECRET_KEY = "shutdown-tests"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS: list[str] = []
+# daphne: `django-admin runserver` serves ASGI_APPLICATION (the app wrapped in GracefulShutdown).
+INSTALLED_APPS = ["daphne"]
+ASGI_APPLICATION = "djproj.asgi.application"
 ROOT_URLCONF = "djproj.urls"
 MIDDLEWARE: list[str] = []
 DATABASES: dict[str, object] = {}
