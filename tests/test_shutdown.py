@@ -92,6 +92,7 @@ class Outcome:
     returncode: int | None
     log: str
     others: list[bytes]  # the raw responses to the requests made along with the streams
+    sources_closed: int  # sources whose finally ran (the apps' record "source-closed")
 
 
 async def drive(
@@ -104,6 +105,7 @@ async def drive(
     sig: signal.Signals = signal.SIGTERM,
     env: dict[str, str] | None = None,
     also: Sequence[str] = (),
+    path: str = "/stream",
 ) -> Outcome:
     """Open ``streams`` streams (and a request to each path of ``also``), signal the server,
     and report how it all ended."""
@@ -131,7 +133,7 @@ async def drive(
         stop_reading = time.monotonic() + 60
         tasks = []
         for n, client in enumerate(clients):
-            tasks.append(asyncio.create_task(client.run(port, "/stream", stop_reading)))
+            tasks.append(asyncio.create_task(client.run(port, path, stop_reading)))
             if n % 100 == 99:
                 await asyncio.sleep(0.02)  # stay within the listen backlog
         async with asyncio.timeout(40):
@@ -170,6 +172,7 @@ async def drive(
         returncode=proc.returncode,
         log=server_log.read_text()[-3000:],
         others=[bytes(o.data) for o in others],
+        sources_closed=lines.count("source-closed"),
     )
 
 
@@ -314,6 +317,31 @@ async def test_flask_under_gunicorn_threads(tmp_path: Path) -> None:
            "--keep-alive", "0", "tests.support.shutdown.flask_app:app"]  # fmt: skip
     outcome = await drive(cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=STREAMS)
     assert_every_stream_ended_well(outcome, STREAMS)
+
+
+SYNC_STREAMS = 50  # each holds a worker thread in next() (SYNC_SOURCE_THREADS: 100)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn-flask"])
+async def test_a_sync_source_in_the_middle_of_next_is_closed_before_the_exit(
+    server: str, tmp_path: Path
+) -> None:
+    # Found in review: a sync source (read in a worker thread) is closed by that thread once
+    # its next() returns; the stream was counted out before that, so the server exited first
+    # and the source's finally (a sync SDK's response close, metering) never ran.
+    port = free_port()
+    if server == "uvicorn":
+        cmd = uvicorn(port)
+    else:
+        cmd = [*GUNICORN, "-b", f"127.0.0.1:{port}", "-k", "gthread", "--threads", "100",
+               "--keep-alive", "0", "tests.support.shutdown.flask_app:app"]  # fmt: skip
+    outcome = await drive(
+        cmd, cwd=ROOT, port=port, tmp_path=tmp_path, streams=SYNC_STREAMS, path="/sync"
+    )
+    # The exit waits for the next() under way: up to one token's time (0.8 s) more.
+    assert_every_stream_ended_well(outcome, SYNC_STREAMS, exit_within=EXIT_WITHIN + 0.8)
+    assert outcome.sources_closed == SYNC_STREAMS, outcome.log
 
 
 @pytest.mark.anyio

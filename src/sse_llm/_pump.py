@@ -63,7 +63,7 @@ from ._options import Config
 from ._providers import translate_exception
 from ._result import EndReason, StreamResult
 from ._shutdown import GracefulShutdown, current_shutdown
-from ._sources import aclose_source, aiter_source
+from ._sources import ThreadedIterator, aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
 __all__ = ["Pump", "SendUnits", "WaitClient", "first_failure", "inline_for"]
@@ -195,8 +195,20 @@ class Pump:
                     await self._complete()
             finally:
                 if shutdown is not None:
+                    if self.engine.result.reason == "shutdown":
+                        await self._let_the_source_close()
                     shutdown.leave(self)
         return self.engine.result
+
+    async def _let_the_source_close(self) -> None:
+        """At a shutdown, wait (up to ``close_timeout``) for a close left to the thread of a
+        sync source still in ``next()``: the process would exit first, and the source's
+        ``finally`` (an SDK response's close, metering) would never run."""
+        iterator = self._iterator
+        if type(iterator) is ThreadedIterator:
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + self.config.close_timeout
+                await iterator.wait_closed()
 
     async def _produce_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
         """The producer in the calling task, the watcher in a second one (a short chain)."""

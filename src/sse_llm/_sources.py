@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from ._options import SYNC_SOURCE_THREADS
+from ._shutdown import threadsafe
 from ._types import Source
 
 __all__ = ["aclose_source", "aiter_source", "check_source", "sync_limiter"]
@@ -67,17 +69,18 @@ def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> Async
     if hasattr(source, "__aiter__"):
         return source.__aiter__()
     if hasattr(source, "__iter__"):
-        return _ThreadedIterator(iter(source), limiter, source)
+        return ThreadedIterator(iter(source), limiter, source)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
 
 
-class _ThreadedIterator:
+class ThreadedIterator:
     """A sync iterator, one ``next()`` per worker thread call.
 
     A cancel (the client left) does not wait for a ``next()`` blocked in its thread: the
     stream ends at once, and the item that call returns later is dropped, so the result holds
     only what the client was sent. A generator cannot be closed while a thread runs it, so
-    :meth:`aclose` leaves the closing to that thread when its ``next()`` returns.
+    :meth:`aclose` leaves the closing to that thread when its ``next()`` returns
+    (:meth:`wait_closed` waits for it, at a shutdown: the process must not exit first).
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class _ThreadedIterator:
         self.running = False
         self.close_requested = False
         self.closed = False
+        self.close_done = False  # the close has run (set under the lock)
+        self.on_closed: Callable[[], None] | None = None  # wakes wait_closed()
 
-    def __aiter__(self) -> _ThreadedIterator:
+    def __aiter__(self) -> ThreadedIterator:
         return self
 
     async def __anext__(self) -> Any:
@@ -119,11 +124,29 @@ class _ThreadedIterator:
         if self.closed:
             return
         self.closed = True
-        same = self.source is self.iterator  # a generator is its own iterator
-        for obj in (self.iterator,) if same else (self.iterator, self.source):
-            close = getattr(obj, "close", None)
-            if close is not None:
-                close()
+        try:
+            same = self.source is self.iterator  # a generator is its own iterator
+            for obj in (self.iterator,) if same else (self.iterator, self.source):
+                close = getattr(obj, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            with self.lock:
+                self.close_done = True
+                on_closed = self.on_closed
+            if on_closed is not None:
+                with contextlib.suppress(RuntimeError):  # the waiter's loop is gone
+                    on_closed()
+
+    async def wait_closed(self) -> None:
+        """Return once a requested close has run: at once, unless it was left to a thread
+        still in ``next()`` (see :meth:`aclose`)."""
+        closed = anyio.Event()
+        with self.lock:
+            if not self.close_requested or self.close_done:
+                return
+            self.on_closed = threadsafe(closed.set)
+        await closed.wait()
 
     async def aclose(self) -> None:
         # The flag is set here, not in a worker thread: with every thread of the limiter held
@@ -142,7 +165,7 @@ async def aclose_source(iterator: Any, source: Any) -> None:
     which is what stops the upstream from generating (and billing) more tokens. A coroutine
     that was never awaited (an awaitable source whose stream never started) is closed too.
     """
-    if isinstance(iterator, _ThreadedIterator):
+    if isinstance(iterator, ThreadedIterator):
         # It closes the source too, in its own thread: a generator may still be running
         # there, and closing it from here would fail ("generator already executing").
         objs: tuple[Any, ...] = (iterator,)

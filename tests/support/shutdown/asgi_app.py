@@ -10,11 +10,15 @@ from starlette.routing import Route
 
 from sse_llm import GracefulShutdown
 from sse_llm.starlette import SSEResponse
-from tests.support.shutdown.common import collector_state, hook, tokens
+from tests.support.shutdown.common import collector_state, hook, sync_tokens, tokens
 
 
 async def stream(request: Request) -> SSEResponse:
     return SSEResponse(tokens(), on_complete=hook)
+
+
+async def sync_stream(request: Request) -> SSEResponse:
+    return SSEResponse(sync_tokens(), on_complete=hook)
 
 
 async def ping(request: Request) -> PlainTextResponse:
@@ -29,7 +33,12 @@ async def collector(request: Request) -> PlainTextResponse:
     return PlainTextResponse(collector_state())
 
 
-routes = [Route("/stream", stream), Route("/ping", ping), Route("/gc", collector)]
+routes = [
+    Route("/stream", stream),
+    Route("/sync", sync_stream),
+    Route("/ping", ping),
+    Route("/gc", collector),
+]
 #: Without the one line: what a server does by itself.
 plain = Starlette(routes=routes)
 app = GracefulShutdown(plain)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import gc
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 
@@ -20,6 +21,7 @@ from sse_llm import StreamResult
 HOOK_LOG = os.environ.get("HOOK_LOG", os.devnull)
 HOOK_SLEEP = float(os.environ.get("HOOK_SLEEP", "0.05"))
 TOKEN_DELAY = 0.2
+SYNC_TOKEN_DELAY = 0.8
 
 
 def record(line: str) -> None:
@@ -36,6 +38,17 @@ async def tokens() -> AsyncIterator[str]:
         for n in range(1_000_000):
             yield f"tok{n} "
             await anyio.sleep(TOKEN_DELAY)
+    finally:
+        record("source-closed")
+
+
+def sync_tokens() -> Iterator[str]:
+    """A sync source (a sync SDK's stream, read in a worker thread): a token every
+    ``SYNC_TOKEN_DELAY`` s, so a stop finds it in the middle of ``next()``."""
+    try:
+        for n in range(1_000_000):
+            yield f"tok{n} "
+            time.sleep(SYNC_TOKEN_DELAY)
     finally:
         record("source-closed")
 
