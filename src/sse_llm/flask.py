@@ -27,7 +27,8 @@ module global keeps working across requests.
 A WSGI app only learns that the client left when a write fails: the server then closes the
 response iterator, which ends the pump, closes the source and runs ``on_complete`` with
 reason ``disconnected``. So the heartbeat interval bounds how long a silent model keeps
-running for a client that is gone.
+running for a client that is gone; and as the kernel takes the first writes after the client
+left, the hook's text may hold a token or two the client never read.
 
 The source runs outside the request context: read ``request`` in the view, not in the
 generator (or capture what the generator needs).
