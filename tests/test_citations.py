@@ -1095,14 +1095,20 @@ def test_langchain_chatopenai_client_run_tool_makes_the_finish_tool_calls(
 ) -> None:
     # As in the Responses normaliser: ChatOpenAI passes these items on as content blocks, and
     # the finish said "stop" while the model waited for the tool's result (found in review).
-    chunks = [
-        AIMessageChunk(content=[{**block, "index": 0}]),
-        AIMessageChunk(
-            content="", response_metadata={"status": "completed"}, chunk_position="last"
-        ),
-    ]
-    events = run(chunks)
-    assert [e for e in events if isinstance(e, Finish)] == [Finish("tool_calls", None)]
+    openai = {"model_provider": "openai"}
+    raw = [{**block, "index": 0}]
+    # And as the standard blocks (output_version="v1") carry it: {"type": "non_standard"}.
+    standard = AIMessageChunk(content=raw, response_metadata=openai).content_blocks
+    assert standard[0]["type"] == "non_standard"
+    for content in (raw, standard):
+        chunks = [
+            AIMessageChunk(content=content),
+            AIMessageChunk(
+                content="", response_metadata={"status": "completed"}, chunk_position="last"
+            ),
+        ]
+        events = run(chunks)
+        assert [e for e in events if isinstance(e, Finish)] == [Finish("tool_calls", None)]
 
 
 def test_vertex_streamed_function_call_arguments_make_one_call() -> None:

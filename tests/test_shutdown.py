@@ -423,6 +423,48 @@ def running(
             proc.wait(5)
 
 
+def test_a_sync_source_whose_client_left_before_the_stop_is_closed_before_the_exit(
+    tmp_path: Path,
+) -> None:
+    # Found in review: a sync source caught in next() when its client left is closed by its
+    # worker thread later; a stop that came meanwhile found no stream open and the process
+    # exited at once, so the source's finally never ran.
+    hook_log = tmp_path / "hooks.log"
+    env = {"HOOK_LOG": str(hook_log), "HOOK_SLEEP": "0"}
+    cmd = [str(BIN / "uvicorn"), "tests.support.shutdown.asgi_app:app", "--log-level", "warning"]
+    clients = 5
+    with running(tmp_path, cmd, "/ping", env=env) as (proc, client):
+        for _ in range(clients):
+            with client.stream("GET", "/sync") as response:
+                chunks = response.iter_raw()
+                while b"event: delta" not in next(chunks):
+                    pass
+            # Left: the source is in the middle of its next token (0.8 s each).
+        deadline = time.monotonic() + 5
+        while hook_log.read_text().count("hook disconnected") < clients:
+            assert time.monotonic() < deadline, hook_log.read_text()
+            time.sleep(0.01)
+        assert hook_log.read_text().count("source-closed") < clients  # some still in next()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert hook_log.read_text().count("source-closed") == clients, hook_log.read_text()
+
+
+def test_no_warning_where_there_is_no_servers_handler_to_get_in_front_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Starlette's TestClient runs the app in a thread of its own, with no server's handler
+    # waiting in the main thread: nothing to warn about (found in review of the warning for
+    # Django's runserver autoreloader, tests/test_django.py).
+    from starlette.testclient import TestClient
+
+    from tests.support.shutdown.asgi_app import app
+
+    with caplog.at_level("WARNING", logger="sse_llm"), TestClient(app) as client:
+        assert client.get("/ping").text == "pong"
+    assert not [r for r in caplog.records if "signal handler" in r.getMessage()]
+
+
 def resumable_demo(
     tmp_path: Path, fake_delay: float
 ) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[bytes], httpx.Client]]:

@@ -195,20 +195,8 @@ class Pump:
                     await self._complete()
             finally:
                 if shutdown is not None:
-                    if self.engine.result.reason == "shutdown":
-                        await self._let_the_source_close()
                     shutdown.leave(self)
         return self.engine.result
-
-    async def _let_the_source_close(self) -> None:
-        """At a shutdown, wait (up to ``close_timeout``) for a close left to the thread of a
-        sync source still in ``next()``: the process would exit first, and the source's
-        ``finally`` (an SDK response's close, metering) would never run."""
-        iterator = self._iterator
-        if type(iterator) is ThreadedIterator:
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + self.config.close_timeout
-                await iterator.wait_closed()
 
     async def _produce_here(self, host: asyncio.Task[Any], wait_client: WaitClient) -> None:
         """The producer in the calling task, the watcher in a second one (a short chain)."""
@@ -493,6 +481,12 @@ class Pump:
             await aclose_source(self._iterator, self.source)
         except Exception:
             logger.exception("closing the stream source failed")
+        iterator = self._iterator
+        if type(iterator) is ThreadedIterator and self._shutdown is not None:
+            # A close left to the thread of a sync source still in next(): a stop's drain
+            # waits for it, or the process would exit first and the source's finally (an SDK
+            # response's close, metering) would never run.
+            iterator.count_close_in(self._shutdown)
 
     async def _stop_watching(self) -> None:
         """Let the watcher end. An ASGI server answers a pending ``receive()`` with

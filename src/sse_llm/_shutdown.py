@@ -151,6 +151,7 @@ class GracefulShutdown:
         # stream's task, which inherits the request's context) must not count it again.
         self._open_requests: set[object] = set()
         self._listeners: list[Callable[[], None]] = []
+        self._pending_closes: set[object] = set()  # see hold()
         self._drained = threading.Event()
         self._waiters: list[tuple[Any, Callable[[], None]]] = []
 
@@ -267,6 +268,20 @@ class GracefulShutdown:
         if triggered:
             wake()
 
+    def hold(self, token: object) -> None:
+        """Have the drain wait for ``token`` until :meth:`release` (thread-safe): a sync
+        source's close left to its worker thread, which would not run if the process exited
+        first."""
+        with self._lock:
+            self._pending_closes.add(token)
+            self._drained.clear()
+
+    def release(self, token: object) -> None:
+        """``token`` is done (thread-safe): see :meth:`hold`."""
+        with self._lock:
+            self._pending_closes.discard(token)
+            self._set_drained_if_idle_locked()
+
     def leave(self, pump: Pump) -> None:
         """Count a finished stream out (its hook has run)."""
         with self._lock:
@@ -274,7 +289,12 @@ class GracefulShutdown:
             self._set_drained_if_idle_locked()
 
     def _set_drained_if_idle_locked(self) -> None:
-        if self._triggered and not self._live and not self._streaming_requests:
+        if (
+            self._triggered
+            and not self._live
+            and not self._streaming_requests
+            and not self._pending_closes
+        ):
             self._drained.set()
 
     # -- the signal handler ------------------------------------------------------------------
@@ -367,17 +387,23 @@ class GracefulShutdown:
             signal.raise_signal(sig)
 
     def _warn_if_never_installed(self) -> None:
-        """Say once that the signals will not reach the streams: the server runs in another
-        thread than the main one (Django's ``runserver`` with its autoreloader), so nothing
-        could install the handler, and a stop cuts every stream with no hook run."""
-        if self._warned_thread or not self.signals:
-            return
-        if any(signal.getsignal(sig) == self._handle for sig in self.signals):
+        """Say once that the signals will not reach the streams: the app runs outside the
+        main thread while a server's own handler waits there (Django's ``runserver`` with its
+        autoreloader), so ours could not be chained in front of it, and a stop would cut
+        every stream with no hook run. An app served from a thread with no handler of a
+        server to get in front of (a test client's portal) is left alone."""
+        handlers = [signal.getsignal(sig) for sig in self.signals]
+        if self._handle in handlers:
             return  # installed from the main thread (a WSGI server's hook, say)
-        self._warned_thread = True
+        if not any(callable(h) and h is not signal.default_int_handler for h in handlers):
+            return
+        with self._lock:
+            if self._warned_thread:
+                return
+            self._warned_thread = True
         logger.warning(
-            "GracefulShutdown could not install its signal handler: the server runs outside "
-            "the main thread (Django's runserver autoreloader does: use --noreload, or run "
+            "GracefulShutdown could not install its signal handler: the app runs outside the "
+            "main thread (Django's runserver autoreloader does that: use --noreload, or run "
             "uvicorn or daphne directly). A stop signal will cut open streams, with no final "
             "event and no on_complete."
         )
@@ -399,6 +425,7 @@ class GracefulShutdown:
             self._live.clear()
             self._streaming_requests.clear()
             self._open_requests.clear()
+            self._pending_closes.clear()
             self._waiters.clear()
             self._drained.clear()
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from ._options import SYNC_SOURCE_THREADS
-from ._shutdown import threadsafe
 from ._types import Source
 
 __all__ = ["aclose_source", "aiter_source", "check_source", "sync_limiter"]
@@ -73,6 +73,15 @@ def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> Async
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
 
 
+class ClosesCounter(Protocol):
+    """What counts pending closes in (``GracefulShutdown``): ``hold`` from the event loop,
+    ``release`` from the worker thread that closed."""
+
+    def hold(self, token: object) -> None: ...
+
+    def release(self, token: object) -> None: ...
+
+
 class ThreadedIterator:
     """A sync iterator, one ``next()`` per worker thread call.
 
@@ -80,7 +89,8 @@ class ThreadedIterator:
     stream ends at once, and the item that call returns later is dropped, so the result holds
     only what the client was sent. A generator cannot be closed while a thread runs it, so
     :meth:`aclose` leaves the closing to that thread when its ``next()`` returns
-    (:meth:`wait_closed` waits for it, at a shutdown: the process must not exit first).
+    (:meth:`count_close_in` makes a stop's drain wait for it: the process must not exit
+    first).
     """
 
     def __init__(
@@ -138,15 +148,14 @@ class ThreadedIterator:
                 with contextlib.suppress(RuntimeError):  # the waiter's loop is gone
                     on_closed()
 
-    async def wait_closed(self) -> None:
-        """Return once a requested close has run: at once, unless it was left to a thread
-        still in ``next()`` (see :meth:`aclose`)."""
-        closed = anyio.Event()
+    def count_close_in(self, shutdown: ClosesCounter) -> None:
+        """Have ``shutdown``'s drain wait for a close left to a thread still in ``next()``
+        (see :meth:`aclose`); nothing if the close has run or was not asked for."""
         with self.lock:
-            if not self.close_requested or self.close_done:
+            if not self.close_requested or self.close_done or self.on_closed is not None:
                 return
-            self.on_closed = threadsafe(closed.set)
-        await closed.wait()
+            shutdown.hold(self)
+            self.on_closed = functools.partial(shutdown.release, self)
 
     async def aclose(self) -> None:
         # The flag is set here, not in a worker thread: with every thread of the limiter held

@@ -317,7 +317,11 @@ class Normalizer:
                 out.extend(self._anthropic_result(block))
             elif kind in _OPENAI_TOOL_ITEMS:
                 out.extend(self._openai_item(block))
-            elif openai_responses.runs_on_client(block):
+            elif openai_responses.runs_on_client(block) or (
+                # The standard blocks (output_version="v1") wrap items langchain-core does
+                # not know in {"type": "non_standard", "value": item}.
+                kind == "non_standard" and openai_responses.runs_on_client(block.get("value"))
+            ):
                 self._client_items = True  # not surfaced, but the model waits for it
         return out
 
