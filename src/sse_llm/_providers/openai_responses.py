@@ -376,7 +376,9 @@ class Normalizer:
             return []
         if item.get("type") in _PROVIDER_ITEMS:
             return self._tool(item, "started")
-        if runs_on_client(item):
+        if runs_on_client(item) and item.get("type") != "shell_call":
+            # Not a shell call: where it runs may be known only once it is done (its
+            # environment); the completed response's output tells (see the finish).
             self._client_items = True
             return []
         if item.get("type") != "function_call":
