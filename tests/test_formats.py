@@ -677,6 +677,30 @@ async def test_aisdk_sources_are_source_parts_and_provider_tools_are_provider_ex
     ]
 
 
+async def test_aisdk_pairs_an_id_less_provider_tool_with_its_end() -> None:
+    # Found in review: an id-less ToolActivity (an app's own source) got a new toolCallId at
+    # its start and at its end, so the started part never completed (the HTML formats pair
+    # them). Each id-less tool gets one id for its start and its end.
+    items = [
+        ToolActivity("", "web_search", "started", summary="q"),
+        ToolActivity("", "web_search", "finished", summary="3 results"),
+        ToolActivity("", "code_execution", "failed", summary="boom"),  # reported at its end only
+        "ok",
+    ]
+    data = _json_data(await run_stream(EventStream(_events(*items), format=AISDKFormat())))
+    tool_parts = [d for d in data if isinstance(d, dict) and "toolCallId" in d]
+    ids = [d["toolCallId"] for d in tool_parts]
+    assert [d["type"] for d in tool_parts] == [
+        "tool-input-start",
+        "tool-input-available",
+        "tool-output-available",
+        "tool-input-start",
+        "tool-input-available",
+        "tool-output-error",
+    ]
+    assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
+
+
 async def test_openai_chunks_carry_url_citations_as_annotations_and_nothing_else() -> None:
     data = _json_data(await run_stream(EventStream(_events(*CITED), format=OpenAIChatFormat())))
     deltas = [c["choices"][0] for c in data[:-1] if c["choices"]]

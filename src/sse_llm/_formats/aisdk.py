@@ -60,6 +60,7 @@ class _AISDKWriter(WriterBase):
         "_finish_reason",
         "_message_id",
         "_open",
+        "_open_unnamed_tool",
         "_parts",
         "_provider_tools",
         "_sources",
@@ -79,6 +80,7 @@ class _AISDKWriter(WriterBase):
         # Provider-run tools by id: _TOOL_NO_INPUT / _TOOL_INPUT once announced, _TOOL_DONE.
         self._provider_tools: dict[str, int] = {}
         self._sources: set[tuple[str | int | None, ...]] = set()  # distinct sources sent
+        self._open_unnamed_tool: str | None = None  # the id made for a started id-less tool
 
     def _close(self, out: list[bytes]) -> None:
         """``text-end`` / ``reasoning-end`` for the open part, if any."""
@@ -166,7 +168,12 @@ class _AISDKWriter(WriterBase):
     def _provider_tool(self, activity: ToolActivity, out: list[bytes]) -> None:
         """A provider-executed tool part: input parts when it starts (or, for a provider that
         reports only the end, right before its output), then its output or error."""
-        tool_id = activity.id or f"tool-{uuid.uuid4().hex}"
+        tool_id = activity.id
+        if not tool_id:
+            # An id-less activity (a source of the app's own): its end pairs with the one
+            # started before it, as in the HTML formats, under one id made for both.
+            tool_id = self._open_unnamed_tool or f"tool-{uuid.uuid4().hex}"
+            self._open_unnamed_tool = tool_id if activity.status == "started" else None
         state = self._provider_tools.get(tool_id)
         if state == _TOOL_DONE:
             return  # a second end for the same tool: the part is complete
