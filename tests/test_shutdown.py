@@ -19,11 +19,13 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -462,7 +464,135 @@ def test_no_warning_where_there_is_no_servers_handler_to_get_in_front_of(
 
     with caplog.at_level("WARNING", logger="sse_llm"), TestClient(app) as client:
         assert client.get("/ping").text == "pong"
+
+    async def in_a_test_loop() -> None:
+        # asyncio.run() puts a SIGINT handler of its own in the main thread: no server's.
+        with TestClient(app) as client:
+            assert client.get("/ping").text == "pong"
+
+    with caplog.at_level("WARNING", logger="sse_llm"):
+        asyncio.run(in_a_test_loop())
     assert not [r for r in caplog.records if "signal handler" in r.getMessage()]
+
+
+DEADLOCK_PROBE = """
+import signal, threading, os, sys
+from sse_llm import GracefulShutdown
+gs = GracefulShutdown(drain_timeout=1)
+signal.signal(signal.SIGTERM, lambda sig, frame: print("server's handler", flush=True))
+gs.install()
+threading.Timer(5, lambda: os._exit(3)).start()  # the watchdog: stuck for 5 s
+# The signal lands while the main thread holds the lock: as when it counts a stream in or out
+# (its event loop runs there) at the moment the deploy's SIGTERM comes.
+with gs._lock:
+    signal.raise_signal(signal.SIGTERM)
+print("returned", flush=True)
+os._exit(0)
+"""
+
+
+def test_a_signal_while_the_main_thread_counts_a_stream_does_not_deadlock() -> None:
+    # Found in review: the handler runs in the main thread between two bytecodes; trigger()
+    # took the lock that thread already held, and waited for itself forever.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-c", DEADLOCK_PROBE]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.splitlines() == ["server's handler", "returned"], done.stdout
+
+
+def test_a_sync_source_hung_in_next_holds_a_stop_back_only_for_close_timeout() -> None:
+    # A hung upstream: the close left to its thread may never run. The drain waits for it
+    # only close_timeout seconds after the signal, not its whole drain_timeout.
+    from sse_llm import EventStream, GracefulShutdown, TextFormat
+
+    release = threading.Event()
+    closed = threading.Event()
+
+    def hung() -> Iterator[str]:
+        try:
+            yield "a"
+            release.wait(20)
+            yield "b"
+        finally:
+            closed.set()
+
+    async def scenario() -> tuple[bool, float]:
+        stream = EventStream(hung(), format=TextFormat(), close_timeout=0.5)
+        shutdown = GracefulShutdown(stream, drain_timeout=10, signals=())  # drained by hand
+        sent: list[dict[str, Any]] = []
+        gone = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if b"data: a" in message.get("body", b""):
+                # The client leaves a moment after "a" arrived, while next() hangs.
+                asyncio.get_running_loop().call_later(0.2, gone.set)
+
+        await shutdown({"type": "http", "method": "GET", "path": "/"}, receive, send)
+        started = time.monotonic()
+        try:
+            drained = await shutdown.drain()
+            return drained, time.monotonic() - started
+        finally:
+            release.set()  # the upstream answers at last: its thread closes the source
+
+    drained, took = asyncio.run(scenario())
+    assert closed.wait(5)  # closed by its thread once next() returned
+    assert drained and took < 2.0, (drained, took)
+
+
+def test_a_sync_sources_close_slower_than_close_timeout_still_holds_the_stop_back() -> None:
+    # Found in review: a close under way in a thread when close_timeout cut the wait for it
+    # was not counted, so the drain ended (and the process could exit) mid-close. The stop
+    # is a drain while the producer waits on a client that reads nothing: the source is not
+    # in next(), so the close runs in a thread of its own.
+    from sse_llm import EventStream, GracefulShutdown, TextFormat
+
+    closed = threading.Event()
+
+    class SlowToClose:
+        """A sync SDK stream whose close() takes 0.6 s (its HTTP response's)."""
+
+        def __iter__(self) -> SlowToClose:
+            return self
+
+        def __next__(self) -> str:
+            return "tok "
+
+        def close(self) -> None:
+            time.sleep(0.6)
+            closed.set()
+
+    async def scenario() -> tuple[bool, bool]:
+        stream = EventStream(SlowToClose(), format=TextFormat(), close_timeout=0.3)
+        shutdown = GracefulShutdown(stream, drain_timeout=10, signals=())  # drained by hand
+        sending = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(60)  # the client stays, reading nothing
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                sending.set()
+                await asyncio.sleep(60)  # its socket is full
+
+        task = asyncio.create_task(shutdown({"type": "http", "path": "/"}, receive, send))
+        await sending.wait()
+        drained = await shutdown.drain()
+        closed_at_drain = closed.is_set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return drained, closed_at_drain
+
+    drained, closed_at_drain = asyncio.run(scenario())
+    assert drained and closed_at_drain
 
 
 def resumable_demo(

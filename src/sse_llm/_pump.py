@@ -481,12 +481,14 @@ class Pump:
             await aclose_source(self._iterator, self.source)
         except Exception:
             logger.exception("closing the stream source failed")
-        iterator = self._iterator
-        if type(iterator) is ThreadedIterator and self._shutdown is not None:
-            # A close left to the thread of a sync source still in next(): a stop's drain
-            # waits for it, or the process would exit first and the source's finally (an SDK
-            # response's close, metering) would never run.
-            iterator.count_close_in(self._shutdown)
+        finally:  # also when close_timeout (or the server) cancelled the wait for the close
+            iterator = self._iterator
+            if type(iterator) is ThreadedIterator and self._shutdown is not None:
+                # A sync source's close still under way in a thread, or left to the thread
+                # still in its next(): a stop's drain waits for it, or the process would exit
+                # first and the source's finally (an SDK response's close, metering) would
+                # never run.
+                iterator.count_close_in(self._shutdown, self.config.close_timeout)
 
     async def _stop_watching(self) -> None:
         """Let the watcher end. An ASGI server answers a pending ``receive()`` with

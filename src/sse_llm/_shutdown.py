@@ -135,7 +135,10 @@ class GracefulShutdown:
         self.signals = tuple(signals)
         self.drain_timeout = drain_timeout
         self.pause_gc = pause_gc
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler runs in the main thread between two bytecodes, maybe
+        # while that thread holds the lock (a stream counted in or out there): a plain lock
+        # would wait for itself forever.
+        self._lock = threading.RLock()
         self._pid = 0
         self._warned_thread = False  # see _warn_if_never_installed
         self._previous: dict[int, _Handler] = {}
@@ -151,7 +154,7 @@ class GracefulShutdown:
         # stream's task, which inherits the request's context) must not count it again.
         self._open_requests: set[object] = set()
         self._listeners: list[Callable[[], None]] = []
-        self._pending_closes: set[object] = set()  # see hold()
+        self._pending_closes: dict[object, float] = {}  # see hold(): token -> timeout
         self._drained = threading.Event()
         self._waiters: list[tuple[Any, Callable[[], None]]] = []
 
@@ -222,7 +225,10 @@ class GracefulShutdown:
             live = list(self._live.values())
             waiters = [w for _, w in self._waiters]
             listeners = list(self._listeners) if first else []
+            pending = list(self._pending_closes.items()) if first else []
             self._set_drained_if_idle_locked()
+        for token, timeout in pending:
+            self._release_later(token, timeout)
         for wake in [*live, *waiters, *listeners]:
             with contextlib.suppress(RuntimeError):  # that event loop is closed
                 wake()
@@ -268,18 +274,27 @@ class GracefulShutdown:
         if triggered:
             wake()
 
-    def hold(self, token: object) -> None:
-        """Have the drain wait for ``token`` until :meth:`release` (thread-safe): a sync
-        source's close left to its worker thread, which would not run if the process exited
-        first."""
+    def hold(self, token: object, timeout: float) -> None:
+        """Have the drain wait for ``token`` until :meth:`release`, or ``timeout`` seconds
+        after the stop signal (thread-safe): a sync source's close left to its worker thread,
+        which would not run if the process exited first, and which a source hung in
+        ``next()`` may never reach."""
         with self._lock:
-            self._pending_closes.add(token)
+            self._pending_closes[token] = timeout
             self._drained.clear()
+            triggered = self._triggered
+        if triggered:
+            self._release_later(token, timeout)
+
+    def _release_later(self, token: object, timeout: float) -> None:
+        timer = threading.Timer(timeout, self.release, (token,))
+        timer.daemon = True
+        timer.start()
 
     def release(self, token: object) -> None:
         """``token`` is done (thread-safe): see :meth:`hold`."""
         with self._lock:
-            self._pending_closes.discard(token)
+            self._pending_closes.pop(token, None)
             self._set_drained_if_idle_locked()
 
     def leave(self, pump: Pump) -> None:
@@ -395,7 +410,9 @@ class GracefulShutdown:
         handlers = [signal.getsignal(sig) for sig in self.signals]
         if self._handle in handlers:
             return  # installed from the main thread (a WSGI server's hook, say)
-        if not any(callable(h) and h is not signal.default_int_handler for h in handlers):
+        # SIGTERM's only: asyncio.run() puts a handler of its own on SIGINT (a test's loop).
+        term = signal.getsignal(signal.SIGTERM) if signal.SIGTERM in self.signals else None
+        if not callable(term):
             return
         with self._lock:
             if self._warned_thread:

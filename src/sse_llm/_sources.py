@@ -77,7 +77,7 @@ class ClosesCounter(Protocol):
     """What counts pending closes in (``GracefulShutdown``): ``hold`` from the event loop,
     ``release`` from the worker thread that closed."""
 
-    def hold(self, token: object) -> None: ...
+    def hold(self, token: object, timeout: float) -> None: ...
 
     def release(self, token: object) -> None: ...
 
@@ -103,8 +103,9 @@ class ThreadedIterator:
         self.running = False
         self.close_requested = False
         self.closed = False
+        self.close_started = False  # a thread has begun the close (set under the lock)
         self.close_done = False  # the close has run (set under the lock)
-        self.on_closed: Callable[[], None] | None = None  # wakes wait_closed()
+        self.on_closed: Callable[[], None] | None = None  # see count_close_in()
 
     def __aiter__(self) -> ThreadedIterator:
         return self
@@ -131,9 +132,10 @@ class ThreadedIterator:
                 self._close()
 
     def _close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = self.close_started = True
         try:
             same = self.source is self.iterator  # a generator is its own iterator
             for obj in (self.iterator,) if same else (self.iterator, self.source):
@@ -148,13 +150,17 @@ class ThreadedIterator:
                 with contextlib.suppress(RuntimeError):  # the waiter's loop is gone
                     on_closed()
 
-    def count_close_in(self, shutdown: ClosesCounter) -> None:
-        """Have ``shutdown``'s drain wait for a close left to a thread still in ``next()``
-        (see :meth:`aclose`); nothing if the close has run or was not asked for."""
+    def count_close_in(self, shutdown: ClosesCounter, timeout: float) -> None:
+        """Have ``shutdown``'s drain wait (up to ``timeout`` seconds after its signal) for a
+        close under way in a thread, or left to a thread still in ``next()`` (see
+        :meth:`aclose`); nothing if the close has run or no thread will run it."""
         with self.lock:
-            if not self.close_requested or self.close_done or self.on_closed is not None:
+            under_way = self.running or self.close_started
+            if not (self.close_requested and under_way) or self.close_done:
                 return
-            shutdown.hold(self)
+            if self.on_closed is not None:
+                return
+            shutdown.hold(self, timeout)
             self.on_closed = functools.partial(shutdown.release, self)
 
     async def aclose(self) -> None:
