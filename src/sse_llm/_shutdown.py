@@ -407,13 +407,10 @@ class GracefulShutdown:
         autoreloader), so ours could not be chained in front of it, and a stop would cut
         every stream with no hook run. An app served from a thread with no handler of a
         server to get in front of (a test client's portal) is left alone."""
-        handlers = [signal.getsignal(sig) for sig in self.signals]
-        if self._handle in handlers:
-            return  # installed from the main thread (a WSGI server's hook, say)
         # SIGTERM's only: asyncio.run() puts a handler of its own on SIGINT (a test's loop).
         term = signal.getsignal(signal.SIGTERM) if signal.SIGTERM in self.signals else None
-        if not callable(term):
-            return
+        if not callable(term) or term == self._handle:
+            return  # no server's handler to get in front of, or ours is (a WSGI server's hook)
         with self._lock:
             if self._warned_thread:
                 return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import threading
@@ -102,8 +101,7 @@ class ThreadedIterator:
         self.lock = threading.Lock()
         self.running = False
         self.close_requested = False
-        self.closed = False
-        self.close_started = False  # a thread has begun the close (set under the lock)
+        self.closed = False  # a thread has begun the close (set under the lock)
         self.close_done = False  # the close has run (set under the lock)
         self.on_closed: Callable[[], None] | None = None  # see count_close_in()
 
@@ -135,7 +133,7 @@ class ThreadedIterator:
         with self.lock:
             if self.closed:
                 return
-            self.closed = self.close_started = True
+            self.closed = True
         try:
             same = self.source is self.iterator  # a generator is its own iterator
             for obj in (self.iterator,) if same else (self.iterator, self.source):
@@ -147,15 +145,14 @@ class ThreadedIterator:
                 self.close_done = True
                 on_closed = self.on_closed
             if on_closed is not None:
-                with contextlib.suppress(RuntimeError):  # the waiter's loop is gone
-                    on_closed()
+                on_closed()
 
     def count_close_in(self, shutdown: ClosesCounter, timeout: float) -> None:
         """Have ``shutdown``'s drain wait (up to ``timeout`` seconds after its signal) for a
         close under way in a thread, or left to a thread still in ``next()`` (see
         :meth:`aclose`); nothing if the close has run or no thread will run it."""
         with self.lock:
-            under_way = self.running or self.close_started
+            under_way = self.running or self.closed
             if not (self.close_requested and under_way) or self.close_done:
                 return
             if self.on_closed is not None:
