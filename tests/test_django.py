@@ -451,7 +451,8 @@ SHUTDOWN_DJANGO = Path(__file__).resolve().parent / "support" / "shutdown" / "dj
 
 
 def start_shutdown_djproj(server: str, port: int, hook_log: Path) -> subprocess.Popen[str]:
-    """tests/support/shutdown/djproj under ``server`` (uvicorn or daphne), once it answers."""
+    """tests/support/shutdown/djproj under ``server`` (uvicorn, daphne or Django's
+    runserver), once it answers."""
     root = Path(__file__).resolve().parents[1]
     env = os.environ | {
         "HOOK_LOG": str(hook_log),
@@ -459,15 +460,19 @@ def start_shutdown_djproj(server: str, port: int, hook_log: Path) -> subprocess.
         "DJANGO_SETTINGS_MODULE": "djproj.settings",
         "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
     }
-    address = {
+    app = "djproj.asgi:application"
+    command = {
         "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-                    "--log-level", "warning"],
-        "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port)],
+                    "--log-level", "warning", app],
+        "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        # daphne's, through ASGI_APPLICATION; with the autoreloader or not.
+        "runserver": ["-m", "django", "runserver", f"127.0.0.1:{port}"],
+        "runserver-noreload": ["-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
     }[server]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, *address, "djproj.asgi:application"],
+        [sys.executable, *command],
         cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, start_new_session=True,  # an autoreloader's child is stopped with its group
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while True:
@@ -492,34 +497,11 @@ def test_runserver_with_its_autoreloader_says_that_graceful_shutdown_cannot_work
     # signal handler can be installed; GracefulShutdown then did nothing, silently, and a stop
     # cut every stream with no final event and no hook.
     port = free_port()
-    root = Path(__file__).resolve().parents[1]
-    env = os.environ | {
-        "HOOK_LOG": str(tmp_path / "hooks.log"),
-        "HOOK_SLEEP": "0",
-        "DJANGO_SETTINGS_MODULE": "djproj.settings",
-        "PYTHONPATH": os.pathsep.join([str(root), str(root / "src"), str(SHUTDOWN_DJANGO)]),
-    }
-    options = [] if reload else ["--noreload"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", *options],
-        cwd=SHUTDOWN_DJANGO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,  # the autoreloader's child too is stopped below
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).text == "pong":
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "runserver did not start"
-            time.sleep(0.1)
-        # The first request (the answered ping) is where GracefulShutdown installs itself.
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        output = process.communicate(timeout=20)[0]
+    server = "runserver" if reload else "runserver-noreload"
+    process = start_shutdown_djproj(server, port, tmp_path / "hooks.log")
+    # The first request (the answered ping) is where GracefulShutdown installs itself.
+    os.killpg(process.pid, signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
     warned = "GracefulShutdown could not install its signal handler" in output
     assert warned == reload, output
 
