@@ -34,6 +34,7 @@ from sse_llm.testing import FakeLLM
 from .support.fixtures import all_fixture_files, expected, fixture_id
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
+from .support.upstream import Abort
 
 pytestmark = pytest.mark.anyio
 
@@ -175,6 +176,52 @@ async def test_an_awaitable_source_is_awaited_and_its_failure_reported() -> None
     body = result_json(await collect(refused()))
     assert body["error"] == {"message": "invalid api key", "code": "401"}
     assert body["text"] == ""
+
+
+async def test_a_base_exception_from_the_source_is_no_completed_answer() -> None:
+    # The hook was told "completed", finish "stop", for an answer the exception cut short.
+    seen: list[StreamResult] = []
+    closed: list[bool] = []
+
+    async def tokens() -> AsyncIterator[str]:
+        try:
+            yield "partial"
+            raise Abort()
+        finally:
+            closed.append(True)
+
+    with pytest.raises(Abort):
+        await collect(tokens(), on_complete=seen.append)
+    [result] = seen
+    assert result.reason == "error" and isinstance(result.error, Abort)
+    assert result.text == "partial" and result.finish is None
+    assert closed == [True]
+    assert result_json(result)["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_source_s_own_nursery_cancelled_with_the_caller_is_disconnected() -> None:
+    import trio
+
+    seen: list[StreamResult] = []
+
+    async def tokens() -> AsyncIterator[str]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            yield "a"
+            await trio.sleep_forever()
+
+    with trio.move_on_after(0.2):
+        await collect(tokens(), on_complete=seen.append)
+    [result] = seen
+    assert result.reason == "disconnected" and result.error is None
+
+
+async def test_a_hook_s_return_value_is_ignored() -> None:
+    async def save(result: StreamResult) -> int:
+        return 42
+
+    assert (await collect(["a"], on_complete=save)).text == "a"
 
 
 async def test_a_cancelled_caller_closes_the_source_and_reports_disconnected() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import flask
@@ -147,6 +147,122 @@ def test_a_string_where_a_format_belongs_fails_with_a_clear_type_error(binding: 
 def test_a_time_that_is_not_positive_is_refused(binding: str, value: float) -> None:
     with pytest.raises(ValueError, match="close_timeout"):
         BINDINGS[binding](close_timeout=value)
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_an_infinite_time_is_refused_none_is_the_way_to_say_no_limit(binding: str) -> None:
+    # Flask's wait for the pump took close_timeout + 1 as a thread's timeout: OverflowError.
+    with pytest.raises(ValueError, match="close_timeout"):
+        BINDINGS[binding](close_timeout=float("inf"))
+
+
+HTTP_BINDINGS = sorted(set(BINDINGS) - {"websocket.LLMWebSocket", "StreamHub.start"})
+
+
+@pytest.mark.parametrize("binding", HTTP_BINDINGS)
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({"x-trace": "a\r\nset-cookie: evil=1"}, ValueError),  # a header injection
+        ({"x-trace": "a\nb"}, ValueError),
+        ({"x-trace": "a\x00b"}, ValueError),
+        ({"x-name": "한국어"}, ValueError),  # not Latin-1: the server could not send it
+        ({"x trace": "1"}, ValueError),  # not an HTTP token
+        ({"x-count": 1}, TypeError),
+        ({b"x-trace": b"1"}, TypeError),
+    ],
+    ids=["crlf", "lf", "nul", "korean", "space-in-name", "int-value", "bytes"],
+)
+def test_a_header_the_server_could_not_send_fails_when_the_binding_is_built(
+    binding: str, headers: dict[Any, Any], error: type[Exception]
+) -> None:
+    # It used to pass, and uvicorn refused the response start: no status for the client,
+    # and neither the hook nor the source's close ran.
+    with pytest.raises(error, match="header"):
+        BINDINGS[binding](headers=headers)
+
+
+def test_headers_that_http_allows_are_sent_as_given() -> None:
+    from sse_llm._options import header_pairs
+
+    assert header_pairs({"X-Trace": "a\tb ü", "x-a!#$%&'*+.^_`|~": "1"}) == [
+        (b"x-trace", "a\tb ü".encode("latin-1")),
+        (b"x-a!#$%&'*+.^_`|~", b"1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("binding", "option"),
+    [
+        (binding, option)
+        for binding in BINDINGS
+        for option in ("format", "shutdown", "sync_limiter")
+        # The WebSocket takes no format, a detached stream's producer no shutdown (above).
+        if (binding, option)
+        not in {("websocket.LLMWebSocket", "format"), ("StreamHub.start", "shutdown")}
+    ],
+)
+def test_a_class_given_for_its_instance_fails_when_the_binding_is_built(
+    binding: str, option: str
+) -> None:
+    # TypedJSONFormat without its parentheses passed the attribute checks, then failed at
+    # each request ("missing 'self'").
+    from sse_llm.formats import TypedJSONFormat
+
+    classes = {"format": TypedJSONFormat, "shutdown": anyio.Event, "sync_limiter": anyio.Event}
+    with pytest.raises(TypeError, match="parentheses"):
+        BINDINGS[binding](**{option: classes[option]})
+
+
+@pytest.mark.parametrize("binding", ["starlette.SSEResponse", "fastapi.SSEResponse"])
+def test_a_framework_response_s_errors_name_the_class_the_user_called(binding: str) -> None:
+    with pytest.raises(TypeError, match=r"^SSEResponse got unknown option"):
+        BINDINGS[binding](heartbaet=5)
+    from sse_llm.starlette import SSEResponse
+
+    with pytest.raises(TypeError, match=r"^SSEResponse needs"):
+        SSEResponse("a str")  # type: ignore[arg-type]
+
+
+def test_other_constructors_refuse_times_that_are_not_finite() -> None:
+    from sse_llm import GracefulShutdown
+    from sse_llm.html import HTMLAppendFormat, MarkdownFormat
+
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="drain_timeout"):
+            GracefulShutdown(drain_timeout=value)
+        with pytest.raises(ValueError, match="interval"):
+            HTMLAppendFormat("answer", interval=value)
+        with pytest.raises(ValueError, match="refresh"):
+            MarkdownFormat("answer", refresh=value)
+    with pytest.raises(TypeError, match="target"):
+        MarkdownFormat(None)  # type: ignore[arg-type]
+    from sse_llm.resume import MemoryStore, StreamHub
+
+    for option in ("keep", "close_timeout", "abandon_after", "outage_grace"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=option):
+                StreamHub(MemoryStore(), **{option: value})
+        with pytest.raises(TypeError, match=option):
+            StreamHub(MemoryStore(), **{option: "300"})
+    with pytest.raises(TypeError, match="outage_bytes"):
+        StreamHub(MemoryStore(), outage_bytes=1.5)  # type: ignore[arg-type]
+
+
+def test_a_format_class_whose_methods_need_no_instance_may_stand_for_itself() -> None:
+    from sse_llm import TextFormat
+
+    class Plain:  # a format written as a class with static members
+        media_type = "text/event-stream"
+        headers: ClassVar[dict[str, str]] = {}
+        keepalive = b":\n"
+
+        @staticmethod
+        def writer() -> Any:
+            return TextFormat().writer()
+
+    stream = EventStream(["x"], format=Plain)  # type: ignore[arg-type]
+    assert stream.config.format is Plain
 
 
 def test_options_that_make_no_sense_for_a_binding_are_refused_by_name() -> None:

@@ -42,11 +42,12 @@ from sse_llm import (
     Usage,
 )
 from sse_llm._pump import first_failure
-from sse_llm.formats import AISDKFormat
+from sse_llm.formats import AISDKFormat, TypedJSONFormat
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
 from tests.support.servers import never_reading_client, run_uvicorn
+from tests.support.upstream import Abort, UpstreamStream
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -201,17 +202,7 @@ async def test_client_gone_before_the_headers_still_runs_the_hook_and_closes_the
     # ASGI 2.4: send() raises an OSError once the client is gone, the response start included
     # (uvicorn returns silently instead; other servers raise). The hook must still run, and
     # the source (think: an SDK stream holding an open upstream connection) must be closed.
-    closed: list[bool] = []
-
-    class UpstreamStream:
-        def __aiter__(self) -> UpstreamStream:
-            return self
-
-        async def __anext__(self) -> str:
-            return "token"
-
-        async def aclose(self) -> None:
-            closed.append(True)
+    upstream = UpstreamStream()
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
@@ -222,9 +213,9 @@ async def test_client_gone_before_the_headers_still_runs_the_hook_and_closes_the
     results = Results()
     scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
     with anyio.fail_after(5):
-        await EventStream(UpstreamStream(), on_complete=results)(scope, receive, send)
+        await EventStream(upstream, on_complete=results)(scope, receive, send)
     assert results.one.reason == "disconnected"
-    assert closed == [True]
+    assert upstream.closed == 1
 
 
 # -- which task produces (asyncio) ---------------------------------------------------------------
@@ -951,6 +942,144 @@ async def test_unsupported_item_becomes_error_event_not_crash(item: object) -> N
     assert response.complete
     assert results.one.reason == "error"
     assert isinstance(results.one.error, TypeError)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("routed", ROUTED)
+@pytest.mark.parametrize("task_group", [False, True], ids=["asyncio-tasks", "task-group"])
+async def test_a_base_exception_from_the_source_ends_the_stream_as_an_error_then_goes_on(
+    routed: bool, task_group: bool
+) -> None:
+    # Not "shutdown" with no error (the server did not stop): the client gets the error event,
+    # the hook the text and the exception, the source is closed; then it is raised as it is.
+    closed: list[bool] = []
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            yield "partial"
+            raise Abort()
+        finally:
+            closed.append(True)
+
+    channel = _Channel()
+    results = Results()
+    options: dict[str, Any] = {"shutdown": anyio.Event()} if task_group else {}
+    with anyio.fail_after(5), pytest.raises(Abort):
+        await _request(source(), routed, channel, on_complete=results, **options)()
+    error = json.dumps({"message": SAFE_MESSAGE, "code": "internal_error"}, separators=(",", ":"))
+    assert b"".join(channel.body) == b"data: partial\n\nevent: error\ndata: %s\n\n" % (
+        error.encode()
+    )
+    assert channel.complete
+    assert results.one.reason == "error" and results.one.text == "partial"
+    assert isinstance(results.one.error, Abort)
+    assert results.one.events_sent == 1  # counted once (the delta), as for an Exception
+    assert closed == [True]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("task_group", [False, True], ids=["asyncio-tasks", "task-group"])
+async def test_a_base_exception_to_a_client_that_stopped_reading_goes_on_after_close_timeout(
+    task_group: bool,
+) -> None:
+    # The last event waits on a client that reads nothing more: bounded by close_timeout, as
+    # any cut stream, and then the exception goes on (it was lost, or waited for ever).
+    async def source() -> AsyncIterator[str]:
+        yield "partial"
+        raise Abort()
+
+    sends = 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sends
+        sends += 1
+        if sends > 3:  # the start, its empty body message and the delta got through
+            await asyncio.Event().wait()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    results = Results()
+    options: dict[str, Any] = {"shutdown": anyio.Event()} if task_group else {}
+    app = EventStream(
+        source(), on_complete=results, close_timeout=0.3, send_timeout=None, **options
+    )
+    started = time.monotonic()
+    with anyio.fail_after(5), pytest.raises(Abort):
+        await app(_request_scope(), receive, send)
+    assert time.monotonic() - started < 2
+    assert results.one.reason == "error" and isinstance(results.one.error, Abort)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_source_s_own_nursery_cancelled_by_a_disconnect_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import trio
+
+    async def source() -> AsyncIterator[str]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            yield "a"
+            await trio.sleep_forever()
+
+    results = Results()
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        with trio.fail_after(5):
+            response = await run_stream(
+                EventStream(source(), on_complete=results), disconnect_after=1
+            )
+    assert not response.complete
+    assert results.one.reason == "disconnected" and results.one.error is None
+    assert not [r for r in caplog.records if r.name == "sse_llm"]
+
+
+class _UnwritableUsage(Usage):
+    """A usage whose numbers the JSON encoder refuses (a provider chunk parsed with NaN)."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("format", [None, TypedJSONFormat()], ids=["named", "typed"])  # usage: done
+async def test_an_end_that_cannot_be_written_becomes_an_error_event_and_the_hook_gets_it(
+    format: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def source() -> AsyncIterator[Any]:
+        yield "partial"
+        yield Usage(input_tokens=3, output_tokens=float("nan"))  # type: ignore[arg-type]
+
+    results = Results()
+    options: dict[str, Any] = {} if format is None else {"format": format}
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        response = await run_stream(EventStream(source(), on_complete=results, **options))
+    assert response.complete
+    last = [e for e in response.events if e.data != "[DONE]"][-1]
+    assert SAFE_MESSAGE in last.data
+    assert b"NaN" not in response.body
+    assert results.one.reason == "error" and results.one.text == "partial"
+    assert isinstance(results.one.error, ValueError)
+    assert any("end failed" in r.getMessage() for r in caplog.records)
+    if format is not None:  # the format's own ending follows its error event
+        assert response.body.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.anyio
+async def test_a_hook_that_returns_a_value_is_not_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    saved: list[str] = []
+
+    def save(result: StreamResult) -> int:  # returns the new row's id
+        saved.append(result.text)
+        return 42
+
+    with caplog.at_level(logging.ERROR, logger="sse_llm"):
+        response = await run_stream(EventStream(["a", "b"], on_complete=save))
+    assert response.complete and saved == ["ab"]
+    assert not [r for r in caplog.records if r.name == "sse_llm"]
 
 
 @pytest.mark.anyio

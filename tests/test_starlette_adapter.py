@@ -24,6 +24,7 @@ from sse_llm import ServerSentEvent, SSEDecoder, StreamResult, TextFormat
 from sse_llm.starlette import SSEEndpoint, SSEResponse, sse
 from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
 from tests.support.servers import run_uvicorn
+from tests.support.upstream import UpstreamStream
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -311,6 +312,32 @@ def test_disconnect_through_a_starlette_route_reaches_on_complete() -> None:
         assert done.wait(10)
     assert results[0].reason == "disconnected"
     assert llm.closed == 1
+
+
+def test_a_response_start_the_server_refuses_still_closes_the_source_and_runs_the_hook() -> None:
+    # A header set after the response was built (Starlette's response.headers checks
+    # nothing) that uvicorn will not send: it raises in the start. The source, think an SDK
+    # stream holding an upstream request, was left open and the hook never ran.
+    results: list[StreamResult] = []
+    done = threading.Event()
+    upstream = UpstreamStream()
+
+    def on_complete(result: StreamResult) -> None:
+        results.append(result)
+        done.set()
+
+    async def view(request: Request) -> Response:
+        response = SSEResponse(upstream, on_complete=on_complete)
+        response.headers["x-trace"] = "a\r\nset-cookie: evil=1"
+        return response
+
+    app = Starlette(routes=[Route("/", view)])
+    with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
+        with pytest.raises(httpx.HTTPError):  # no status line: uvicorn drops the connection
+            client.get(base)
+        assert done.wait(10)
+    assert results[0].reason == "error" and isinstance(results[0].error, RuntimeError)
+    assert upstream.closed == 1
 
 
 def test_gzip_middleware_leaves_the_stream_uncompressed_and_incremental() -> None:

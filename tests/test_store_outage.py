@@ -32,6 +32,7 @@ from sse_llm.testing import FakeLLM, tokenize
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.results import Results
 from tests.support.servers import run_uvicorn
+from tests.support.upstream import Thinker
 
 READERS = 100
 ANSWER = " ".join(f"word{n} 안녕 🙂" for n in range(150))  # 450 tokens: outlasts 10 s
@@ -178,20 +179,6 @@ async def test_an_outage_longer_than_the_grace_ends_every_reader_with_an_error(
         assert seqs == list(range(1, len(seqs) + 1))  # nothing duplicated before the end
 
 
-class _Thinker:
-    """An answer with a long silence in it: two tokens, then the model thinks (no event at
-    all: nothing for the producer's writer to store), then the rest."""
-
-    def __init__(self, think: float) -> None:
-        self.think = think
-
-    async def stream(self) -> AsyncIterator[str]:
-        yield "a"
-        yield "b"
-        await anyio.sleep(self.think)
-        yield "c"
-
-
 @pytest.mark.anyio
 async def test_a_store_that_comes_back_empty_while_the_model_thinks_is_refilled_at_once(
     tmp_path: Path,
@@ -200,7 +187,7 @@ async def test_a_store_that_comes_back_empty_while_the_model_thinks_is_refilled_
     # the model thought, a reconnect got 204 (and EventSource gives up for good).
     results = Results()
     with redis_server(tmp_path, appendonly=False) as server:
-        app = make_app(server.url, _Thinker(think=9), results)  # type: ignore[arg-type]
+        app = make_app(server.url, Thinker(think=9), results)  # type: ignore[arg-type]
         with run_uvicorn(app, lifespan="on") as base_url:
             async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
                 stream_id = (await http.post(f"{base_url}/start")).json()["stream_id"]

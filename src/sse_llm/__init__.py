@@ -52,7 +52,7 @@ from ._model import (
     ToolCallDelta,
     Usage,
 )
-from ._options import StreamOptions
+from ._options import CollectOptions, StreamOptions
 from ._result import EndReason, StreamResult
 from ._shutdown import GracefulShutdown
 from ._types import CompletionHook, ShutdownSignal, Source
@@ -62,6 +62,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Citation",
     "CitationKind",
+    "CollectOptions",
     "Comment",
     "CompletionHook",
     "EndReason",

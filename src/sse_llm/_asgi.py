@@ -12,7 +12,7 @@ from ._pump import Pump, inline_for
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
 
-__all__ = ["EventStream", "outlast_a_stuck_client", "start_response"]
+__all__ = ["EventStream", "event_stream", "outlast_a_stuck_client", "start_response"]
 
 
 class EventStream:
@@ -48,9 +48,20 @@ class EventStream:
         status_code: int = 200,
         **options: Unpack[StreamOptions],
     ) -> None:
-        check_source(source, type(self).__name__)
+        self._setup(source, status_code, options, type(self).__name__)
+
+    def _setup(
+        self,
+        source: Source | Awaitable[Source],
+        status_code: int,
+        options: StreamOptions,
+        binding: str,
+    ) -> None:
+        """``__init__``'s work; ``binding``: the name an error message gives (a framework's
+        response is built on an EventStream, but its user called ``SSEResponse``)."""
+        check_source(source, binding)
         self.source = source
-        self.config = config = resolve(options, binding=type(self).__name__)
+        self.config = config = resolve(options, binding=binding)
         self.status_code = status_code
         #: The response headers (ASGI pairs); a list that may be edited until the response
         #: starts (Starlette's ``response.headers`` edits it in place).
@@ -64,6 +75,16 @@ class EventStream:
             result = await pump.run(receive)
             if result.reason == "timeout":
                 await outlast_a_stuck_client(receive, config.send_timeout)
+
+
+def event_stream(
+    source: Source | Awaitable[Source], status_code: int, options: StreamOptions, binding: str
+) -> EventStream:
+    """An :class:`EventStream` built for the response class named ``binding``, which is the
+    name its errors give."""
+    stream = EventStream.__new__(EventStream)
+    stream._setup(source, status_code, options, binding)
+    return stream
 
 
 async def outlast_a_stuck_client(receive: Receive, seconds: float | None) -> None:
@@ -87,4 +108,10 @@ async def start_response(
     except OSError:  # ASGI 2.4: send raises once the client is gone
         await pump.abandon("disconnected")
         return False
+    except Exception as exc:
+        # The server refused the start (a header it cannot send): the source is closed and
+        # the hook run all the same, then the server sees the error.
+        pump.engine.result.error = exc
+        await pump.abandon("error")
+        raise
     return True

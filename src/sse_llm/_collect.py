@@ -20,7 +20,7 @@ from ._engine import SAFE_ERROR, StreamEngine
 from ._events import encodable
 from ._formats import activity_fields, done_fields, source_fields, tool_call_fields
 from ._model import ErrorEvent
-from ._options import StreamOptions, resolve
+from ._options import NOT_FOR_COLLECT, CollectOptions, resolve
 from ._providers import translate_exception
 from ._result import EndReason, StreamResult
 from ._sources import aclose_source, aiter_source, check_source
@@ -30,12 +30,9 @@ __all__ = ["collect", "result_json"]
 
 logger = logging.getLogger("sse_llm")
 
-#: Options that only mean something for a response on the wire.
-_WIRE_ONLY = ("format", "heartbeat", "send_timeout", "headers", "shutdown")
-
 
 async def collect(
-    source: Source | Awaitable[Source], **options: Unpack[StreamOptions]
+    source: Source | Awaitable[Source], **options: Unpack[CollectOptions]
 ) -> StreamResult:
     """Read ``source`` to its end and return everything it produced, nothing streamed.
 
@@ -53,9 +50,10 @@ async def collect(
     Args:
         source: what a stream takes (see :data:`~sse_llm.Source`), or an awaitable of it
             (awaited here; an error it raises becomes the result's error).
-        **options: of :class:`~sse_llm.StreamOptions`, those that apply without a wire:
-            ``on_complete`` (called once, with the same result, whatever the ending),
-            ``keep_text``, ``choice``, ``sync_limiter``, ``close_timeout``.
+        **options: :class:`~sse_llm.CollectOptions`, those of
+            :class:`~sse_llm.StreamOptions` that apply without a wire: ``on_complete``
+            (called once, with the same result, whatever the ending), ``keep_text``,
+            ``choice``, ``sync_limiter``, ``close_timeout``.
 
     Returns:
         the :class:`~sse_llm.StreamResult`: ``reason`` is ``completed`` or ``error`` (or
@@ -69,7 +67,7 @@ async def collect(
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``.
     """
     check_source(source, "collect")
-    config = resolve(options, binding="collect", exclude=_WIRE_ONLY)
+    config = resolve(options, binding="collect", exclude=NOT_FOR_COLLECT)
     engine = StreamEngine(keep_text=config.keep_text, choice=config.choice)
     reason: EndReason = "completed"
     error: BaseException | None = None
@@ -90,6 +88,18 @@ async def collect(
         except Exception as exc:
             logger.warning("collect: the source failed", exc_info=exc)
             error = exc
+        except BaseException as exc:
+            cancelled = (anyio.get_cancelled_exc_class(), GeneratorExit)
+            if isinstance(exc, cancelled) or (
+                isinstance(exc, BaseExceptionGroup) and exc.split(cancelled)[1] is None
+            ):
+                # The caller's coroutine closed, or a source's own task group cancelled.
+                reason = "disconnected"
+            else:
+                # KeyboardInterrupt, SystemExit, a library's own BaseException: the result
+                # says the answer was cut by it (not "completed"), then it goes on.
+                error = exc
+            raise
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(config.close_timeout):
             try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +41,8 @@ from ._providers import Normalizer, detect, translate_exception
 from ._result import EndReason, StreamResult
 
 __all__ = ["SAFE_ERROR", "SHUTDOWN_ERROR", "Encoded", "StreamEngine"]
+
+logger = logging.getLogger("sse_llm")
 
 #: The message of the ``error`` event when the source raised anything but a provider error:
 #: no traceback or secret reaches the browser.
@@ -291,6 +294,27 @@ class StreamEngine:
             result.reason = reason
             self._keep_text_in(result)
             return NOTHING
+        try:
+            return self._close(reason, error)
+        except Exception as exc:
+            # A writer that failed on the end (a custom one, a usage value the JSON encoder
+            # refuses): the stream still ends, as an error, and nothing is lost.
+            logger.error("writing the stream's end failed: it ends with an error", exc_info=exc)
+            result.reason = "error"
+            if result.error is None:  # else the first error stays the stream's
+                result.error = exc
+            self._keep_text_in(result)
+            out = list(self._writer.error(SAFE_ERROR, "internal_error"))
+            try:
+                # The format's own ending once more (its [DONE], its done event; the HTML
+                # formats write the error there), without the usage, the likeliest culprit.
+                out.extend(self._writer.end(dataclasses.replace(result, usage=None)))
+            except Exception:
+                logger.exception("ending the stream failed again: the error event is its last")
+            return self._out(out)
+
+    def _close(self, reason: EndReason, error: BaseException | None) -> Units:
+        result = self.result
         if error is not None:
             result.error = error
             provider = translate_exception(error)

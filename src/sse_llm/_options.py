@@ -9,6 +9,9 @@ built, not halfway through a request.
 from __future__ import annotations
 
 import functools
+import inspect
+import re
+import types
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypedDict
@@ -21,10 +24,17 @@ from ._formats import NamedEventsFormat, WireFormat
 from ._types import CompletionHook, ShutdownSignal
 
 __all__ = [
+    "NOT_FOR_COLLECT",
+    "NOT_FOR_PRODUCERS",
     "NOT_FOR_READERS",
+    "NOT_FOR_WEBSOCKETS",
+    "CollectOptions",
     "Config",
+    "ProducerOptions",
     "ResumeOptions",
     "StreamOptions",
+    "WebSocketOptions",
+    "check_seconds",
     "header_pairs",
     "resolve",
     "response_headers",
@@ -49,9 +59,40 @@ class ResumeOptions(TypedDict, total=False):
     headers: Mapping[str, str] | None
 
 
-class StreamOptions(ResumeOptions, total=False):
+class CollectOptions(TypedDict, total=False):
+    """The :class:`StreamOptions` that apply with no wire (:func:`~sse_llm.collect`):
+    ``close_timeout``, ``on_complete``, ``keep_text``, ``choice``, ``sync_limiter``; see
+    :class:`StreamOptions` for each. The other bindings' options build on these."""
+
+    close_timeout: float
+    on_complete: CompletionHook | None
+    keep_text: bool | int
+    choice: int | None
+    sync_limiter: anyio.CapacityLimiter | None
+
+
+class ProducerOptions(CollectOptions, total=False):
+    """What ``StreamHub.start`` takes: :class:`CollectOptions` and ``format``. The rest of
+    :class:`StreamOptions` belongs to each reader's response (:class:`ResumeOptions`)."""
+
+    format: WireFormat
+
+
+class WebSocketOptions(CollectOptions, total=False):
+    """What the WebSocket takes: :class:`CollectOptions` and ``heartbeat``, ``send_timeout``,
+    ``shutdown`` (see :class:`StreamOptions`). Its messages are JSON (no ``format``), and it
+    has no HTTP ``headers``."""
+
+    heartbeat: float | None
+    send_timeout: float | None
+    shutdown: ShutdownSignal | None
+
+
+class StreamOptions(ResumeOptions, CollectOptions, total=False):
     """Options of a stream, the same in every binding (``EventStream``, ``SSEResponse`` in
-    each framework module, ``@sse``, ``SSEEndpoint``, the WebSocket, ``StreamHub.start``).
+    each framework module, ``@sse``, ``SSEEndpoint``; the WebSocket, ``StreamHub.start`` and
+    ``collect`` take the part that applies to them: :class:`WebSocketOptions`,
+    :class:`ProducerOptions`, :class:`CollectOptions`).
 
     Attributes:
         format: the wire format (default :class:`~sse_llm.formats.NamedEventsFormat`).
@@ -65,6 +106,8 @@ class StreamOptions(ResumeOptions, total=False):
             it is, a warning is logged and the completion hook runs all the same. Default 5.
         on_complete: called once with the :class:`~sse_llm.StreamResult` when the stream
             ends, whatever the reason; sync or async; run even when the request is cancelled.
+            It runs on the event loop: a hook that blocks (a sync database call) stalls every
+            other stream while it runs, so make it async (see :data:`~sse_llm.CompletionHook`).
         shutdown: an event the app sets when the server begins shutting down (``anyio.Event``,
             ``asyncio.Event``): the stream then sends an ``error`` event (code ``shutdown``),
             closes its source and ends with reason ``shutdown``.
@@ -87,12 +130,7 @@ class StreamOptions(ResumeOptions, total=False):
     """
 
     format: WireFormat
-    close_timeout: float
-    on_complete: CompletionHook | None
     shutdown: ShutdownSignal | None
-    keep_text: bool | int
-    choice: int | None
-    sync_limiter: anyio.CapacityLimiter | None
 
 
 #: Worker threads that sync sources may hold at once, per event loop, by default.
@@ -129,25 +167,46 @@ class Config:
 _NAMES = frozenset(StreamOptions.__annotations__)  # with the keys of ResumeOptions, its base
 #: The options a reader of a detached stream does not take (see :class:`ResumeOptions`).
 NOT_FOR_READERS = _NAMES - frozenset(ResumeOptions.__annotations__)
+#: The options ``collect`` does not take (see :class:`CollectOptions`).
+NOT_FOR_COLLECT = _NAMES - frozenset(CollectOptions.__annotations__)
+#: The options the WebSocket does not take (see :class:`WebSocketOptions`).
+NOT_FOR_WEBSOCKETS = _NAMES - frozenset(WebSocketOptions.__annotations__)
+#: The options ``StreamHub.start`` does not take (see :class:`ProducerOptions`).
+NOT_FOR_PRODUCERS = _NAMES - frozenset(ProducerOptions.__annotations__)
+
+
+_INF = float("inf")
 
 
 def _seconds(name: str, value: Any) -> None:
     if type(value) is float or type(value) is int:  # the usual case, checked first
-        if value > 0:  # also refuses NaN
+        if 0 < value < _INF:  # also refuses NaN
             return
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    elif float(value) > 0:
+    elif 0 < float(value) < _INF:
         return
-    raise ValueError(f"{name} must be a positive number of seconds: {value}")
+    # Infinity too: a thread's wait (Flask's) cannot take it; None is how to say "no limit".
+    raise ValueError(f"{name} must be a positive, finite number of seconds: {value}")
 
 
 def _seconds_or_none(name: str, value: Any) -> None:
-    if value is None or ((type(value) is float or type(value) is int) and value > 0):
+    if value is None or ((type(value) is float or type(value) is int) and 0 < value < _INF):
         return  # the usual cases, checked first
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     _seconds(name, value)
+
+
+def check_seconds(name: str, value: Any, *, optional: bool = False) -> None:
+    """Check a time given in seconds: a positive, finite number (or ``None`` if
+    ``optional``).
+
+    Raises:
+        TypeError: not a number (a ``bool`` neither).
+        ValueError: zero, negative, NaN or infinite.
+    """
+    (_seconds_or_none if optional else _seconds)(name, value)
 
 
 def _callable_or_none(name: str, value: Any) -> None:
@@ -156,8 +215,29 @@ def _callable_or_none(name: str, value: Any) -> None:
 
 
 def _shutdown(name: str, value: Any) -> None:
-    if value is not None and not callable(getattr(value, "wait", None)):
-        raise TypeError(f"{name} must have an async wait() (anyio.Event, asyncio.Event)")
+    if value is not None and (
+        _unbound(value, "wait") or not callable(getattr(value, "wait", None))
+    ):
+        raise TypeError(
+            f"{name} must be an event object with an async wait() (anyio.Event(), "
+            f"asyncio.Event()), not {_described(value)}"
+        )
+
+
+def _unbound(value: Any, method: str) -> bool:
+    """Whether ``value`` is a class whose ``method`` needs an instance: the class was given
+    where its instance belongs (``TypedJSONFormat`` for ``TypedJSONFormat()``). A class whose
+    method is static or a class method may stand for itself."""
+    return isinstance(value, type) and isinstance(
+        inspect.getattr_static(value, method, None), types.FunctionType
+    )
+
+
+def _described(value: Any) -> str:
+    """A value's type for an error message; a class given for an instance says so."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} (its instance was meant: add the parentheses)"
+    return type(value).__name__
 
 
 def _mapping_or_none(name: str, value: Any) -> None:
@@ -188,8 +268,8 @@ def _index_or_none(name: str, value: Any) -> None:
 
 
 def _limiter_or_none(name: str, value: Any) -> None:
-    if value is not None and not hasattr(value, "total_tokens"):
-        raise TypeError(f"{name} must be an anyio.CapacityLimiter or None")
+    if value is not None and (isinstance(value, type) or not hasattr(value, "total_tokens")):
+        raise TypeError(f"{name} must be an anyio.CapacityLimiter or None, not {_described(value)}")
 
 
 #: The wire formats that ship with sse-llm (the HTML ones import jinja2: checked by attribute).
@@ -210,14 +290,15 @@ def _format(name: str, value: Any) -> None:
         value is not None
         and type(value) not in _SHIPPED_FORMATS
         and not (
-            hasattr(value, "writer")
+            not _unbound(value, "writer")  # TypedJSONFormat without its parentheses
+            and hasattr(value, "writer")
             and hasattr(value, "media_type")
             and hasattr(value, "headers")
             and hasattr(value, "keepalive")
         )
     ):
         raise TypeError(
-            f"{name} must be a wire format object (sse_llm.formats), not {type(value).__name__}"
+            f"{name} must be a wire format object (sse_llm.formats), not {_described(value)}"
             + (f" {value!r}" if isinstance(value, str) else "")
         )
 
@@ -280,12 +361,37 @@ def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]
     """``headers`` as ASGI pairs, names lower-cased (HTTP/2 requires it, RFC 9113 §8.2).
 
     Raises:
-        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+        TypeError: a name or value that is not a ``str``.
+        ValueError: a name that is not an HTTP token (RFC 9110 §5.1), a value with a
+            control character such as CR or LF (RFC 9110 §5.5: a header injection) or
+            outside Latin-1, or a ``Connection`` header: it is forbidden in HTTP/2
+            (RFC 9113 §8.2.2).
     """
-    lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    if "connection" in lowered:
+    pairs = []
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(
+                f"header {name!r}: its name and value must be str, "
+                f"not {type(name).__name__} and {type(value).__name__}"
+            )
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"not an HTTP header name (RFC 9110 §5.1): {name!r}")
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise ValueError(
+                f"the {name} header's value holds a control character or a character "
+                f"outside Latin-1 (RFC 9110 §5.5): {value!r}"
+            )
+        pairs.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    if any(name == b"connection" for name, _ in pairs):
         raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in lowered.items()]
+    return list(dict(pairs).items())  # one per name, the last given wins (as before)
+
+
+#: An HTTP token: a header's name (RFC 9110 §5.6.2).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a header value cannot hold: controls other than tab (CR, LF, NUL ... , RFC 9110 §5.5)
+#: and what Latin-1 cannot encode.
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
 
 
 #: Every stream response's headers besides its content type.

@@ -102,6 +102,7 @@ class Pump:
         "_cancel_sent",
         "_closing",
         "_counted_only",
+        "_failure",
         "_finished",
         "_host",
         "_host_stopped",
@@ -162,6 +163,7 @@ class Pump:
         self._idle_send: asyncio.Event | anyio.Event | None = None
         self._closing = False  # the producer is sending the last units
         self._finished = False  # the producer is done: a disconnect now changes nothing
+        self._failure: BaseException | None = None  # the source's, past Exception
         self._watching = False  # the calling task is still in its watch loop
 
     # -- the whole run ----------------------------------------------------------------------
@@ -373,6 +375,15 @@ class Pump:
                     if self._in_send:
                         raise  # the transport's, not the source's: handled below
                     error = exc  # the source's or the engine's: the stream's error event
+                except BaseException as exc:
+                    if not self._in_send and not self._is_cancellation(exc):
+                        # KeyboardInterrupt, SystemExit, a library's own BaseException from
+                        # the source: the stream is cut as by a stop, bounded by close_timeout,
+                        # but ends as an error (the client gets the error event, the hook the
+                        # text and the exception); then it goes on.
+                        self._failure = exc
+                        _log_source_error(exc)
+                    raise
             engine.result.events_sent += sent
             if error is not None:
                 _log_source_error(error)
@@ -395,6 +406,20 @@ class Pump:
             await self._cut_short()
             self._stop_if_watching()  # ended by end() from elsewhere: the watcher is done too
             raise
+
+    def _is_cancellation(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised past ``Exception`` while the source ran, stops the stream
+        from outside rather than being the source's failure: anything once the stream was
+        ended (a source's own trio nursery ends in a group of cancellations), a cancellation,
+        or ``GeneratorExit`` (what closing a suspended coroutine throws in)."""
+        if self.reason is not None:
+            return True
+        cancelled: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit)
+        if self._host is None:
+            cancelled += (anyio.get_cancelled_exc_class(),)
+        if isinstance(exc, BaseExceptionGroup):
+            return exc.split(cancelled)[1] is None
+        return isinstance(exc, cancelled)
 
     async def _last_units(self, error: Exception | None) -> None:
         """The engine's last units, then the source closed (the stream ended by itself)."""
@@ -419,12 +444,18 @@ class Pump:
         if self._finished:
             return
         self._finished = True
-        # Cancelled with no reason given: from outside, by a server that is stopping.
-        reason = self.reason = self.reason or "shutdown"
+        # Cancelled with no reason given: from outside, by a server that is stopping (or the
+        # source raised past Exception).
+        reason = self.reason = self.reason or ("shutdown" if self._failure is None else "error")
         if self._closing and reason == "timeout" and self.engine.result.reason == "completed":
             # The source ran out, but its last send never got through: not "completed".
             self.engine.result.reason = "timeout"
-        if reason != "shutdown" and self._idle_send is None and self._source_finished():
+        if (
+            reason != "shutdown"
+            and self._failure is None
+            and self._idle_send is None
+            and self._source_finished()
+        ):
             self.engine.close_units(reason)  # nothing left that could wait: no deadline
             return
         try:
@@ -458,8 +489,8 @@ class Pump:
         await self._close_source()
         while self._idle_send is not None:
             await self._idle_send.wait()
-        units = self.engine.close_units(reason)
-        if reason == "shutdown":
+        units = self.engine.close_units(reason, self._failure)
+        if reason == "shutdown" or self._failure is not None:  # the client is still there
             with contextlib.suppress(OSError):
                 await self._deliver(units, False)
 
@@ -678,10 +709,10 @@ class Pump:
             await _call_hook(hook, self.engine.result)
 
 
-async def _call_hook(hook: Callable[[StreamResult], Any], result: StreamResult) -> None:
+async def _call_hook(hook: Callable[[StreamResult], object], result: StreamResult) -> None:
     try:
         outcome = hook(result)
-        if outcome is not None:
+        if inspect.isawaitable(outcome):  # what a sync hook returns (a row id) is ignored
             await outcome
     except Exception:
         logger.exception("the stream's on_complete hook failed")

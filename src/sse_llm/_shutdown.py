@@ -129,8 +129,10 @@ class GracefulShutdown:
         drain_timeout: float = 10.0,
         pause_gc: bool = True,
     ) -> None:
-        if drain_timeout <= 0:
-            raise ValueError(f"drain_timeout must be positive seconds: {drain_timeout}")
+        if not 0 < drain_timeout < float("inf"):  # NaN too: a thread's wait cannot take it
+            raise ValueError(
+                f"drain_timeout must be a positive, finite number of seconds: {drain_timeout}"
+            )
         self.app = app
         self.signals = tuple(signals)
         self.drain_timeout = drain_timeout

@@ -37,9 +37,13 @@ normalised :data:`~sse_llm.LLMEvent` values, provider stream chunks (an OpenAI
 ``sse_starlette.ServerSentEvent`` events. An SDK stream object (``openai.AsyncStream``) can be
 passed as is: closing it is what stops the upstream request."""
 
-CompletionHook: TypeAlias = Callable[[StreamResult], Awaitable[None] | None]
+CompletionHook: TypeAlias = Callable[[StreamResult], object]
 """Called once when a stream ends, whatever the reason, with its
-:class:`~sse_llm.StreamResult`; sync or async."""
+:class:`~sse_llm.StreamResult`; sync or async (an awaitable it returns is awaited; any other
+return value is ignored). Both run on the event loop: a sync hook that blocks (a sync database
+call, Django's ORM) stalls every other stream of the process while it runs, so make such a
+hook async (``await anyio.to_thread.run_sync(save, result)``; with Django, the ORM's async
+methods such as ``acreate()``, or ``await sync_to_async(save)(result)``)."""
 
 
 class ShutdownSignal(Protocol):

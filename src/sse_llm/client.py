@@ -16,19 +16,25 @@ from typing import Protocol
 from ._decoder import SSEDecoder
 from ._events import ServerSentEvent
 
-__all__ = ["aiter_events", "iter_events"]
+__all__ = ["AsyncByteStream", "ByteStream", "aiter_events", "iter_events"]
 
 
-class _AsyncByteStream(Protocol):
+class AsyncByteStream(Protocol):
+    """What :func:`aiter_events` reads besides an async byte iterable: an ``httpx.Response``
+    of ``AsyncClient.stream()`` (its ``aiter_bytes()``)."""
+
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
 
-class _ByteStream(Protocol):
+class ByteStream(Protocol):
+    """What :func:`iter_events` reads besides a byte iterable: an ``httpx.Response`` of
+    ``Client.stream()`` (its ``iter_bytes()``)."""
+
     def iter_bytes(self) -> Iterator[bytes]: ...
 
 
 async def aiter_events(
-    response: _AsyncByteStream | AsyncIterable[bytes],
+    response: AsyncByteStream | AsyncIterable[bytes],
 ) -> AsyncIterator[ServerSentEvent]:
     """The events of an SSE byte stream (an ``httpx.Response`` or any async byte iterable).
 
@@ -44,7 +50,7 @@ async def aiter_events(
 
 
 def iter_events(
-    response: _ByteStream | Iterable[bytes],
+    response: ByteStream | Iterable[bytes],
 ) -> Iterator[ServerSentEvent]:
     """Like :func:`aiter_events`, for a sync byte stream (``httpx.Client``, ``requests``)."""
     chunks = response.iter_bytes() if hasattr(response, "iter_bytes") else response

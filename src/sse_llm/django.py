@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Unpack
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, ParamSpec, Unpack, overload
 
 import anyio
 
@@ -62,6 +62,8 @@ from ._result import EndReason
 from ._sources import check_source
 from ._types import Source
 from ._views import check_view, source_of
+
+P = ParamSpec("P")
 
 __all__ = ["SSEResponse", "SSEStreamingResponse", "require_asgi", "sse"]
 
@@ -247,6 +249,22 @@ class _Body:
             if reader is not None and not reader.done():
                 self._reader = None
                 reader.set_result(None)
+
+
+@overload
+def sse(view: Callable[P, AsyncIterable[Any]], /) -> Callable[P, Awaitable[HttpResponseBase]]: ...
+
+
+@overload
+def sse(view: Callable[P, Awaitable[Any]], /) -> Callable[P, Awaitable[HttpResponseBase]]: ...
+
+
+@overload
+def sse(
+    view: None = None, /, **options: Unpack[StreamOptions]
+) -> Callable[
+    [Callable[P, AsyncIterable[Any] | Awaitable[Any]]], Callable[P, Awaitable[HttpResponseBase]]
+]: ...
 
 
 def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:

@@ -37,7 +37,8 @@ Example (Starlette/FastAPI; ``ResumeResponse`` lives in :mod:`sse_llm.starlette`
 - :class:`MemoryStore`: events in this process (one worker, or sticky sessions).
 - :class:`RedisStore`: events in Redis Streams (``pip install 'sse-llm[redis]'``), so that any
   worker can serve a resume or a cancel.
-- :class:`ResumeOptions`: what a reader takes (``heartbeat``, ``send_timeout``, ``headers``).
+- :class:`ResumeOptions`: what a reader takes (``heartbeat``, ``send_timeout``, ``headers``);
+  :class:`ProducerOptions`: what ``StreamHub.start`` takes.
 - :class:`StreamStore`: the protocol a custom store implements (its ``read`` returns
   :class:`StoredEvents`).
 
@@ -47,12 +48,13 @@ the answer and cancel it. Authorize in your views, and do not log it.
 
 from __future__ import annotations
 
-from ._options import ResumeOptions
+from ._options import ProducerOptions, ResumeOptions
 from ._resume import MemoryStore, ResumeStream, StoredEvents, StreamHub, StreamStore
 from ._resume.redis import RedisStore
 
 __all__ = [
     "MemoryStore",
+    "ProducerOptions",
     "RedisStore",
     "ResumeOptions",
     "ResumeStream",

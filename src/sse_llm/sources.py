@@ -83,12 +83,13 @@ async def http_error(response: ByteSource) -> ProviderError | None:
     """The provider's error if ``response`` has a non-2xx status, else ``None``.
 
     Reads at most :data:`ERROR_BODY_LIMIT` bytes of the body. Providers answer a failed request
-    with a JSON error body (FORMATS: OpenAI ``{"error": {"message", "type", "code"}}``,
-    Anthropic ``{"type": "error", "error": {...}}``, Gemini ``{"error": {"code", "message",
-    "status"}}`` (pretty-printed, even under ``text/event-stream``, and wrapped in an array by
-    ``streamGenerateContent``), Ollama ``{"error": "..."}``). The message is the provider's;
-    the code is its error code, type or status, else the HTTP status as text. A body that is
-    not such JSON (an HTML page from a proxy) gives a generic message naming the status.
+    with a JSON error body (as recorded from each API: OpenAI ``{"error": {"message", "type",
+    "code"}}``, Anthropic ``{"type": "error", "error": {...}}``, Gemini ``{"error": {"code",
+    "message", "status"}}`` (pretty-printed, even under ``text/event-stream``, and wrapped in
+    an array by ``streamGenerateContent``), Ollama ``{"error": "..."}``). The message is the
+    provider's; the code is its error code, type or status, else the HTTP status as text. A
+    body that is not such JSON (an HTML page from a proxy) gives a generic message naming the
+    status.
 
     An iterable with no ``status_code`` is taken to be a successful body.
     """
@@ -187,7 +188,7 @@ async def json_array(source: ByteSource) -> AsyncIterator[Any]:
     """The elements of a JSON array that arrives bit by bit, each as soon as it is complete.
 
     Gemini's ``streamGenerateContent`` without ``alt=sse`` writes ``[{...}`` then
-    ``\\n,\\r\\n{...}`` ... then ``\\n]`` (FORMATS: gemini-json-array). The parser skips ``[``,
+    ``\\n,\\r\\n{...}`` ... then ``\\n]`` (as recorded from the Gemini API). The parser skips ``[``,
     ``,``, ``]`` and JSON whitespace between elements and decodes each element once, as soon as
     its last character has arrived (Gemini's elements are objects; any JSON value is read).
     UTF-8 is decoded incrementally, so a read may end inside a multi-byte character. The cost

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, ParamSpec, Unpack, overload
 
 from ._extras import raise_missing_extra
@@ -35,7 +35,7 @@ try:
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "starlette", "starlette")
 
-from ._asgi import EventStream
+from ._asgi import event_stream
 from ._options import ResumeOptions, StreamOptions, resolve
 from ._resume import StreamHub
 from ._types import ASGIApp, Receive, Scope, Send, Source
@@ -99,7 +99,7 @@ class SSEResponse(_StreamResponse):
         background: BackgroundTask | None = None,
         **options: Unpack[StreamOptions],
     ) -> None:
-        self.stream = EventStream(source, status_code=status_code, **options)
+        self.stream = event_stream(source, status_code, options, type(self).__name__)
         super().__init__(self.stream, self.stream.headers, status_code, background)
 
 
@@ -135,7 +135,7 @@ class ResumeResponse(_StreamResponse):
 
 
 @overload
-def sse(view: Callable[P, AsyncIterator[Any]], /) -> Callable[P, Awaitable[Response]]: ...
+def sse(view: Callable[P, AsyncIterable[Any]], /) -> Callable[P, Awaitable[Response]]: ...
 
 
 @overload
@@ -145,7 +145,9 @@ def sse(view: Callable[P, Awaitable[Any]], /) -> Callable[P, Awaitable[Response]
 @overload
 def sse(
     view: None = None, /, **options: Unpack[StreamOptions]
-) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Response]]]: ...
+) -> Callable[
+    [Callable[P, AsyncIterable[Any] | Awaitable[Any]]], Callable[P, Awaitable[Response]]
+]: ...
 
 
 def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:

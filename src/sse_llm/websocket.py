@@ -97,13 +97,13 @@ from ._formats import (
     tool_call_fields,
 )
 from ._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
-from ._options import Config, StreamOptions, resolve
+from ._options import NOT_FOR_WEBSOCKETS, Config, WebSocketOptions, resolve
 from ._pump import Pump, inline_for
 from ._result import EndReason, StreamResult
 from ._types import Receive, Scope, Send, Source
 from ._views import call_handler
 
-__all__ = ["LLMWebSocket", "PromptHandler", "serve_websocket"]
+__all__ = ["LLMWebSocket", "PromptHandler", "WebSocketOptions", "serve_websocket"]
 
 
 #: Called with the client's JSON message (it has a ``prompt`` string); returns a stream source
@@ -111,9 +111,6 @@ __all__ = ["LLMWebSocket", "PromptHandler", "serve_websocket"]
 PromptHandler = Callable[[Mapping[str, Any]], Source | Awaitable[Source]]
 
 _SHUTDOWN_CLOSE = 1012  # "service restart" (RFC 6455 §7.4.1, IANA registry)
-#: What a WebSocket answer has no use for: its messages are this module's JSON protocol, and
-#: it has no HTTP headers of its own.
-_NOT_FOR_WEBSOCKETS = ("format", "headers")
 
 
 class _MessagesWriter(WriterBase):
@@ -336,7 +333,7 @@ class _Connection:
 
 
 async def serve_websocket(
-    websocket: WebSocket, handler: PromptHandler, **options: Unpack[StreamOptions]
+    websocket: WebSocket, handler: PromptHandler, **options: Unpack[WebSocketOptions]
 ) -> None:
     """Serve LLM answers over ``websocket`` until the client leaves (see the module docs).
 
@@ -349,20 +346,19 @@ async def serve_websocket(
             other keys the client sent); returns a source. Sync (run in a worker thread: it
             may block) or async. An exception it raises becomes that request's ``error``
             message.
-        **options: :class:`~sse_llm.StreamOptions` but ``format`` and ``headers`` (the
-            messages are this module's protocol). ``on_complete`` gets each answer's
-            :class:`~sse_llm.StreamResult`, whatever the ending (``disconnected`` for an
-            answer that was cancelled or whose client left); at ``shutdown`` the streaming
-            answer ends with an ``error`` (code ``shutdown``) and the socket is closed with
-            code 1012; ``heartbeat`` sends ``{"type": "heartbeat"}`` while an answer waits on
-            a silent model.
+        **options: :class:`WebSocketOptions`: :class:`~sse_llm.StreamOptions` but ``format`` and
+            ``headers`` (the messages are this module's protocol). ``on_complete`` gets each
+            answer's :class:`~sse_llm.StreamResult`, whatever the ending (``disconnected`` for an
+            answer that was cancelled or whose client left); at ``shutdown`` the streaming answer
+            ends with an ``error`` (code ``shutdown``) and the socket is closed with code 1012;
+            ``heartbeat`` sends ``{"type": "heartbeat"}`` while an answer waits on a silent model.
 
     Returns when the client disconnects or at shutdown.
 
     Raises:
         TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
     """
-    config = resolve(options, binding="serve_websocket", exclude=_NOT_FOR_WEBSOCKETS)
+    config = resolve(options, binding="serve_websocket", exclude=NOT_FOR_WEBSOCKETS)
     await _serve(websocket, handler, config)
 
 
@@ -404,9 +400,9 @@ class LLMWebSocket:
         TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
     """
 
-    def __init__(self, handler: PromptHandler, **options: Unpack[StreamOptions]) -> None:
+    def __init__(self, handler: PromptHandler, **options: Unpack[WebSocketOptions]) -> None:
         self.handler = handler
-        self.config = resolve(options, binding="LLMWebSocket", exclude=_NOT_FOR_WEBSOCKETS)
+        self.config = resolve(options, binding="LLMWebSocket", exclude=NOT_FOR_WEBSOCKETS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":

@@ -119,7 +119,7 @@ class HTMLAppendFormat(FormatOptions):
 
     Raises:
         ValueError: ``target`` is not a plain HTML id, ``done_event`` or ``event_name`` not a
-            plain event name (or both the same), or ``interval`` negative.
+            plain event name (or both the same), or ``interval`` negative or not finite.
     """
 
     def __init__(

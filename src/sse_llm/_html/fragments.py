@@ -125,8 +125,8 @@ class FormatOptions:
             raise ValueError(f"event_name must be a plain event name, got {event_name!r}")
         if event_name == done_event:
             raise ValueError("event_name and done_event must differ")
-        if interval < 0:
-            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
+        if not 0 <= interval < float("inf"):  # NaN too
+            raise ValueError(f"interval must be a finite number >= 0 of seconds, got {interval}")
         self.target = target
         self.prelude = prelude
         self.interval = interval

@@ -257,7 +257,8 @@ class MarkdownFormat(FormatOptions):
         clock: seconds, monotonic (tests and benchmarks inject one).
 
     Raises:
-        ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` negative.
+        TypeError: ``target`` is not a ``str``.
+        ValueError: as for :class:`HTMLAppendFormat`, or ``refresh`` negative or not finite.
     """
 
     def __init__(
@@ -278,6 +279,8 @@ class MarkdownFormat(FormatOptions):
         activity_template: Template | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not isinstance(target, str):  # the append format's None (htmx 4) does not apply
+            raise TypeError(f"MarkdownFormat needs a target element id, not {target!r}")
         super().__init__(
             target,
             prelude=prelude,
@@ -292,8 +295,8 @@ class MarkdownFormat(FormatOptions):
         )
         #: The renderer itself (``markdown`` is optional for the append format only).
         self.markdown_renderer: MarkdownRenderer = self.markdown or MarkdownRenderer()
-        if refresh < 0:
-            raise ValueError(f"refresh must be >= 0 seconds, got {refresh}")
+        if not 0 <= refresh < float("inf"):  # NaN too
+            raise ValueError(f"refresh must be a finite number >= 0 of seconds, got {refresh}")
         self.refresh = refresh
         self.oob_tail = oob_tail
         self.create_tail = create_tail

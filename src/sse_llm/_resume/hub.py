@@ -10,12 +10,14 @@ events, flush hooks and ``on_complete`` behave exactly as in a normal response. 
 only its response; the producer keeps going until the source ends, :meth:`StreamHub.cancel`,
 ``abandon_after`` or the hub's exit. A producer refreshes its liveness in the store while it
 runs, so that the readers of one whose process died are ended (an ``error`` event with code
-``gone``).
+``gone``); the liveness outlasts the ``outage_grace`` during which its producer may fail to
+reach the store (alone: a network cut, a full connection pool) and still deliver everything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Awaitable
@@ -26,7 +28,14 @@ from anyio.abc import TaskGroup
 
 from .._engine import StreamEngine
 from .._formats import Units
-from .._options import Config, ResumeOptions, StreamOptions, resolve
+from .._options import (
+    NOT_FOR_PRODUCERS,
+    Config,
+    ProducerOptions,
+    ResumeOptions,
+    check_seconds,
+    resolve,
+)
 from .._pump import Pump
 from .._result import EndReason, StreamResult
 from .._shutdown import GracefulShutdown, current_shutdown, threadsafe
@@ -43,9 +52,11 @@ logger = logging.getLogger("sse_llm")
 
 #: Only this media type has ids and ``Last-Event-ID`` (WHATWG HTML §9.2).
 SSE_MEDIA_TYPE = "text/event-stream"
+#: The liveness a producer that gave its stream up leaves (seconds): none, at once, so that
+#: its readers end instead of waiting for it through an outage grace.
+_LIVENESS_ENDED = 0.001
 #: What a producer has no use for: it has no client of its own (readers have their own
 #: heartbeat, send timeout and headers), and the hub's shutdown is its shutdown.
-_NOT_FOR_PRODUCERS = ("heartbeat", "send_timeout", "headers", "shutdown")
 
 
 class _Producer:
@@ -79,10 +90,12 @@ class StreamHub:
     the user may do so (e.g. keep the stream id with the conversation it belongs to), and do
     not log it.
 
-    A producer whose process dies (a crash, a kill) stops refreshing its liveness in the store:
-    within :data:`PRESENCE_TTL` s plus one read wait, its readers get the format's ``error``
-    event with code ``gone`` (the HTML formats: the body just ends) and the body ends; a
-    reconnect gets ``204 No Content`` and :meth:`cancel` returns ``False``.
+    A producer whose process dies (a crash, a kill) stops refreshing its liveness in the store,
+    which lasts ``outage_grace`` + :data:`PRESENCE_TTL` s (a producer that cannot reach the
+    store meanwhile may still store everything): within that plus one read wait, its readers
+    get the format's ``error`` event with code ``gone`` (the HTML formats: the body just ends)
+    and the body ends; a reconnect gets ``204 No Content`` and :meth:`cancel` returns
+    ``False``.
 
     Args:
         store: where events are kept: :class:`MemoryStore` (this process) or ``RedisStore``
@@ -94,7 +107,8 @@ class StreamHub:
             :data:`PRESENCE_REFRESH` s and lasts :data:`PRESENCE_TTL` s, so a stream is
             stopped between ``abandon_after`` and ``abandon_after + PRESENCE_TTL + 1`` s after
             its last reader left.
-        close_timeout: seconds allowed for closing a source and for one store call.
+        close_timeout: seconds allowed for closing a source and for one store call (a
+            reader's too, up to ``outage_grace``).
         shutdown: an event (``anyio.Event``, ``asyncio.Event``, a
             :class:`~sse_llm.GracefulShutdown` ...) set when the server begins shutting down;
             the hub then shuts down as on leaving ``async with``. Under a
@@ -104,13 +118,19 @@ class StreamHub:
             producers keep generating and hold unstored events in memory, and readers wait
             and retry; a longer outage ends the stream in the store (readers get an ``error``
             event, code ``store_unavailable``) while its producer still runs to the end for
-            its completion hook (reason ``error``). Default 30.
+            its completion hook (reason ``error``). Also how long a producer's liveness
+            outlasts its last refresh (plus :data:`PRESENCE_TTL`), and for how long after a
+            store restart a request for a stream the store does not know is told to come
+            back (``RedisStore``: the stream may be one the restart lost, being stored again).
+            Give every hub of an app the same value. Default 30.
         outage_bytes: the most unstored event bytes one producer holds meanwhile (1 MB by
             default); beyond it the stream is given up as after ``outage_grace``.
 
     Raises:
+        TypeError: a time that is not a number, an ``outage_bytes`` that is not an ``int``.
         ValueError: ``keep`` is below :data:`MIN_KEEP`, or ``abandon_after`` /
-            ``close_timeout`` / ``outage_grace`` / ``outage_bytes`` is not positive.
+            ``close_timeout`` / ``outage_grace`` / ``outage_bytes`` is not positive, or a time
+            is NaN or infinite.
     """
 
     def __init__(
@@ -124,16 +144,16 @@ class StreamHub:
         outage_grace: float = 30.0,
         outage_bytes: int = 1_000_000,
     ) -> None:
-        if keep < MIN_KEEP:
+        if isinstance(keep, int | float) and keep < MIN_KEEP:
             raise ValueError(f"keep must be at least {MIN_KEEP} seconds: {keep}")
-        if abandon_after is not None and abandon_after <= 0:
-            raise ValueError(f"abandon_after must be positive seconds or None: {abandon_after}")
-        if close_timeout <= 0:
-            raise ValueError(f"close_timeout must be positive seconds: {close_timeout}")
-        if outage_grace <= 0 or outage_bytes <= 0:
-            raise ValueError(
-                f"outage_grace and outage_bytes must be positive: {outage_grace}, {outage_bytes}"
-            )
+        check_seconds("keep", keep)  # a type, NaN, infinity
+        check_seconds("abandon_after", abandon_after, optional=True)
+        check_seconds("close_timeout", close_timeout)
+        check_seconds("outage_grace", outage_grace)
+        if isinstance(outage_bytes, bool) or not isinstance(outage_bytes, int):
+            raise TypeError(f"outage_bytes must be an int, not {type(outage_bytes).__name__}")
+        if outage_bytes <= 0:
+            raise ValueError(f"outage_bytes must be positive: {outage_bytes}")
         self.store = store
         self.keep = keep
         self.abandon_after = abandon_after
@@ -141,6 +161,10 @@ class StreamHub:
         self.shutdown = shutdown
         self.outage_grace = outage_grace
         self.outage_bytes = outage_bytes
+        #: Seconds a producer's liveness lasts after a refresh: through a whole outage grace,
+        #: during which the producer may fail to reach the store while every other process
+        #: reaches it (its readers there must not take it for dead), plus the usual margin.
+        self.liveness_ttl = outage_grace + PRESENCE_TTL
         self._producers: dict[str, _Producer] = {}
         self._task_group: TaskGroup | None = None
         # The cancel listener and the shutdown waiter. Made in __aenter__: a hub is often made
@@ -230,7 +254,7 @@ class StreamHub:
     # -- the public surface -----------------------------------------------------------------
 
     async def start(
-        self, source: Source | Awaitable[Source], **options: Unpack[StreamOptions]
+        self, source: Source | Awaitable[Source], **options: Unpack[ProducerOptions]
     ) -> str:
         """Start producing ``source`` in the background; return the new stream's id.
 
@@ -239,7 +263,8 @@ class StreamHub:
                 provider chunks, ready-made events, an awaitable of a source). An ``id`` a
                 ready-made event carries is overridden by the hub's (the last ``id:`` line of
                 an event wins, WHATWG HTML §9.2.6).
-            **options: :class:`~sse_llm.StreamOptions` that apply to a producer: ``format`` (a
+            **options: :class:`~sse_llm.resume.ProducerOptions`, those of
+                :class:`~sse_llm.StreamOptions` that apply to a producer: ``format`` (a
                 ``text/event-stream`` format, default
                 :class:`~sse_llm.formats.NamedEventsFormat`), ``on_complete``,
                 ``close_timeout`` (default the hub's), ``keep_text``, ``choice``,
@@ -267,7 +292,7 @@ class StreamHub:
                 then finished and the source closed).
         """
         check_source(source, "StreamHub.start")
-        given = resolve(options, binding="StreamHub.start", exclude=_NOT_FOR_PRODUCERS)
+        given = resolve(options, binding="StreamHub.start", exclude=NOT_FOR_PRODUCERS)
         graceful = current_shutdown()
         wire = given.format
         if wire.media_type != SSE_MEDIA_TYPE:
@@ -283,7 +308,7 @@ class StreamHub:
         await self.store.create(stream_id, meta)
         try:
             # Before the id is handed out: no reader may find the producer not yet alive.
-            await self.store.touch_producer(stream_id, PRESENCE_TTL)
+            await self.store.touch_producer(stream_id, self.liveness_ttl)
             closing = self._closing
             if closing is None or closing.is_set() or self._task_group is not task_group:
                 # Shutdown began while the store was creating the stream.
@@ -296,6 +321,7 @@ class StreamHub:
                 grace=self.outage_grace,
                 grace_bytes=self.outage_bytes,
                 timeout=self.close_timeout,
+                liveness_ttl=self.liveness_ttl,
             )
             hook = given.on_complete
 
@@ -460,26 +486,42 @@ class StreamHub:
                 result.error = producer.writer.error
         if hook is not None:
             outcome = hook(result)
-            if outcome is not None:
+            if inspect.isawaitable(outcome):  # what a sync hook returns (a row id) is ignored
                 await outcome
 
     async def _keep_alive(self, producer: _Producer) -> None:
+        writer = producer.writer
+        assert writer is not None
         failing = False
         while True:
             await anyio.sleep(PRESENCE_REFRESH)
-            if producer.writer is not None and producer.writer.error is not None:
-                # Given up: nothing more will be stored. Without liveness its readers end
-                # (code store_unavailable) instead of waiting for an end that never comes.
-                return
+            if writer.finished:
+                return  # the store has the end (or never will): no liveness to keep
+            # Given up: nothing more will be stored. Without liveness its readers end (code
+            # store_unavailable) instead of waiting for an end that never comes.
+            given_up = writer.error is not None
             try:
-                await self.store.touch_producer(producer.stream_id, PRESENCE_TTL)
+                with anyio.fail_after(self.close_timeout):  # a hung store must not hang it
+                    await self.store.touch_producer(
+                        producer.stream_id, _LIVENESS_ENDED if given_up else self.liveness_ttl
+                    )
+            except LookupError:
+                # The store lost the stream, perhaps in a restart too quick for any call to
+                # fail (a Redis client retries): the writer stores it again whole.
+                if given_up:
+                    return
+                if not failing:
+                    logger.warning("a detached stream is missing from the store; storing it again")
+                failing = True
+                writer.store_failed()
             except Exception:
                 if not failing:  # once per outage, not every second
                     logger.exception("refreshing a detached stream's liveness failed")
                 failing = True
-                if producer.writer is not None:
-                    producer.writer.store_failed()
+                writer.store_failed()
             else:
+                if given_up:
+                    return
                 failing = False
 
     async def _watch_readers(self, producer: _Producer, abandon_after: float) -> None:
@@ -488,7 +530,8 @@ class StreamHub:
         while True:
             await anyio.sleep(interval)
             try:
-                seen = await self.store.has_reader(producer.stream_id)
+                with anyio.fail_after(self.close_timeout):
+                    seen = await self.store.has_reader(producer.stream_id)
             except Exception:
                 seen = True  # a store outage is no reason to throw the answer away
             now = time.monotonic()

@@ -159,8 +159,9 @@ class MemoryStore:
 
     async def touch_producer(self, stream_id: str, ttl: float) -> None:
         stream = self._get(stream_id)
-        if stream is not None:
-            stream.producer_until = max(stream.producer_until, time.monotonic() + ttl)
+        if stream is None:
+            raise LookupError(f"no stream {stream_id!r}")
+        stream.producer_until = max(stream.producer_until, time.monotonic() + ttl)
 
     async def request_cancel(self, stream_id: str) -> bool:
         stream = self._get(stream_id)

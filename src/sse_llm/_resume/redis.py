@@ -146,6 +146,9 @@ class RedisStore:
         self.live_ttl = live_ttl
         self.block = block
         self.channel = f"{prefix}cancel"
+        # The server's run_id when a hub first started on this store: a later, different one
+        # is a restart (see restarted_within).
+        self._first_run_id: bytes | None = None
 
     def _key(self, stream_id: str) -> str:
         return f"{self.prefix}{{{stream_id}}}"
@@ -164,12 +167,22 @@ class RedisStore:
         ttl = _ms(self.live_ttl)
         async with self.client.pipeline(transaction=True) as pipe:
             for seq, data in records:
+                # NOMKSTREAM: a Redis that restarted empty between two writes (redis-py's own
+                # retries hide such a quick restart) must not get a stream without its meta
+                # and first events; the writer stores it again whole on the LookupError.
                 pipe.xadd(
-                    key, {"e": data}, id=f"{seq}-0", maxlen=self.max_events, approximate=False
+                    key,
+                    {"e": data},
+                    id=f"{seq}-0",
+                    maxlen=self.max_events,
+                    approximate=False,
+                    nomkstream=True,
                 )
             pipe.pexpire(key, ttl)
             pipe.pexpire(f"{key}:meta", ttl)
-            await pipe.execute()
+            *added, _, meta_kept = await pipe.execute()
+        if any(entry_id is None for entry_id in added) or not meta_kept:
+            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
 
     async def restore(
         self, stream_id: str, meta: bytes, records: Sequence[tuple[int, bytes]]
@@ -192,12 +205,14 @@ class RedisStore:
     async def finish(self, stream_id: str, keep: float) -> None:
         key = self._key(stream_id)
         async with self.client.pipeline(transaction=True) as pipe:
-            # "*": Redis picks <unix ms>-<n>, above every "<seq>-0".
-            pipe.xadd(key, {"end": b""})
+            # "*": Redis picks <unix ms>-<n>, above every "<seq>-0". NOMKSTREAM: as in append.
+            pipe.xadd(key, {"end": b""}, nomkstream=True)
             pipe.pexpire(key, _ms(keep))
             pipe.pexpire(f"{key}:meta", _ms(keep))
             pipe.delete(f"{key}:producer")
-            await pipe.execute()
+            end_id, *_ = await pipe.execute()
+        if end_id is None:
+            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
 
     async def meta(self, stream_id: str) -> bytes | None:
         value = await self.read_client.get(f"{self._key(stream_id)}:meta")
@@ -255,7 +270,55 @@ class RedisStore:
         return bool(await self.client.exists(f"{self._key(stream_id)}:reader"))
 
     async def touch_producer(self, stream_id: str, ttl: float) -> None:
-        await self.client.set(f"{self._key(stream_id)}:producer", b"1", px=_ms(ttl))
+        key = self._key(stream_id)
+        # The liveness refresh runs every second, also while the model thinks and nothing is
+        # written: checking the stream here notices a quick restart that lost it.
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(f"{key}:producer", b"1", px=_ms(ttl))
+            pipe.exists(key)
+            _, exists = await pipe.execute()
+        if not exists:
+            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
+
+    async def restarted_within(self, seconds: float) -> bool:
+        """Whether the Redis server restarted since this store first reached it (when its
+        hub started: a new ``run_id``), less than ``seconds`` ago (``uptime_in_seconds``): a
+        stream it does not know may then be one the restart lost, that its producer is
+        storing again. A new server (one the app's processes never met before) is no
+        restart: it lost nothing of theirs.
+
+        ``False`` where ``INFO`` is refused (an ACL without ``@dangerous``, a proxy) or
+        answers in another shape (a cluster client): a client asking for an unknown stream
+        must still be told to give up.
+
+        Raises:
+            redis.exceptions.ConnectionError: the server cannot be reached (or another
+                failure than a refused command).
+        """
+        if self._first_run_id is None:
+            return False  # never met before (no hub started here): nothing to compare
+        server = await self._server()
+        if server is None:
+            return False
+        run_id, uptime = server
+        # Whole seconds of wall-clock time, so up to 1 s off either way: "<=" never answers
+        # False before ``seconds`` have passed.
+        return run_id != self._first_run_id and uptime <= seconds
+
+    async def _server(self) -> tuple[bytes, int] | None:
+        """``INFO server``'s ``run_id`` and ``uptime_in_seconds``; ``None`` if not known."""
+        from redis.exceptions import ResponseError  # installed: the app passed a client
+
+        try:
+            info = await self.read_client.info("server")
+        except ResponseError:
+            return None
+        if not isinstance(info, dict):
+            return None
+        run_id, uptime = info.get("run_id"), info.get("uptime_in_seconds")
+        if run_id is None or not isinstance(uptime, int):
+            return None
+        return _bytes(run_id), uptime
 
     async def request_cancel(self, stream_id: str) -> bool:
         key = self._key(stream_id)
@@ -272,6 +335,10 @@ class RedisStore:
     async def watch_cancels(
         self, on_cancel: Callable[[str], None], ready: Callable[[], None]
     ) -> None:
+        if self._first_run_id is None:
+            # The hub is starting: meet the server now, to tell a restart from it later.
+            server = await self._server()
+            self._first_run_id = None if server is None else server[0]
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.channel)

@@ -159,12 +159,15 @@ async def _replay(
     found: StoredEvents | None,
     meta: _Meta,
     grace: float,
+    call_timeout: float,
 ) -> AsyncIterator[Encoded]:
     """The stored events after ``after``, then the live ones as they are stored.
 
     A store that fails (or loses the stream, until its producer stores it again) is read
     again with backoff for up to ``grace`` seconds; past that the reader sends the format's
-    ``error`` event (code ``store_unavailable``) and ends.
+    ``error`` event (code ``store_unavailable``) and ends. A store call that has not answered
+    ``call_timeout`` seconds after its answer was due has failed: a hung store (a frozen
+    server, a client without a socket timeout) is an outage too.
     """
     next_touch = 0.0
     failing_since: float | None = None  # the store fails (or seems to have lost data)
@@ -199,13 +202,22 @@ async def _replay(
                 logger.warning("reading a detached stream works again")
                 failing_since, backoff = None, _FIRST_BACKOFF
         now = time.monotonic()
+        started, due = now, 0.0  # when the call began, and how long it may wait by design
+        # While failing, no call may take the reader past its grace.
+        limit = call_timeout
+        if failing_since is not None:
+            limit = max(min(limit, grace - (now - failing_since)), 0.001)
         try:
             if suspect is not None:
                 raise LookupError(suspect)
             if now >= next_touch:
                 next_touch = now + PRESENCE_REFRESH
-                await store.touch_reader(stream_id, PRESENCE_TTL)
-            found = await store.read(stream_id, after, max(next_touch - now, 0.001))
+                with anyio.fail_after(limit):
+                    await store.touch_reader(stream_id, PRESENCE_TTL)
+            started = time.monotonic()
+            due = max(next_touch - started, 0.001)
+            with anyio.fail_after(due + limit):
+                found = await store.read(stream_id, after, due)
             if found is None:  # expired, or lost with the store's data: its producer may
                 raise LookupError(f"stream {stream_id} not in the store")  # store it again
         except Exception as exc:
@@ -213,7 +225,8 @@ async def _replay(
             now = time.monotonic()
             outage_seen_at = now
             if failing_since is None:
-                failing_since = now
+                # A call that hung fails from when its answer was due, not when it timed out.
+                failing_since = min(now, started + due)
                 logger.warning("reading a detached stream failed; retrying: %r", exc)
             if now - failing_since >= grace:
                 logger.error(
@@ -236,14 +249,19 @@ class ResumeStream:
       as they are stored, with the format's keep-alive after ``heartbeat`` seconds of silence.
       The body ends once the producer has finished and everything was sent. If the
       producer's process died, the format's ``error`` event with code ``gone`` (none for the
-      HTML formats) is sent after the stored events and the body ends.
+      HTML formats) is sent after the stored events and the body ends. If the store fails
+      (or hangs) for the hub's ``outage_grace``, the ``error`` event has code
+      ``store_unavailable``.
     - ``204 No Content`` (which makes an ``EventSource`` stop reconnecting, WHATWG HTML
       §9.2.3): the id is not a stream id, the stream is unknown or expired, it has finished
       with nothing after the position (also a position beyond its last event), the events
       after the position were evicted, or its producer died with nothing after the position.
-    - ``200`` with only ``retry: 1000`` when the store failed before anything was sent (logged):
-      an ``EventSource`` reconnects after 1 s, whereas an error status would make it give up
-      for good (WHATWG HTML §9.2.3).
+    - ``200`` with only ``retry: 1000`` when the store failed (or did not answer within the
+      hub's ``close_timeout``, at most its ``outage_grace``) before anything was sent (logged),
+      or when it does not know the stream but may have just lost it: this process produces
+      it, or the store restarted less than ``outage_grace`` seconds ago (``RedisStore``). An
+      ``EventSource`` reconnects after 1 s, whereas an error status would make it give up for
+      good (WHATWG HTML §9.2.3).
 
     An ``http.disconnect`` ends only this response: the producer keeps going. A live stream
     read from a position beyond its last event waits for events above that position.
@@ -276,18 +294,26 @@ class ResumeStream:
         store = self.hub.store
         position = parse_last_event_id(self.last_event_id)
         meta = found = None
+        call_timeout = min(self.hub.close_timeout, self.hub.outage_grace)
         if position is not None:
             try:
-                meta = await store.meta(position[0])
-                if meta is not None:
-                    found = await store.read(position[0], position[1], 0)
+                # Bounded: a hung store must not hold the request open with nothing sent.
+                with anyio.fail_after(call_timeout):
+                    meta = await store.meta(position[0])
+                    if meta is not None:
+                        found = await store.read(position[0], position[1], 0)
             except Exception:
                 logger.exception("reading a detached stream from the store failed")
                 await self._end_at_once(send, 200, _RETRY_LATER)
                 return
-        if meta is None and position is not None and self.hub.produces(position[0]):
-            # Its producer runs here: the store lost the stream (a restart) and the producer's
-            # writer is putting it back. Ask the client to come back, not to give up.
+        if (
+            meta is None
+            and position is not None
+            and (self.hub.produces(position[0]) or await self._store_restarted(call_timeout))
+        ):
+            # Its producer runs here, or the store has just restarted: the store may have
+            # lost a live stream that its producer's writer (in any process) is putting
+            # back. Ask the client to come back, not to give up.
             await self._end_at_once(send, 200, _RETRY_LATER)
             return
         if (
@@ -307,7 +333,9 @@ class ResumeStream:
             send_timeout=self.config.send_timeout,
             shutdown=_RemoteShutdown(self.hub, stream_id),
         )
-        source = _replay(store, stream_id, after, found, stream_meta, self.hub.outage_grace)
+        source = _replay(
+            store, stream_id, after, found, stream_meta, self.hub.outage_grace, call_timeout
+        )
         pump = Pump(
             source,
             StreamEngine(config.format),
@@ -325,6 +353,20 @@ class ResumeStream:
             result = await pump.run(receive)
             if result.reason == "timeout":
                 await outlast_a_stuck_client(receive, self.config.send_timeout)
+
+    async def _store_restarted(self, call_timeout: float) -> bool:
+        """Whether the store restarted within the hub's ``outage_grace`` (so that a stream it
+        does not know may be one it lost); ``True`` when it cannot be asked (failing)."""
+        # Optional: a store written for sse-llm 0.1.0 has no such method.
+        restarted_within = getattr(self.hub.store, "restarted_within", None)
+        if restarted_within is None:
+            return False
+        try:
+            with anyio.fail_after(call_timeout):
+                return bool(await restarted_within(self.hub.outage_grace))
+        except Exception:
+            logger.exception("asking the stream store whether it restarted failed")
+            return True
 
     def _headers(self, format_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The stream format's headers, then ours (which replace same-named ones)."""

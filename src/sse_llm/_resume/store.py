@@ -44,6 +44,16 @@ class StreamStore(Protocol):
     (a bound), and forgets a finished stream ``keep`` seconds (at least :data:`MIN_KEEP`) after
     :meth:`finish`. A ``read`` with ``after`` at or beyond the last record of a finished stream
     finds nothing, finished; of a live stream, it waits for records above ``after``.
+
+    A store that can lose a live stream behind the producer's back (a Redis restart without
+    persistence, hidden by the client's own retries) raises ``LookupError`` from
+    :meth:`append`, :meth:`finish` and :meth:`touch_producer` when the stream is not there,
+    instead of writing a stream without its ``meta`` and first events: the hub then stores it
+    again whole (:meth:`restore`). A store that can lose data may also have an ``async def
+    restarted_within(self, seconds: float) -> bool`` (as ``RedisStore`` has; optional, so
+    that stores written for sse-llm 0.1.0 keep working): while it returns ``True``, a reader
+    asked for a stream the store does not know tells the client to come back (the stream may
+    be one the store just lost, that its producer is storing again) instead of to give up.
     """
 
     async def create(self, stream_id: str, meta: bytes) -> None:
@@ -51,7 +61,11 @@ class StreamStore(Protocol):
         ...
 
     async def append(self, stream_id: str, records: Sequence[tuple[int, bytes]]) -> None:
-        """Store ``(seq, bytes)`` records of a live stream, in order, and wake its readers."""
+        """Store ``(seq, bytes)`` records of a live stream, in order, and wake its readers.
+
+        Raises:
+            LookupError: the stream is not in the store (nothing is written).
+        """
         ...
 
     async def restore(
@@ -65,7 +79,11 @@ class StreamStore(Protocol):
         ...
 
     async def finish(self, stream_id: str, keep: float) -> None:
-        """Mark the stream finished; forget it after ``keep`` seconds."""
+        """Mark the stream finished; forget it after ``keep`` seconds.
+
+        Raises:
+            LookupError: the stream is not in the store (nothing is written).
+        """
         ...
 
     async def meta(self, stream_id: str) -> bytes | None:
@@ -84,7 +102,13 @@ class StreamStore(Protocol):
     async def touch_producer(self, stream_id: str, ttl: float) -> None:
         """Record that the stream's producer runs for at least ``ttl`` more seconds; once
         that runs out on an unfinished stream, :meth:`read` reports ``producer_lost`` and
-        :meth:`request_cancel` returns ``False``."""
+        :meth:`request_cancel` returns ``False``.
+
+        Raises:
+            LookupError: the stream is not in the store; the liveness is recorded all the
+                same, so that no reader takes the producer for dead while it stores the
+                stream again.
+        """
         ...
 
     async def has_reader(self, stream_id: str) -> bool:

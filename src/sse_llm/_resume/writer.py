@@ -4,21 +4,22 @@ The producer never waits for the store: its events go into memory and a writer t
 them. When the store fails (Redis restarting, a network cut) the writer retries with backoff
 for up to ``grace`` seconds while the producer keeps generating, holding at most
 ``grace_bytes`` of unstored events. A store that comes back without the stream (a Redis
-restart without persistence) gets it again whole: the writer keeps every event of the stream
-until it finishes. An outage longer than the grace ends the stream in the store (its readers
+restart without persistence, also one too quick for any call to fail: the store then raises
+``LookupError``) gets it again whole: the writer keeps every event of the stream until it
+finishes. An outage longer than the grace ends the stream in the store (its readers
 then end with an ``error`` event, code ``store_unavailable``); the producer still runs to the
 end, so its completion hook gets the whole answer (reason ``error``, the store's exception).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 
 import anyio
 
-from .response import PRESENCE_TTL
 from .store import StreamStore
 
 __all__ = ["StoreWriter"]
@@ -41,6 +42,8 @@ class StoreWriter:
         grace: seconds a store may fail before the stream is given up.
         grace_bytes: bytes of events not yet stored that may be held meanwhile.
         timeout: seconds one store call may take.
+        liveness_ttl: seconds the producer's liveness lasts when the writer refreshes it
+            (after an outage, before storing the stream again).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class StoreWriter:
         grace: float,
         grace_bytes: int,
         timeout: float,
+        liveness_ttl: float,
     ) -> None:
         self.store = store
         self.stream_id = stream_id
@@ -59,6 +63,7 @@ class StoreWriter:
         self.grace = grace
         self.grace_bytes = grace_bytes
         self.timeout = timeout
+        self.liveness_ttl = liveness_ttl
         self.history: list[tuple[int, bytes]] = []  # every record, to refill a lost stream
         self.stored = 0  # how many of history are in the store
         self.failed_at: float | None = None  # monotonic seconds of the first failure
@@ -67,6 +72,7 @@ class StoreWriter:
         self.error: Exception | None = None  # set once the stream is given up
         self.wake = anyio.Event()
         self.closing = False
+        self.finished = False  # close() is done: nothing more to store, no liveness to keep
         self.running = False
         self.stopped = anyio.Event()
 
@@ -111,7 +117,9 @@ class StoreWriter:
         self.wake.set()
         if self.running:
             await self.stopped.wait()  # one writer at a time: the task stores the rest
-        while self.error is None and self.stored < len(self.history):
+        # restore_needed too: a store that restarted since the last write (the liveness
+        # refresh failed) may lack the last records, which the end must not be put before.
+        while self.error is None and (self.stored < len(self.history) or self.restore_needed):
             if not await self._write():
                 break
         if self.error is not None:
@@ -120,13 +128,18 @@ class StoreWriter:
         while True:
             try:
                 with anyio.fail_after(self.timeout):
+                    if self.restore_needed and self.error is None:
+                        await self._restore(len(self.history))
                     await self.store.finish(self.stream_id, keep)
-                return
+                break
             except Exception as exc:
+                # Perhaps lost just now (LookupError): stored again whole before the end.
+                self.restore_needed = True
                 if time.monotonic() >= deadline:
                     logger.error("marking a detached stream finished failed", exc_info=exc)
-                    return
+                    break
                 await anyio.sleep(MAX_BACKOFF)
+        self.finished = True
 
     async def _write(self) -> bool:
         """One try at storing what is queued; False once the stream is given up."""
@@ -137,12 +150,7 @@ class StoreWriter:
                 if not self.restore_needed:
                     await self.store.append(self.stream_id, batch)
                 else:
-                    # Back after an outage, perhaps without the stream or its last records
-                    # (a restart that lost data): liveness first, so no reader takes the
-                    # producer for dead, then whatever the store lacks.
-                    await self.store.touch_producer(self.stream_id, PRESENCE_TTL)
-                    await self.store.restore(self.stream_id, self.meta, self.history[:end])
-                    self.restore_needed = False
+                    await self._restore(end)
         except Exception as exc:
             return await self._failed(exc)
         if self.failed_at is not None:
@@ -154,6 +162,15 @@ class StoreWriter:
             self.failed_at = None
         self.stored = end
         return True
+
+    async def _restore(self, end: int) -> None:
+        """Back after an outage, perhaps without the stream or its last records (a restart
+        that lost data): liveness first, so that no reader takes the producer for dead, then
+        whatever the store lacks of ``history[:end]``."""
+        with contextlib.suppress(LookupError):  # lost: the liveness is recorded all the same
+            await self.store.touch_producer(self.stream_id, self.liveness_ttl)
+        await self.store.restore(self.stream_id, self.meta, self.history[:end])
+        self.restore_needed = False
 
     async def _failed(self, exc: Exception) -> bool:
         self.restore_needed = True

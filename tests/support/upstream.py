@@ -1,0 +1,43 @@
+"""Sources that stand for what an app streams from: an SDK stream, a failure past Exception."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+
+
+class UpstreamStream:
+    """Like ``openai.AsyncStream``: endless tokens; its ``aclose()`` is what ends the upstream
+    request (counted in :attr:`closed`). Not an async generator: closing it works before the
+    first token too."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return "token"
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+class Abort(BaseException):
+    """A library's own BaseException, not a cancellation (pytest's outcomes, gevent's Timeout)."""
+
+
+class Thinker:
+    """An answer with a long silence in it: two tokens, then the model thinks for ``think``
+    seconds (no event at all: nothing for a producer's writer to store), then one more."""
+
+    def __init__(self, think: float) -> None:
+        self.think = think
+
+    async def stream(self) -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        await anyio.sleep(self.think)
+        yield "c"
