@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Unpack
+from typing import ClassVar, Unpack
 
 import anyio
 
@@ -12,7 +12,7 @@ from ._pump import Pump, inline_for
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
 
-__all__ = ["EventStream", "event_stream", "outlast_a_stuck_client", "start_response"]
+__all__ = ["EventStream", "outlast_a_stuck_client", "start_response"]
 
 
 class EventStream:
@@ -41,6 +41,10 @@ class EventStream:
         ValueError: a time that is not positive, or a ``Connection`` header.
     """
 
+    #: The name its errors give: a framework's response is built on an EventStream (of a
+    #: subclass that gives the name its user called, ``SSEResponse``).
+    _binding: ClassVar[str] = "EventStream"
+
     def __init__(
         self,
         source: Source | Awaitable[Source],
@@ -48,20 +52,9 @@ class EventStream:
         status_code: int = 200,
         **options: Unpack[StreamOptions],
     ) -> None:
-        self._setup(source, status_code, options, type(self).__name__)
-
-    def _setup(
-        self,
-        source: Source | Awaitable[Source],
-        status_code: int,
-        options: StreamOptions,
-        binding: str,
-    ) -> None:
-        """``__init__``'s work; ``binding``: the name an error message gives (a framework's
-        response is built on an EventStream, but its user called ``SSEResponse``)."""
-        check_source(source, binding)
+        check_source(source, self._binding)
         self.source = source
-        self.config = config = resolve(options, binding=binding)
+        self.config = config = resolve(options, binding=self._binding)
         self.status_code = status_code
         #: The response headers (ASGI pairs); a list that may be edited until the response
         #: starts (Starlette's ``response.headers`` edits it in place).
@@ -75,16 +68,6 @@ class EventStream:
             result = await pump.run(receive)
             if result.reason == "timeout":
                 await outlast_a_stuck_client(receive, config.send_timeout)
-
-
-def event_stream(
-    source: Source | Awaitable[Source], status_code: int, options: StreamOptions, binding: str
-) -> EventStream:
-    """An :class:`EventStream` built for the response class named ``binding``, which is the
-    name its errors give."""
-    stream = EventStream.__new__(EventStream)
-    stream._setup(source, status_code, options, binding)
-    return stream
 
 
 async def outlast_a_stuck_client(receive: Receive, seconds: float | None) -> None:

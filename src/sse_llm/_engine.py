@@ -295,63 +295,64 @@ class StreamEngine:
             self._keep_text_in(result)
             return NOTHING
         try:
-            return self._close(reason, error)
-        except Exception as exc:
-            # A writer that failed on the end (a custom one, a usage value the JSON encoder
-            # refuses): the stream still ends, as an error, and nothing is lost.
-            logger.error("writing the stream's end failed: it ends with an error", exc_info=exc)
-            result.reason = "error"
-            if result.error is None:  # else the first error stays the stream's
-                result.error = exc
+            if error is not None:
+                result.error = error
+                provider = translate_exception(error)
+                if provider is not None:
+                    self._pending_error = (_whole(provider.message), provider.code)
+                else:
+                    self._pending_error = (SAFE_ERROR, "internal_error")
+                reason = "error"
+            elif self.ended:
+                reason = "error"
+            out: list[bytes] = []
+            if self._held:  # half a surrogate pair and nothing after it
+                held = self._release()
+                if reason in _WRITES_AN_END and not self.ended:  # an error event stays the last
+                    out.extend(held)
+            normalizer = self._normalizer
+            if normalizer is not None:
+                # Pending tool calls and the final usage: sent when the stream completed, and
+                # kept in the result however it ended.
+                self._normalizer = None
+                for event in normalizer.close():
+                    if reason == "completed":
+                        out.extend(self._event(event))
+                    elif not isinstance(event, _TEXTS):
+                        # Kept, not written: a writer would close its open parts for them
+                        # (AI SDK), and those closes belong before the error event.
+                        self._record(event)
+            if reason == "completed" and result.finish is None and not self._from_provider:
+                result.finish = _RAN_OUT  # a plain text source ends by running out
+            result.reason = reason
             self._keep_text_in(result)
-            out = list(self._writer.error(SAFE_ERROR, "internal_error"))
-            try:
-                # The format's own ending once more (its [DONE], its done event; the HTML
-                # formats write the error there), without the usage, the likeliest culprit.
-                out.extend(self._writer.end(dataclasses.replace(result, usage=None)))
-            except Exception:
-                logger.exception("ending the stream failed again: the error event is its last")
+            if reason == "shutdown":
+                out.extend(self._writer.error(SHUTDOWN_ERROR, "shutdown"))
+            elif self._pending_error is not None:
+                out.extend(self._writer.error(*self._pending_error))
+            if reason in _WRITES_AN_END:
+                out.extend(self._writer.end(result))
             return self._out(out)
+        except Exception as exc:
+            return self._end_failed(exc)
 
-    def _close(self, reason: EndReason, error: BaseException | None) -> Units:
+    def _end_failed(self, exc: Exception) -> Units:
+        """The last units when writing the end raised ``exc``."""
         result = self.result
-        if error is not None:
-            result.error = error
-            provider = translate_exception(error)
-            if provider is not None:
-                self._pending_error = (_whole(provider.message), provider.code)
-            else:
-                self._pending_error = (SAFE_ERROR, "internal_error")
-            reason = "error"
-        elif self.ended:
-            reason = "error"
-        out: list[bytes] = []
-        if self._held:  # half a surrogate pair and nothing after it
-            held = self._release()
-            if reason in _WRITES_AN_END and not self.ended:  # an error event stays the last
-                out.extend(held)
-        normalizer = self._normalizer
-        if normalizer is not None:
-            # Pending tool calls and the final usage: sent when the stream completed, and
-            # kept in the result however it ended.
-            self._normalizer = None
-            for event in normalizer.close():
-                if reason == "completed":
-                    out.extend(self._event(event))
-                elif not isinstance(event, _TEXTS):
-                    # Kept, not written: a writer would close its open parts for them
-                    # (AI SDK), and those closes belong before the error event.
-                    self._record(event)
-        if reason == "completed" and result.finish is None and not self._from_provider:
-            result.finish = _RAN_OUT  # a plain text source ends by running out
-        result.reason = reason
+        # A writer that failed on the end (a custom one, a usage value the JSON encoder
+        # refuses): the stream still ends, as an error, and nothing is lost.
+        logger.error("writing the stream's end failed: it ends with an error", exc_info=exc)
+        result.reason = "error"
+        if result.error is None:  # else the first error stays the stream's
+            result.error = exc
         self._keep_text_in(result)
-        if reason == "shutdown":
-            out.extend(self._writer.error(SHUTDOWN_ERROR, "shutdown"))
-        elif self._pending_error is not None:
-            out.extend(self._writer.error(*self._pending_error))
-        if reason in _WRITES_AN_END:
-            out.extend(self._writer.end(result))
+        out = list(self._writer.error(SAFE_ERROR, "internal_error"))
+        try:
+            # The format's own ending once more (its [DONE], its done event; the HTML
+            # formats write the error there), without the usage, the likeliest culprit.
+            out.extend(self._writer.end(dataclasses.replace(result, usage=None)))
+        except Exception:
+            logger.exception("ending the stream failed again: the error event is its last")
         return self._out(out)
 
     # -- inside ----------------------------------------------------------------------------

@@ -375,15 +375,6 @@ class Pump:
                     if self._in_send:
                         raise  # the transport's, not the source's: handled below
                     error = exc  # the source's or the engine's: the stream's error event
-                except BaseException as exc:
-                    if not self._in_send and not self._is_cancellation(exc):
-                        # KeyboardInterrupt, SystemExit, a library's own BaseException from
-                        # the source: the stream is cut as by a stop, bounded by close_timeout,
-                        # but ends as an error (the client gets the error event, the hook the
-                        # text and the exception); then it goes on.
-                        self._failure = exc
-                        _log_source_error(exc)
-                    raise
             engine.result.events_sent += sent
             if error is not None:
                 _log_source_error(error)
@@ -401,19 +392,25 @@ class Pump:
             await self._cut_short()
             self._stop_if_watching()  # a watcher in the calling task would wait for the client
             raise
-        except BaseException:  # cancelled (by a disconnect, a stop, the server)
+        except BaseException as exc:  # cancelled (by a disconnect, a stop, the server)
             engine.result.events_sent += sent
+            # Or not: KeyboardInterrupt, SystemExit, a library's own BaseException from the
+            # source. The stream is cut as by a stop, bounded by close_timeout, but ends as an
+            # error (the client gets the error event, the hook the text and the exception);
+            # then it goes on. Once the stream was ended (the usual case: a disconnect's
+            # cancel), whatever the source raised on its way out is no failure of its own.
+            if self.reason is None and not self._in_send and not self._is_cancellation(exc):
+                self._failure = exc
+                _log_source_error(exc)
             await self._cut_short()
             self._stop_if_watching()  # ended by end() from elsewhere: the watcher is done too
             raise
 
     def _is_cancellation(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised past ``Exception`` while the source ran, stops the stream
-        from outside rather than being the source's failure: anything once the stream was
-        ended (a source's own trio nursery ends in a group of cancellations), a cancellation,
-        or ``GeneratorExit`` (what closing a suspended coroutine throws in)."""
-        if self.reason is not None:
-            return True
+        from outside rather than being the source's failure: a cancellation, a group of them
+        only (a source's own trio nursery), or ``GeneratorExit`` (what closing a suspended
+        coroutine throws in)."""
         cancelled: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit)
         if self._host is None:
             cancelled += (anyio.get_cancelled_exc_class(),)

@@ -35,7 +35,7 @@ try:
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "starlette", "starlette")
 
-from ._asgi import event_stream
+from ._asgi import EventStream
 from ._options import ResumeOptions, StreamOptions, resolve
 from ._resume import StreamHub
 from ._types import ASGIApp, Receive, Scope, Send, Source
@@ -71,6 +71,12 @@ class _StreamResponse(Response):
             await self.background()
 
 
+class _ResponseStream(EventStream):
+    """The ASGI app of an :class:`SSEResponse`, whose errors name ``SSEResponse``."""
+
+    _binding = "SSEResponse"
+
+
 class SSEResponse(_StreamResponse):
     """A Starlette/FastAPI response streaming ``source`` as server-sent events.
 
@@ -99,7 +105,7 @@ class SSEResponse(_StreamResponse):
         background: BackgroundTask | None = None,
         **options: Unpack[StreamOptions],
     ) -> None:
-        self.stream = event_stream(source, status_code, options, type(self).__name__)
+        self.stream = _ResponseStream(source, status_code=status_code, **options)
         super().__init__(self.stream, self.stream.headers, status_code, background)
 
 
