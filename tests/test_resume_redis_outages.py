@@ -18,6 +18,8 @@ import json
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -116,6 +118,37 @@ async def test_a_redis_restart_hidden_by_the_clients_retries_loses_nothing(
 # -- 2. a failure only the producer's process sees ------------------------------------------------
 
 
+@asynccontextmanager
+async def producer_and_reader_processes(
+    tmp_path: Path, grace: float
+) -> AsyncIterator[tuple[StreamHub, StreamHub, Callable[[float], Awaitable[None]]]]:
+    """Two hubs on one real Redis, as two processes: ``(here, elsewhere, cut)``; the
+    producing one (``here``) connects as its own Redis user, and ``await cut(s)`` makes every
+    command of that user fail (NOPERM) for ``s`` seconds while ``elsewhere`` reads on."""
+    with redis_server(tmp_path) as server:
+        admin = redis.asyncio.Redis.from_url(server.url)
+        producing = redis.asyncio.Redis.from_url(server.url, username="producer", password="pw")
+        reading = redis.asyncio.Redis.from_url(server.url)
+
+        async def cut(seconds: float) -> None:
+            await admin.execute_command("ACL", "SETUSER", "producer", "-@all")
+            await anyio.sleep(seconds)
+            await admin.execute_command("ACL", "SETUSER", "producer", "+@all")
+
+        try:
+            await admin.execute_command(
+                "ACL", "SETUSER", "producer", "on", ">pw", "~*", "&*", "+@all"
+            )
+            async with (
+                StreamHub(RedisStore(producing), outage_grace=grace) as here,
+                StreamHub(RedisStore(reading), outage_grace=grace) as elsewhere,
+            ):
+                yield here, elsewhere, cut
+        finally:
+            for client in (admin, producing, reading):
+                await client.aclose()
+
+
 @pytest.mark.anyio
 async def test_readers_elsewhere_wait_through_a_store_failure_only_the_producer_sees(
     tmp_path: Path,
@@ -126,40 +159,62 @@ async def test_readers_elsewhere_wait_through_a_store_failure_only_the_producer_
     # stored everything. In production: its own network cut, its pool exhausted by readers.
     answer = " ".join(f"w{n}" for n in range(90))  # 2.7 s: generated while the store fails
     results = Results()
-    with redis_server(tmp_path) as server:
-        admin = redis.asyncio.Redis.from_url(server.url)
-        producing = redis.asyncio.Redis.from_url(server.url, username="producer", password="pw")
-        reading = redis.asyncio.Redis.from_url(server.url)
-        try:
-            await admin.execute_command(
-                "ACL", "SETUSER", "producer", "on", ">pw", "~*", "&*", "+@all"
-            )
-            with anyio.fail_after(25):
-                async with (
-                    StreamHub(RedisStore(producing), outage_grace=8) as here,
-                    StreamHub(RedisStore(reading), outage_grace=8) as elsewhere,
-                ):
-                    stream_id = await here.start(
-                        FakeLLM(answer, delay=0.03).stream(), on_complete=results
-                    )
-                    reads: list[StreamedResponse] = []
+    reads: list[StreamedResponse] = []
+    with anyio.fail_after(25):
+        async with producer_and_reader_processes(tmp_path, grace=8) as (here, elsewhere, cut):
+            stream_id = await here.start(FakeLLM(answer, delay=0.03).stream(), on_complete=results)
 
-                    async def read() -> None:
-                        reads.append(await run_stream(elsewhere.response(stream_id), timeout=20))
+            async def read() -> None:
+                reads.append(await run_stream(elsewhere.response(stream_id), timeout=20))
 
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(read)
-                        await anyio.sleep(0.5)
-                        # Every command of the producer's process now fails (NOPERM), for
-                        # longer than the old liveness (3 s) and one read wait.
-                        await admin.execute_command("ACL", "SETUSER", "producer", "-@all")
-                        await anyio.sleep(4.5)
-                        await admin.execute_command("ACL", "SETUSER", "producer", "+@all")
-        finally:
-            for client in (admin, producing, reading):
-                await client.aclose()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await anyio.sleep(0.5)
+                await cut(4.5)  # longer than the old liveness (3 s) and one read wait
     assert_whole(reads[0], answer)
     assert results.one.reason == "completed"
+
+
+@pytest.mark.anyio
+async def test_a_stream_given_up_then_reachable_again_ends_its_readers_with_the_error(
+    tmp_path: Path,
+) -> None:
+    # Found in review: a producer that gave its stream up (its store failed past the grace)
+    # and reached the store again before its source ended wrote the end marker right after
+    # the last stored event: readers ended with neither done nor an error, and a reconnect
+    # got 204, a silently truncated answer.
+    results = Results()
+    reachable_again = anyio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        # Tokens all through the outage (the writer gives up only on what it cannot store),
+        # and the end just after the store is back: stored before the producer's next
+        # liveness refresh (which would end its readers with "gone").
+        n = 0
+        while not reachable_again.is_set():
+            yield f"w{n} "
+            n += 1
+            await anyio.sleep(0.05)
+        yield "last"
+
+    reads: list[StreamedResponse] = []
+    with anyio.fail_after(25):
+        async with producer_and_reader_processes(tmp_path, grace=1) as (here, elsewhere, cut):
+            stream_id = await here.start(source(), on_complete=results)
+
+            async def read() -> None:
+                reads.append(await run_stream(elsewhere.response(stream_id), timeout=20))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await anyio.sleep(0.4)
+                await cut(1.6)  # past the grace: given up
+                reachable_again.set()
+            last = reads[0].events[-1]
+            assert (last.event, json.loads(last.data)["code"]) == ("error", "store_unavailable")
+            again = await run_stream(elsewhere.response(last.id), timeout=10)
+    assert again.status == 204  # the error was the last event: nothing more to resume
+    assert results.one.reason == "error"
 
 
 # -- 3. another process, right after a restart that lost the stream -------------------------------

@@ -161,7 +161,8 @@ class MemoryStore:
         stream = self._get(stream_id)
         if stream is None:
             raise LookupError(f"no stream {stream_id!r}")
-        stream.producer_until = max(stream.producer_until, time.monotonic() + ttl)
+        # Replaced, not extended: a producer that gives its stream up ends it with a tiny ttl.
+        stream.producer_until = time.monotonic() + ttl
 
     async def request_cancel(self, stream_id: str) -> bool:
         stream = self._get(stream_id)

@@ -90,6 +90,9 @@ def _socket_timeout(client: Redis) -> float | None:
 class RedisStore:
     """Stream events in Redis, so that a resume can be served by any process of the app.
 
+    Needs Redis 6.2 or later (``XADD ... NOMKSTREAM``, so that a restart that lost a stream is
+    noticed instead of the stream being written again without its start).
+
     Args:
         client: a ``redis.asyncio.Redis`` client; the app opens and closes it. The producer's
             writes, cancels and liveness go through it.

@@ -33,7 +33,7 @@ from .store import StoredEvents, StreamStore
 if TYPE_CHECKING:
     from .hub import StreamHub
 
-__all__ = ["ResumeStream", "encode_meta"]
+__all__ = ["ResumeStream", "encode_meta", "unavailable_event"]
 
 logger = logging.getLogger("sse_llm")
 
@@ -94,6 +94,12 @@ def _decode_meta(meta: bytes) -> _Meta:
         fields["gone"].encode("utf-8"),
         fields.get("unavailable", "").encode("utf-8"),
     )
+
+
+def unavailable_event(meta: bytes) -> bytes:
+    """The stream format's ``error`` event with code ``store_unavailable``, from its stored
+    ``meta`` (empty for the HTML formats)."""
+    return _decode_meta(meta).unavailable
 
 
 class _StoredWriter(WriterBase):
@@ -307,13 +313,14 @@ class ResumeStream:
                 await self._end_at_once(send, 200, _RETRY_LATER)
                 return
         if (
-            meta is None
+            (meta is None or found is None)
             and position is not None
             and (self.hub.produces(position[0]) or await self._store_restarted(call_timeout))
         ):
             # Its producer runs here, or the store has just restarted: the store may have
             # lost a live stream that its producer's writer (in any process) is putting
-            # back. Ask the client to come back, not to give up.
+            # back (its meta comes first: a stream may be found without its events for a
+            # moment). Ask the client to come back, not to give up.
             await self._end_at_once(send, 200, _RETRY_LATER)
             return
         if (

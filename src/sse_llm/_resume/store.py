@@ -100,14 +100,15 @@ class StreamStore(Protocol):
         ...
 
     async def touch_producer(self, stream_id: str, ttl: float) -> None:
-        """Record that the stream's producer runs for at least ``ttl`` more seconds; once
-        that runs out on an unfinished stream, :meth:`read` reports ``producer_lost`` and
-        :meth:`request_cancel` returns ``False``.
+        """Record that the stream's producer runs for ``ttl`` more seconds, replacing the
+        previous record (a producer that gives its stream up ends its liveness with a tiny
+        ``ttl``); once that runs out on an unfinished stream, :meth:`read` reports
+        ``producer_lost`` and :meth:`request_cancel` returns ``False``.
 
         Raises:
-            LookupError: the stream is not in the store; the liveness is recorded all the
-                same, so that no reader takes the producer for dead while it stores the
-                stream again.
+            LookupError: the stream is not in the store (a store that can lose it, such as
+                Redis, records the liveness all the same, so that no reader takes the producer
+                for dead while it stores the stream again).
         """
         ...
 

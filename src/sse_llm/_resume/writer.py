@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from .response import unavailable_event
 from .store import StreamStore
 
 __all__ = ["StoreWriter"]
@@ -124,6 +125,7 @@ class StoreWriter:
                 break
         if self.error is not None:
             keep = max(keep, 1.0)  # readers of a given-up stream still learn it ended
+            await self._store_given_up_event()
         deadline = time.monotonic() + (self.grace if self.error is None else 0.0)
         while True:
             try:
@@ -140,6 +142,22 @@ class StoreWriter:
                     break
                 await anyio.sleep(MAX_BACKOFF)
         self.finished = True
+
+    async def _store_given_up_event(self) -> None:
+        """Store the ``store_unavailable`` error event right after the last stored record,
+        if the store answers again: else the end marker would follow it directly, and
+        readers would end with neither the answer's end nor an error (a reconnect: 204).
+        Numbered as the next event, so a reconnect from it gets 204, not the error again."""
+        unavailable = unavailable_event(self.meta)
+        if not unavailable.endswith(b"\n\n"):
+            return  # a format that shows errors only in its last event (the HTML ones)
+        seq = self.history[self.stored - 1][0] + 1 if self.stored else 1
+        record = b"%sid: %s-%d\n\n" % (unavailable[:-1], self.stream_id.encode(), seq)
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.store.append(self.stream_id, [(seq, record)])
+        except Exception as exc:  # still out of reach: readers end by the liveness
+            logger.warning("storing a given-up stream's error event failed: %r", exc)
 
     async def _write(self) -> bool:
         """One try at storing what is queued; False once the stream is given up."""
