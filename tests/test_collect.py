@@ -34,7 +34,7 @@ from sse_llm.testing import FakeLLM
 from .support.fixtures import all_fixture_files, expected, fixture_id
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
-from .support.upstream import Abort
+from .support.upstream import Abort, partial_then_abort
 
 pytestmark = pytest.mark.anyio
 
@@ -183,15 +183,8 @@ async def test_a_base_exception_from_the_source_is_no_completed_answer() -> None
     seen: list[StreamResult] = []
     closed: list[bool] = []
 
-    async def tokens() -> AsyncIterator[str]:
-        try:
-            yield "partial"
-            raise Abort()
-        finally:
-            closed.append(True)
-
     with pytest.raises(Abort):
-        await collect(tokens(), on_complete=seen.append)
+        await collect(partial_then_abort(closed), on_complete=seen.append)
     [result] = seen
     assert result.reason == "error" and isinstance(result.error, Abort)
     assert result.text == "partial" and result.finish is None

@@ -47,7 +47,7 @@ from sse_llm.starlette import SSEResponse
 from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
 from tests.support.results import Results
 from tests.support.servers import never_reading_client, run_uvicorn
-from tests.support.upstream import Abort, UpstreamStream
+from tests.support.upstream import Abort, UpstreamStream, partial_then_abort
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -955,18 +955,13 @@ async def test_a_base_exception_from_the_source_ends_the_stream_as_an_error_then
     # the hook the text and the exception, the source is closed; then it is raised as it is.
     closed: list[bool] = []
 
-    async def source() -> AsyncIterator[str]:
-        try:
-            yield "partial"
-            raise Abort()
-        finally:
-            closed.append(True)
-
     channel = _Channel()
     results = Results()
     options: dict[str, Any] = {"shutdown": anyio.Event()} if task_group else {}
     with anyio.fail_after(5), pytest.raises(Abort):
-        await _request(source(), routed, channel, on_complete=results, **options)()
+        await _request(
+            partial_then_abort(closed), routed, channel, on_complete=results, **options
+        )()
     error = json.dumps({"message": SAFE_MESSAGE, "code": "internal_error"}, separators=(",", ":"))
     assert b"".join(channel.body) == b"data: partial\n\nevent: error\ndata: %s\n\n" % (
         error.encode()

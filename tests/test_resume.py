@@ -41,6 +41,7 @@ from tests.support.htmx import htmx_view
 from tests.support.redis_server import run_redis_server
 from tests.support.results import Results
 from tests.support.servers import run_uvicorn
+from tests.support.upstream import UpstreamStream
 
 SAFE_MESSAGE = "The answer could not be completed because of an internal error."
 ANSWER = " ".join(f"word{n} 안녕 🙂" for n in range(30))  # 90 tokens
@@ -876,23 +877,7 @@ class SlowCreateStore(MemoryStore):
         await self.proceed.wait()
 
 
-class ClosableSource:
-    """An async iterator that counts its aclose() calls (an SDK stream holding a response)."""
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    def __aiter__(self) -> ClosableSource:
-        return self
-
-    async def __anext__(self) -> str:
-        return "never started"
-
-    async def aclose(self) -> None:
-        self.closed += 1
-
-
-async def assert_aborted(store: SlowCreateStore, hub: StreamHub, source: ClosableSource) -> None:
+async def assert_aborted(store: SlowCreateStore, hub: StreamHub, source: UpstreamStream) -> None:
     assert source.closed == 1  # closed, although it never started
     assert hub._producers == {}
     [stream_id] = list(store._streams)
@@ -902,7 +887,7 @@ async def assert_aborted(store: SlowCreateStore, hub: StreamHub, source: Closabl
 
 @pytest.mark.anyio
 async def test_a_shutdown_signal_during_create_makes_start_fail_and_clean_up() -> None:
-    store, source, shutdown = SlowCreateStore(), ClosableSource(), anyio.Event()
+    store, source, shutdown = SlowCreateStore(), UpstreamStream(), anyio.Event()
     with anyio.fail_after(5):
         async with StreamHub(store, shutdown=shutdown) as hub:
 
@@ -921,7 +906,7 @@ async def test_a_shutdown_signal_during_create_makes_start_fail_and_clean_up() -
 
 @pytest.mark.anyio
 async def test_leaving_the_hub_during_create_makes_start_fail_and_clean_up() -> None:
-    store, source = SlowCreateStore(), ClosableSource()
+    store, source = SlowCreateStore(), UpstreamStream()
     hub = StreamHub(store)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:

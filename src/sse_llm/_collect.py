@@ -22,6 +22,7 @@ from ._formats import activity_fields, done_fields, source_fields, tool_call_fie
 from ._model import ErrorEvent
 from ._options import NOT_FOR_COLLECT, CollectOptions, resolve
 from ._providers import translate_exception
+from ._pump import is_cancellation
 from ._result import EndReason, StreamResult
 from ._sources import aclose_source, aiter_source, check_source
 from ._types import Source
@@ -82,18 +83,13 @@ async def collect(
                 engine.feed(item)
                 if engine.ended:  # the provider reported an error: nothing more comes
                     break
-        except anyio.get_cancelled_exc_class():
-            reason = "disconnected"
-            raise
         except Exception as exc:
             logger.warning("collect: the source failed", exc_info=exc)
             error = exc
         except BaseException as exc:
-            cancelled = (anyio.get_cancelled_exc_class(), GeneratorExit)
-            if isinstance(exc, cancelled) or (
-                isinstance(exc, BaseExceptionGroup) and exc.split(cancelled)[1] is None
-            ):
-                # The caller's coroutine closed, or a source's own task group cancelled.
+            if is_cancellation(exc, (anyio.get_cancelled_exc_class(), GeneratorExit)):
+                # The caller was cancelled (or its coroutine closed, or a source's own task
+                # group cancelled with it).
                 reason = "disconnected"
             else:
                 # KeyboardInterrupt, SystemExit, a library's own BaseException: the result

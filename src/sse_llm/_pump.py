@@ -66,7 +66,7 @@ from ._shutdown import GracefulShutdown, current_shutdown
 from ._sources import ThreadedIterator, aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
-__all__ = ["Pump", "SendUnits", "WaitClient", "first_failure", "inline_for"]
+__all__ = ["Pump", "SendUnits", "WaitClient", "first_failure", "inline_for", "is_cancellation"]
 
 logger = logging.getLogger("sse_llm")
 
@@ -414,9 +414,7 @@ class Pump:
         cancelled: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit)
         if self._host is None:
             cancelled += (anyio.get_cancelled_exc_class(),)
-        if isinstance(exc, BaseExceptionGroup):
-            return exc.split(cancelled)[1] is None
-        return isinstance(exc, cancelled)
+        return is_cancellation(exc, cancelled)
 
     async def _last_units(self, error: Exception | None) -> None:
         """The engine's last units, then the source closed (the stream ended by itself)."""
@@ -741,6 +739,14 @@ async def _outlive_a_cancel(hook: Awaitable[None], grace: float) -> None:
             deadline = loop.time() + grace
     if cancelled:
         raise asyncio.CancelledError("the server cancelled the stream; its hook ran first")
+
+
+def is_cancellation(exc: BaseException, cancelled: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` is one of the ``cancelled`` classes, or a group of them only (a task
+    group, such as a source's own trio nursery, that was cancelled)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(cancelled)[1] is None
+    return isinstance(exc, cancelled)
 
 
 def first_failure(

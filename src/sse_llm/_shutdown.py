@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from ._options import check_seconds
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -129,10 +130,7 @@ class GracefulShutdown:
         drain_timeout: float = 10.0,
         pause_gc: bool = True,
     ) -> None:
-        if not 0 < drain_timeout < float("inf"):  # NaN too: a thread's wait cannot take it
-            raise ValueError(
-                f"drain_timeout must be a positive, finite number of seconds: {drain_timeout}"
-            )
+        check_seconds("drain_timeout", drain_timeout)  # finite: a thread's wait takes it
         self.app = app
         self.signals = tuple(signals)
         self.drain_timeout = drain_timeout

@@ -29,6 +29,15 @@ class Abort(BaseException):
     """A library's own BaseException, not a cancellation (pytest's outcomes, gevent's Timeout)."""
 
 
+async def partial_then_abort(closed: list[bool]) -> AsyncIterator[str]:
+    """Yields ``"partial"``, then raises :class:`Abort`; appends to ``closed`` once closed."""
+    try:
+        yield "partial"
+        raise Abort()
+    finally:
+        closed.append(True)
+
+
 class Thinker:
     """An answer with a long silence in it: two tokens, then the model thinks for ``think``
     seconds (no event at all: nothing for a producer's writer to store), then one more."""
