@@ -205,3 +205,29 @@ async def test_client_aiter_events_skips_comments() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_a_retry_too_long_for_int_is_ignored_and_the_stream_goes_on() -> None:
+    # Found in review: int() refuses more than 4,300 digits, so a retry line of 5,000 digits
+    # (from a faulty proxy, a hostile server) raised out of feed() and lost the read's events.
+    huge = "1" * 5000
+    zeros = "0" * 5000 + "1500"  # leading zeros do not make a value large
+    body = f"data: before\n\nretry: {huge}\ndata: after\n\nretry: {zeros}\ndata: last\n\n"
+    decoder = SSEDecoder()
+    events = decoder.feed(body.encode())
+    assert [e.data for e in events if isinstance(e, ServerSentEvent)] == [
+        "before",
+        "after",
+        "last",
+    ]
+    assert decoder.retry == 1500
+    decoder = SSEDecoder()
+    decoder.feed(f"retry: 2000\n\nretry: {huge}\n\n".encode())
+    assert decoder.retry == 2000  # kept, as for any value that is not applied
+    decoder.feed(f"retry: {'9' * 18}\n\n".encode())
+    assert decoder.retry == 10**18 - 1  # the largest value applied
+    assert [e.data for e in iter_events([body.encode()[:4000], body.encode()[4000:]])] == [
+        "before",
+        "after",
+        "last",
+    ]

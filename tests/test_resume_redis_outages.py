@@ -313,3 +313,44 @@ async def test_readers_of_a_frozen_redis_end_within_the_grace_without_a_socket_t
     assert late is not None, f"a new reader was still open {late_after:.1f} s after it came"
     assert (late.status, late.body) == (200, RETRY)
     assert late_after < 1.0 + 1.0, late_after
+
+
+@pytest.mark.anyio
+async def test_starting_or_cancelling_through_a_frozen_redis_fails_within_close_timeout(
+    tmp_path: Path,
+) -> None:
+    # Found in review: start() and cancel() (of a stream produced elsewhere) awaited the store
+    # with no time limit, so a frozen Redis with socket_timeout=None held the request for good.
+    with redis_server(tmp_path) as server:
+        assert server.proc is not None
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=None)
+        frozen = False
+        llm = FakeLLM("never streamed")
+        source = llm.stream()
+        try:
+            with anyio.fail_after(30):
+                hub = StreamHub(RedisStore(client), close_timeout=1)
+                async with hub:
+                    elsewhere = "A" * 24  # an id of this shape, produced by no process here
+                    assert hub.recognizes(elsewhere) and not hub.produces(elsewhere)
+                    os.kill(server.proc.pid, signal.SIGSTOP)
+                    frozen = True
+                    failures: list[tuple[str, type[BaseException], float]] = []
+                    for name, call in (
+                        ("start", lambda: hub.start(source)),
+                        ("cancel", lambda: hub.cancel(elsewhere)),
+                    ):
+                        started = time.monotonic()
+                        with pytest.raises(TimeoutError) as raised:
+                            await call()
+                        failures.append((name, raised.type, time.monotonic() - started))
+                    os.kill(server.proc.pid, signal.SIGCONT)
+                    frozen = False
+        finally:
+            if frozen:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            await source.aclose()
+            await client.aclose()
+    assert [name for name, _, _ in failures] == ["start", "cancel"]
+    for name, _, after in failures:
+        assert 0.9 < after < 1.0 + 1.0, (name, after)

@@ -32,6 +32,7 @@ from ._engine import StreamEngine
 from ._events import Comment, ServerSentEvent
 from ._exceptions import (
     InvalidEventError,
+    NotEventStreamError,
     ProviderError,
     SSELLMError,
     UnsupportedServerError,
@@ -75,6 +76,7 @@ __all__ = [
     "InvalidEventError",
     "LLMEvent",
     "NamedEventsFormat",
+    "NotEventStreamError",
     "ProviderError",
     "ReasoningDelta",
     "SSEDecoder",

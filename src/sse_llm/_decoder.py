@@ -16,15 +16,17 @@ from ._events import Comment, ServerSentEvent
 
 __all__ = ["SSEDecoder"]
 
+_RETRY_DIGITS = 18  # the most significant digits of a retry value that is applied
+
 
 class SSEDecoder:
     """Turns a byte stream into :class:`ServerSentEvent` and :class:`Comment` values.
 
-    Decoding follows the spec: a leading BOM is dropped; lines end at CRLF, CR or LF;
-    ``field: value`` loses one space after the colon; an ``id`` containing NUL is ignored;
-    ``retry`` is applied only when it is all ASCII digits; an event with an empty data buffer
-    is not dispatched; the last event ID persists across events. Invalid UTF-8 becomes U+FFFD,
-    as in a browser.
+    Decoding follows the spec (WHATWG HTML §9.2.6): a leading BOM is dropped; lines end at
+    CRLF, CR or LF; ``field: value`` loses one space after the colon; an ``id`` containing NUL
+    is ignored; ``retry`` is applied only when it is all ASCII digits (and below 10**18 ms);
+    an event with an empty data buffer is not dispatched; the last event ID persists across
+    events. Invalid UTF-8 becomes U+FFFD, as in a browser.
 
     Example::
 
@@ -153,7 +155,11 @@ class SSEDecoder:
         elif field == "id" and "\0" not in value:
             self._id_buffer = value
         elif field == "retry" and value.isascii() and value.isdigit():
-            self.retry = int(value)
+            digits = value.lstrip("0")
+            # A value of 10**18 ms (30 million years) or more is ignored, not converted: int()
+            # refuses more than 4,300 digits (a ValueError that would end the stream).
+            if len(digits) <= _RETRY_DIGITS:
+                self.retry = int(digits or "0")
         return None
 
     def _dispatch(self) -> ServerSentEvent:

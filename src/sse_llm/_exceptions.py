@@ -5,7 +5,8 @@ Hierarchy::
     SSELLMError                  base class of every error sse-llm raises
     ├── InvalidEventError        you built an event the wire cannot carry (also a ValueError)
     ├── ProviderError            the upstream model provider reported an error inside its stream
-    └── UnsupportedServerError   the host server cannot stream (e.g. Django under WSGI)
+    ├── UnsupportedServerError   the host server cannot stream (e.g. Django under WSGI)
+    └── NotEventStreamError      a response read as a stream of events is not one (the client)
 
 The split follows h11: ``InvalidEventError`` is a local mistake, caught at construction time
 before anything is sent; ``ProviderError`` is the remote side's failure and its message is
@@ -45,3 +46,23 @@ class ProviderError(SSELLMError):
 
 class UnsupportedServerError(SSELLMError, RuntimeError):
     """The server the app runs under cannot stream a response incrementally."""
+
+
+class NotEventStreamError(SSELLMError):
+    """A response given to :func:`sse_llm.client.aiter_events` / ``iter_events`` is not an
+    event stream: its status is not ``200`` (nor ``204``) or its media type is not
+    ``text/event-stream``. A browser's ``EventSource`` fails the connection on the same
+    (WHATWG HTML §9.2.3), rather than read an error page as an empty stream.
+
+    Attributes:
+        status_code: the response's HTTP status.
+        content_type: its ``Content-Type`` header as sent (``""`` when it has none).
+    """
+
+    def __init__(self, status_code: int, content_type: str) -> None:
+        super().__init__(
+            f"not an event stream: HTTP {status_code}, "
+            f"Content-Type {content_type!r} (expected 200 and text/event-stream)"
+        )
+        self.status_code = status_code
+        self.content_type = content_type

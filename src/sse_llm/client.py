@@ -6,6 +6,13 @@ Example::
         async with client.stream("GET", url) as response:
             async for event in aiter_events(response):
                 print(event.event, event.data)
+
+A response (an object with ``status_code`` and ``headers``: httpx, ``requests``) is checked
+first, as ``EventSource`` checks it (WHATWG HTML §9.2.3): ``200`` with a ``text/event-stream``
+media type is read; ``204 No Content`` (a server telling a client to stop reconnecting, such as
+a finished resumable stream) has no events; anything else raises
+:class:`~sse_llm.NotEventStreamError` before a byte is read, so that an error page is not
+taken for an empty answer.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from typing import Protocol
 
 from ._decoder import SSEDecoder
 from ._events import ServerSentEvent
+from ._exceptions import NotEventStreamError
 
-__all__ = ["AsyncByteStream", "ByteStream", "aiter_events", "iter_events"]
+__all__ = ["AsyncByteStream", "ByteStream", "NotEventStreamError", "aiter_events", "iter_events"]
 
 
 class AsyncByteStream(Protocol):
@@ -39,7 +47,13 @@ async def aiter_events(
     """The events of an SSE byte stream (an ``httpx.Response`` or any async byte iterable).
 
     Comments (heartbeats) are skipped; use :class:`SSEDecoder` directly to see them.
+
+    Raises:
+        NotEventStreamError: a response whose status is neither ``200`` nor ``204``, or whose
+            media type is not ``text/event-stream`` (see the module docstring).
     """
+    if not _has_events(response):
+        return
     chunks = response.aiter_bytes() if hasattr(response, "aiter_bytes") else response
     decoder = SSEDecoder()
     async for chunk in chunks:
@@ -52,7 +66,14 @@ async def aiter_events(
 def iter_events(
     response: ByteStream | Iterable[bytes],
 ) -> Iterator[ServerSentEvent]:
-    """Like :func:`aiter_events`, for a sync byte stream (``httpx.Client``, ``requests``)."""
+    """Like :func:`aiter_events`, for a sync byte stream: an ``httpx.Response`` of
+    ``Client.stream()``, a ``requests`` response (``stream=True``), any byte iterable.
+
+    Raises:
+        NotEventStreamError: as :func:`aiter_events`.
+    """
+    if not _has_events(response):
+        return
     chunks = response.iter_bytes() if hasattr(response, "iter_bytes") else response
     decoder = SSEDecoder()
     for chunk in chunks:
@@ -60,3 +81,22 @@ def iter_events(
             if type(item) is ServerSentEvent:
                 yield item
     decoder.close()
+
+
+def _has_events(response: object) -> bool:
+    """Whether ``response`` may carry events: a byte iterable, or a ``200`` response of
+    media type ``text/event-stream``; not a ``204``.
+
+    Raises:
+        NotEventStreamError: any other response.
+    """
+    status = getattr(response, "status_code", None)
+    headers = getattr(response, "headers", None)
+    if type(status) is not int or headers is None:
+        return True  # a byte iterable, not a response
+    if status == 204:
+        return False
+    content_type = str(headers.get("content-type", ""))
+    if status != 200 or content_type.partition(";")[0].strip().lower() != "text/event-stream":
+        raise NotEventStreamError(status, content_type)
+    return True

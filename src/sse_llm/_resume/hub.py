@@ -290,6 +290,8 @@ class StreamHub:
             Exception: whatever the store raised: while creating the stream (the source is
                 then left untouched, for the caller to close), or just after (the stream is
                 then finished and the source closed).
+            TimeoutError: the store did not answer one of these calls within the hub's
+                ``close_timeout`` (the same two cases).
         """
         check_source(source, "StreamHub.start")
         given = resolve(options, binding="StreamHub.start", exclude=NOT_FOR_PRODUCERS)
@@ -305,10 +307,14 @@ class StreamHub:
             raise RuntimeError("the StreamHub is not running: enter it with `async with hub:`")
         stream_id = new_stream_id()
         meta = encode_meta(wire)
-        await self.store.create(stream_id, meta)
+        # Each store call within close_timeout, as everywhere in the hub: a frozen store and a
+        # client without a socket timeout must not hold the request that starts a stream.
+        with anyio.fail_after(self.close_timeout):
+            await self.store.create(stream_id, meta)
         try:
             # Before the id is handed out: no reader may find the producer not yet alive.
-            await self.store.touch_producer(stream_id, self.liveness_ttl)
+            with anyio.fail_after(self.close_timeout):
+                await self.store.touch_producer(stream_id, self.liveness_ttl)
             closing = self._closing
             if closing is None or closing.is_set() or self._task_group is not task_group:
                 # Shutdown began while the store was creating the stream.
@@ -414,13 +420,18 @@ class StreamHub:
             whether the stream was live. For a stream this hub produces, this returns once the
             producer has ended (within ``close_timeout`` + 1 s); for one produced elsewhere,
             once the request is passed on through the store (``RedisStore``: pub/sub).
+
+        Raises:
+            Exception: whatever the store raised passing the request on.
+            TimeoutError: the store did not answer within the hub's ``close_timeout``.
         """
         position = parse_last_event_id(stream_id)
         if position is None:
             return False
         producer = self._producers.get(position[0])
         if producer is None:
-            return await self.store.request_cancel(position[0])
+            with anyio.fail_after(self.close_timeout):
+                return await self.store.request_cancel(position[0])
         self._stop(producer, "cancelled")
         with anyio.move_on_after(self.close_timeout + 1.0):
             await producer.done.wait()
