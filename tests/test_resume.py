@@ -1140,6 +1140,7 @@ async def test_the_cancel_listener_pings_and_resubscribes_after_a_lost_connectio
                 stream_id = await hub.start(llm.stream(), on_complete=on_complete)
                 await anyio.sleep(1.5)
                 assert "watching for stream cancel requests failed; retrying" in caplog.text
+                assert "watching for stream cancel requests again" in caplog.text
                 async with StreamHub(RedisStore(client, prefix=prefix)) as other:
                     assert await other.cancel(stream_id) is True
                     with anyio.fail_after(2):

@@ -354,3 +354,38 @@ async def test_starting_or_cancelling_through_a_frozen_redis_fails_within_close_
     assert [name for name, _, _ in failures] == ["start", "cancel"]
     for name, _, after in failures:
         assert 0.9 < after < 1.0 + 1.0, (name, after)
+
+
+@pytest.mark.anyio
+async def test_a_redis_outage_logs_the_cancel_listener_failure_once_then_its_return(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found in review: the cancel listener retries every second and logged a whole
+    # traceback each time, one a second per worker for as long as Redis was down.
+    with redis_server(tmp_path) as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        try:
+            with anyio.fail_after(30):
+                async with StreamHub(RedisStore(client)) as hub:
+                    server.kill()
+                    await anyio.sleep(4.5)  # four or five retries, each refused
+                    server.start()
+                    for _ in range(50):  # back within a retry or two
+                        if "watching for stream cancel requests again" in caplog.text:
+                            break
+                        await anyio.sleep(0.1)
+                    llm = FakeLLM(" ".join(f"w{n}" for n in range(100)), delay=0.05)
+                    hook = Hook()
+                    stream_id = await hub.start(llm.stream(), on_complete=hook)
+                    async with StreamHub(RedisStore(client)) as other:
+                        assert await other.cancel(stream_id) is True  # heard once back
+                    with anyio.fail_after(3):
+                        await hook.called.wait()
+        finally:
+            await client.aclose()
+    assert (hook.results.one.reason, llm.closed) == ("cancelled", 1)
+    failed = [r for r in caplog.records if r.getMessage().startswith("watching for stream cancel")]
+    assert [(r.getMessage(), r.exc_info is not None) for r in failed] == [
+        ("watching for stream cancel requests failed; retrying every second", True),
+        ("watching for stream cancel requests again", False),
+    ]

@@ -224,9 +224,13 @@ class StreamHub:
 
     async def _listen_for_cancels(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
+        failing = False  # since the last subscription: an outage is logged once, not per retry
 
         def ready() -> None:
-            nonlocal started
+            nonlocal started, failing
+            if failing:
+                failing = False
+                logger.warning("watching for stream cancel requests again")
             if not started:
                 started = True
                 task_status.started()
@@ -237,7 +241,11 @@ class StreamHub:
             except Exception:
                 if not started:
                     raise  # the store is unreachable at startup: fail loudly
-                logger.exception("watching for stream cancel requests failed; retrying")
+                if not failing:
+                    failing = True
+                    logger.exception(
+                        "watching for stream cancel requests failed; retrying every second"
+                    )
             await anyio.sleep(1.0)
 
     def _cancel_requested(self, stream_id: str) -> None:
