@@ -275,6 +275,34 @@ async def test_an_error_is_shown_escaped_in_the_final_fragment() -> None:
     assert response.events[-1].event == "done" and response.events[-1].data == "error"
 
 
+async def test_without_a_target_an_error_is_appended_escaped_before_done() -> None:
+    # Found in review: HTMLAppendFormat() without a target (htmx 4's unnamed swaps) dropped
+    # the error's message: a cut answer ended with no word of why.
+    async def failing() -> AsyncIterator[object]:
+        yield TextDelta("partial answer")
+        yield ErrorEvent("quota <b>exceeded</b>\nretry later", "rate_limit")
+
+    async def crashing() -> AsyncIterator[str]:
+        yield "partial"
+        raise RuntimeError("secret /etc/passwd")
+
+    response = await run_stream(EventStream(failing(), format=HTMLAppendFormat(interval=0)))
+    assert [(e.event, e.data) for e in response.events] == [
+        ("message", "partial answer"),
+        (
+            "message",
+            '<p class="sse-llm-error" role="alert">quota &lt;b&gt;exceeded&lt;/b&gt;&#10;'
+            "retry later</p>",
+        ),
+        ("done", "error"),
+    ]
+    response = await run_stream(EventStream(crashing(), format=HTMLAppendFormat()))
+    error = response.events[-2].data
+    assert error.startswith('<p class="sse-llm-error" role="alert">'), error
+    assert "secret" not in response.body.decode() and "RuntimeError" not in error
+    assert response.events[-1].data == "error"
+
+
 async def test_a_disconnected_stream_sends_no_final_fragment() -> None:
     fake = FakeLLM(delay=0.01)
     stream = EventStream(fake.stream("x"), format=MarkdownFormat("m", interval=0))
@@ -761,3 +789,43 @@ def test_text_held_back_goes_out_before_the_activity_line() -> None:
         *text, line = [e.data for e in events]
         assert "la recherche" in "".join(text), fmt
         assert line.startswith(activity_line("m", 1, "Searching the web: météo &lt;Paris&gt;…"))
+
+
+def stream_with_flushes(
+    fmt: MarkdownFormat, clock: FakeClock, chunks: list[str], step: float
+) -> bytes:
+    """The wire of ``chunks`` arriving every ``step`` seconds, with ``flush()`` polled every
+    ``interval`` in between, as the pump polls it."""
+    engine = StreamEngine(fmt)
+    wire = [engine.start()]
+    next_poll = fmt.interval
+    for chunk in chunks:
+        clock.now += step
+        while next_poll <= clock.now:
+            wire.append(engine.flush())
+            next_poll += fmt.interval
+        wire.append(engine.feed(chunk))
+    wire.append(engine.close())
+    return b"".join(wire)
+
+
+@pytest.mark.parametrize("step", [0.02, 0.2, 0.3])
+def test_a_slow_model_costs_bytes_linear_in_time_not_the_whole_tail_per_chunk(step: float) -> None:
+    # Found in review: a model silent for an interval between every two chunks (5 chunks a
+    # second, a provider that batches) had its whole growing block re-sent after each chunk,
+    # bypassing the refresh rule: 9 MB for a 400-line code block, 37 MB for 800 lines.
+    sizes: dict[int, int] = {}
+    for lines in (200, 400):
+        text = "```python\n" + "\n".join(f"x{i} = f(x{i - 1}, {i})" for i in range(lines)) + "\n```"
+        chunks = (
+            tokenize(text) if step < 0.3 else [text[i : i + 100] for i in range(0, len(text), 100)]
+        )
+        clock = FakeClock()
+        wire = stream_with_flushes(MarkdownFormat("m", clock=clock), clock, chunks, step)
+        events = [e for e in SSEDecoder().feed(wire) if isinstance(e, ServerSentEvent)]
+        assert htmx_view(events, "m") == MarkdownRenderer().render(text)
+        # The documented budget: the tail's re-sends cost at most ~1,000 characters of source
+        # a second (its rendered HTML, escapes and &#10; included, runs a little longer).
+        assert len(wire) <= 3 * len(text) + 1_500 * clock.now, (lines, len(wire), clock.now)
+        sizes[lines] = len(wire)
+    assert sizes[400] / sizes[200] < 2.6  # twice the block, about twice the bytes (not 4x)

@@ -64,7 +64,8 @@ class HTMLAppendFormat(FormatOptions):
     Args:
         target: the id of the answer element. When set, the stream ends by swapping the complete
             message into it (escaped text, or the sanitised Markdown render if ``markdown``);
-            ``None`` sends no final fragment.
+            ``None`` sends no final fragment, only an error's message (``<p
+            class="sse-llm-error" role="alert">``, escaped) appended like text.
         prelude: trusted HTML sent as the first event (e.g. an out-of-band swap that inserts
             the message pair the answer streams into). Never put model output here.
         interval: seconds; deltas arriving sooner than this after the previous event are held

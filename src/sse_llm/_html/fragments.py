@@ -235,6 +235,11 @@ class FragmentWriter(WriterBase):
             return NOTHING  # the client is gone: nothing can be sent
         out = list(self.drain())
         if self.fmt.target is None:
+            if self.error_message:
+                # No final fragment to carry it: the message is appended like text, so that a
+                # cut answer does not end without saying why. Compiled here: errors are rare.
+                error = compile_template(None, ERROR_TEMPLATE)
+                out.append(self.data(error.render({"error": template_text(self.error_message)})))
             out.append(encode_data(result.reason, self.fmt.done_event))
         else:
             out.extend(self.final(result, self.message_html(self.text_so_far())))

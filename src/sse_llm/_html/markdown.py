@@ -82,11 +82,14 @@ class _MarkdownWriter(FragmentWriter):
         return self.render(force=False) if self.due() else NOTHING
 
     def flush(self) -> Units:
-        # The pump polls this every ``interval`` even while deltas flow; only a model that has
-        # been silent for an interval gets its held text shown whatever its size.
+        # The pump polls this every ``interval`` even while deltas flow; a model that has been
+        # silent for an interval gets its held text shown without the ``refresh`` wait, still
+        # within the tail's bytes budget: a slow model pauses between every two chunks.
         if not self.due():
             return NOTHING
-        return self.render(force=self.fmt.clock() - self.last_text >= self.fmt.interval)
+        return self.render(
+            force=False, paused=self.fmt.clock() - self.last_text >= self.fmt.interval
+        )
 
     def drain(self) -> Units:
         return self.render(force=True)
@@ -98,28 +101,31 @@ class _MarkdownWriter(FragmentWriter):
             return oob
         return oob + wire_newlines(self.sent_tail)
 
-    def worth_resending(self, now: float) -> bool:
+    def worth_resending(self, now: float, paused: bool) -> bool:
         """Whether the grown tail is worth its bytes: none of it is shown yet, or it was last
         sent ``refresh`` seconds ago (length / 1,000 seconds for a tail longer than ``refresh``
         x 1,000 characters: a long paragraph still grows visibly, and its re-sends cost at most
-        ~1,000 characters a second, linear in time instead of quadratic)."""
+        ~1,000 characters a second, linear in time instead of quadratic). While the model
+        pauses (``paused``) only the bytes budget applies: held text is shown as soon as the
+        last re-send has been paid for."""
         length = self.length - self.offset
         if length <= self.sent_length:
             return False
         if self.sent_length == 0 or self.refresh == 0:
             return True
-        return now - self.sent_at >= max(self.refresh, length / _TAIL_CHARS_PER_SECOND)
+        budget = length / _TAIL_CHARS_PER_SECOND
+        return now - self.sent_at >= (budget if paused else max(self.refresh, budget))
 
-    def render(self, *, force: bool) -> Units:
-        """Settled blocks and the tail, if anything changed and (unless ``force``) a block
-        settled or the tail is worth re-sending. At most one check per ``interval``."""
+    def render(self, *, force: bool, paused: bool = False) -> Units:
+        """Settled blocks and the tail, if anything changed and (``force``) or a block settled
+        or the tail is worth re-sending. At most one check per ``interval``."""
         if not self.dirty:
             return NOTHING
         now = self.fmt.clock()
         # A check counts as a render for the interval, so parsing stays at one per interval
         # even when nothing is sent.
         self.last_render = now
-        worth = force or self.worth_resending(now)
+        worth = force or self.worth_resending(now, paused)
         text = self.text_so_far()  # joined once per check, not once per token
         if not worth and "\n" not in text[self.offset :] and "\r" not in text[self.offset :]:
             return NOTHING  # one line is one block: nothing can settle, no need to parse
@@ -224,7 +230,10 @@ class MarkdownFormat(FormatOptions):
     in the answer (``benchmarks/README.md``: 2.9x the answer's text for a dense 2,000-token
     Markdown answer at the defaults; ``refresh=0`` re-sends the tail at every render: 6.2x).
     Text held back is sent when the model pauses for an interval (the pump's flush hook,
-    within about two intervals) and in the last event.
+    within about two intervals; for a tail longer than ``interval`` x 1,000 characters, once
+    its length / 1,000 seconds have passed since its last re-send, so that a slow model, which
+    pauses between every two chunks, is not sent the whole tail per chunk) and in the last
+    event.
 
     Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per built-in fragment; a
     ``prelude`` is sent as written) and the HTML is compact (no newlines between block tags,
