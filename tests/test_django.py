@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
+from sse_llm.client import iter_events
 from sse_llm.testing import FakeLLM
 from tests.support.django_demo import DEMO, django_demo_app
 from tests.support.servers import free_port, run_uvicorn
@@ -399,6 +400,43 @@ def test_a_reader_cancelled_by_django_closes_the_source_with_the_partial_text(
     assert recorded.closed
 
 
+def test_a_server_that_cancels_every_task_at_once_is_not_held_for_close_timeout(
+    demo: tuple[str, Path],
+) -> None:
+    # Found in review: when the server cancelled the pump's task, then the reader (asyncio.run
+    # at exit, hypercorn after its graceful timeout), the last event was held out for a reader
+    # that had gone, and the stop waited the whole close_timeout for it.
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.05)
+
+    async def read_then_cancel_all() -> float:
+        response = SSEResponse(recorded.source(), on_complete=recorded.hook, close_timeout=3)
+
+        async def read() -> None:
+            async for _ in response:
+                pass
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        (pump,) = [
+            task
+            for task in asyncio.all_tasks()
+            if getattr(task.get_coro(), "__qualname__", "") == "_Body._run"  # the pump's task
+        ]
+        started = time.monotonic()
+        pump.cancel()  # the order asyncio.run's exit may take
+        reader.cancel()
+        await asyncio.gather(pump, reader, return_exceptions=True)
+        return time.monotonic() - started
+
+    stopped_after = asyncio.run(read_then_cancel_all())
+    assert stopped_after < 1.0, stopped_after
+    assert recorded.closed
+    result = recorded.results[0]
+    assert result.reason in ("shutdown", "disconnected") and result.text.startswith("t0 t1 ")
+
+
 def test_an_error_mid_stream_ends_the_body_with_a_safe_error_event(
     demo: tuple[str, Path],
 ) -> None:
@@ -562,3 +600,38 @@ def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_a
     assert hooks == ["hook disconnected"], (lines, output)
     assert "source-closed" in lines
     assert took < 2.0, (took, output)
+
+
+def test_a_client_that_leaves_before_django_sends_anything_still_ends_the_stream(
+    tmp_path: Path,
+) -> None:
+    # Found in review: when the client left while a middleware still ran after the view (here
+    # one that takes 1 s, as a session save or a sync middleware's thread hop may), Django
+    # cancelled its task and dropped the response unread: the source was never closed (an SDK
+    # stream kept its upstream request) and the hook never ran.
+    port = free_port()
+    hook_log = tmp_path / "hooks.log"
+    server = start_shutdown_djproj("uvicorn", port, hook_log)
+    try:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /slow-middleware HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)  # the view has returned; the middleware is still at work
+        sock.close()
+        left = time.monotonic()
+        lines: list[str] = []
+        while time.monotonic() - left < 5:
+            lines = hook_log.read_text().splitlines() if hook_log.exists() else []
+            if any(line.startswith("hook") for line in lines):
+                break
+            time.sleep(0.02)
+        took = time.monotonic() - left
+        # The same path, read to its first event: the middleware itself is no trouble.
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/slow-middleware", timeout=10) as r:
+            first = next(iter_events(r))
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    hooks = [" ".join(line.split()[:3]) for line in lines if line.startswith("hook")]
+    assert hooks == ["hook disconnected 0"], (lines, output)  # no text: the source never ran
+    assert took < 2.0, (took, output)  # the middleware's second, then the cancel
+    assert (first.event, first.data) == ("delta", '{"text":"tok0 "}'), first

@@ -123,7 +123,16 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
             require_asgi(request)
         check_source(source, "SSEResponse")
         config = resolve(options, binding="SSEResponse")
-        super().__init__(_Body(source, config), status=status)
+        body = _Body(source, config)
+        super().__init__(body, status=status)
+        try:
+            view = asyncio.current_task()
+        except RuntimeError:  # no event loop here: a sync view (run in a thread)
+            view = None
+        if view is not None:
+            # Django cancels the task running the view and the middleware when the client
+            # leaves; before it began to send, the response is dropped unread.
+            view.add_done_callback(body.view_ended)
         for name, value in response_headers(config.format, config.headers):
             self[name.decode("latin-1")] = value.decode("latin-1")
         self["Content-Encoding"] = "identity"
@@ -204,10 +213,27 @@ class _Body:
     async def aclose(self) -> None:
         await self._stop()
 
+    def view_ended(self, view: asyncio.Task[Any]) -> None:
+        """The task that made this response ended. Cancelled with the body never read (the
+        client left while a middleware still ran): close the source and run the hook, as for
+        any disconnect; nobody else will."""
+        if self.task is None and view.cancelled():
+            self._ended = True
+            self.task = view.get_loop().create_task(self._abandon())
+
+    async def _abandon(self) -> None:
+        config = self.config
+        await Pump(self.source, config.engine(), config, self._send_units).abandon("disconnected")
+
     def _reader_left(self, reading: asyncio.Task[Any] | None) -> None:
         gone = self._gone
         if gone is not None and not gone.done():
             gone.set_result(None)
+        parked = self._parked
+        if parked is not None and not parked[1].done():
+            # Units held out for a reader that has left (the last event of a stream a server
+            # cancels whole, reader and pump at once): nobody will take them.
+            parked[1].set_exception(OSError("the client disconnected"))
 
     async def _stop(self) -> None:
         self._reader_left(None)

@@ -7,6 +7,6 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["daphne"]
 ASGI_APPLICATION = "djproj.asgi.application"
 ROOT_URLCONF = "djproj.urls"
-MIDDLEWARE: list[str] = []
+MIDDLEWARE = ["djproj.middleware.slow_response"]
 DATABASES: dict[str, object] = {}
 USE_TZ = True

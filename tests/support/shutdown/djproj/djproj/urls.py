@@ -43,6 +43,7 @@ async def ping(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("stream", stream),
+    path("slow-middleware", stream),
     path("flood", flood),
     path("thinking", thinking),
     path("ping", ping),
