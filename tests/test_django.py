@@ -635,3 +635,28 @@ def test_a_client_that_leaves_before_django_sends_anything_still_ends_the_stream
     assert hooks == ["hook disconnected 0"], (lines, output)  # no text: the source never ran
     assert took < 2.0, (took, output)  # the middleware's second, then the cancel
     assert (first.event, first.data) == ("delta", '{"text":"tok0 "}'), first
+
+
+def test_the_demo_restreams_an_openai_server_over_one_kept_connection(
+    demo: tuple[str, Path], replay_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found in review: the demo made an AsyncOpenAI client per question and never closed it:
+    # no connection reuse, and the sockets waited for the garbage collector.
+    recording = "openai-chat/langchaingo-gpt-basic-usage.sse"
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", replay_server.base_url + "/v1")
+    monkeypatch.setenv("SSE_LLM_MODEL", recording)
+    base_url, _ = demo
+    before = len(replay_server.app.requests)
+    with httpx.Client(timeout=20) as client:
+        url, token = start_chat(client, base_url)
+        for question in ("one", "two", "three"):
+            with client.stream(
+                "POST", url + "send", data={"prompt": question, "csrfmiddlewaretoken": token}
+            ) as response:
+                events = [i for i in read_events(response) if type(i) is ServerSentEvent]
+            assert events[-1].event == "done" and events[-1].data == "completed", events[-3:]
+    asked = replay_server.app.requests[before:]
+    assert [r.body["messages"][0]["content"] for r in asked] == ["one", "two", "three"]
+    assert all(r.file == recording for r in asked)
+    assert len({r.client for r in asked}) == 1, [r.client for r in asked]  # one connection

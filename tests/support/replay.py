@@ -98,6 +98,7 @@ class RequestRecord:
     completed: bool = False  # the whole body was handed to the server
     closed_early: bool = False  # the client went away before that
     closed_at: float | None = None  # time.monotonic() when the disconnect was seen
+    client: tuple[str, int] | None = None  # the client's address: one per connection
     finished_at: float | None = None  # time.monotonic() when the handler returned
     # Set when the handler returns; a threading.Event because the server runs on
     # its own loop in another thread.
@@ -177,6 +178,7 @@ class ReplayApp:
             headers=headers,
             tag=headers.get("x-replay-tag"),
             started_at=time.monotonic(),
+            client=scope.get("client"),
         )
         self.requests.append(rec)
         try:

@@ -13,7 +13,9 @@ saves the text received so far.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ from .models import Conversation, Message
 MAX_PROMPT = 4000  # characters
 COOKIE = "conversation"
 MARKDOWN = MarkdownRenderer()
+#: The OpenAI clients of each event loop, by (API key, base URL); see answer().
+_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str | None], Any]
+] = weakref.WeakKeyDictionary()
 STATUS_BY_REASON = {
     "completed": Message.COMPLETED,
     "disconnected": Message.STOPPED,
@@ -56,11 +62,19 @@ def _fake() -> FakeLLM:
 async def answer(prompt: str) -> Source:
     """The fake model, or any OpenAI-compatible server when ``OPENAI_API_KEY`` is set
     (``OPENAI_BASE_URL``, ``SSE_LLM_MODEL``)."""
-    if not os.environ.get("OPENAI_API_KEY"):
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key:
         return _fake().stream(prompt)
     import openai
 
-    client = openai.AsyncOpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None)
+    # One client per event loop (a server process runs one) and configuration: it keeps its
+    # connection pool across requests (a client per request left its sockets to the garbage
+    # collector). Django has no lifespan to close it in: it lives as long as the process.
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    client = clients.get((api_key, base_url))
+    if client is None:
+        client = clients[api_key, base_url] = openai.AsyncOpenAI(api_key=api_key, base_url=base_url)
     # The SDK stream is passed as is: sse-llm reads its chunks and closes it on disconnect.
     return await client.chat.completions.create(
         model=os.environ.get("SSE_LLM_MODEL", "gpt-4o-mini"),
