@@ -452,6 +452,32 @@ def test_a_sync_source_whose_client_left_before_the_stop_is_closed_before_the_ex
     assert hook_log.read_text().count("source-closed") == clients, hook_log.read_text()
 
 
+def test_flask_without_graceful_shutdown_still_ends_its_streams_at_exit(tmp_path: Path) -> None:
+    # Found in review: at Ctrl+C on `flask run` without graceful_shutdown, the exit waited for
+    # each open stream's send_timeout (30 s; forever with None), and its hook then said
+    # `timeout`. The app's loop now ends its open streams when the process exits.
+    hook_log = tmp_path / "hooks.log"
+    env = {"HOOK_LOG": str(hook_log), "HOOK_SLEEP": "0", "SSE_LLM_TEST_NO_GRACEFUL": "1"}
+    cmd = [sys.executable, "-m", "flask", "--app", "tests.support.shutdown.flask_app:app", "run"]
+    with (
+        running(tmp_path, cmd, "/ping", env=env) as (proc, client),
+        client.stream("GET", "/stream") as response,
+    ):
+        chunks = response.iter_raw()
+        while b"event: delta" not in next(chunks):
+            pass
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        sent_at = time.monotonic()
+        proc.wait(10)
+        exited_after = time.monotonic() - sent_at
+    lines = hook_log.read_text().splitlines()
+    assert exited_after < 2.0, (exited_after, lines)
+    assert "source-closed" in lines
+    assert [" ".join(line.split()[:2]) for line in lines if line.startswith("hook")] == [
+        "hook shutdown"
+    ]
+
+
 def test_no_warning_where_there_is_no_servers_handler_to_get_in_front_of(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

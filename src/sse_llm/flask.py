@@ -78,6 +78,7 @@ class _Loop:
         self.portal: BlockingPortal | None = None
         self.context: contextlib.AbstractContextManager[BlockingPortal] | None = None
         self.shutdown: GracefulShutdown | None = None  # see graceful_shutdown()
+        self.pumps: set[Pump] = set()  # the open streams' pumps; used on the loop only
 
     def get(self) -> BlockingPortal:
         with self.lock:
@@ -91,9 +92,19 @@ class _Loop:
 
     def stop(self) -> None:
         with self.lock:
-            context, self.context, self.portal = self.context, None, None
-        if context is not None and self.pid == os.getpid():
+            context, portal = self.context, self.portal
+            self.context = self.portal = None
+        if context is not None and portal is not None and self.pid == os.getpid():
+            # At exit (atexit: Ctrl+C on `flask run`, a worker's end) without
+            # graceful_shutdown: end the open streams (each sends its shutdown event, closes
+            # its source, runs its hook) rather than wait for their send_timeout, or forever.
+            with contextlib.suppress(Exception):
+                portal.call(self._end_streams)
             context.__exit__(None, None, None)
+
+    def _end_streams(self) -> None:
+        for pump in self.pumps:
+            pump.end("shutdown")
 
 
 def _loop_of(app: Flask) -> _Loop:
@@ -136,7 +147,8 @@ class _WSGIBody:
             if not finished:
                 # GeneratorExit: the server closed the response (a failed write, the client
                 # left). End the pump; it closes the source and runs on_complete.
-                portal.call(gone.set)
+                with contextlib.suppress(RuntimeError):  # the portal stopped (at exit)
+                    portal.call(gone.set)
             self._wait(future)
             receive.close()
 
@@ -168,7 +180,12 @@ class _WSGIBody:
 
         async with send:
             pump = Pump(self.source, engine, config, send_units, shutdown=self.loop.shutdown)
-            await pump.run(wait_client)
+            pumps = self.loop.pumps
+            pumps.add(pump)
+            try:
+                await pump.run(wait_client)
+            finally:
+                pumps.discard(pump)
 
     def close_unstarted(self) -> None:
         """The server closed the response before reading it (HEAD, an error): close the

@@ -1,6 +1,9 @@
-"""A Flask app streaming with SSEResponse; ``graceful_shutdown(app)`` is the one line."""
+"""A Flask app streaming with SSEResponse; ``graceful_shutdown(app)`` is the one line
+(left out with ``SSE_LLM_TEST_NO_GRACEFUL=1``)."""
 
 from __future__ import annotations
+
+import os
 
 from flask import Flask
 
@@ -8,7 +11,8 @@ from sse_llm.flask import SSEResponse, graceful_shutdown
 from tests.support.shutdown.common import hook, sync_tokens, tokens
 
 app = Flask(__name__)
-graceful_shutdown(app)
+if not os.environ.get("SSE_LLM_TEST_NO_GRACEFUL"):
+    graceful_shutdown(app)
 
 
 @app.get("/stream")
