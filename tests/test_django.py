@@ -567,6 +567,18 @@ def test_the_headers_go_out_at_once_while_the_model_thinks(server: str, tmp_path
     assert events[0] == ServerSentEvent('{"text":"answer"}', event="delta")
 
 
+def wait_for_hook(hook_log: Path, seconds: float) -> tuple[list[str], float]:
+    """The hook log's lines once a hook ran (or ``seconds`` passed), and how long that took."""
+    left = time.monotonic()
+    lines: list[str] = []
+    while time.monotonic() - left < seconds:
+        lines = hook_log.read_text().splitlines() if hook_log.exists() else []
+        if any(line.startswith("hook") for line in lines):
+            break
+        time.sleep(0.02)
+    return lines, time.monotonic() - left
+
+
 def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_at_once(
     tmp_path: Path,
 ) -> None:
@@ -585,14 +597,7 @@ def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_a
         time.sleep(1.5)  # reads nothing more: every buffer fills, Django's send waits
         assert not hook_log.exists() or "hook" not in hook_log.read_text()
         sock.close()  # unread bytes: the kernel resets the connection
-        left = time.monotonic()
-        lines: list[str] = []
-        while time.monotonic() - left < 10:
-            lines = hook_log.read_text().splitlines() if hook_log.exists() else []
-            if any(line.startswith("hook") for line in lines):
-                break
-            time.sleep(0.02)
-        took = time.monotonic() - left
+        lines, took = wait_for_hook(hook_log, 10)
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0]
@@ -617,14 +622,7 @@ def test_a_client_that_leaves_before_django_sends_anything_still_ends_the_stream
         sock.sendall(b"GET /slow-middleware HTTP/1.1\r\nHost: t\r\n\r\n")
         time.sleep(0.3)  # the view has returned; the middleware is still at work
         sock.close()
-        left = time.monotonic()
-        lines: list[str] = []
-        while time.monotonic() - left < 5:
-            lines = hook_log.read_text().splitlines() if hook_log.exists() else []
-            if any(line.startswith("hook") for line in lines):
-                break
-            time.sleep(0.02)
-        took = time.monotonic() - left
+        lines, took = wait_for_hook(hook_log, 5)
         # The same path, read to its first event: the middleware itself is no trouble.
         with httpx.stream("GET", f"http://127.0.0.1:{port}/slow-middleware", timeout=10) as r:
             first = next(iter_events(r))
