@@ -52,6 +52,7 @@ from sse_llm import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    collect,
 )
 from sse_llm._providers import detect, error_fields
 from sse_llm.sources import http_error, json_array, ndjson, sse_json
@@ -991,12 +992,95 @@ async def test_sse_json_surfaces_error_events_as_error_objects() -> None:
         b"event: error\ndata: upstream timed out\n\n"
     )
     items = [item async for item in sse_json(Recorder([body]))]
+    # Both shapes the normalisers read: a top-level "error" and "type": "error".
     assert items == [
-        {"error": {"message": "rate"}},
+        {"type": "error", "error": {"message": "rate"}},
         {"type": "error", "error": {"type": "overloaded_error"}},
-        {"error": {"message": "bare"}},
-        {"error": {"message": "upstream timed out"}},
+        {"type": "error", "error": {"message": "bare"}},
+        {"type": "error", "error": {"message": "upstream timed out"}},
     ]
+
+
+ANTHROPIC_THEN_ERROR = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message",'
+    b'"role":"assistant","content":[],"model":"c","usage":{"input_tokens":5,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"Hel"}}\n\n'
+    b"event: error\ndata: upstream connect error or disconnect/reset before headers\n\n"
+)
+RESPONSES_THEN_ERROR = (
+    b'event: response.created\ndata: {"type":"response.created","sequence_number":0,'
+    b'"response":{"id":"r","status":"in_progress","output":[]}}\n\n'
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":1,"item_id":"m","output_index":0,"content_index":0,"delta":"Hel"}\n\n'
+    b'event: error\ndata: {"message":"Internal error","code":"server_error"}\n\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "code"),
+    [
+        (ANTHROPIC_THEN_ERROR, "upstream connect error or disconnect/reset before headers", None),
+        (RESPONSES_THEN_ERROR, "Internal error", "server_error"),
+    ],
+    ids=["anthropic", "responses"],
+)
+async def test_an_event_error_that_sse_json_wraps_ends_anthropic_and_responses_streams(
+    body: bytes, message: str, code: str | None
+) -> None:
+    # Found in review: sse_json wrapped such an event as {"error": ...}, which only the Chat
+    # Completions, Gemini and Ollama normalisers read: a cut answer ended as completed.
+    result = await collect(sse_json(Recorder([body])))
+    assert (result.reason, result.text) == ("error", "Hel")
+    assert result.error is not None
+    assert (result.error.message, result.error.code) == (message, code)
+
+
+async def test_sse_json_skips_a_bare_data_line() -> None:
+    # Found in review: a gateway's bare "data:" keep-alive raised JSONDecodeError.
+    body = b'data:\n\ndata: \n\ndata: {"a": 1}\n\n'
+    assert [item async for item in sse_json(Recorder([body]))] == [{"a": 1}]
+
+
+async def test_sse_json_refuses_a_2xx_answer_that_is_not_an_event_stream() -> None:
+    # Found in review: a 200 HTML page (a proxy, a captive portal) or JSON error read as a
+    # stream with no events: the answer ended "completed", empty, with finish reason stop.
+    bodies = {
+        "/html": ("text/html; charset=utf-8", b"<html><body>Sign in to the Wi-Fi</body></html>"),
+        "/json": (
+            "application/json",
+            b'{"error": {"message": "You exceeded your current quota", '
+            b'"type": "insufficient_quota", "code": "insufficient_quota"}}',
+        ),
+        "/sse": ("Text/Event-Stream; charset=utf-8", b'data: {"a": 1}\n\n'),
+    }
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        content_type, body = bodies[scope["path"]]
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with run_uvicorn(app) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            errors = {}
+            for path in ("/html", "/json"):
+                async with client.stream("GET", path) as response:
+                    with pytest.raises(ProviderError) as raised:
+                        [item async for item in sse_json(response)]
+                    errors[path] = (raised.value.message, raised.value.code)
+            async with client.stream("GET", "/sse") as response:
+                items = [item async for item in sse_json(response)]
+    assert errors == {
+        "/html": ("The model provider answered with text/html, not an event stream.",
+                  "not_an_event_stream"),
+        "/json": ("You exceeded your current quota", "insufficient_quota"),
+    }  # fmt: skip
+    assert items == [{"a": 1}]
 
 
 async def test_ndjson_reads_a_last_line_without_newline_and_strips_cr() -> None:
@@ -1263,4 +1347,56 @@ async def test_langchain_chunks_fed_directly() -> None:
         ToolCall(0, "toolu_01", "get_weather", '{"city": "서울"}'),
         Finish("tool_calls", "tool_use"),
         Usage(12, 30, 42, 8),
+    ]
+
+
+def _chat_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _tool_fragment(**fields: Any) -> dict[str, Any]:
+    return _chat_chunk({"tool_calls": [fields]})
+
+
+async def test_chat_tool_call_fragments_without_index_or_with_a_reused_index() -> None:
+    # Found in review: fragments were matched by index alone. Argument pieces without an index
+    # after the first (Ollama, Gemini's OpenAI endpoint) became nameless calls, and a second
+    # call given index 0 again with its own id (vLLM-style parsers) was glued onto the first.
+    async def chunks(*items: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for item in items:
+            yield item
+
+    def weather(**first: Any) -> dict[str, Any]:
+        return _tool_fragment(
+            **first, type="function", function={"name": "get_weather", "arguments": ""}
+        )
+
+    continued = await collect(
+        chunks(
+            weather(index=0, id="call_1"),
+            _tool_fragment(function={"arguments": '{"city":'}),
+            _tool_fragment(function={"arguments": '"Paris"}'}),
+            _chat_chunk({}, "tool_calls"),
+        )
+    )
+    reused = await collect(
+        chunks(
+            _tool_fragment(
+                index=0, id="call_a", type="function", function={"name": "add", "arguments": ""}
+            ),
+            _tool_fragment(index=0, function={"arguments": '{"a":2}'}),
+            weather(index=0, id="call_b"),
+            _tool_fragment(index=0, function={"arguments": '{"city":"Tokyo"}'}),
+            _chat_chunk({}, "tool_calls"),
+        )
+    )
+    assert [(c.index, c.id, c.name, c.arguments) for c in continued.tool_calls] == [
+        (0, "call_1", "get_weather", '{"city":"Paris"}')
+    ]
+    assert [(c.index, c.id, c.name, c.arguments) for c in reused.tool_calls] == [
+        (0, "call_a", "add", '{"a":2}'),
+        (1, "call_b", "get_weather", '{"city":"Tokyo"}'),
     ]

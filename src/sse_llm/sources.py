@@ -96,6 +96,14 @@ async def http_error(response: ByteSource) -> ProviderError | None:
     status = getattr(response, "status_code", None)
     if not isinstance(status, int) or 200 <= status < 300:
         return None
+    return await _body_error(
+        response, f"The model provider answered with HTTP status {status}.", str(status)
+    )
+
+
+async def _body_error(response: ByteSource, message: str, code: str) -> ProviderError:
+    """The provider's error read off the first :data:`ERROR_BODY_LIMIT` bytes of a body that
+    is not the stream (its JSON error's message and code), else ``message`` and ``code``."""
     body = bytearray()
     chunks = response.aiter_bytes() if isinstance(response, HTTPResponse) else None
     if chunks is not None:
@@ -107,11 +115,8 @@ async def http_error(response: ByteSource) -> ProviderError | None:
         payload: Any = json.loads(bytes(body[:ERROR_BODY_LIMIT]))
     except ValueError:
         payload = None
-    message, code = error_fields(payload)
-    return ProviderError(
-        message or f"The model provider answered with HTTP status {status}.",
-        code or str(status),
-    )
+    found_message, found_code = error_fields(payload)
+    return ProviderError(found_message or message, found_code or code)
 
 
 async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator[Any]:
@@ -122,23 +127,38 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
     stream ends at a ``data:`` equal to ``done`` (OpenAI's ``[DONE]``; pass ``done=""`` to
     read on) or when the body ends (Gemini, Anthropic and the Responses API send no
     terminator). An ``event: error`` (Groq, Anthropic) is surfaced as an error object for the
-    provider normaliser: its payload is yielded as is when it already reads as an error
-    (``{"error": ...}`` or ``"type": "error"``), otherwise wrapped as ``{"error": payload}``.
+    provider normaliser: its payload is yielded with ``"type": "error"`` added when it already
+    reads as an error (``{"error": ...}`` or ``"type": "error"``), otherwise wrapped as
+    ``{"type": "error", "error": payload}``.
 
     Raises:
-        ProviderError: the response status is not 2xx (see :func:`http_error`).
+        ProviderError: the response status is not 2xx (see :func:`http_error`), or a 2xx
+            response's ``Content-Type`` is not ``text/event-stream`` (a proxy's or captive
+            portal's page, a JSON error, a whole completion from a server that ignored
+            ``stream``): the provider's JSON error if the body is one, else a message naming
+            the type (code ``not_an_event_stream``).
         ValueError: a ``data:`` payload is not JSON (``json.JSONDecodeError``).
     """
     try:
         error = await http_error(source)
         if error is not None:
             raise error
+        content_type = _content_type(source)
+        if content_type is not None and _media_type(content_type) != "text/event-stream":
+            raise await _body_error(
+                source,
+                f"The model provider answered with {_media_type(content_type) or 'no type'}, "
+                "not an event stream.",
+                "not_an_event_stream",
+            )
         decoder = SSEDecoder()
         async for chunk in _chunks(source):
             for item in decoder.feed(chunk):
                 if type(item) is not ServerSentEvent:
                     continue  # a comment (keep-alive)
                 data = item.data
+                if not data.strip():
+                    continue  # a bare "data:" (a gateway's keep-alive)
                 if done and data.strip() == done:
                     return
                 if item.event == "error":
@@ -431,13 +451,28 @@ def _chunks(source: ByteSource) -> AsyncIterator[bytes]:
 
 
 def _error_payload(data: str) -> Any:
+    # Shaped as both families read an error: a top-level "error" (Chat Completions, Gemini,
+    # Ollama) and "type": "error" (Anthropic, the Responses API).
     try:
         payload: Any = json.loads(data)
     except ValueError:
-        return {"error": {"message": data}}
+        return {"type": "error", "error": {"message": data}}
     if isinstance(payload, dict) and (payload.get("error") or payload.get("type") == "error"):
-        return payload
-    return {"error": payload}
+        return payload if "type" in payload else {"type": "error", **payload}
+    return {"type": "error", "error": payload}
+
+
+def _content_type(source: ByteSource) -> str | None:
+    """A response's ``Content-Type`` (``""`` if it has none); ``None`` for a plain byte
+    iterable, which has no headers."""
+    headers = getattr(source, "headers", None)
+    if headers is None or not isinstance(getattr(source, "status_code", None), int):
+        return None
+    return str(headers.get("content-type", ""))
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
 
 
 async def _close(source: ByteSource) -> None:

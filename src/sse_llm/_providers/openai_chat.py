@@ -216,6 +216,8 @@ class Normalizer:
     def __init__(self, *, choice: int | None = None) -> None:
         self._choice = choice
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument fragments]]
+        self._call_keys: dict[int, int] = {}  # a reused provider index -> its newest call's
+        self._last_call: int | None = None  # the call the last fragment went to
         self._usage: dict[str, Any] = {}
         self._finished = False  # OpenRouter repeats finish_reason on its trailing usage chunk
         self._failed = False
@@ -312,21 +314,52 @@ class Normalizer:
         return out
 
     def _tool_call_fragment(self, call: Mapping[str, Any]) -> ToolCallDelta:
-        index = call.get("index")
-        if index is None:
-            index = len(self._calls)
         function = call.get("function") or {}
+        call_id = call.get("id") or ""
+        name = function.get("name") or ""
         arguments = function.get("arguments") or ""
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, ensure_ascii=False)
+        index = self._call_index(call.get("index"), call_id, name)
         state = self._calls.get(index)
         if state is None:
-            state = self._calls[index] = [call.get("id") or "", function.get("name") or "", []]
+            state = self._calls[index] = [call_id, name, []]
         else:
-            state[0] = state[0] or call.get("id") or ""
-            state[1] = state[1] or function.get("name") or ""
+            state[0] = state[0] or call_id
+            state[1] = state[1] or name
         state[2].append(arguments)
         return ToolCallDelta(index, state[0], state[1], arguments)
+
+    def _call_index(self, index: Any, call_id: str, name: str) -> int:
+        """Which call a fragment belongs to. OpenAI gives every fragment the call's ``index``
+        and only the first its ``id`` and name (API reference, the chat completion chunk
+        object). Compatible servers differ: some leave ``index`` out of the argument pieces
+        after the first (Ollama, Gemini's OpenAI endpoint), Mistral sends whole calls with
+        no index, and some parsers (vLLM-style) give every call index 0, each with its own
+        id. A fragment that brings another id than its index's call starts a call of its own;
+        one with neither index, id nor name continues the last call."""
+        calls = self._calls
+        provider_index: int | None = None
+        if isinstance(index, int):
+            key = self._call_keys.get(index, index)
+            known = calls.get(key)
+            if known is None or not call_id or not known[0] or known[0] == call_id:
+                self._last_call = key
+                return key
+            provider_index = index
+        else:
+            if call_id:
+                for key, state in calls.items():
+                    if state[0] == call_id:
+                        self._last_call = key
+                        return key
+            elif not name and self._last_call is not None:
+                return self._last_call
+        key = max(calls, default=-1) + 1
+        if provider_index is not None:
+            self._call_keys[provider_index] = key
+        self._last_call = key
+        return key
 
     def _flush(self) -> list[LLMEvent]:
         calls: list[LLMEvent] = [
@@ -334,6 +367,8 @@ class Normalizer:
             for index, state in sorted(self._calls.items())
         ]
         self._calls.clear()
+        self._call_keys.clear()
+        self._last_call = None
         return calls
 
 
