@@ -863,3 +863,33 @@ def test_a_long_list_or_table_is_not_parsed_whole_at_every_interval(kind: str) -
     # At most ~20,000 characters parsed a second (plus each re-send's parse): linear in time.
     # At every interval it was 10 x the tail a second: 1.1 M characters a second by the end.
     assert renderer.parsed <= 25_000 * clock.now, (renderer.parsed, clock.now)
+
+
+def test_a_long_block_is_shown_whole_within_a_second_of_a_pause() -> None:
+    # Found in review of the bytes budget: during a pause, the end of a long list was held
+    # for its length / 1,000 seconds (45 s for a 47,000-character list: a model thinking for
+    # 30 s showed a cut-off list the whole time).
+    text = "\n".join(f"- item {i}: the server frames every token" for i in range(600))
+    clock = FakeClock()
+    engine = StreamEngine(MarkdownFormat("m", clock=clock))
+    wire = [engine.start()]
+    next_poll = 0.1
+    for token in tokenize(text):
+        clock.now += 0.02
+        while next_poll <= clock.now:
+            wire.append(engine.flush())
+            next_poll += 0.1
+        wire.append(engine.feed(token))
+    paused_at = clock.now
+    shown_whole_after = None
+    while clock.now - paused_at < 5:  # the model thinks; the pump polls flush()
+        clock.now = next_poll
+        next_poll += 0.1
+        wire.append(engine.flush())
+        events = [e for e in SSEDecoder().feed(b"".join(wire)) if isinstance(e, ServerSentEvent)]
+        # The list is one block, still the tail element's content while the stream is open.
+        shown = htmx_view(events, "m").replace('<div id="m-tail" class="sse-llm-tail">', "")
+        if shown.removesuffix("</div>") == MarkdownRenderer().render(text):
+            shown_whole_after = clock.now - paused_at
+            break
+    assert shown_whole_after is not None and shown_whole_after <= 1.2, shown_whole_after

@@ -7,6 +7,7 @@ this module on a free 127.0.0.1 port, no persistence, stopped by PID).
 from __future__ import annotations
 
 import json
+import logging
 import select
 import subprocess
 import sys
@@ -1120,6 +1121,7 @@ async def test_the_cancel_listener_pings_and_resubscribes_after_a_lost_connectio
     redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(sse_llm._resume.redis, "PUBSUB_PING_INTERVAL", 0.3)
+    caplog.set_level(logging.INFO, logger="sse_llm")
     client = redis.asyncio.Redis.from_url(redis_url)
     prefix = f"test-resubscribe-{time.monotonic_ns()}:"
     llm = FakeLLM(ANSWER, delay=0.2)  # 18 s unless cancelled
@@ -1226,3 +1228,60 @@ async def test_a_redis_read_sees_the_last_events_stored_as_it_found_nothing(
     assert found is not None
     assert list(found.records) == [(2, b"two"), (3, b"three")]
     assert found.finished is finish and not found.producer_lost
+
+
+async def test_head_of_a_live_stream_answers_the_headers_at_once() -> None:
+    # Found in review: HEAD tailed a live stream to its end for a body the server throws away.
+    async with StreamHub(MemoryStore()) as hub:
+        llm = FakeLLM(" ".join(f"w{n}" for n in range(500)), delay=0.02)  # 10 s
+        stream_id = await hub.start(llm.stream())
+        with anyio.fail_after(2):
+            head = await run_stream(hub.response(stream_id), method="HEAD")
+            get = await run_stream(hub.response(stream_id), disconnect_after=2)
+        await hub.cancel(stream_id)
+    assert (head.status, head.body, head.complete) == (200, b"", True)
+    assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert get.status == 200 and len(get.events) == 2  # the stream itself was not touched
+
+
+class FailingWatchStore(MemoryStore):
+    """Its cancel subscription is lost after it began, then fails the same way, then another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[Exception] = [
+            ConnectionError("lost"),
+            ConnectionError("refused"),
+            PermissionError("NOAUTH"),
+            PermissionError("NOAUTH"),
+        ]
+        self.watched = anyio.Event()
+
+    async def watch_cancels(
+        self, on_cancel: Callable[[str], None], ready: Callable[[], None]
+    ) -> None:
+        if len(self.failures) == 4:
+            ready()
+        if not self.failures:
+            self.watched.set()
+            await anyio.sleep_forever()
+        raise self.failures.pop(0)
+
+
+async def test_the_cancel_listener_logs_each_kind_of_failure_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found in review: logging an outage once hid a later failure of another kind for good.
+    store = FailingWatchStore()
+    with anyio.fail_after(10):
+        async with StreamHub(store):
+            await store.watched.wait()
+    logged = [
+        (r.levelname, r.exc_info[1] if r.exc_info else None)
+        for r in caplog.records
+        if "stream cancel requests" in r.getMessage()
+    ]
+    assert [(level, type(exc)) for level, exc in logged] == [
+        ("ERROR", ConnectionError),
+        ("ERROR", PermissionError),
+    ]

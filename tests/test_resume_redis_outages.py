@@ -15,6 +15,7 @@ refusing one client's commands (an ACL), under hubs that stand for two processes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -362,6 +363,7 @@ async def test_a_redis_outage_logs_the_cancel_listener_failure_once_then_its_ret
 ) -> None:
     # Found in review: the cancel listener retries every second and logged a whole
     # traceback each time, one a second per worker for as long as Redis was down.
+    caplog.set_level(logging.INFO, logger="sse_llm")
     with redis_server(tmp_path) as server:
         client = redis.asyncio.Redis.from_url(server.url)
         try:

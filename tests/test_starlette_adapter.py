@@ -455,3 +455,68 @@ async def test_async_handlers_run_on_the_loop_and_sync_ones_in_a_worker_thread()
     for name in ("coroutine", "partial", "object", "generator"):
         assert seen[name] == main, name  # on the loop, no thread hop
     assert seen["lambda"] == main  # the coroutine it returned ran on the loop
+
+
+def test_head_sends_the_headers_alone_and_closes_the_source_unread() -> None:
+    # Found in review: HEAD (which Starlette adds to every GET route) ran the whole stream for
+    # a body the server throws away: the model billed to its end, and a kept-alive
+    # connection's next request waited for it.
+    upstream = UpstreamStream()  # endless, as a model that is never stopped
+    results: list[StreamResult] = []
+    hooked = threading.Event()
+
+    def hook(result: StreamResult) -> None:
+        results.append(result)
+        hooked.set()
+
+    async def stream(request: Request) -> SSEResponse:
+        return SSEResponse(upstream, on_complete=hook)
+
+    app = Starlette(routes=[Route("/stream", stream), Route("/ping", _ping)])
+    with run_uvicorn(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        head = client.head("/stream")
+        assert hooked.wait(5), "the stream did not end"
+        next_request = client.get("/ping")  # the same kept-alive connection
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert next_request.text == "pong" and next_request.elapsed.total_seconds() < 1.0
+    assert upstream.closed == 1
+    assert [(r.reason, r.text, r.events_sent) for r in results] == [("disconnected", "", 0)]
+
+
+async def _ping(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("pong")
+
+
+def test_a_generator_view_may_read_the_request_body() -> None:
+    # Found in review: a generator view runs once the response has started, while the pump
+    # waits on receive() for the client to leave: a body it read then raced the pump (the
+    # request hung, or read an empty body and ended in an internal error).
+    @sse(heartbeat=None)
+    async def chat(request: Request) -> AsyncIterator[str]:
+        body = await request.json()
+        yield f"you said {body['prompt']}"
+
+    async def handler(request: Request) -> AsyncIterator[str]:
+        yield (await request.body()).decode()
+
+    app = Starlette(
+        routes=[
+            Route("/chat", chat, methods=["POST"]),
+            Route("/endpoint", SSEEndpoint(handler, methods=["POST"])),
+        ]
+    )
+    answers = []
+    with run_uvicorn(app) as base, httpx.Client(base_url=base, timeout=5) as client:
+        for n in range(5):  # the race went either way from one request to the next
+            for path, request in (("/chat", {"json": {"prompt": f"hi {n}"}}),
+                                  ("/endpoint", {"content": f"raw {n}".encode()})):  # fmt: skip
+                body = client.post(path, **request).content
+                events = [e for e in SSEDecoder().feed(body) if type(e) is ServerSentEvent]
+                answers.append([(e.event, e.data) for e in events if e.event != "done"])
+                assert events[-1].event == "done", events
+    assert answers == [
+        [("delta", json.dumps({"text": text}, separators=(",", ":")))]
+        for n in range(5)
+        for text in (f"you said hi {n}", f"raw {n}")
+    ]

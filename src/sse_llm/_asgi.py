@@ -65,9 +65,25 @@ class EventStream:
         engine = config.engine()
         pump = Pump(self.source, engine, config, send, asgi=True, inline=inline_for(scope))
         if await start_response(pump, self.status_code, self.headers, send):
+            if scope.get("method") == "HEAD":
+                await end_head(pump, send)
+                return
             result = await pump.run(receive)
             if result.reason == "timeout":
                 await outlast_a_stuck_client(receive, config.send_timeout)
+
+
+async def end_head(pump: Pump, send: Send) -> None:
+    """Answer a ``HEAD`` request with the headers alone (RFC 9110 §9.3.2): the source is
+    closed unread and the hook run (reason ``disconnected``, no text). Streaming it would
+    run the model to its end for a body the server throws away, and hold a kept-alive
+    connection meanwhile."""
+    try:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        pass  # ASGI 2.4: the client is already gone
+    finally:
+        await pump.abandon("disconnected")
 
 
 async def outlast_a_stuck_client(receive: Receive, seconds: float | None) -> None:

@@ -12,7 +12,8 @@ first, as ``EventSource`` checks it (WHATWG HTML §9.2.3): ``200`` with a ``text
 media type is read; ``204 No Content`` (a server telling a client to stop reconnecting, such as
 a finished resumable stream) has no events; anything else raises
 :class:`~sse_llm.NotEventStreamError` before a byte is read, so that an error page is not
-taken for an empty answer.
+taken for an empty answer. To read a body whatever its headers, pass its bytes
+(``aiter_events(response.aiter_bytes())``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _has_events(response: object) -> bool:
     """
     status = getattr(response, "status_code", None)
     headers = getattr(response, "headers", None)
-    if type(status) is not int or headers is None:
+    if not isinstance(status, int) or headers is None:
         return True  # a byte iterable, not a response
     if status == 204:
         return False

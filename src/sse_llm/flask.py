@@ -95,9 +95,10 @@ class _Loop:
             context, portal = self.context, self.portal
             self.context = self.portal = None
         if context is not None and portal is not None and self.pid == os.getpid():
-            # At exit (atexit: Ctrl+C on `flask run`, a worker's end) without
-            # graceful_shutdown: end the open streams (each sends its shutdown event, closes
-            # its source, runs its hook) rather than wait for their send_timeout, or forever.
+            # At the interpreter's exit (Ctrl+C on `flask run`) without graceful_shutdown: end
+            # the open streams (each sends its shutdown event and runs its hook; a sync source
+            # caught in next() is closed only when that returns) rather than wait for their
+            # send_timeout, or forever.
             with contextlib.suppress(Exception):
                 portal.call(self._end_streams)
             context.__exit__(None, None, None)

@@ -140,6 +140,16 @@ class ResumeResponse(_StreamResponse):
         super().__init__(self.stream, self.stream.headers, 200, background)
 
 
+async def _read_body_first(request: Request) -> None:
+    """Read a request's body now, if it has one (Starlette keeps it for ``request.json()``,
+    ``form()``, ``stream()``). A generator view runs once the response has started, while the
+    pump waits on ``receive`` for the client to leave: a body read then would race the pump
+    for the body messages (a request that hangs, or an empty body)."""
+    headers = request.headers
+    if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+        await request.body()
+
+
 @overload
 def sse(view: Callable[P, AsyncIterable[Any]], /) -> Callable[P, Awaitable[Response]]: ...
 
@@ -175,6 +185,11 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
         is_generator = check_view(func)
 
         async def endpoint(*args: Any, **kwargs: Any) -> Response:
+            if is_generator:
+                for value in (*args, *kwargs.values()):
+                    if isinstance(value, Request):
+                        await _read_body_first(value)
+                        break
             source = await source_of(func, is_generator, *args, **kwargs)
             if isinstance(source, Response):
                 return source
@@ -249,6 +264,7 @@ class SSEEndpoint:
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
+        await _read_body_first(request)
         try:
             source = await call_handler(self.handler, request)
         except HTTPException as exc:

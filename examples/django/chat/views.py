@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,9 @@ from .models import Conversation, Message
 MAX_PROMPT = 4000  # characters
 COOKIE = "conversation"
 MARKDOWN = MarkdownRenderer()
-#: The OpenAI clients of each event loop, by (API key, base URL); see answer().
-_CLIENTS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str | None], Any]
-] = weakref.WeakKeyDictionary()
+#: The OpenAI clients of each event loop, by (API key, base URL); see answer(). A server
+#: process runs one loop, so this holds one entry (a client keeps its loop alive).
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[tuple[str, str | None], Any]] = {}
 STATUS_BY_REASON = {
     "completed": Message.COMPLETED,
     "disconnected": Message.STOPPED,

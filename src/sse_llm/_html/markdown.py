@@ -50,6 +50,9 @@ _TAIL_CHARS_PER_SECOND = 1000.0
 #: of a core). A long list or table is one growing block: parsed whole at every interval, it
 #: cost CPU with the square of its length (21 s for an 800-row list streamed in 128 s).
 _PARSE_CHARS_PER_SECOND = 20_000.0
+#: Markdown mode: seconds of silence after which held text is shown whatever the bytes budget
+#: (a model that stops to think or to run a tool, not one that is merely slow).
+_LONG_PAUSE = 1.0
 
 
 class _MarkdownWriter(FragmentWriter):
@@ -88,14 +91,16 @@ class _MarkdownWriter(FragmentWriter):
         return self.render(force=False) if self.due() else NOTHING
 
     def flush(self) -> Units:
-        # The pump polls this every ``interval`` even while deltas flow; a model that has been
-        # silent for an interval gets its held text shown without the ``refresh`` wait, still
-        # within the tail's bytes budget: a slow model pauses between every two chunks.
+        # The pump polls this every ``interval`` even while deltas flow. A model silent for an
+        # interval gets its held text shown without the ``refresh`` wait, within the tail's
+        # bytes budget (a slow model pauses between every two chunks); one silent for a
+        # second (thinking, a tool call) gets it shown whatever the budget.
         if not self.due():
             return NOTHING
-        return self.render(
-            force=False, paused=self.fmt.clock() - self.last_text >= self.fmt.interval
-        )
+        silent = self.fmt.clock() - self.last_text
+        if silent >= _LONG_PAUSE:
+            return self.render(force=True)
+        return self.render(force=False, paused=silent >= self.fmt.interval)
 
     def drain(self) -> Units:
         return self.render(force=True)
@@ -136,7 +141,10 @@ class _MarkdownWriter(FragmentWriter):
         if not worth:
             if "\n" not in text[self.offset :] and "\r" not in text[self.offset :]:
                 return NOTHING  # one line is one block: nothing can settle, no need to parse
-            if now - self.parsed_at < (len(text) - self.offset) / _PARSE_CHARS_PER_SECOND:
+            if (
+                self.fmt.interval  # interval=0 asked for a render at every delta
+                and now - self.parsed_at < (len(text) - self.offset) / _PARSE_CHARS_PER_SECOND
+            ):
                 return NOTHING  # a long tail: whether a block settled can wait a little
         self.parsed_at = now
         self.dirty = False
@@ -242,10 +250,11 @@ class MarkdownFormat(FormatOptions):
     Text held back is sent when the model pauses for an interval (the pump's flush hook,
     within about two intervals; for a tail longer than ``interval`` x 1,000 characters, once
     its length / 1,000 seconds have passed since its last re-send, so that a slow model, which
-    pauses between every two chunks, is not sent the whole tail per chunk) and in the last
-    event. Between re-sends the tail is parsed (to see whether a block settled) at most every
-    its length / 20,000 seconds, so a long list or table, one growing block, costs CPU linear
-    in time (about 2% of a core), not with the square of its length.
+    pauses between every two chunks, is not sent the whole tail per chunk), after a second of
+    silence whatever its length, and in the last event. Between re-sends the tail is parsed
+    (to see whether a block settled) at most every its length / 20,000 seconds (unless
+    ``interval=0``), so a long list or table, one growing block, costs CPU linear in time
+    (about 2% of a core), not with the square of its length.
 
     Newlines in fragments are sent as ``&#10;`` (one ``data:`` line per built-in fragment; a
     ``prelude`` is sent as written) and the HTML is compact (no newlines between block tags,

@@ -224,13 +224,15 @@ class StreamHub:
 
     async def _listen_for_cancels(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
-        failing = False  # since the last subscription: an outage is logged once, not per retry
+        # The kind of failure since the last subscription: an outage is logged once, not per
+        # retry, and again only if it fails in another way.
+        failing: type[BaseException] | None = None
 
         def ready() -> None:
             nonlocal started, failing
-            if failing:
-                failing = False
-                logger.warning("watching for stream cancel requests again")
+            if failing is not None:
+                failing = None
+                logger.info("watching for stream cancel requests again")
             if not started:
                 started = True
                 task_status.started()
@@ -238,11 +240,11 @@ class StreamHub:
         while True:
             try:
                 await self.store.watch_cancels(self._cancel_requested, ready)
-            except Exception:
+            except Exception as exc:
                 if not started:
                     raise  # the store is unreachable at startup: fail loudly
-                if not failing:
-                    failing = True
+                if type(exc) is not failing:
+                    failing = type(exc)
                     logger.exception(
                         "watching for stream cancel requests failed; retrying every second"
                     )

@@ -334,6 +334,17 @@ class ResumeStream:
             return
         stream_id, after = position
         stream_meta = _decode_meta(meta)
+        if scope.get("method") == "HEAD":  # the headers alone (RFC 9110 §9.3.2)
+            with contextlib.suppress(OSError):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": self._headers(stream_meta.headers),
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         config = Config(
             _StoredFormat(stream_meta.keepalive),
             heartbeat=self.config.heartbeat,

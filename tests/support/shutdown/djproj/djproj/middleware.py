@@ -12,8 +12,8 @@ SLOW_PATH = "/slow-middleware"
 def slow_response(
     get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]],
 ) -> Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
-    """On SLOW_PATH, a second's work after the view returned (a session save, a sync
-    middleware's thread hop): a client may leave before Django sends anything."""
+    """On SLOW_PATH, a second's work after the view returned (an async middleware's awaited
+    work, a session save): a client may leave before Django sends anything."""
 
     async def middleware(request: HttpRequest) -> HttpResponseBase:
         response = await get_response(request)

@@ -12,6 +12,12 @@ async def stream(request: HttpRequest) -> SSEResponse:
     return SSEResponse(tokens(), request=request, on_complete=hook)
 
 
+async def slow_middleware_stream(request: HttpRequest) -> SSEResponse:
+    response = SSEResponse(tokens(), request=request, on_complete=hook)
+    record("view-returned")  # the test leaves only once the response exists
+    return response
+
+
 async def flood_tokens() -> AsyncIterator[str]:
     """64 KiB tokens as fast as they are taken: a client that stops reading fills every buffer
     between it and Django's send, which then waits."""
@@ -43,7 +49,7 @@ async def ping(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("stream", stream),
-    path("slow-middleware", stream),
+    path("slow-middleware", slow_middleware_stream),
     path("flood", flood),
     path("thinking", thinking),
     path("ping", ping),
