@@ -1055,6 +1055,7 @@ async def test_sse_json_refuses_a_2xx_answer_that_is_not_an_event_stream() -> No
             b'"type": "insufficient_quota", "code": "insufficient_quota"}}',
         ),
         "/sse": ("Text/Event-Stream; charset=utf-8", b'data: {"a": 1}\n\n'),
+        "/mislabelled": ("application/octet-stream", b'data: {"b": 2}\n\n'),  # still a stream
     }
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -1073,14 +1074,16 @@ async def test_sse_json_refuses_a_2xx_answer_that_is_not_an_event_stream() -> No
                     with pytest.raises(ProviderError) as raised:
                         [item async for item in sse_json(response)]
                     errors[path] = (raised.value.message, raised.value.code)
-            async with client.stream("GET", "/sse") as response:
-                items = [item async for item in sse_json(response)]
+            items = []
+            for path in ("/sse", "/mislabelled"):
+                async with client.stream("GET", path) as response:
+                    items += [item async for item in sse_json(response)]
     assert errors == {
         "/html": ("The model provider answered with text/html, not an event stream.",
                   "not_an_event_stream"),
         "/json": ("You exceeded your current quota", "insufficient_quota"),
     }  # fmt: skip
-    assert items == [{"a": 1}]
+    assert items == [{"a": 1}, {"b": 2}]
 
 
 async def test_ndjson_reads_a_last_line_without_newline_and_strips_cr() -> None:

@@ -104,7 +104,7 @@ class _Loop:
             context.__exit__(None, None, None)
 
     def _end_streams(self) -> None:
-        for pump in self.pumps:
+        for pump in list(self.pumps):  # a copy: ended pumps leave the set
             pump.end("shutdown")
 
 

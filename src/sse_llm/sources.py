@@ -96,14 +96,6 @@ async def http_error(response: ByteSource) -> ProviderError | None:
     status = getattr(response, "status_code", None)
     if not isinstance(status, int) or 200 <= status < 300:
         return None
-    return await _body_error(
-        response, f"The model provider answered with HTTP status {status}.", str(status)
-    )
-
-
-async def _body_error(response: ByteSource, message: str, code: str) -> ProviderError:
-    """The provider's error read off the first :data:`ERROR_BODY_LIMIT` bytes of a body that
-    is not the stream (its JSON error's message and code), else ``message`` and ``code``."""
     body = bytearray()
     chunks = response.aiter_bytes() if isinstance(response, HTTPResponse) else None
     if chunks is not None:
@@ -111,8 +103,16 @@ async def _body_error(response: ByteSource, message: str, code: str) -> Provider
             body += chunk
             if len(body) >= ERROR_BODY_LIMIT:
                 break
+    return _body_error(
+        bytes(body), f"The model provider answered with HTTP status {status}.", str(status)
+    )
+
+
+def _body_error(body: bytes, message: str, code: str) -> ProviderError:
+    """The provider's error in the first :data:`ERROR_BODY_LIMIT` bytes of a body that is not
+    the stream (its JSON error's message and code), else ``message`` and ``code``."""
     try:
-        payload: Any = json.loads(bytes(body[:ERROR_BODY_LIMIT]))
+        payload: Any = json.loads(body[:ERROR_BODY_LIMIT])
     except ValueError:
         payload = None
     found_message, found_code = error_fields(payload)
@@ -133,10 +133,11 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
 
     Raises:
         ProviderError: the response status is not 2xx (see :func:`http_error`), or a 2xx
-            response's ``Content-Type`` is not ``text/event-stream`` (a proxy's or captive
-            portal's page, a JSON error, a whole completion from a server that ignored
-            ``stream``): the provider's JSON error if the body is one, else a message naming
-            the type (code ``not_an_event_stream``).
+            response not labelled ``text/event-stream`` ended with no event in a body that
+            is not blank (a proxy's or captive portal's page, a JSON error, a whole
+            completion from a server that ignored ``stream``): the provider's JSON error if
+            the body is one, else a message naming the type (code ``not_an_event_stream``).
+            A stream served under another type is read as a stream.
         ValueError: a ``data:`` payload is not JSON (``json.JSONDecodeError``).
     """
     try:
@@ -144,18 +145,17 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
         if error is not None:
             raise error
         content_type = _content_type(source)
-        if content_type is not None and _media_type(content_type) != "text/event-stream":
-            raise await _body_error(
-                source,
-                f"The model provider answered with {_media_type(content_type) or 'no type'}, "
-                "not an event stream.",
-                "not_an_event_stream",
-            )
+        labelled = content_type is None or _media_type(content_type) == "text/event-stream"
+        head = bytearray()  # the body's start, kept until an event comes (an error page's)
+        seen = False
         decoder = SSEDecoder()
         async for chunk in _chunks(source):
+            if not seen and len(head) < ERROR_BODY_LIMIT:
+                head += chunk
             for item in decoder.feed(chunk):
                 if type(item) is not ServerSentEvent:
                     continue  # a comment (keep-alive)
+                seen = True
                 data = item.data
                 if not data.strip():
                     continue  # a bare "data:" (a gateway's keep-alive)
@@ -166,6 +166,14 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
                 else:
                     yield json.loads(data)
         decoder.close()
+        if not seen and not labelled and bytes(head).strip():
+            # Not labelled a stream and none in it: a page or a JSON error, not an answer.
+            media_type = _media_type(content_type or "") or "no type"
+            raise _body_error(
+                bytes(head),
+                f"The model provider answered with {media_type}, not an event stream.",
+                "not_an_event_stream",
+            )
     finally:
         await _close(source)
 
