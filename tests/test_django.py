@@ -662,3 +662,24 @@ def test_the_demo_restreams_an_openai_server_over_one_kept_connection(
     assert [r.body["messages"][0]["content"] for r in asked] == ["one", "two", "three"]
     assert all(r.file == recording for r in asked)
     assert len({r.client for r in asked}) == 1, [r.client for r in asked]  # one connection
+
+
+def test_head_gets_the_headers_alone_and_ends_the_stream(tmp_path: Path) -> None:
+    # Found in review (of the ASGI bindings): HEAD ran the model to its end for a body the
+    # server throws away, and a kept-alive connection's next request waited for it.
+    port = free_port()
+    hook_log = tmp_path / "hooks.log"
+    server = start_shutdown_djproj("uvicorn", port, hook_log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            head = client.head("/stream")
+            lines, took = wait_for_hook(hook_log, 5)
+            ping = client.get("/ping")  # the same kept-alive connection
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+    hooks = [" ".join(line.split()[:3]) for line in lines if line.startswith("hook")]
+    assert hooks == ["hook disconnected 0"], (lines, output)
+    assert took < 1.0 and ping.text == "pong", (took, output)

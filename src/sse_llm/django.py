@@ -94,7 +94,9 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
     Args:
         source: what to stream, as for :class:`sse_llm.EventStream` (an awaitable of a
             source too).
-        request: the view's request; when given, a WSGI request raises at once.
+        request: the view's request; when given, a WSGI request raises at once, and a
+            ``HEAD`` request gets the headers alone (the source closed unread, the hook run
+            with reason ``disconnected``).
         status: the HTTP status (Django's name for it).
         **options: :class:`~sse_llm.StreamOptions` (``format``, ``heartbeat`` in seconds,
             ``send_timeout``, ``close_timeout``, ``on_complete``, ``shutdown``, ``headers``,
@@ -124,6 +126,9 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
         check_source(source, "SSEResponse")
         config = resolve(options, binding="SSEResponse")
         body = _Body(source, config)
+        # HEAD: the headers alone (RFC 9110 §9.3.2), not the model run to its end for a body
+        # the server throws away. Known only from the request.
+        body.head = request is not None and request.method == "HEAD"
         super().__init__(body, status=status)
         try:
             view = asyncio.current_task()
@@ -156,7 +161,7 @@ class _Body:
     would cost an event, a receiver and two checkpoints.
     """
 
-    __slots__ = ("_ended", "_gone", "_parked", "_reader", "config", "source", "task")
+    __slots__ = ("_ended", "_gone", "_parked", "_reader", "config", "head", "source", "task")
 
     def __init__(self, source: Source | Awaitable[Source], config: Config) -> None:
         self.source = source
@@ -168,11 +173,17 @@ class _Body:
         self._parked: tuple[Units, asyncio.Future[None]] | None = None
         self._ended = False  # the pump sent its last units (or failed)
         self._gone: asyncio.Future[None] | None = None  # done once the reader has left
+        self.head = False  # a HEAD request's: no body, the source closed unread
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
+        if self.task is None and self.head:
+            self._ended = True
+            self.task = asyncio.get_running_loop().create_task(self._abandon())
+            await asyncio.shield(self.task)
+            raise StopAsyncIteration
         if self.task is None:
             # The task outlives each __anext__ call, so it cannot belong to a task group here.
             loop = asyncio.get_running_loop()
