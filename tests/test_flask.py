@@ -124,7 +124,7 @@ def base_url(backend: Backend) -> Iterator[str]:
 
     @app.get("/closable")
     def closable() -> Any:
-        return sse_response(backend.closable_source())
+        return sse_response(backend.closable_source(), on_complete=hook)
 
     @app.get("/failing")
     def failing() -> Any:
@@ -270,6 +270,8 @@ def test_a_response_that_is_never_read_still_closes_its_source(
         response = client.head(base_url + "/closable")
     assert response.status_code == 200
     assert backend.closed.wait(WAIT)
+    _wait_results(backend, 1)  # and the hook ran, as under the ASGI bindings
+    assert [(r.reason, r.text) for r in backend.results] == [("disconnected", "")]
 
 
 def test_an_async_source_streams_in_the_json_events_format(base_url: str) -> None:

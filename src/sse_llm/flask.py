@@ -61,7 +61,7 @@ from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump
 from ._result import EndReason
 from ._shutdown import GracefulShutdown
-from ._sources import aclose_source, check_source
+from ._sources import check_source
 from ._types import Source
 
 __all__ = ["SSEResponse", "graceful_shutdown", "sse_response"]
@@ -190,10 +190,19 @@ class _WSGIBody:
 
     def close_unstarted(self) -> None:
         """The server closed the response before reading it (HEAD, an error): close the
-        source that was never iterated."""
+        source that was never iterated and run the hook (reason ``disconnected``), as the
+        ASGI bindings do."""
         if not self.started:
             self.started = True
-            self.loop.get().call(aclose_source, None, self.source)
+            self.loop.get().call(self._abandon)
+
+    async def _abandon(self) -> None:
+        config = self.config
+        await Pump(self.source, config.engine(), config, _unread).abandon("disconnected")
+
+
+async def _unread(units: Units, more: bool) -> None:
+    raise OSError("the response was closed unread")  # abandon() sends nothing: never called
 
 
 class SSEResponse(Response):
