@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 from flask import Flask
 
@@ -13,6 +15,12 @@ from tests.support.shutdown.common import hook, sync_tokens, tokens
 app = Flask(__name__)
 if not os.environ.get("SSE_LLM_TEST_NO_GRACEFUL"):
     graceful_shutdown(app)
+elif threading.current_thread() is threading.main_thread():
+    # Ctrl+C as in a terminal, whatever the test process handed down: a SIGINT it ignores
+    # (or blocks) is ignored (or blocked) in its children too, and Python then installs no
+    # KeyboardInterrupt handler.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @app.get("/stream")
