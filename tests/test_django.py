@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -567,6 +568,27 @@ def test_the_headers_go_out_at_once_while_the_model_thinks(server: str, tmp_path
     assert events[0] == ServerSentEvent('{"text":"answer"}', event="delta")
 
 
+@dataclass
+class DjangoServer:
+    """tests/support/shutdown/djproj under uvicorn: its port, its hook log, and (once it has
+    stopped) its output."""
+
+    port: int
+    hook_log: Path
+    output: str = ""
+
+
+@contextlib.contextmanager
+def djproj_under_uvicorn(tmp_path: Path) -> Iterator[DjangoServer]:
+    served = DjangoServer(free_port(), tmp_path / "hooks.log")
+    process = start_shutdown_djproj("uvicorn", served.port, served.hook_log)
+    try:
+        yield served
+    finally:
+        process.terminate()
+        served.output = process.communicate(timeout=20)[0]
+
+
 def wait_for_hook(hook_log: Path, seconds: float) -> tuple[list[str], float]:
     """The hook log's lines once a hook ran (or ``seconds`` passed), and how long that took."""
     left = time.monotonic()
@@ -586,25 +608,20 @@ def test_under_uvicorn_a_client_that_stops_reading_then_leaves_ends_the_stream_a
     # flow control; then it leaves. The default send_timeout (30 s) must not be what ends the
     # stream. (uvicorn lets that send return once the connection is lost, so Django's cancel
     # usually lands in the body's __anext__; the test above covers a cancel inside the send.)
-    port = free_port()
-    hook_log = tmp_path / "hooks.log"
-    server = start_shutdown_djproj("uvicorn", port, hook_log)
-    try:
-        sock = socket.create_connection(("127.0.0.1", port))
+    with djproj_under_uvicorn(tmp_path) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         time.sleep(1.5)  # reads nothing more: every buffer fills, Django's send waits
-        assert not hook_log.exists() or "hook" not in hook_log.read_text()
+        log = server.hook_log
+        assert not log.exists() or "hook" not in log.read_text()
         sock.close()  # unread bytes: the kernel resets the connection
-        lines, took = wait_for_hook(hook_log, 10)
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=20)[0]
+        lines, took = wait_for_hook(log, 10)
     hooks = [" ".join(line.split()[:2]) for line in lines if line.startswith("hook")]
-    assert hooks == ["hook disconnected"], (lines, output)
+    assert hooks == ["hook disconnected"], (lines, server.output)
     assert "source-closed" in lines
-    assert took < 2.0, (took, output)
+    assert took < 2.0, (took, server.output)
 
 
 def test_a_client_that_leaves_before_django_sends_anything_still_ends_the_stream(
@@ -615,27 +632,22 @@ def test_a_client_that_leaves_before_django_sends_anything_still_ends_the_stream
     # the source was never closed (an SDK stream kept its upstream request) and the hook never
     # ran. (A sync-only middleware runs the view in a task of its own: not covered, see
     # docs/django.md.)
-    port = free_port()
-    hook_log = tmp_path / "hooks.log"
-    server = start_shutdown_djproj("uvicorn", port, hook_log)
-    try:
-        sock = socket.create_connection(("127.0.0.1", port))
+    with djproj_under_uvicorn(tmp_path) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
         sock.sendall(b"GET /slow-middleware HTTP/1.1\r\nHost: t\r\n\r\n")
-        deadline = time.monotonic() + 5
-        while "view-returned" not in (hook_log.read_text() if hook_log.exists() else ""):
+        log, deadline = server.hook_log, time.monotonic() + 5
+        while "view-returned" not in (log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline, "the view did not run"
             time.sleep(0.01)
         sock.close()  # the view has returned; the middleware is still at work (1 s)
-        lines, took = wait_for_hook(hook_log, 5)
+        lines, took = wait_for_hook(log, 5)
         # The same path, read to its first event: the middleware itself is no trouble.
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/slow-middleware", timeout=10) as r:
+        url = f"http://127.0.0.1:{server.port}/slow-middleware"
+        with httpx.stream("GET", url, timeout=10) as r:
             first = next(iter_events(r))
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=20)[0]
     hooks = [" ".join(line.split()[:3]) for line in lines if line.startswith("hook")]
-    assert hooks == ["hook disconnected 0"], (lines, output)  # no text: the source never ran
-    assert took < 2.0, (took, output)  # the middleware's second, then the cancel
+    assert hooks == ["hook disconnected 0"], (lines, server.output)  # the source never ran
+    assert took < 2.0, (took, server.output)  # the middleware's second, then the cancel
     assert (first.event, first.data) == ("delta", '{"text":"tok0 "}'), first
 
 
@@ -667,19 +679,15 @@ def test_the_demo_restreams_an_openai_server_over_one_kept_connection(
 def test_head_gets_the_headers_alone_and_ends_the_stream(tmp_path: Path) -> None:
     # Found in review (of the ASGI bindings): HEAD ran the model to its end for a body the
     # server throws away, and a kept-alive connection's next request waited for it.
-    port = free_port()
-    hook_log = tmp_path / "hooks.log"
-    server = start_shutdown_djproj("uvicorn", port, hook_log)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            head = client.head("/stream")
-            lines, took = wait_for_hook(hook_log, 5)
-            ping = client.get("/ping")  # the same kept-alive connection
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=20)[0]
+    with (
+        djproj_under_uvicorn(tmp_path) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client,
+    ):
+        head = client.head("/stream")
+        lines, took = wait_for_hook(server.hook_log, 5)
+        ping = client.get("/ping")  # the same kept-alive connection
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
     hooks = [" ".join(line.split()[:3]) for line in lines if line.startswith("hook")]
-    assert hooks == ["hook disconnected 0"], (lines, output)
-    assert took < 1.0 and ping.text == "pong", (took, output)
+    assert hooks == ["hook disconnected 0"], (lines, server.output)
+    assert took < 1.0 and ping.text == "pong", (took, server.output)
