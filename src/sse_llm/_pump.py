@@ -66,7 +66,15 @@ from ._shutdown import GracefulShutdown, current_shutdown
 from ._sources import ThreadedIterator, aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
-__all__ = ["Pump", "SendUnits", "WaitClient", "first_failure", "inline_for", "is_cancellation"]
+__all__ = [
+    "Pump",
+    "SendUnits",
+    "WaitClient",
+    "abandon_unread",
+    "first_failure",
+    "inline_for",
+    "is_cancellation",
+]
 
 logger = logging.getLogger("sse_llm")
 
@@ -747,6 +755,16 @@ def is_cancellation(exc: BaseException, cancelled: tuple[type[BaseException], ..
     if isinstance(exc, BaseExceptionGroup):
         return exc.split(cancelled)[1] is None
     return isinstance(exc, cancelled)
+
+
+async def abandon_unread(source: Any, config: Config) -> StreamResult:
+    """End a response nobody will read (a ``HEAD``, one a server dropped unread) where no
+    pump was made for it: the source closed unread, the hook run (reason ``disconnected``)."""
+    return await Pump(source, config.engine(), config, _never_sends).abandon("disconnected")
+
+
+async def _never_sends(units: Units, more: bool) -> None:
+    raise OSError("the response is not read")  # abandon() sends nothing
 
 
 def first_failure(

@@ -57,7 +57,7 @@ except ModuleNotFoundError as exc:
 from ._exceptions import UnsupportedServerError
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
-from ._pump import Pump
+from ._pump import Pump, abandon_unread
 from ._result import EndReason
 from ._sources import check_source
 from ._types import Source
@@ -233,8 +233,7 @@ class _Body:
             self.task = view.get_loop().create_task(self._abandon())
 
     async def _abandon(self) -> None:
-        config = self.config
-        await Pump(self.source, config.engine(), config, self._send_units).abandon("disconnected")
+        await abandon_unread(self.source, self.config)
 
     def _reader_left(self, reading: asyncio.Task[Any] | None) -> None:
         gone = self._gone

@@ -58,7 +58,7 @@ except ModuleNotFoundError as exc:
 
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
-from ._pump import Pump
+from ._pump import Pump, abandon_unread
 from ._result import EndReason
 from ._shutdown import GracefulShutdown
 from ._sources import check_source
@@ -194,15 +194,7 @@ class _WSGIBody:
         ASGI bindings do."""
         if not self.started:
             self.started = True
-            self.loop.get().call(self._abandon)
-
-    async def _abandon(self) -> None:
-        config = self.config
-        await Pump(self.source, config.engine(), config, _unread).abandon("disconnected")
-
-
-async def _unread(units: Units, more: bool) -> None:
-    raise OSError("the response was closed unread")  # abandon() sends nothing: never called
+            self.loop.get().call(abandon_unread, self.source, self.config)
 
 
 class SSEResponse(Response):

@@ -335,15 +335,7 @@ class ResumeStream:
         stream_id, after = position
         stream_meta = _decode_meta(meta)
         if scope.get("method") == "HEAD":  # the headers alone (RFC 9110 §9.3.2)
-            with contextlib.suppress(OSError):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": self._headers(stream_meta.headers),
-                    }
-                )
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._end_at_once(send, 200, b"", self._headers(stream_meta.headers))
             return
         config = Config(
             _StoredFormat(stream_meta.keepalive),
@@ -391,11 +383,18 @@ class ResumeStream:
         extra_names = {name.lower() for name, _ in self.headers}
         return [h for h in format_headers if h[0] not in extra_names] + self.headers
 
-    async def _end_at_once(self, send: Send, status: int, body: bytes) -> None:
-        if status == 200:  # the headers of a stream of the default format
-            headers = self._headers(response_headers(self.config.format, None))
-        else:
-            headers = self.headers
+    async def _end_at_once(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,  # a HEAD's: the stream's own
+    ) -> None:
+        if headers is None:
+            if status == 200:  # the headers of a stream of the default format
+                headers = self._headers(response_headers(self.config.format, None))
+            else:
+                headers = self.headers
         with contextlib.suppress(OSError):  # ASGI 2.4: the client is already gone
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
