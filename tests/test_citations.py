@@ -586,6 +586,46 @@ def test_responses_failed_tool_and_mcp_call() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("error", "summary"),
+    [
+        # McpToolExecutionError: its content is the tool's own output, never shown
+        (
+            {"type": "mcp_tool_execution_error", "content": [{"text": "SECRET OUTPUT"}]},
+            "mcp_tool_execution_error",
+        ),
+        (
+            {"type": "mcp_protocol_error", "code": -32602, "message": "bad params"},
+            "mcp_protocol_error -32602",
+        ),
+        ({"type": "http_error", "code": 503, "message": "unavailable"}, "http_error 503"),
+    ],
+)
+def test_responses_mcp_error_objects_give_their_kind_and_code_not_the_output(
+    error: dict[str, Any], summary: str
+) -> None:
+    item = {"id": "mcp_2", "type": "mcp_call", "name": "lookup", "arguments": "{}", "error": error}
+    events = run([ev("response.output_item.done", 0, output_index=0, item=item)])
+    assert events[-1] == ToolActivity("mcp_2", "lookup", "failed", summary=summary)
+
+
+def test_responses_image_generation_failure_gives_its_error_code() -> None:
+    item = {
+        "id": "ig_1",
+        "type": "image_generation_call",
+        "status": "failed",
+        "error": {
+            "code": "moderation_blocked",
+            "type": "image_generation_user_error",
+            "message": "x",
+        },
+    }
+    events = run([ev("response.output_item.done", 0, output_index=0, item=item)])
+    assert events[-1] == ToolActivity(
+        "ig_1", "image_generation", "failed", summary="moderation_blocked"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Anthropic: citations_delta, server tools, pause_turn, cache usage
 

@@ -38,6 +38,7 @@ _REGISTRY: list[tuple[Callable[[Any], bool], Factory]] = [
     (openai_responses.matches, lambda choice: openai_responses.Normalizer()),
     (anthropic.matches, lambda choice: anthropic.Normalizer()),
     (openai_chat.matches, lambda choice: openai_chat.Normalizer(choice=choice)),
+    (openai_chat.matches_helper_event, lambda choice: openai_chat.HelperNormalizer(choice=choice)),
     (gemini.matches, lambda choice: gemini.Normalizer(choice=choice)),
     (ollama.matches, lambda choice: ollama.Normalizer()),
     (databricks.matches, lambda choice: databricks.Normalizer()),

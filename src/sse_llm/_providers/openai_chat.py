@@ -36,6 +36,11 @@ Mapped:
   ``prompt_tokens_details.cache_write_tokens``;
 - a chunk with a top-level ``error`` (OpenRouter) -> :class:`ErrorEvent`.
 
+Works with ``chat.completions.create(stream=True)`` and with the ``openai`` SDK's
+``chat.completions.stream()`` helper (:class:`HelperNormalizer`): the chunk of each of its
+``chunk`` events is read, and its derived events (``content.delta``,
+``tool_calls.function.arguments.done`` ...), which repeat the chunks, are ignored.
+
 Several choices (``n > 1``): see :class:`Normalizer`. Chat Completions has no provider-run
 tool events: OpenRouter reports its web search only as a count
 (``usage.server_tool_use_details.web_search_requests``), so no :class:`ToolActivity`.
@@ -120,6 +125,12 @@ def matches(item: Any) -> bool:
     return (
         has_choices and isinstance(kind, str) and (not kind or kind.startswith("chat.completion"))
     )
+
+
+def matches_helper_event(item: Any) -> bool:
+    """The first event of the ``openai`` SDK's ``chat.completions.stream()`` helper: a
+    ``ChunkEvent`` (``type="chunk"``), which carries the raw chunk in ``.chunk``."""
+    return type(item).__name__ == "ChunkEvent" and matches(getattr(item, "chunk", None))
 
 
 def translate(exc: BaseException) -> ProviderError | None:
@@ -370,6 +381,18 @@ class Normalizer:
         self._call_keys.clear()
         self._last_call = None
         return calls
+
+
+class HelperNormalizer(Normalizer):
+    """:class:`Normalizer` for the events of the ``openai`` SDK's ``chat.completions.stream()``
+    (``AsyncChatCompletionStream``, ``ChatCompletionStream``). Each chunk comes first as a
+    ``chunk`` event; the derived events after it repeat that chunk's content and are skipped
+    (source: ``openai/lib/streaming/chat/_events.py``)."""
+
+    def feed(self, item: Any) -> list[LLMEvent]:
+        if getattr(item, "type", None) != "chunk":
+            return []
+        return super().feed(item.chunk)
 
 
 def _typed_parts(parts: list[Any]) -> list[LLMEvent]:

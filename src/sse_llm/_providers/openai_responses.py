@@ -222,8 +222,8 @@ def activity(item: Mapping[str, Any], status: ToolActivityStatus) -> ToolActivit
             status = "failed"
     if status != "started" and item.get("status") in ("failed", "incomplete"):
         status = "failed"
-    if status == "failed" and isinstance(item.get("error"), str):
-        summary = item["error"][:200]
+    if status == "failed":
+        summary = _error_summary(item.get("error")) or summary
     return ToolActivity(
         str(item.get("id") or ""),
         name,
@@ -232,6 +232,27 @@ def activity(item: Mapping[str, Any], status: ToolActivityStatus) -> ToolActivit
         input=arguments or None,
         raw=item,
     )
+
+
+def _error_summary(error: Any) -> str | None:
+    """A failed tool's summary: its error code, never the tool's output.
+
+    ``mcp_call.error`` is an object in the current API (``McpProtocolError`` and ``HTTPError``
+    with an int ``code``, ``McpToolExecutionError`` whose ``content`` is the tool's own output)
+    and was a string before; ``image_generation_call.error`` has a string ``code``
+    (``moderation_blocked``). Source: the ``openai`` SDK's ``mcp_tool_call_error.py`` and
+    ``response_output_item.py`` types.
+    """
+    if isinstance(error, str):
+        return error[:200] or None  # the older form: the provider's message
+    if not isinstance(error, Mapping):
+        return None
+    code, kind = error.get("code"), str_or_none(error.get("type"))
+    if isinstance(code, str) and code:
+        return code[:200]
+    if isinstance(code, int) and not isinstance(code, bool) and kind:
+        return f"{kind} {code}"[:200]
+    return kind[:200] if kind else None
 
 
 class _Call:
