@@ -10,7 +10,7 @@ import anyio
 import flask
 import pytest
 
-from sse_llm import EventStream, StreamOptions
+from sse_llm import EventStream, StreamOptions, collect
 from sse_llm.testing import FakeLLM
 from tests.support.django_demo import django_demo_app
 
@@ -363,6 +363,49 @@ def test_a_source_that_cannot_be_streamed_fails_when_the_response_is_built(
 ) -> None:
     with pytest.raises(TypeError, match="iterable"):
         SOURCE_BINDINGS[binding](source)
+
+
+def _whole_answers() -> list[Any]:
+    """What an SDK call made without ``stream=True`` returns, and a plain dict."""
+    from anthropic.types import Message
+    from openai.types.chat import ChatCompletion
+
+    completion = ChatCompletion.model_validate(
+        {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": []}
+    )
+    message = Message.model_validate(
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "model": "m",
+            "content": [],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+    )
+    return [completion, message, {"data": "hello"}]
+
+
+@pytest.mark.parametrize("binding", SOURCE_BINDINGS)
+@pytest.mark.parametrize("whole", _whole_answers(), ids=lambda w: type(w).__name__)
+def test_a_whole_answer_is_refused_with_a_hint_at_stream_true(binding: str, whole: Any) -> None:
+    """A pydantic model iterates its fields and a dict its keys: a stream of them would be
+    nonsense sent with status 200."""
+    with pytest.raises(TypeError, match=rf"not a whole {type(whole).__name__}.*stream=True"):
+        SOURCE_BINDINGS[binding](whole)
+
+
+def test_none_items_are_skipped_as_a_chunk_without_text() -> None:
+    """``yield chunk.choices[0].delta.content`` yields None for the role and finish chunks."""
+
+    async def tokens() -> Any:
+        for item in [None, "Hel", None, "lo", None]:
+            yield item
+
+    result = anyio.run(collect, tokens())
+    assert (result.reason, result.text) == ("completed", "Hello")
 
 
 def test_every_binding_takes_every_option_that_makes_sense_for_it() -> None:

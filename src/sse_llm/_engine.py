@@ -232,7 +232,7 @@ class StreamEngine:
     def feed_units(self, item: Any) -> Units:
         """One item from the source, as units to send.
 
-        Accepts ``str`` (answer text; ``""`` is skipped), a normalised
+        Accepts ``str`` (answer text; ``""`` and ``None`` are skipped), a normalised
         :data:`~sse_llm.LLMEvent`, a :class:`~sse_llm.ServerSentEvent` or
         :class:`~sse_llm.Comment` (sent as encoded), an ``sse_starlette`` event or a ``dict``
         of SSE fields, or a provider stream chunk (its provider is recognised from the first
@@ -410,6 +410,10 @@ class StreamEngine:
             return (encode(item),)
         if type(item) is Encoded:
             return (item,)
+        if item is None:
+            # What `yield chunk.choices[0].delta.content` gives for a chunk without text
+            # (the role chunk, the finish chunk): nothing to send.
+            return NOTHING
         foreign = _foreign_event(item)
         if foreign is not None:
             return foreign

@@ -63,7 +63,7 @@ from ._options import Config
 from ._providers import translate_exception
 from ._result import EndReason, StreamResult
 from ._shutdown import GracefulShutdown, current_shutdown
-from ._sources import ThreadedIterator, aclose_source, aiter_source
+from ._sources import EnteredStream, ThreadedIterator, aclose_source, aiter_source
 from ._types import ShutdownSignal, Source
 
 __all__ = [
@@ -517,6 +517,8 @@ class Pump:
             logger.exception("closing the stream source failed")
         finally:  # also when close_timeout (or the server) cancelled the wait for the close
             iterator = self._iterator
+            if type(iterator) is EnteredStream:  # a sync SDK helper, read in threads
+                iterator = iterator.iterator
             if type(iterator) is ThreadedIterator and self._shutdown is not None:
                 # A sync source's close still under way in a thread, or left to the thread
                 # still in its next(): a stop's drain waits for it, or the process would exit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -28,7 +28,9 @@ def check_source(source: object, binding: str) -> None:
 
     Raises:
         TypeError: ``source`` is a ``str`` or ``bytes`` (almost always a mistake: the caller
-            meant ``[text]``), or neither an (async) iterable nor an awaitable of one.
+            meant ``[text]``), a mapping or a pydantic model (a whole answer: an SDK call made
+            without ``stream=True``), or neither an (async) iterable, an (async) context
+            manager (an SDK's stream helper) nor an awaitable of one.
     """
     if hasattr(source, "__aiter__"):
         return  # the usual case first: a str or bytes has no __aiter__
@@ -37,7 +39,19 @@ def check_source(source: object, binding: str) -> None:
             f"{binding} needs an iterable of items, not {type(source).__name__}: "
             f"to send one text, pass [text]"
         )
-    if not (hasattr(source, "__iter__") or inspect.isawaitable(source)):
+    if isinstance(source, Mapping) or hasattr(type(source), "model_fields"):
+        # A pydantic model iterates its fields: a ChatCompletion, an Anthropic Message, a
+        # LangChain AIMessage would stream as (name, value) pairs.
+        raise TypeError(
+            f"{binding} needs a stream, not a whole {type(source).__name__}: an SDK call "
+            f"returns a stream only when asked (stream=True); to send one item, pass [item]"
+        )
+    if not (
+        hasattr(source, "__iter__")
+        or inspect.isawaitable(source)
+        or hasattr(source, "__aenter__")
+        or hasattr(source, "__enter__")
+    ):
         raise TypeError(
             f"{binding} needs an (async) iterable source or an awaitable of one, "
             f"not {type(source).__name__}"
@@ -67,9 +81,69 @@ def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> Async
     check_source(source, "a stream")
     if hasattr(source, "__aiter__"):
         return source.__aiter__()
-    if hasattr(source, "__iter__"):
+    if isinstance(source, Iterable):
         return ThreadedIterator(iter(source), limiter, source)
+    if hasattr(source, "__aenter__") or hasattr(source, "__enter__"):
+        return EnteredStream(source, limiter)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
+
+
+class EnteredStream:
+    """The stream an (async) context manager gives, entered when the stream starts and exited
+    when it is closed: an SDK's stream helper handed over unentered
+    (``client.messages.stream(...)``, ``client.chat.completions.stream(...)``,
+    ``client.responses.stream(...)``), whose ``__exit__`` closes the HTTP response. A sync one
+    is entered, read and exited in worker threads, as a sync source is read."""
+
+    def __init__(self, manager: Any, limiter: anyio.CapacityLimiter | None) -> None:
+        self.manager = manager
+        self.limiter = limiter
+        self.stream: Any = None
+        self.iterator: AsyncIterator[Any] | None = None
+        self.entered = False
+
+    def __aiter__(self) -> EnteredStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        iterator = self.iterator
+        if iterator is None:
+            iterator = self.iterator = await self._enter()
+        return await iterator.__anext__()
+
+    async def _enter(self) -> AsyncIterator[Any]:
+        manager = self.manager
+        if hasattr(manager, "__aenter__"):
+            self.stream = await manager.__aenter__()
+            self.entered = True
+            return aiter_source(self.stream, self.limiter)
+        limiter = self.limiter if self.limiter is not None else sync_limiter()
+        self.stream = await anyio.to_thread.run_sync(manager.__enter__, limiter=limiter)
+        self.entered = True
+        # The exit runs where the stream is closed: in the thread that read it last.
+        return ThreadedIterator(iter(self.stream), self.limiter, _Exits(manager))
+
+    async def aclose(self) -> None:
+        if not self.entered:
+            return
+        self.entered = False
+        if isinstance(self.iterator, ThreadedIterator):
+            await self.iterator.aclose()  # exits the manager too (see _Exits)
+            return
+        try:
+            await aclose_source(self.iterator, self.stream)
+        finally:
+            await self.manager.__aexit__(None, None, None)
+
+
+class _Exits:
+    """Closing it exits a sync context manager (what :class:`ThreadedIterator` closes)."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    def close(self) -> None:
+        self.manager.__exit__(None, None, None)
 
 
 class ClosesCounter(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, MutableMapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol, TypeAlias
 
 from ._result import StreamResult
@@ -29,13 +30,22 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 #: An ASGI 3 application.
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-Source: TypeAlias = AsyncIterable[Any] | Iterable[Any]
+Source: TypeAlias = (
+    AsyncIterable[Any]
+    | Iterable[Any]
+    | AbstractAsyncContextManager[Any]
+    | AbstractContextManager[Any]
+)
 """What a stream is built from: an async or sync iterable of ``str`` (answer text),
 normalised :data:`~sse_llm.LLMEvent` values, provider stream chunks (an OpenAI
 ``ChatCompletionChunk``, an Anthropic event, a Gemini JSON chunk ...), or ready-made
 :class:`~sse_llm.ServerSentEvent` / :class:`~sse_llm.Comment` / ``dict`` /
 ``sse_starlette.ServerSentEvent`` events. An SDK stream object (``openai.AsyncStream``) can be
-passed as is: closing it is what stops the upstream request."""
+passed as is: closing it is what stops the upstream request. So can an SDK's stream helper,
+unentered (``client.messages.stream(...)``, ``client.chat.completions.stream(...)``,
+``client.responses.stream(...)``): an (async) context manager whose stream is read; it is
+entered when the stream starts and exited when it ends. ``None`` items are skipped (the
+``delta.content`` of a chunk that carries none)."""
 
 CompletionHook: TypeAlias = Callable[[StreamResult], object]
 """Called once when a stream ends, whatever the reason, with its

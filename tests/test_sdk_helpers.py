@@ -1,0 +1,141 @@
+"""The SDKs' stream helpers handed over unentered, end to end: ``client.messages.stream(...)``
+(``anthropic``), ``client.chat.completions.stream(...)`` and ``client.responses.stream(...)``
+(``openai``), async and sync. Recorded streams -> replay server -> the real SDK's helper ->
+``SSEResponse`` under a real uvicorn -> httpx. The response enters the helper when the stream
+starts and exits it when it ends, so a client that leaves closes the upstream request.
+Expected values come from the independent oracle (``tests/support/fixtures.py``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import anyio
+import httpx
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+from sse_llm import StreamResult
+from sse_llm.client import aiter_events
+from sse_llm.starlette import SSEResponse
+
+from .support.fixtures import FIXTURES, expected
+from .support.plugin import ReplayServer
+from .support.servers import run_uvicorn
+
+pytestmark = pytest.mark.anyio
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+# One recording per helper: its text is long enough to leave after three events.
+FILES = {
+    "anthropic": "anthropic/llm-emoji-after-tool.sse",
+    "chat": "openai-chat/azure-gpt41mini-content-filter-emoji.sse",
+    "responses": "openai-responses/dd-text-emoji.sse",
+}
+HELPERS = [f"{kind}-{mode}" for kind in FILES for mode in ("async", "sync")]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class App:
+    """``GET /chat?helper=<kind>-<async|sync>`` streams ``FILES[kind]`` through the SDK's
+    helper, passed unentered to ``SSEResponse``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.results: list[StreamResult] = []
+
+    def helper(self, kind: str, mode: str, headers: dict[str, str]) -> Any:
+        file = FILES[kind]
+        options = {"api_key": "test", "max_retries": 0, "default_headers": headers}
+        if kind == "anthropic":
+            client: Any = (anthropic.AsyncAnthropic if mode == "async" else anthropic.Anthropic)(
+                base_url=self.upstream, **options
+            )
+            return client.messages.stream(model=file, max_tokens=256, messages=MESSAGES)
+        oai: Any = (openai.AsyncOpenAI if mode == "async" else openai.OpenAI)(
+            base_url=self.upstream + "/v1", **options
+        )
+        if kind == "chat":
+            return oai.chat.completions.stream(model=file, messages=MESSAGES)
+        return oai.responses.stream(model=file, input="hi")
+
+    async def chat(self, request: Request) -> SSEResponse:
+        kind, mode = request.query_params["helper"].split("-")
+        delay = request.query_params.get("delay", "0")
+        headers = {"x-replay-delay": delay, "x-replay-tag": request.query_params.get("tag", "")}
+        if delay == "0":
+            headers["x-replay-chunk"] = "7"  # CRLF pairs and UTF-8 characters cut apart
+        return SSEResponse(self.helper(kind, mode, headers), on_complete=self.results.append)
+
+
+@pytest.fixture
+def server(replay_server: ReplayServer) -> Iterator[tuple[App, str]]:
+    app = App(replay_server.base_url)
+    with run_uvicorn(Starlette(routes=[Route("/chat", app.chat)])) as base_url:
+        yield app, base_url
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+@pytest.mark.parametrize("helper", HELPERS)
+async def test_an_unentered_sdk_stream_helper_streams_the_whole_answer(
+    helper: str, server: tuple[App, str]
+) -> None:
+    app, base_url = server
+    want = expected(FIXTURES / FILES[helper.split("-")[0]])
+    events: list[tuple[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", base_url + "/chat", params={"helper": helper}) as response,
+    ):
+        async for event in aiter_events(response):
+            events.append((event.event, json.loads(event.data)))
+    assert "".join(data["text"] for name, data in events if name == "delta") == want.text
+    name, done = events[-1]
+    assert name == "done"
+    assert done["raw_finish_reason"] == want.finish_reason
+    await _wait_for(lambda: bool(app.results))
+    [result] = app.results
+    assert (result.reason, result.text) == ("completed", want.text)
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+async def test_a_client_that_leaves_exits_the_helper_and_closes_the_upstream_request(
+    helper: str, server: tuple[App, str], replay_server: ReplayServer
+) -> None:
+    app, base_url = server
+    tag = f"leave-{helper}"
+    params = {"helper": helper, "delay": "0.2", "tag": tag}
+    received = 0
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", base_url + "/chat", params=params) as response,
+    ):
+        async for event in aiter_events(response):
+            received += event.event == "delta"
+            if received == 3:
+                left_at = time.monotonic()
+                break
+    record = await replay_server.app.wait_closed_async(5.0, tag=tag)
+    assert record.closed_early
+    assert record.closed_at is not None and record.closed_at - left_at < 1.0
+    await _wait_for(lambda: bool(app.results))
+    [result] = app.results
+    assert result.reason == "disconnected"
+    assert len(result.text) < len(expected(FIXTURES / FILES[helper.split("-")[0]]).text)
+
+
+async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await anyio.sleep(0.01)
