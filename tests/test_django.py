@@ -401,6 +401,65 @@ def test_a_reader_cancelled_by_django_closes_the_source_with_the_partial_text(
     assert recorded.closed
 
 
+def test_a_reader_that_closes_the_response_like_django_ends_the_stream(
+    demo: tuple[str, Path],
+) -> None:
+    """Django's test client (and its ASGI handler) leave a body by ``response.close()``, from a
+    worker thread; the task that read it lives on (a test runner's)."""
+    from asgiref.sync import sync_to_async
+
+    from sse_llm.django import SSEResponse
+
+    recorded = Recorded([f"t{n} " for n in range(1000)], delay=0.02)
+
+    async def read_two_then_close() -> float:
+        response = SSEResponse(recorded.source(), on_complete=recorded.hook)
+        chunks = aiter(response.streaming_content)
+        await anext(chunks)
+        await anext(chunks)
+        await sync_to_async(response.close)()
+        return await recorded.wait_ended()
+
+    waited = asyncio.run(read_two_then_close())
+    assert recorded.results, "the stream was not ended"
+    assert recorded.results[0].reason == "disconnected"
+    assert waited < 1.0
+    assert recorded.closed
+
+
+def test_run_stream_s_timeout_ends_a_django_stream_as_a_client_that_leaves(
+    demo: tuple[str, Path],
+) -> None:
+    """Cancelling Django's ASGI handler leaves its request task running (the source went on
+    generating, no hook): at its timeout the driver disconnects first, as a client would."""
+    from django.core.asgi import get_asgi_application
+    from django.test import override_settings
+
+    from sse_llm.testing import StreamTimeoutError, run_stream
+    from tests.support import django_endless
+
+    application = get_asgi_application()
+    endless = django_endless.current = django_endless.Endless()
+
+    async def drive() -> StreamTimeoutError:
+        with pytest.raises(StreamTimeoutError) as raised:
+            await run_stream(application, "/chat", timeout=0.5)
+        at_timeout = endless.produced
+        await asyncio.sleep(0.3)
+        assert endless.produced <= at_timeout + 1  # the source stopped
+        return raised.value
+
+    with override_settings(
+        ROOT_URLCONF="tests.support.django_endless", ALLOWED_HOSTS=["testserver"]
+    ):
+        error = asyncio.run(drive())
+    assert error.response.status == 200
+    assert error.response.disconnected
+    assert len(error.response.events) >= 3  # what arrived before the timeout is kept
+    assert endless.closed
+    assert [r.reason for r in endless.results] == ["disconnected"]
+
+
 def test_a_server_that_cancels_every_task_at_once_is_not_held_for_close_timeout(
     demo: tuple[str, Path],
 ) -> None:

@@ -44,7 +44,14 @@ from sse_llm import (
 from sse_llm._pump import first_failure
 from sse_llm.formats import AISDKFormat, TypedJSONFormat
 from sse_llm.starlette import SSEResponse
-from sse_llm.testing import DEFAULT_ANSWER, FakeLLM, StreamedResponse, run_stream, tokenize
+from sse_llm.testing import (
+    DEFAULT_ANSWER,
+    FakeLLM,
+    StreamedResponse,
+    StreamTimeoutError,
+    run_stream,
+    tokenize,
+)
 from tests.support.results import Results
 from tests.support.servers import never_reading_client, run_uvicorn
 from tests.support.upstream import Abort, UpstreamStream, partial_then_abort
@@ -1378,6 +1385,54 @@ async def test_run_stream_encodes_only_the_unencoded_part_of_a_mixed_query() -> 
     seen = await _seen(f"/chat?q=한국어%20{KOREAN_QUERY_VALUE}")
     assert seen["query_string"] == f"q={KOREAN_QUERY_VALUE}%20{KOREAN_QUERY_VALUE}"
     assert seen["query_params"] == {"q": "한국어 한국어"}
+
+
+@pytest.mark.anyio
+async def test_run_stream_s_timeout_disconnects_first_and_keeps_what_arrived() -> None:
+    results = Results()
+    closed = anyio.Event()
+
+    async def two_then_silence() -> AsyncIterator[str]:
+        try:
+            yield "a"
+            yield "b"
+            await anyio.sleep_forever()
+        finally:
+            closed.set()
+
+    with pytest.raises(StreamTimeoutError) as raised:
+        await run_stream(EventStream(two_then_silence(), on_complete=results), timeout=0.3)
+    assert closed.is_set()
+    assert results.one.reason == "disconnected"  # as for a client that left, not a cancel
+    response = raised.value.response
+    assert [json.loads(e.data)["text"] for e in response.events] == ["a", "b"]
+    assert response.disconnected and not response.complete
+
+
+@pytest.mark.anyio
+async def test_run_stream_can_leave_after_a_time_to_watch_a_silent_model_s_heartbeats() -> None:
+    results = Results()
+    silent = FakeLLM("late answer", first_token_delay=60)
+    response = await run_stream(
+        EventStream(silent.stream("hi"), heartbeat=0.05, on_complete=results),
+        disconnect_after_seconds=0.5,
+        timeout=5,
+    )
+    assert response.events == []
+    assert len(response.comments) >= 5  # about 10 heartbeats in 0.5 s
+    assert response.disconnected
+    assert results.one.reason == "disconnected"
+
+
+@pytest.mark.anyio
+async def test_run_stream_sends_a_host_header_unless_given_one() -> None:
+    async def host(request: Request) -> JSONResponse:
+        return JSONResponse(request.headers.get("host"))
+
+    app = Starlette(routes=[Route("/", host)])
+    assert json.loads((await run_stream(app)).body) == "testserver"
+    given = await run_stream(app, headers={"Host": "example.org"})
+    assert json.loads(given.body) == "example.org"
 
 
 # -- on a real uvicorn -----------------------------------------------------------------------------

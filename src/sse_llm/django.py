@@ -224,6 +224,25 @@ class _Body:
     async def aclose(self) -> None:
         await self._stop()
 
+    def close(self) -> None:
+        """Django's ``response.close()`` (a ``StreamingHttpResponse`` calls its content's
+        ``close``): its ASGI handler calls it once the body is over, the test client when a
+        test leaves the body (``aclosing(response.streaming_content)``). A reader that leaves
+        early ends the stream: the source is closed and the hook runs (``disconnected``).
+        Called from a worker thread (``sync_to_async``) or the event loop's own."""
+        task = self.task
+        if task is None or self._ended:
+            return
+        loop = task.get_loop()
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            self._reader_left(None)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._reader_left, None)
+
     def view_ended(self, view: asyncio.Task[Any]) -> None:
         """The task that made this response ended. Cancelled with the body never read (the
         client left while a middleware still ran): close the source and run the hook, as for

@@ -1,8 +1,10 @@
 """Test helpers: a deterministic fake LLM and a driver for endless ASGI streams.
 
 Starlette's ``TestClient`` and httpx's ``ASGITransport`` read the whole body before returning,
-so they hang on a stream that never ends. :func:`run_stream` calls the ASGI app directly,
-decodes events as they come, can disconnect after N events, and always stops by its timeout.
+so they hang on a stream that never ends (``TestClient.stream()`` reads as it comes since
+Starlette 1.9, but has no timeout and cannot disconnect mid-stream). :func:`run_stream` calls
+the ASGI app directly, decodes events as they come, can disconnect after N events or seconds,
+and always stops by its timeout.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_ANSWER",
     "DEFAULT_SOURCES",
     "FakeLLM",
+    "StreamTimeoutError",
     "StreamedResponse",
     "run_stream",
     "tokenize",
@@ -200,6 +203,25 @@ class StreamedResponse:
     disconnected: bool = False
 
 
+#: Seconds :func:`run_stream` waits, once its timeout has passed and it has disconnected, for
+#: the app to close its stream (the source closed, the hook run) before cancelling it: the
+#: default ``close_timeout`` of 5 s, plus a margin.
+TIMEOUT_GRACE = 6.0
+
+
+class StreamTimeoutError(TimeoutError):
+    """:func:`run_stream`'s ``timeout`` passed before the app finished.
+
+    Attributes:
+        response: the :class:`StreamedResponse` as far as it arrived (``disconnected`` is
+            true: the driver left as a client would).
+    """
+
+    def __init__(self, message: str, response: StreamedResponse) -> None:
+        super().__init__(message)
+        self.response = response
+
+
 async def run_stream(
     app: Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]],
     path: str = "/",
@@ -208,6 +230,7 @@ async def run_stream(
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
     disconnect_after: int | None = None,
+    disconnect_after_seconds: float | None = None,
     timeout: float = 10.0,  # noqa: ASYNC109 (a bound on the whole drive, not an I/O call)
 ) -> StreamedResponse:
     """Drive an ASGI app's streaming response in-process, without a server.
@@ -220,18 +243,34 @@ async def run_stream(
             ``%XX`` escapes are kept. The scope gets, per the ASGI HTTP connection scope,
             ``path`` percent-decoded (``str``), ``raw_path`` and ``query_string`` encoded
             (``bytes``, as they would arrive on the wire).
-        disconnect_after: send ``http.disconnect`` once this many events have arrived.
-        timeout: seconds before giving up; the app is cancelled and ``TimeoutError`` raised.
+        method: the HTTP method (``"POST"`` for a view that reads a body).
+        headers: request headers (names case-insensitive), e.g.
+            ``{"content-type": "application/json"}`` for a JSON body; ``host`` is
+            ``testserver`` unless given (what Starlette's ``TestClient`` and Django's test
+            client send; RFC 9112 §3.2 requires one).
+        body: the request body, in bytes (``json.dumps(data).encode()``).
+        disconnect_after: send ``http.disconnect`` once this many events have arrived
+            (comments, such as heartbeats, do not count).
+        disconnect_after_seconds: send ``http.disconnect`` this many seconds after the start,
+            whatever arrived: how a test watches a silent model's heartbeats.
+        timeout: seconds before giving up. The driver then disconnects as a client would,
+            gives the app up to :data:`TIMEOUT_GRACE` more seconds to end its stream (close
+            the source, run the completion hook), cancels it if it has not, and raises.
 
     Returns:
         the :class:`StreamedResponse`, once the app returned (after the end of the body or
         after the disconnect).
 
     Raises:
-        TimeoutError: the app did not finish within ``timeout`` seconds.
+        StreamTimeoutError: (a ``TimeoutError``) the app did not finish within ``timeout``
+            seconds; its ``response`` holds what had arrived.
+        Exception: whatever the app raised.
     """
     target_path, _, query = path.partition("?")
     raw_path = quote(target_path, safe=_PATH_SAFE)
+    header_list = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if not any(name == b"host" for name, _ in header_list):
+        header_list.insert(0, (b"host", b"testserver"))
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -242,7 +281,7 @@ async def run_stream(
         "raw_path": raw_path.encode("ascii"),
         "root_path": "",
         "query_string": quote(query, safe=_QUERY_SAFE).encode("ascii"),
-        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "headers": header_list,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
@@ -258,6 +297,11 @@ async def run_stream(
             return {"type": "http.request", "body": body, "more_body": False}
         await disconnect.wait()
         return {"type": "http.disconnect"}
+
+    def leave() -> None:
+        if not response.complete and not disconnect.is_set():
+            response.disconnected = True
+            disconnect.set()
 
     async def send(message: Mapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -277,11 +321,40 @@ async def run_stream(
             if not message.get("more_body", False):
                 response.complete = True  # the whole body came: nothing left to leave
             elif disconnect_after is not None and len(response.events) >= disconnect_after:
-                response.disconnected = True
-                disconnect.set()
+                leave()
 
-    with anyio.move_on_after(timeout if timeout != math.inf else None) as scope_:
-        await app(scope, receive, send)
-    if scope_.cancelled_caught:
-        raise TimeoutError(f"the ASGI app did not finish within {timeout} s")
+    finished = anyio.Event()
+    failure: list[BaseException] = []
+
+    async def run_app() -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:  # raised as it is, not in a task group's ExceptionGroup
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    limit = None if timeout == math.inf else timeout
+    timed_out = False
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_app)
+        with anyio.move_on_after(limit):
+            if disconnect_after_seconds is not None:
+                with anyio.move_on_after(disconnect_after_seconds):
+                    await finished.wait()
+                leave()
+            await finished.wait()
+        if not finished.is_set():
+            timed_out = True
+            leave()  # as a client that gives up: the app ends its stream as for any disconnect
+            with anyio.move_on_after(TIMEOUT_GRACE):
+                await finished.wait()
+            task_group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if timed_out:
+        raise StreamTimeoutError(
+            f"the ASGI app did not finish within {timeout} s (disconnected at that point)",
+            response,
+        )
     return response
