@@ -452,6 +452,38 @@ def test_a_sync_source_whose_client_left_before_the_stop_is_closed_before_the_ex
     assert hook_log.read_text().count("source-closed") == clients, hook_log.read_text()
 
 
+def test_an_idle_websocket_is_closed_at_the_signal_and_does_not_hold_the_exit(
+    tmp_path: Path,
+) -> None:
+    # Found in review: a socket that had answered and sat waiting for the next prompt ended
+    # only at GracefulShutdown's drain_timeout (10 s): its wait watched the shutdown= option
+    # alone, not the GracefulShutdown around the app.
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    hook_log = tmp_path / "hooks.log"
+    env = {"HOOK_LOG": str(hook_log), "HOOK_SLEEP": "0"}
+    cmd = [str(BIN / "uvicorn"), "tests.support.shutdown.asgi_app:app", "--log-level", "warning"]
+    with running(tmp_path, cmd, "/ping", env=env) as (proc, client):
+        ws_url = str(client.base_url).replace("http://", "ws://") + "/ws"
+        with connect(ws_url, open_timeout=10) as ws:
+            ws.send(json.dumps({"prompt": "hi"}))
+            while json.loads(ws.recv(timeout=10))["type"] != "done":
+                pass
+            proc.send_signal(signal.SIGTERM)
+            sent_at = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=15)
+            closed_after = time.monotonic() - sent_at
+            assert ws.close_code == 1012  # "service restart"
+        proc.wait(15)
+        exited_after = time.monotonic() - sent_at
+    assert closed_after < 2.0, closed_after
+    assert exited_after < 3.0, exited_after
+    assert "still open" not in (tmp_path / "server.log").read_text()
+    assert "hook completed" in hook_log.read_text()
+
+
 def test_flask_without_graceful_shutdown_still_ends_its_streams_at_exit(tmp_path: Path) -> None:
     # Found in review: at Ctrl+C on `flask run` without graceful_shutdown, the exit waited for
     # each open stream's send_timeout (30 s; forever with None), and its hook then said

@@ -520,3 +520,32 @@ def test_a_generator_view_may_read_the_request_body() -> None:
         for n in range(5)
         for text in (f"you said hi {n}", f"raw {n}")
     ]
+
+
+def test_testclient_stream_closed_mid_stream_ends_it_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found in review: Starlette's TestClient (docs/testing.md points to its stream() since
+    # Starlette 1.9) cancels the app when the test leaves the body; the last event then met
+    # its closed memory stream, which surfaced as "Task exception was never retrieved".
+    import gc
+
+    from starlette.testclient import TestClient
+
+    llm = FakeLLM("word " * 500, delay=0.005)
+    results: list[StreamResult] = []
+
+    async def chat(request: Request) -> SSEResponse:
+        return SSEResponse(llm.stream("hi"), on_complete=results.append)
+
+    app = Starlette(routes=[Route("/chat", chat)])
+    closed = llm.closed
+    with caplog.at_level("DEBUG"), TestClient(app) as client:
+        with client.stream("GET", "/chat") as response:
+            for n, _ in enumerate(response.iter_lines()):
+                if n > 6:
+                    break
+        gc.collect()
+    assert llm.closed == closed + 1
+    assert [r.reason for r in results] == ["shutdown"]  # the app was cancelled, not told
+    assert not [r for r in caplog.records if r.levelno >= 40], caplog.text

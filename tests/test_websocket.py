@@ -266,6 +266,24 @@ async def test_cancel_stops_the_answer_and_the_socket_stays_usable(
         assert _text(await _answer(ws, 2)) == srv.fast.text_for("again")
 
 
+async def test_an_answer_cancelled_at_once_still_begins_with_start(
+    server: tuple[Server, str],
+) -> None:
+    # Found in review: a prompt followed at once by a cancel (or by the next prompt) ended
+    # before the pump sent `start`: the answer was `cancelled` alone.
+    _, base = server
+    async with _connect(base + "/ws") as ws:
+        for n in range(20):
+            await ws.send(json.dumps({"prompt": "p", "request_id": n, "model": "slow"}))
+        await ws.send(json.dumps({"type": "cancel"}))
+        answers = [await _answer(ws, n) for n in range(20)]
+    for n, messages in enumerate(answers):
+        kinds = [m["type"] for m in messages]
+        assert kinds[0] == "start", (n, kinds)
+        assert kinds[-1] == "cancelled", (n, kinds)
+        assert sum(kind in TERMINAL for kind in kinds) == 1, (n, kinds)
+
+
 async def test_unreadable_messages_get_an_error_and_do_not_stop_the_answer(
     server: tuple[Server, str],
 ) -> None:

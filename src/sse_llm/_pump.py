@@ -274,6 +274,8 @@ class Pump:
                 self.reason = self.reason or "shutdown"
                 producer.cancel()
                 await asyncio.wait({producer})
+                if not producer.cancelled() and (lost := producer.exception()) is not None:
+                    logger.error("the stream's producer failed as it ended", exc_info=lost)
                 raise
         except Exception:
             await asyncio.wait({producer})  # _watch ended it: let it close the source
@@ -494,7 +496,9 @@ class Pump:
             await self._idle_send.wait()
         units = self.engine.close_units(reason, self._failure)
         if reason == "shutdown" or self._failure is not None:  # the client is still there
-            with contextlib.suppress(OSError):
+            # Or not: a gone client is an OSError (ASGI 2.4), or a closed memory stream from
+            # an in-process client (Starlette's TestClient closed mid-stream).
+            with contextlib.suppress(OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 await self._deliver(units, False)
 
     def _source_finished(self) -> bool:

@@ -100,7 +100,8 @@ from ._model import Citation, LLMEvent, ReasoningDelta, ToolActivity, ToolCall
 from ._options import NOT_FOR_WEBSOCKETS, Config, WebSocketOptions, resolve
 from ._pump import Pump, inline_for
 from ._result import EndReason, StreamResult
-from ._types import Receive, Scope, Send, Source
+from ._shutdown import current_shutdown
+from ._types import Receive, Scope, Send, ShutdownSignal, Source
 from ._views import call_handler
 
 __all__ = ["LLMWebSocket", "PromptHandler", "WebSocketOptions", "serve_websocket"]
@@ -116,11 +117,12 @@ _SHUTDOWN_CLOSE = 1012  # "service restart" (RFC 6455 §7.4.1, IANA registry)
 class _MessagesWriter(WriterBase):
     """One answer's messages, each unit one JSON text message."""
 
-    __slots__ = ("_delta", "_rid")
+    __slots__ = ("_delta", "_rid", "started")
 
     def __init__(self, request_id: Any) -> None:
         self._rid = dumps(request_id)
         self._delta = f'{{"type":"delta","request_id":{self._rid},"text":'
+        self.started = False
 
     def _message(self, kind: str, fields: Mapping[str, Any]) -> bytes:
         body = dumps(dict(fields))[1:]  # without the opening brace
@@ -128,6 +130,7 @@ class _MessagesWriter(WriterBase):
         return f'{{"type":"{kind}","request_id":{self._rid}{sep}{body}'.encode()
 
     def start(self) -> Units:
+        self.started = True
         return (self._message("start", {}),)
 
     def text(self, text: str) -> Units:
@@ -161,9 +164,20 @@ class _MessagesFormat:
 
     def __init__(self, request_id: Any) -> None:
         self.request_id = request_id
+        self.written: _MessagesWriter | None = None
 
     def writer(self) -> FormatWriter:
-        return _MessagesWriter(self.request_id)
+        self.written = _MessagesWriter(self.request_id)
+        return self.written
+
+    def start_unsent(self) -> bytes | None:
+        """The ``start`` message, if the answer ended before the pump sent it (cancelled at
+        once): every answer begins with one."""
+        writer = self.written
+        if writer is None or writer.started:
+            return None
+        (start,) = writer.start()
+        return start
 
 
 class _Connection:
@@ -260,11 +274,14 @@ class _Connection:
 
     async def next_prompt(self) -> dict[str, Any] | None:
         """Wait, idle, for the next prompt; ``None`` when the client left or at shutdown."""
+        # A GracefulShutdown around the app counts the socket open until it returns: an
+        # idle socket must end at its signal too, or the server's exit waits drain_timeout.
+        shutdown = self.config.shutdown or current_shutdown()
         while True:
-            if self.config.shutdown is None:
+            if shutdown is None:
                 kind, value = await self.receive()
             else:
-                kind, value = await self._receive_unless_shutdown()
+                kind, value = await self._receive_unless_shutdown(shutdown)
             if kind == "prompt":
                 prompt: dict[str, Any] = value
                 return prompt
@@ -274,9 +291,7 @@ class _Connection:
                 await self.invalid(value)
             # "cancel" with nothing streaming: nothing to do
 
-    async def _receive_unless_shutdown(self) -> tuple[str, Any]:
-        shutdown = self.config.shutdown
-        assert shutdown is not None
+    async def _receive_unless_shutdown(self, shutdown: ShutdownSignal) -> tuple[str, Any]:
         outcome: tuple[str, Any] = ("shutdown", None)
         async with anyio.create_task_group() as tg:
 
@@ -320,7 +335,8 @@ class _Connection:
         # provider's text when it has one.
         source = call_handler(self.handler, message)
         config = self.config
-        engine = config.engine(_MessagesFormat(request_id))
+        messages = _MessagesFormat(request_id)
+        engine = config.engine(messages)
         inline = inline_for(self.websocket.scope)
         pump = Pump(source, engine, config, self.send_units, inline=inline)
         result = await pump.run(wait_client)
@@ -328,6 +344,9 @@ class _Connection:
             self.shutting_down = True
         if result.reason == "disconnected" and not self.gone:
             with contextlib.suppress(OSError):
+                start = messages.start_unsent()
+                if start is not None:
+                    await self.send_text(start.decode())
                 await self.send_text(dumps({"type": "cancelled", "request_id": request_id}))
         return next_prompt
 

@@ -6,10 +6,11 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from sse_llm import GracefulShutdown
 from sse_llm.starlette import SSEResponse
+from sse_llm.websocket import LLMWebSocket
 from tests.support.shutdown.common import collector_state, hook, sync_tokens, tokens
 
 
@@ -19,6 +20,11 @@ async def stream(request: Request) -> SSEResponse:
 
 async def sync_stream(request: Request) -> SSEResponse:
     return SSEResponse(sync_tokens(), on_complete=hook)
+
+
+def short_answer(message: object) -> list[str]:
+    """The WebSocket's answer: three tokens, then the socket sits idle."""
+    return ["one ", "two ", "three"]
 
 
 async def ping(request: Request) -> PlainTextResponse:
@@ -38,6 +44,7 @@ routes = [
     Route("/sync", sync_stream),
     Route("/ping", ping),
     Route("/gc", collector),
+    WebSocketRoute("/ws", LLMWebSocket(short_answer, on_complete=hook)),
 ]
 #: Without the one line: what a server does by itself.
 plain = Starlette(routes=routes)
