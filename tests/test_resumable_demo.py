@@ -65,6 +65,7 @@ def worker_factory(tmp_path: Path) -> Iterator[object]:
             assert time.monotonic() < deadline, "the demo did not start"
             time.sleep(0.1)
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for proc in started:
         proc.send_signal(signal.SIGTERM)
@@ -101,6 +102,25 @@ def test_the_page_reconnects_after_a_network_cut_and_shows_the_answer_once(
             assert proxy.cuts == 1
         finally:
             context.close()
+
+
+def test_the_page_shows_the_server_s_error_message_when_the_answer_fails(
+    browser: Browser, worker_factory: object
+) -> None:
+    # Found in review: the page set the error event's message, then finish("error")
+    # overwrote it with the word "error".
+    port = worker_factory()  # type: ignore[operator]
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        ask(page)
+        [worker] = worker_factory.started  # type: ignore[attr-defined]
+        worker.send_signal(signal.SIGTERM)  # a deploy: the answer ends with a shutdown error
+        page.wait_for_function("window.chat.ended === 'error'", timeout=20_000)
+        assert page.inner_text("#status") == "The server is restarting. Please try again."
+    finally:
+        context.close()
 
 
 # Answers start on one worker, everything else reaches the other one.

@@ -398,6 +398,25 @@ def test_cancel_closes_the_source_within_a_second_and_ends_the_readers_body(
         assert other.post(f"{app.base_url}/cancel/{stream_id}").json() == {"cancelled": False}
 
 
+@pytest.mark.anyio
+async def test_a_cancel_after_the_answer_ended_returns_false_at_once() -> None:
+    # Found in review: while the hook of a finished answer ran, the producing process said
+    # {"stopped": true} after waiting for the hook; another process said false at once.
+    hook_started = anyio.Event()
+
+    async def slow_hook(result: StreamResult) -> None:
+        hook_started.set()
+        await anyio.sleep(3)
+
+    async with StreamHub(MemoryStore()) as hub:
+        stream_id = await hub.start(["a", "b"], on_complete=slow_hook)
+        with anyio.fail_after(5):
+            await hook_started.wait()
+        started = time.monotonic()
+        assert await hub.cancel(stream_id) is False
+        assert time.monotonic() - started < 0.5
+
+
 # -- 4. abandon_after ---------------------------------------------------------------------------
 
 
@@ -674,6 +693,30 @@ async def test_a_store_that_stays_down_past_the_grace_gives_the_stream_up_but_no
             await client.aclose()
     assert "the stream store failed; holding events and retrying" in caplog.text
     assert "giving the stream up" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio runs on asyncio only
+@pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lru", "noeviction"])
+async def test_a_redis_that_evicts_keys_is_warned_about_when_the_hub_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, policy: str
+) -> None:
+    # Found in review: under memory pressure an evicting Redis drops the short liveness keys
+    # first, and live readers were told the producer died.
+    with run_redis_server(tmp_path) as url:
+        client = redis.asyncio.Redis.from_url(url)
+        try:
+            await client.config_set("maxmemory", "64mb")
+            await client.config_set("maxmemory-policy", policy)
+            with caplog.at_level("WARNING", logger="sse_llm"), anyio.fail_after(10):
+                async with StreamHub(RedisStore(client)):
+                    pass
+        finally:
+            await client.aclose()
+    warned = "evicts keys when full" in caplog.text
+    assert warned == (policy != "noeviction"), caplog.text
+    if warned:
+        assert f"maxmemory-policy {policy}" in caplog.text
 
 
 # -- the README example, on FastAPI ---------------------------------------------------------------

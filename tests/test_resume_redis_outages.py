@@ -358,6 +358,46 @@ async def test_starting_or_cancelling_through_a_frozen_redis_fails_within_close_
 
 
 @pytest.mark.anyio
+async def test_a_shutdown_during_a_store_outage_runs_the_hook_within_close_timeout(
+    tmp_path: Path,
+) -> None:
+    # Found in review: at SIGTERM with Redis frozen, the producer kept retrying the stream's
+    # end for outage_grace (30 s) before its hook ran, with reason `error`: past a deploy's
+    # kill timeout, so the partial answer was never saved.
+    hook = Hook()
+    stop = anyio.Event()
+    llm = FakeLLM("word " * 2000, delay=0.02)
+    with redis_server(tmp_path) as server:
+        assert server.proc is not None
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=2)
+        frozen = False
+        try:
+            with anyio.fail_after(20):
+                hub = StreamHub(RedisStore(client), close_timeout=1, outage_grace=30, shutdown=stop)
+                async with hub:
+                    await hub.start(llm.stream(), on_complete=hook)
+                    await anyio.sleep(0.3)
+                    os.kill(server.proc.pid, signal.SIGSTOP)
+                    frozen = True
+                    await anyio.sleep(0.5)
+                    stopped_at = time.monotonic()
+                    stop.set()  # the server begins shutting down
+                    await hook.called.wait()
+                    hook_after = time.monotonic() - stopped_at
+                hub_exit_after = time.monotonic() - stopped_at
+        finally:
+            if frozen:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            await client.aclose()
+    result = hook.results.wait(0)
+    assert result.reason == "shutdown"
+    assert result.text and result.text != "word " * 2000  # the partial answer
+    assert llm.closed == 1
+    assert hook_after < 1.0 + 1.5, hook_after  # close_timeout, and a margin
+    assert hub_exit_after < 2 * 1.0 + 2.0, hub_exit_after
+
+
+@pytest.mark.anyio
 async def test_a_redis_outage_logs_the_cancel_listener_failure_once_then_its_return(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -442,6 +442,8 @@ class StreamHub:
         if producer is None:
             with anyio.fail_after(self.close_timeout):
                 return await self.store.request_cancel(position[0])
+        if producer.writer is not None and producer.writer.closing:
+            return False  # the answer has ended: its end is being stored, its hook runs
         self._stop(producer, "cancelled")
         with anyio.move_on_after(self.close_timeout + 1.0):
             await producer.done.wait()
@@ -498,13 +500,18 @@ class StreamHub:
         self, producer: _Producer, hook: CompletionHook | None, result: StreamResult
     ) -> None:
         # Everything stored (through an outage up to the grace) before the hook says how the
-        # stream ended.
-        if producer.writer is not None:
-            await producer.writer.close(self.keep)
-        if producer.writer is not None and producer.writer.error is not None:
-            result.reason = "error"
+        # stream ended. At a shutdown the store gets close_timeout, not outage_grace: the
+        # process is about to be stopped (a deploy's kill timeout is often 30 s), and the
+        # hook must run first; readers elsewhere then learn of the end by the liveness.
+        writer = producer.writer
+        if writer is not None:
+            with anyio.move_on_after(self.close_timeout if result.reason == "shutdown" else None):
+                await writer.close(self.keep)
+        if writer is not None and writer.error is not None:
+            if result.reason != "shutdown":
+                result.reason = "error"
             if result.error is None:
-                result.error = producer.writer.error
+                result.error = writer.error
         if hook is not None:
             outcome = hook(result)
             if inspect.isawaitable(outcome):  # what a sync hook returns (a row id) is ignored

@@ -152,6 +152,7 @@ class RedisStore:
         # The server's run_id when a hub first started on this store: a later, different one
         # is a restart (see restarted_within).
         self._first_run_id: bytes | None = None
+        self._memory_checked = False  # whether _warn_if_evicting has run
 
     def _key(self, stream_id: str) -> str:
         return f"{self.prefix}{{{stream_id}}}"
@@ -323,6 +324,28 @@ class RedisStore:
             return None
         return _bytes(run_id), uptime
 
+    async def _warn_if_evicting(self) -> None:
+        """Log a warning if the server evicts keys when full (``maxmemory`` set, a
+        ``maxmemory-policy`` other than ``noeviction``; read from ``INFO memory``): the short
+        keys that say a producer is alive and a reader is there go first (``volatile-ttl``,
+        ``volatile-lru``), and a live stream then reads as one whose producer died."""
+        from redis.exceptions import ResponseError  # installed: the app passed a client
+
+        try:
+            info = await self.read_client.info("memory")
+        except ResponseError:
+            return  # INFO refused (an ACL, a proxy): nothing to tell
+        if not isinstance(info, dict):
+            return
+        policy, limit = info.get("maxmemory_policy"), info.get("maxmemory")
+        if isinstance(limit, int) and limit > 0 and policy not in (None, "noeviction"):
+            logger.warning(
+                "the Redis of the stream store evicts keys when full (maxmemory-policy %s): "
+                "a live stream's liveness keys may go first, and its readers are then told "
+                "its producer died; give the store a Redis with maxmemory-policy noeviction",
+                policy,
+            )
+
     async def request_cancel(self, stream_id: str) -> bool:
         key = self._key(stream_id)
         async with self.client.pipeline(transaction=False) as pipe:
@@ -342,6 +365,9 @@ class RedisStore:
             # The hub is starting: meet the server now, to tell a restart from it later.
             server = await self._server()
             self._first_run_id = None if server is None else server[0]
+        if not self._memory_checked:
+            self._memory_checked = True
+            await self._warn_if_evicting()
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.channel)
