@@ -1341,6 +1341,46 @@ def test_langchain_a_tool_whose_input_streams_starts_once_the_input_is_whole() -
     assert shape(events) == [("t4", "started", None, None)]
 
 
+def test_langchain_v1_mcp_calls_keep_the_tool_s_name_and_web_fetch_its_url() -> None:
+    # Found in review: langchain-core names every MCP call "remote_mcp" (the tool's own name
+    # in extras), and a web_fetch result's URL was not its summary as without LangChain.
+    chunks = [
+        AIMessageChunk(
+            content=[
+                {
+                    "type": "server_tool_call",
+                    "id": "mcptoolu_1",
+                    "name": "remote_mcp",
+                    "args": {"text": "hi"},
+                    "extras": {"tool_name": "echo"},
+                    "index": 0,
+                },
+                {
+                    "type": "server_tool_call",
+                    "id": "srvtoolu_2",
+                    "name": "web_fetch",
+                    "args": {"url": "https://a.example/p"},
+                    "index": 1,
+                },
+                {
+                    "type": "server_tool_result",
+                    "tool_call_id": "srvtoolu_2",
+                    "status": "success",
+                    "output": {"type": "web_fetch_result", "url": "https://a.example/p"},
+                    "extras": {"block_type": "web_fetch_tool_result"},
+                    "index": 2,
+                },
+            ]
+        )
+    ]
+    activities = [e for e in run(chunks) if isinstance(e, ToolActivity)]
+    assert [(a.id, a.name, a.status, a.summary) for a in activities] == [
+        ("mcptoolu_1", "echo", "started", None),
+        ("srvtoolu_2", "web_fetch", "started", "https://a.example/p"),
+        ("srvtoolu_2", "web_fetch", "finished", "https://a.example/p"),
+    ]
+
+
 def test_langchain_standard_blocks_citations_and_server_tools() -> None:
     chunks = [
         AIMessageChunk(

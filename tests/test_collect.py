@@ -283,3 +283,12 @@ def test_a_json_endpoint_answers_from_a_real_openai_sdk_stream(
     ]
     assert body["raw_finish_reason"] == oracle.finish_reason
     assert body["usage"]["input_tokens"] == oracle.usage["input_tokens"]  # type: ignore[index]
+
+
+def test_result_json_of_a_collect_not_awaited_says_to_await_it() -> None:
+    pending = collect(["a"])
+    try:
+        with pytest.raises(TypeError, match=r"await collect\(\.\.\.\)"):
+            result_json(pending)  # type: ignore[arg-type]
+    finally:
+        pending.close()

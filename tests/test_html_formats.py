@@ -636,6 +636,14 @@ def test_append_shows_a_line_while_a_provider_tool_runs_and_lists_the_sources_at
     ]
 
 
+def test_a_long_activity_summary_is_cut_with_one_ellipsis() -> None:
+    long_query = ToolActivity("ws_9", "web_search", "started", summary="weather " * 40)
+    events = engine_events(HTMLAppendFormat("m", interval=0), [long_query, "ok"])
+    line = events[0].data
+    assert line.startswith(activity_line("m", 1, "Searching the web: weather")[:-12])
+    assert line.endswith("weather…</div></div>") and "……" not in line
+
+
 def test_markdown_lists_the_sources_with_the_last_blocks_and_keeps_the_tail_on_activity() -> None:
     items = ["# Titre\n\nIl fait ", SEARCH, "beau", RUN, SEARCHED, *CITED_SOURCES]
     events = engine_events(MarkdownFormat("m", interval=0, refresh=0), items)

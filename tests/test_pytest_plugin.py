@@ -62,3 +62,16 @@ def test_without_the_plugin_pytest_cannot_run_them(tmp_path: Path) -> None:
     result = run_pytest(tmp_path, "-p", "no:sse_llm")
     assert result.returncode != 0
     assert "async def functions are not natively supported" in result.stdout
+
+
+def test_with_anyio_s_plugin_off_sync_tests_still_collect_under_strict_markers(
+    tmp_path: Path,
+) -> None:
+    # Found in review: the plugin marked async tests `anyio` even with anyio's plugin turned
+    # off, and --strict-markers then failed the whole module, its sync tests too.
+    (tmp_path / "test_it.py").write_text(
+        "async def test_async():\n    pass\n\ndef test_sync():\n    pass\n", encoding="utf-8"
+    )
+    result = run_pytest(tmp_path, "-p", "no:anyio", "--strict-markers")
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    assert "'anyio' not found in `markers`" not in result.stdout

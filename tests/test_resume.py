@@ -522,6 +522,17 @@ async def test_a_non_sse_format_is_refused() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_start_not_awaited_given_as_the_stream_id_says_to_await_it() -> None:
+    async with StreamHub(MemoryStore()) as hub:
+        pending = hub.start(["x"])
+        try:
+            with pytest.raises(TypeError, match=r"await hub.start\(\.\.\.\)"):
+                hub.response(pending)  # type: ignore[arg-type]
+        finally:
+            pending.close()
+
+
+@pytest.mark.anyio
 async def test_start_needs_a_running_hub() -> None:
     with pytest.raises(RuntimeError, match="async with hub"):
         await StreamHub(MemoryStore()).start(["x"])

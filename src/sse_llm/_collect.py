@@ -133,7 +133,14 @@ def result_json(result: StreamResult) -> dict[str, Any]:
 
     The error message is safe to show: the provider's own message for a provider error,
     otherwise a generic one (never an exception's text).
+
+    Raises:
+        TypeError: ``result`` is not a :class:`~sse_llm.StreamResult` (a coroutine:
+            ``collect()`` not awaited).
     """
+    if not isinstance(result, StreamResult):
+        hint = " (await collect(...))" if inspect.isawaitable(result) else ""
+        raise TypeError(f"result_json needs a StreamResult{hint}, not {type(result).__name__}")
     return {
         "text": result.text,
         "reasoning": result.reasoning,

@@ -26,7 +26,11 @@ def check_view(func: Callable[..., Any]) -> bool:
         return True
     if inspect.iscoroutinefunction(func):
         return False
-    raise TypeError(f"@sse needs an async generator function or an async function, got {func!r}")
+    raise TypeError(
+        f"@sse needs an async generator function or an async function (async def), got "
+        f"{func!r}: write the view with async def, and pass a blocking (sync) source from it "
+        f"as is (it is read in worker threads)"
+    )
 
 
 async def source_of(func: Callable[..., Any], is_generator: bool, *args: Any, **kwargs: Any) -> Any:

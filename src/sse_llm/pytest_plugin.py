@@ -71,6 +71,10 @@ def pytest_pycollect_makeitem(
 ) -> Generator[None, Any, Any]:
     """Mark an unclaimed ``async def`` test for anyio before any plugin collects it (a hook
     wrapper runs before every plain implementation, anyio's included)."""
-    if _unclaimed_async_test(collector, name, obj):
+    # Not with anyio's plugin turned off (-p no:anyio): its marker would be unknown, and
+    # under --strict-markers the whole module would fail to collect.
+    if collector.config.pluginmanager.has_plugin("anyio") and _unclaimed_async_test(
+        collector, name, obj
+    ):
         pytest.mark.anyio(obj)
     return (yield)

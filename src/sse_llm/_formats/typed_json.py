@@ -98,6 +98,9 @@ class TypedJSONFormat:
     Args:
         session_id: the ``session_id`` sent first (a conversation id, say); a fresh UUID4 hex
             per stream when ``None``. ``message_id`` is always a fresh UUID4 hex.
+        activity_input: also send a provider tool's arguments as the model wrote them in
+            ``tool_activity``, ``"input": {"query": ...} | null`` (code to run can be long; off
+            by default).
     """
 
     media_type = "text/event-stream"

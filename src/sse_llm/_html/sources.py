@@ -187,9 +187,11 @@ class Sources:
 def activity_context(activity: ToolActivity) -> dict[str, Any]:
     """The activity template's context for ``activity``: every text escaped and shortened."""
     label = ACTIVITY_LABELS.get(activity.name) or f"Running {shorten(activity.name, 40)}"
+    # The line ends with "…" (the tool is running): a shortened summary's own one would double it.
+    summary = shorten(activity.summary or "", MAX_SUMMARY).removesuffix("…")
     return {
         "label": escape(label),
-        "summary": escape(shorten(activity.summary or "", MAX_SUMMARY)),
+        "summary": escape(summary),
         "name": escape(activity.name),
         "status": activity.status,
     }

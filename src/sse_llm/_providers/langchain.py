@@ -426,7 +426,7 @@ class Normalizer:
         if block.get("type") == "mcp_tool_use":
             name = str(block.get("name") or "mcp")
         else:
-            name = tool_name(block.get("name"))
+            name = _standard_tool_name(block)
         tool_id = str(block.get("id") or "")
         if block.get("index") is not None and tool_id:
             self._server_ids[block["index"]] = tool_id
@@ -442,7 +442,7 @@ class Normalizer:
             return []
         if index is not None:
             self._server_ids[index] = tool_id
-        out = self._started(tool_id, tool_name(block.get("name")), None, block, input_streams=True)
+        out = self._started(tool_id, _standard_tool_name(block), None, block, input_streams=True)
         state = self._server.get(tool_id)
         if state is not None and isinstance(block.get("args"), str):
             state.parts.append(block["args"])
@@ -483,6 +483,8 @@ class Normalizer:
                 summary = str_or_none(str(output.get("error_code") or "")) or "error"
             elif isinstance(output.get("return_code"), int):
                 summary = f"exit code {output['return_code']}"
+            elif output.get("type") == "web_fetch_result":  # Anthropic's, as the SDK's own
+                summary = str_or_none(output.get("url"))
         elif isinstance(output, list) and status == "finished":
             summary = results_summary(output)
         elif status == "failed":
@@ -518,3 +520,15 @@ class Normalizer:
         self._server.pop(tool_id, None)
         out.append(done)
         return out
+
+
+def _standard_tool_name(block: Mapping[str, Any]) -> str:
+    """A standard ``server_tool_call(_chunk)`` block's tool name. langchain-core names every
+    MCP call ``remote_mcp`` and keeps the MCP tool's own name in ``extras["tool_name"]``
+    (``langchain_core/messages/block_translators/anthropic.py``)."""
+    extras = block.get("extras")
+    if block.get("name") == "remote_mcp" and isinstance(extras, Mapping):
+        own = extras.get("tool_name")
+        if isinstance(own, str) and own:
+            return own
+    return tool_name(block.get("name"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -276,8 +277,9 @@ class ResumeStream:
     seconds, ``headers``).
 
     Raises:
-        TypeError: an option a reader does not take (``format``: the stream's own is used), an
-            unknown one or a wrong type.
+        TypeError: ``last_event_id`` is not a ``str`` (a coroutine: ``hub.start()`` not
+            awaited), or an option a reader does not take (``format``: the stream's own is
+            used), an unknown one or a wrong type.
         ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
             header.
     """
@@ -288,6 +290,12 @@ class ResumeStream:
         last_event_id: str,
         **options: Unpack[ResumeOptions],
     ) -> None:
+        if last_event_id is not None and not isinstance(last_event_id, str):
+            hint = " (await hub.start(...))" if inspect.isawaitable(last_event_id) else ""
+            raise TypeError(
+                f"ResumeStream needs a stream id or an event id (str){hint}, "
+                f"not {type(last_event_id).__name__}"
+            )
         # Checked as every binding checks its options; the format comes from the store.
         self.config = resolve(options, binding="ResumeStream", exclude=NOT_FOR_READERS)
         self.hub = hub
