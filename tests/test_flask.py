@@ -577,3 +577,12 @@ def test_flask_example_page_ends_a_stream_it_cannot_read_before_falling_back() -
     assert errors == []
     # The stream's hook (disconnected: the page ended it) and the JSON answer's (completed).
     assert sorted(r.reason for r in results) == ["completed", "disconnected"]
+
+
+def test_the_flask_response_made_outside_flask_names_the_module_to_use() -> None:
+    # Found in review: returned from a FastAPI view, it failed with Flask's "Working outside
+    # of application context", which says nothing of sse_llm.fastapi.
+    from sse_llm.flask import SSEResponse
+
+    with pytest.raises(RuntimeError, match=r"sse_llm\.fastapi\.SSEResponse"):
+        SSEResponse(["x"])

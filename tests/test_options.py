@@ -101,8 +101,18 @@ BINDINGS: dict[str, Callable[..., Any]] = {
 
 @pytest.mark.parametrize("binding", BINDINGS)
 def test_a_misspelt_option_fails_when_the_binding_is_built(binding: str) -> None:
-    with pytest.raises(TypeError, match="heartbeet"):
+    with pytest.raises(TypeError, match="heartbeet") as raised:
         BINDINGS[binding](heartbeet=5)
+    options = str(raised.value).partition("the options are ")[2].split(", ")
+    # The close match is offered where the binding takes it (a producer has no heartbeat).
+    assert ("did you mean heartbeat?" in str(raised.value)) == ("heartbeat" in options)
+
+
+def test_another_framework_s_name_for_the_status_is_refused_with_each_one_s_name() -> None:
+    from sse_llm.django import SSEResponse
+
+    with pytest.raises(TypeError, match=r"status_code= in Starlette and FastAPI, status= in"):
+        SSEResponse(["x"], status_code=400)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("binding", BINDINGS)

@@ -8,6 +8,7 @@ built, not halfway through a request.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import re
@@ -349,9 +350,22 @@ def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str
 def _refuse(options: Mapping[str, Any], binding: str, exclude: Collection[str]) -> NoReturn:
     unknown = options.keys() - _NAMES
     if unknown:
+        allowed = sorted(_NAMES - set(exclude))
+        hints = []
+        if unknown & {"status", "status_code"}:
+            # Each binding keeps its host's own name for the status.
+            hints.append(
+                "the HTTP status is status_code= in Starlette and FastAPI, status= in Django "
+                "and Flask"
+            )
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, allowed, n=1)
+            if close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
         raise TypeError(
-            f"{binding} got unknown option(s) {', '.join(sorted(unknown))}; "
-            f"the options are {', '.join(sorted(_NAMES - set(exclude)))}"
+            f"{binding} got unknown option(s) {', '.join(sorted(unknown))}{hint}; "
+            f"the options are {', '.join(allowed)}"
         )
     excluded = options.keys() & set(exclude)
     raise TypeError(f"{binding} does not take {', '.join(sorted(excluded))}")

@@ -52,7 +52,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._extras import raise_missing_extra
 
 try:
-    from flask import Flask, Response, current_app
+    from flask import Flask, Response, current_app, has_app_context
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, __name__, "flask", "flask", "werkzeug")
 
@@ -215,6 +215,8 @@ class SSEResponse(Response):
     Raises:
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
         ValueError: a time that is not positive, or a ``Connection`` header.
+        RuntimeError: made outside a Flask app context (in a Starlette, FastAPI or Django
+            view: each has its own module's ``SSEResponse``).
     """
 
     def __init__(
@@ -226,6 +228,12 @@ class SSEResponse(Response):
     ) -> None:
         check_source(source, "SSEResponse")
         config = resolve(options, binding="SSEResponse")
+        if not has_app_context():
+            raise RuntimeError(
+                "sse_llm.flask.SSEResponse is made in a Flask view (it needs the app "
+                "context); in Starlette or FastAPI use sse_llm.starlette.SSEResponse or "
+                "sse_llm.fastapi.SSEResponse, in Django sse_llm.django.SSEResponse"
+            )
         body = _WSGIBody(source, config, _loop_of(current_app))
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
