@@ -65,6 +65,19 @@ def test_the_site_has_a_page_per_guide_and_per_public_module(site: Path) -> None
     assert "NamedEventsFormat" in changelog and "TypedJSONFormat" in changelog
 
 
+def test_the_api_reference_shows_no_raw_sphinx_roles(site: Path) -> None:
+    # Found in review: mkdocstrings renders docstrings as Markdown, so the roles the
+    # docstrings use (:class:`~sse_llm.X`) showed as raw text, about 130 times.
+    import re
+
+    role = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):")
+    for page in sorted((site / "api").glob("*/index.html")):
+        found = role.findall(page.read_text("utf-8"))
+        assert not found, (page.parent.name, len(found))
+    core = (site / "api" / "core" / "index.html").read_text("utf-8")
+    assert "<code>StreamEngine</code>, which turns any source" in core
+
+
 def test_type_aliases_and_last_event_id_are_documented(site: Path) -> None:
     core = (site / "api" / "core" / "index.html").read_text("utf-8")
     for alias, words in [
