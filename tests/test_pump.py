@@ -1410,6 +1410,40 @@ async def test_run_stream_s_timeout_disconnects_first_and_keeps_what_arrived() -
 
 
 @pytest.mark.anyio
+async def test_run_stream_s_timeout_is_a_timeout_also_when_the_app_raises_at_the_disconnect() -> (
+    None
+):
+    # Found in review: Starlette's own StreamingResponse turns the send's OSError after the
+    # driver's disconnect into ClientDisconnect, which came out instead of the timeout.
+    from starlette.requests import ClientDisconnect
+    from starlette.responses import StreamingResponse
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"data: x\n\n"
+            await anyio.sleep(0.01)
+
+    async def view(request: Request) -> StreamingResponse:
+        return StreamingResponse(endless(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/", view)])
+    with pytest.raises(StreamTimeoutError) as raised:
+        await run_stream(app, timeout=0.3)
+    assert raised.value.response.events  # what arrived
+    cause = raised.value.__cause__
+    assert cause is None or isinstance(cause, (ClientDisconnect, OSError))
+
+
+@pytest.mark.anyio
+async def test_run_stream_raises_what_the_app_raised_past_exception_as_it_is() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        await run_stream(app)
+
+
+@pytest.mark.anyio
 async def test_run_stream_can_leave_after_a_time_to_watch_a_silent_model_s_heartbeats() -> None:
     results = Results()
     silent = FakeLLM("late answer", first_token_delay=60)

@@ -363,10 +363,12 @@ async def test_a_shutdown_during_a_store_outage_runs_the_hook_within_close_timeo
 ) -> None:
     # Found in review: at SIGTERM with Redis frozen, the producer kept retrying the stream's
     # end for outage_grace (30 s) before its hook ran, with reason `error`: past a deploy's
-    # kill timeout, so the partial answer was never saved.
-    hook = Hook()
+    # kill timeout, so the partial answer was never saved. Also for an answer that completed
+    # in the outage and was still storing its end when the signal came.
+    producing, completed = Hook(), Hook()
     stop = anyio.Event()
-    llm = FakeLLM("word " * 2000, delay=0.02)
+    long_answer = FakeLLM("word " * 2000, delay=0.02)
+    short_answer = FakeLLM("short answer", delay=0.02, first_token_delay=0.5)
     with redis_server(tmp_path) as server:
         assert server.proc is not None
         client = redis.asyncio.Redis.from_url(server.url, socket_timeout=2)
@@ -375,25 +377,32 @@ async def test_a_shutdown_during_a_store_outage_runs_the_hook_within_close_timeo
             with anyio.fail_after(20):
                 hub = StreamHub(RedisStore(client), close_timeout=1, outage_grace=30, shutdown=stop)
                 async with hub:
-                    await hub.start(llm.stream(), on_complete=hook)
+                    await hub.start(long_answer.stream(), on_complete=producing)
+                    await hub.start(short_answer.stream(), on_complete=completed)
                     await anyio.sleep(0.3)
                     os.kill(server.proc.pid, signal.SIGSTOP)
                     frozen = True
-                    await anyio.sleep(0.5)
+                    await anyio.sleep(1.0)  # the short answer ends, its end unstored
+                    assert not completed.called.is_set()
                     stopped_at = time.monotonic()
                     stop.set()  # the server begins shutting down
-                    await hook.called.wait()
-                    hook_after = time.monotonic() - stopped_at
+                    await producing.called.wait()
+                    await completed.called.wait()
+                    hooks_after = time.monotonic() - stopped_at
                 hub_exit_after = time.monotonic() - stopped_at
         finally:
             if frozen:
                 os.kill(server.proc.pid, signal.SIGCONT)
             await client.aclose()
-    result = hook.results.wait(0)
-    assert result.reason == "shutdown"
-    assert result.text and result.text != "word " * 2000  # the partial answer
-    assert llm.closed == 1
-    assert hook_after < 1.0 + 1.5, hook_after  # close_timeout, and a margin
+    cut = producing.results.wait(0)
+    assert cut.reason == "shutdown"
+    assert cut.text and cut.text != "word " * 2000  # the partial answer
+    assert cut.error is not None  # the store's failure
+    assert long_answer.closed == 1
+    whole = completed.results.wait(0)
+    assert (whole.reason, whole.text) == ("completed", "short answer")
+    assert whole.error is not None  # its end could not be stored
+    assert hooks_after < 1.0 + 1.5, hooks_after  # close_timeout, and a margin
     assert hub_exit_after < 2 * 1.0 + 2.0, hub_exit_after
 
 

@@ -139,3 +139,60 @@ async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await anyio.sleep(0.01)
+
+
+class SlowToEnter:
+    """A sync stream helper whose ``__enter__`` waits for the model's first bytes."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self.log: list[str] = []
+
+    def __enter__(self) -> Iterator[str]:
+        self.log.append("enter")
+        time.sleep(self.wait)
+        self.log.append("entered")
+        return iter(["never", "read"])
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.append("exit")
+
+
+async def test_a_client_that_leaves_while_a_sync_helper_enters_has_it_exited() -> None:
+    # Found in review: the cancel waited for __enter__ and dropped what it gave, never exited:
+    # the upstream request of a slow first byte went on generating.
+    from sse_llm import EventStream
+    from sse_llm.testing import run_stream
+
+    helper = SlowToEnter(0.5)
+    results: list[StreamResult] = []
+    started = time.monotonic()
+    response = await run_stream(
+        EventStream(helper, on_complete=results.append), disconnect_after_seconds=0.1, timeout=5
+    )
+    assert time.monotonic() - started < 0.4  # the stream ended without waiting for __enter__
+    assert response.disconnected and [r.reason for r in results] == ["disconnected"]
+    await _wait_for(lambda: helper.log == ["enter", "entered", "exit"])
+
+
+class NotAStreamHelper:
+    """An async context manager that gives itself (a client, a session): not a stream."""
+
+    exits = 0
+
+    async def __aenter__(self) -> NotAStreamHelper:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.exits += 1
+
+
+async def test_a_context_manager_that_gives_no_stream_ends_with_a_clear_error() -> None:
+    from sse_llm import collect
+
+    session = NotAStreamHelper()
+    result = await collect(session)
+    assert result.reason == "error"
+    assert isinstance(result.error, TypeError)
+    assert "gives NotAStreamHelper when entered, not a stream" in str(result.error)
+    assert session.exits == 1

@@ -452,8 +452,9 @@ def test_a_sync_source_whose_client_left_before_the_stop_is_closed_before_the_ex
     assert hook_log.read_text().count("source-closed") == clients, hook_log.read_text()
 
 
+@pytest.mark.parametrize("path", ["/ws", "/ws-own-signal"])
 def test_an_idle_websocket_is_closed_at_the_signal_and_does_not_hold_the_exit(
-    tmp_path: Path,
+    tmp_path: Path, path: str
 ) -> None:
     # Found in review: a socket that had answered and sat waiting for the next prompt ended
     # only at GracefulShutdown's drain_timeout (10 s): its wait watched the shutdown= option
@@ -465,7 +466,7 @@ def test_an_idle_websocket_is_closed_at_the_signal_and_does_not_hold_the_exit(
     env = {"HOOK_LOG": str(hook_log), "HOOK_SLEEP": "0"}
     cmd = [str(BIN / "uvicorn"), "tests.support.shutdown.asgi_app:app", "--log-level", "warning"]
     with running(tmp_path, cmd, "/ping", env=env) as (proc, client):
-        ws_url = str(client.base_url).replace("http://", "ws://") + "/ws"
+        ws_url = str(client.base_url).replace("http://", "ws://") + path
         with connect(ws_url, open_timeout=10) as ws:
             ws.send(json.dumps({"prompt": "hi"}))
             while json.loads(ws.recv(timeout=10))["type"] != "done":

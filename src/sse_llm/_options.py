@@ -347,19 +347,23 @@ def resolve(options: Mapping[str, Any], *, binding: str, exclude: Collection[str
     return Config(NamedEventsFormat(), **given)
 
 
+#: The bindings that answer with a status of their own choosing (each framework's response).
+_TAKE_A_STATUS = frozenset({"SSEResponse", "@sse", "EventStream"})
+
+
 def _refuse(options: Mapping[str, Any], binding: str, exclude: Collection[str]) -> NoReturn:
     unknown = options.keys() - _NAMES
     if unknown:
         allowed = sorted(_NAMES - set(exclude))
         hints = []
-        if unknown & {"status", "status_code"}:
+        if unknown & {"status", "status_code"} and binding in _TAKE_A_STATUS:
             # Each binding keeps its host's own name for the status.
             hints.append(
                 "the HTTP status is status_code= in Starlette and FastAPI, status= in Django "
                 "and Flask"
             )
         for name in sorted(unknown):
-            close = difflib.get_close_matches(name, allowed, n=1)
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.8)  # typos only
             if close:
                 hints.append(f"{name}: did you mean {close[0]}?")
         hint = f" ({'; '.join(hints)})" if hints else ""

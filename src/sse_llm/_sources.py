@@ -92,15 +92,25 @@ class EnteredStream:
     """The stream an (async) context manager gives, entered when the stream starts and exited
     when it is closed: an SDK's stream helper handed over unentered
     (``client.messages.stream(...)``, ``client.chat.completions.stream(...)``,
-    ``client.responses.stream(...)``), whose ``__exit__`` closes the HTTP response. A sync one
-    is entered, read and exited in worker threads, as a sync source is read."""
+    ``client.responses.stream(...)``), whose exit closes the HTTP response. A sync one is
+    entered, read and exited in worker threads, as a sync source is read; a close while its
+    ``__enter__`` still runs (the client left before the first byte) leaves the exit to that
+    thread, as :class:`ThreadedIterator` leaves a close to a thread in ``next()``.
+
+    Raises (from the first ``__anext__``):
+        TypeError: what the manager gives on entering is not an (async) iterable (a client
+            or session object rather than a stream helper). It is exited first.
+    """
 
     def __init__(self, manager: Any, limiter: anyio.CapacityLimiter | None) -> None:
         self.manager = manager
         self.limiter = limiter
+        self.is_async = hasattr(manager, "__aenter__")
         self.stream: Any = None
         self.iterator: AsyncIterator[Any] | None = None
+        self.lock = threading.Lock()  # entered / close_requested, against the entering thread
         self.entered = False
+        self.close_requested = False
 
     def __aiter__(self) -> EnteredStream:
         return self
@@ -113,27 +123,67 @@ class EnteredStream:
 
     async def _enter(self) -> AsyncIterator[Any]:
         manager = self.manager
-        if hasattr(manager, "__aenter__"):
-            self.stream = await manager.__aenter__()
-            self.entered = True
-            return aiter_source(self.stream, self.limiter)
+        if self.is_async:
+            stream = await manager.__aenter__()
+            self.stream, self.entered = stream, True
+            if hasattr(stream, "__aiter__"):
+                iterator: AsyncIterator[Any] = stream.__aiter__()
+                return iterator
+            if isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
+                return ThreadedIterator(iter(stream), self.limiter, stream)
+            await manager.__aexit__(None, None, None)
+            self.entered = False
+            raise self._not_a_stream(stream)
         limiter = self.limiter if self.limiter is not None else sync_limiter()
-        self.stream = await anyio.to_thread.run_sync(manager.__enter__, limiter=limiter)
-        self.entered = True
+        stream = await anyio.to_thread.run_sync(
+            self._enter_sync, limiter=limiter, abandon_on_cancel=True
+        )
+        if stream is _END:
+            raise StopAsyncIteration  # closed while entering: the thread exited it
         # The exit runs where the stream is closed: in the thread that read it last.
-        return ThreadedIterator(iter(self.stream), self.limiter, _Exits(manager))
+        return ThreadedIterator(stream, self.limiter, _Exits(manager))
+
+    def _enter_sync(self) -> Any:
+        """In a worker thread: enter, and hand over an iterator, unless a close came
+        meanwhile (the waiting task was cancelled and is gone): then exit here."""
+        manager = self.manager
+        stream = manager.__enter__()
+        iterator = None
+        if isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
+            iterator = iter(stream)
+        with self.lock:
+            closing = self.close_requested
+            if not closing and iterator is not None:
+                self.stream, self.entered = stream, True
+                return iterator
+        manager.__exit__(None, None, None)
+        if closing:
+            return _END
+        raise self._not_a_stream(stream)
+
+    def _not_a_stream(self, stream: Any) -> TypeError:
+        return TypeError(
+            f"{type(self.manager).__name__} gives {type(stream).__name__} when entered, "
+            "not a stream: a source may be an SDK's stream helper (client.messages.stream"
+            "(...)), not any context manager"
+        )
 
     async def aclose(self) -> None:
-        if not self.entered:
-            return
-        self.entered = False
-        if isinstance(self.iterator, ThreadedIterator):
+        with self.lock:
+            self.close_requested = True
+            entered, self.entered = self.entered, False
+        if not entered:
+            return  # never entered, or the entering thread exits it (see _enter_sync)
+        if isinstance(self.iterator, ThreadedIterator) and not self.is_async:
             await self.iterator.aclose()  # exits the manager too (see _Exits)
             return
         try:
             await aclose_source(self.iterator, self.stream)
         finally:
-            await self.manager.__aexit__(None, None, None)
+            if self.is_async:
+                await self.manager.__aexit__(None, None, None)
+            else:  # entered, but the iterator was never made
+                await anyio.to_thread.run_sync(self.manager.__exit__, None, None, None)
 
 
 class _Exits:

@@ -329,7 +329,9 @@ async def run_stream(
     async def run_app() -> None:
         try:
             await app(scope, receive, send)
-        except Exception as exc:  # raised as it is, not in a task group's ExceptionGroup
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # raised as it is, not in a task group's ExceptionGroup
             failure.append(exc)
         finally:
             finished.set()
@@ -350,11 +352,12 @@ async def run_stream(
             with anyio.move_on_after(TIMEOUT_GRACE):
                 await finished.wait()
             task_group.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
     if timed_out:
+        # What the app raised at the disconnect (Starlette's ClientDisconnect) is its cause.
         raise StreamTimeoutError(
             f"the ASGI app did not finish within {timeout} s (disconnected at that point)",
             response,
-        )
+        ) from (failure[0] if failure else None)
+    if failure:
+        raise failure[0]
     return response

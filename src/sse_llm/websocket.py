@@ -276,12 +276,12 @@ class _Connection:
         """Wait, idle, for the next prompt; ``None`` when the client left or at shutdown."""
         # A GracefulShutdown around the app counts the socket open until it returns: an
         # idle socket must end at its signal too, or the server's exit waits drain_timeout.
-        shutdown = self.config.shutdown or current_shutdown()
+        signals = [s for s in (self.config.shutdown, current_shutdown()) if s is not None]
         while True:
-            if shutdown is None:
+            if not signals:
                 kind, value = await self.receive()
             else:
-                kind, value = await self._receive_unless_shutdown(shutdown)
+                kind, value = await self._receive_unless_shutdown(signals)
             if kind == "prompt":
                 prompt: dict[str, Any] = value
                 return prompt
@@ -291,7 +291,7 @@ class _Connection:
                 await self.invalid(value)
             # "cancel" with nothing streaming: nothing to do
 
-    async def _receive_unless_shutdown(self, shutdown: ShutdownSignal) -> tuple[str, Any]:
+    async def _receive_unless_shutdown(self, signals: list[ShutdownSignal]) -> tuple[str, Any]:
         outcome: tuple[str, Any] = ("shutdown", None)
         async with anyio.create_task_group() as tg:
 
@@ -300,13 +300,14 @@ class _Connection:
                 outcome = await self.receive()
                 tg.cancel_scope.cancel()
 
-            async def wait_shutdown() -> None:
+            async def wait_shutdown(shutdown: ShutdownSignal) -> None:
                 await shutdown.wait()
                 self.shutting_down = True
                 tg.cancel_scope.cancel()
 
             tg.start_soon(read)
-            tg.start_soon(wait_shutdown)
+            for shutdown in signals:  # the shutdown= option and a GracefulShutdown around
+                tg.start_soon(wait_shutdown, shutdown)
         return outcome
 
     # -- one answer ------------------------------------------------------------------------

@@ -505,13 +505,26 @@ class StreamHub:
         # hook must run first; readers elsewhere then learn of the end by the liveness.
         writer = producer.writer
         if writer is not None:
-            with anyio.move_on_after(self.close_timeout if result.reason == "shutdown" else None):
-                await writer.close(self.keep)
-        if writer is not None and writer.error is not None:
-            if result.reason != "shutdown":
-                result.reason = "error"
-            if result.error is None:
-                result.error = writer.error
+            with anyio.CancelScope() as storing:
+                async with anyio.create_task_group() as task_group:
+
+                    async def cut_at_shutdown() -> None:
+                        # Also for a stream that ended before the signal and still waits on
+                        # the store: the signal bounds every wait for it.
+                        await producer.shutdown.wait()
+                        storing.deadline = min(
+                            storing.deadline, anyio.current_time() + self.close_timeout
+                        )
+
+                    task_group.start_soon(cut_at_shutdown)
+                    await writer.close(self.keep)
+                    task_group.cancel_scope.cancel()
+            failure = writer.error or (writer.last_failure if storing.cancelled_caught else None)
+            if failure is not None:
+                if writer.error is not None and result.reason != "shutdown":
+                    result.reason = "error"
+                if result.error is None:
+                    result.error = failure
         if hook is not None:
             outcome = hook(result)
             if inspect.isawaitable(outcome):  # what a sync hook returns (a row id) is ignored

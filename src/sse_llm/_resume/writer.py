@@ -71,6 +71,7 @@ class StoreWriter:
         self.backoff = FIRST_BACKOFF  # seconds before the next try, while failing
         self.restore_needed = False  # the store failed since the last write: restore first
         self.error: Exception | None = None  # set once the stream is given up
+        self.last_failure: Exception | None = None  # the store's latest failure, if any
         self.wake = anyio.Event()
         self.closing = False
         self.finished = False  # close() is done: nothing more to store, no liveness to keep
@@ -136,6 +137,7 @@ class StoreWriter:
                 break
             except Exception as exc:
                 # Perhaps lost just now (LookupError): stored again whole before the end.
+                self.last_failure = exc
                 self.restore_needed = True
                 if time.monotonic() >= deadline:
                     logger.error("marking a detached stream finished failed", exc_info=exc)
@@ -191,6 +193,7 @@ class StoreWriter:
         self.restore_needed = False
 
     async def _failed(self, exc: Exception) -> bool:
+        self.last_failure = exc
         self.restore_needed = True
         now = time.monotonic()
         if self.failed_at is None:

@@ -45,6 +45,11 @@ routes = [
     Route("/ping", ping),
     Route("/gc", collector),
     WebSocketRoute("/ws", LLMWebSocket(short_answer, on_complete=hook)),
+    # With a shutdown= signal of its own as well (one the app never sets here).
+    WebSocketRoute(
+        "/ws-own-signal",
+        LLMWebSocket(short_answer, on_complete=hook, shutdown=anyio.Event()),
+    ),
 ]
 #: Without the one line: what a server does by itself.
 plain = Starlette(routes=routes)
