@@ -320,6 +320,13 @@ class Recorded:
         self.results.append(result)
         self.ended.set()
 
+    def assert_disconnected(self, waited: float, within: float) -> None:
+        """The hook said ``disconnected`` within ``within`` seconds, the source was closed."""
+        assert self.results, "the stream was not ended"
+        assert self.results[0].reason == "disconnected"
+        assert waited < within, waited
+        assert self.closed
+
     async def wait_ended(self) -> float:
         """Seconds until the hook ran (at most 5)."""
         started = time.monotonic()
@@ -421,10 +428,7 @@ def test_a_reader_that_closes_the_response_like_django_ends_the_stream(
         return await recorded.wait_ended()
 
     waited = asyncio.run(read_two_then_close())
-    assert recorded.results, "the stream was not ended"
-    assert recorded.results[0].reason == "disconnected"
-    assert waited < 1.0
-    assert recorded.closed
+    recorded.assert_disconnected(waited, within=1.0)
 
 
 def test_run_stream_s_timeout_ends_a_django_stream_as_a_client_that_leaves(
@@ -539,10 +543,7 @@ def test_a_client_that_leaves_while_django_sends_ends_the_stream_at_once(
         return await recorded.wait_ended()
 
     took = asyncio.run(read_then_leave_while_sending())
-    assert recorded.results, "the stream did not end within 5 s"
-    assert recorded.results[0].reason == "disconnected"
-    assert took < 1.0
-    assert recorded.closed
+    recorded.assert_disconnected(took, within=1.0)
 
 
 SHUTDOWN_DJANGO = Path(__file__).resolve().parent / "support" / "shutdown" / "djproj"
