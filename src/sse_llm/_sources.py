@@ -46,12 +46,7 @@ def check_source(source: object, binding: str) -> None:
             f"{binding} needs a stream, not a whole {type(source).__name__}: an SDK call "
             f"returns a stream only when asked (stream=True); to send one item, pass [item]"
         )
-    if not (
-        hasattr(source, "__iter__")
-        or inspect.isawaitable(source)
-        or hasattr(source, "__aenter__")
-        or hasattr(source, "__enter__")
-    ):
+    if not (hasattr(source, "__iter__") or inspect.isawaitable(source) or _manages(source)):
         raise TypeError(
             f"{binding} needs an (async) iterable source or an awaitable of one, "
             f"not {type(source).__name__}"
@@ -79,13 +74,31 @@ def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> Async
         TypeError: ``source`` is not iterable, or is a ``str``/``bytes``.
     """
     check_source(source, "a stream")
-    if hasattr(source, "__aiter__"):
-        return source.__aiter__()
-    if isinstance(source, Iterable):
-        return ThreadedIterator(iter(source), limiter, source)
-    if hasattr(source, "__aenter__") or hasattr(source, "__enter__"):
+    iterator = _iterator_of(source, limiter)
+    if iterator is not None:
+        return iterator
+    if _manages(source):
         return EnteredStream(source, limiter)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
+
+
+def _iterator_of(source: Any, limiter: anyio.CapacityLimiter | None) -> AsyncIterator[Any] | None:
+    """An async iterator over an (async) iterable ``source``, ``None`` for anything else."""
+    if hasattr(source, "__aiter__"):
+        iterator: AsyncIterator[Any] = source.__aiter__()
+        return iterator
+    if _sync_iterable(source):
+        return ThreadedIterator(iter(source), limiter, source)
+    return None
+
+
+def _sync_iterable(source: Any) -> bool:
+    return isinstance(source, Iterable) and not isinstance(source, str | bytes | bytearray)
+
+
+def _manages(source: Any) -> bool:
+    """An (async) context manager: an SDK's stream helper, unentered."""
+    return hasattr(source, "__aenter__") or hasattr(source, "__enter__")
 
 
 class EnteredStream:
@@ -126,11 +139,9 @@ class EnteredStream:
         if self.is_async:
             stream = await manager.__aenter__()
             self.stream, self.entered = stream, True
-            if hasattr(stream, "__aiter__"):
-                iterator: AsyncIterator[Any] = stream.__aiter__()
+            iterator = _iterator_of(stream, self.limiter)
+            if iterator is not None:
                 return iterator
-            if isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
-                return ThreadedIterator(iter(stream), self.limiter, stream)
             await manager.__aexit__(None, None, None)
             self.entered = False
             raise self._not_a_stream(stream)
@@ -148,9 +159,7 @@ class EnteredStream:
         meanwhile (the waiting task was cancelled and is gone): then exit here."""
         manager = self.manager
         stream = manager.__enter__()
-        iterator = None
-        if isinstance(stream, Iterable) and not isinstance(stream, str | bytes):
-            iterator = iter(stream)
+        iterator = iter(stream) if _sync_iterable(stream) else None
         with self.lock:
             closing = self.close_requested
             if not closing and iterator is not None:
