@@ -19,6 +19,7 @@ from . import (
     databricks,
     gemini,
     langchain,
+    mistral,
     ollama,
     openai_chat,
     openai_responses,
@@ -39,6 +40,7 @@ _REGISTRY: list[tuple[Callable[[Any], bool], Factory]] = [
     (anthropic.matches, lambda choice: anthropic.Normalizer()),
     (openai_chat.matches, lambda choice: openai_chat.Normalizer(choice=choice)),
     (openai_chat.matches_helper_event, lambda choice: openai_chat.HelperNormalizer(choice=choice)),
+    (mistral.matches, lambda choice: mistral.Normalizer(choice=choice)),
     (gemini.matches, lambda choice: gemini.Normalizer(choice=choice)),
     (ollama.matches, lambda choice: ollama.Normalizer()),
     (databricks.matches, lambda choice: databricks.Normalizer()),
@@ -49,6 +51,9 @@ _REGISTRY: list[tuple[Callable[[Any], bool], Factory]] = [
 _TRANSLATORS: list[Callable[[BaseException], ProviderError | None]] = [
     openai_chat.translate,  # the openai SDK, for Chat Completions and the Responses API
     anthropic.translate,
+    gemini.translate,  # google-genai
+    ollama.translate,
+    mistral.translate,  # mistralai
 ]
 
 

@@ -71,6 +71,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .._exceptions import ProviderError
 from .._model import (
     Citation,
     ErrorEvent,
@@ -234,6 +235,33 @@ def matches(item: Any) -> bool:
     if isinstance(item, Mapping):
         return "candidates" in item or "usageMetadata" in item or "promptFeedback" in item
     return type(item).__name__ == "GenerateContentResponse"
+
+
+def translate(exc: BaseException) -> ProviderError | None:
+    """The provider's message from a ``google-genai`` SDK error (``errors.APIError``:
+    ``ClientError`` for 4xx, ``ServerError`` for 5xx; ``code`` the HTTP status, ``details`` the
+    answer's JSON).
+
+    Gemini answers a failed request with ``{"error": {"code", "message", "status"}}``; for a
+    body that is not JSON the SDK makes ``details`` ``{"message": <the body>, "status": ...}``
+    itself, which may be a proxy's HTML page, so only the ``error`` object is the provider's
+    wording. Source: the SDK's ``errors.py`` (``APIError.raise_for_response``).
+    """
+    if type(exc).__module__ != "google.genai.errors" or not hasattr(exc, "details"):
+        return None
+    status = getattr(exc, "code", None)
+    details = exc.details
+    if isinstance(details, list) and details:
+        details = details[0]
+    provider_body = isinstance(details, Mapping) and isinstance(details.get("error"), Mapping)
+    message, code = error_fields(details) if provider_body else (None, None)
+    if message is None:
+        if not isinstance(status, int):
+            return None
+        message = f"The model provider answered with HTTP status {status}."
+    if code is None and isinstance(status, int):
+        code = str(status)
+    return ProviderError(message, code)
 
 
 def finish(raw: Any, made_calls: bool = False) -> Finish:

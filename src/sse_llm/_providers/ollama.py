@@ -30,6 +30,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .._exceptions import ProviderError
 from .._model import (
     ErrorEvent,
     Finish,
@@ -52,6 +53,36 @@ def matches(item: Any) -> bool:
     return type(item).__module__.startswith("ollama") and type(item).__name__ in (
         "ChatResponse",
         "GenerateResponse",
+    )
+
+
+def translate(exc: BaseException) -> ProviderError | None:
+    """The provider's message from the ``ollama`` SDK's ``ResponseError``.
+
+    The SDK raises it for an ``{"error": ...}`` line inside the stream (``status_code`` -1,
+    ``error`` the line's message) and for a non-200 answer (``status_code`` the HTTP status,
+    ``error`` the JSON body's ``error``, else the whole body, which may be a proxy's HTML page:
+    so the message is taken from the answer's body only when that body is JSON). Source: the
+    SDK's ``_client.py`` (``_stream``, ``_request_raw``).
+    """
+    if type(exc).__module__.split(".")[0] != "ollama" or type(exc).__name__ != "ResponseError":
+        return None
+    status = getattr(exc, "status_code", None)
+    if status == -1:
+        message, code = error_fields({"error": getattr(exc, "error", None)})
+        return ProviderError(message or "The model provider reported an error.", code)
+    if not isinstance(status, int):
+        return None
+    # The SDK raises it `from None` inside its handler of httpx's HTTPStatusError, which
+    # stays the context and holds the answer.
+    answer = getattr(exc.__context__, "response", None)
+    try:
+        payload: Any = json.loads(answer.text) if answer is not None else None
+    except (ValueError, AttributeError):  # not JSON, or not an httpx response
+        payload = None
+    message, code = error_fields(payload) if isinstance(payload, Mapping) else (None, None)
+    return ProviderError(
+        message or f"The model provider answered with HTTP status {status}.", code or str(status)
     )
 
 
