@@ -23,6 +23,8 @@ https://sse-llm.readthedocs.io/
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from ._asgi import EventStream
 from ._collect import collect, result_json
 from ._decoder import SSEDecoder
@@ -102,11 +104,18 @@ __all__ = [
     "result_json",
 ]
 
-__getattr__ = aliases(
-    __name__,
-    {
-        "EventsFormat": ("NamedEventsFormat", NamedEventsFormat),
-        "Renderer": ("FormatWriter", FormatWriter),
-        "StreamError": ("ErrorEvent", ErrorEvent),
-    },
-)
+# A module __getattr__ seen by a type checker makes every name Any, a misspelt one included:
+# type checkers get the old names as plain aliases instead.
+if TYPE_CHECKING:
+    EventsFormat: TypeAlias = NamedEventsFormat
+    Renderer: TypeAlias = FormatWriter
+    StreamError: TypeAlias = ErrorEvent
+else:
+    __getattr__ = aliases(
+        __name__,
+        {
+            "EventsFormat": ("NamedEventsFormat", NamedEventsFormat),
+            "Renderer": ("FormatWriter", FormatWriter),
+            "StreamError": ("ErrorEvent", ErrorEvent),
+        },
+    )

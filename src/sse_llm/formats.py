@@ -23,6 +23,8 @@ single ``data:`` line whatever the text.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from ._deprecation import aliases
 from ._formats import (
     AISDKFormat,
@@ -48,11 +50,17 @@ __all__ = [
     "WriterBase",
 ]
 
-__getattr__ = aliases(
-    __name__,
-    {
-        "EventsFormat": ("NamedEventsFormat", NamedEventsFormat),
-        "JSONEventsFormat": ("TypedJSONFormat", TypedJSONFormat),
-        "Renderer": ("FormatWriter", FormatWriter),
-    },
-)
+# As in sse_llm/__init__.py: no module __getattr__ for type checkers (it makes any name Any).
+if TYPE_CHECKING:
+    EventsFormat: TypeAlias = NamedEventsFormat
+    JSONEventsFormat: TypeAlias = TypedJSONFormat
+    Renderer: TypeAlias = FormatWriter
+else:
+    __getattr__ = aliases(
+        __name__,
+        {
+            "EventsFormat": ("NamedEventsFormat", NamedEventsFormat),
+            "JSONEventsFormat": ("TypedJSONFormat", TypedJSONFormat),
+            "Renderer": ("FormatWriter", FormatWriter),
+        },
+    )

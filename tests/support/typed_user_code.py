@@ -16,9 +16,11 @@ from django.http import HttpRequest  # type: ignore[import-untyped]  # (no djang
 from starlette.requests import Request
 from starlette.responses import Response
 
+import sse_llm
+import sse_llm.formats
 from sse_llm import StreamResult, collect
 from sse_llm.django import sse as django_sse
-from sse_llm.formats import TypedJSONFormat
+from sse_llm.formats import NamedEventsFormat, TypedJSONFormat
 from sse_llm.resume import MemoryStore, StreamHub
 from sse_llm.starlette import SSEResponse, sse
 from sse_llm.websocket import LLMWebSocket
@@ -107,4 +109,10 @@ async def misuses(request: Request, hub: StreamHub) -> None:
 
 def unused(*args: Any) -> None:
     """Keeps the names above referenced."""
+    # The deprecated names still type as what they name; a misspelt name is an error, not Any.
+    unused(sse_llm.colect)  # type: ignore[attr-defined]
+    unused(sse_llm.formats.TypedJsonFormat)  # type: ignore[attr-defined]
+    named: NamedEventsFormat = sse_llm.EventsFormat()
+    typed: TypedJSONFormat = sse_llm.formats.JSONEventsFormat()
+    unused(named, typed)
     MemoryStore()
