@@ -198,3 +198,17 @@ def test_comment_followed_by_blank_line_would_make_a_phantom_event_in_httpx_sse(
     # A spec decoder does not dispatch it (empty data buffer, §9.2.6).
     spec_events, _, _ = _decode(stream)
     assert spec_events == [{"event": "message", "data": "first", "id": "1"}]
+
+
+@pytest.mark.parametrize("value", ["data: hi", b"data: hi", {"data": "hi"}, None])
+def test_encode_refuses_what_is_not_an_event_or_a_comment(value: Any) -> None:
+    # Before: a bare AssertionError (an AttributeError under python -O).
+    with pytest.raises(TypeError, match="encode\\(\\) takes a ServerSentEvent or a Comment"):
+        encode(value)
+
+
+def test_a_comment_subclass_is_encoded_as_a_comment() -> None:
+    class Note(Comment):
+        pass
+
+    assert encode(Note("keep")) == b": keep\n"

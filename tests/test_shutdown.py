@@ -730,3 +730,49 @@ def test_a_reader_of_a_stream_produced_here_gets_the_producers_shutdown_event(
         assert events[-1].event == "error", bytes(body[-300:])
         assert json.loads(events[-1].data)["code"] == "shutdown"
         assert _exit_time(proc, sent_at) < EXIT_WITHIN, (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.parametrize("chain", ["nested", "app-handler"])
+def test_handlers_chained_twice_stop_the_server_once(tmp_path: Path, chain: str) -> None:
+    # Found in review: install() ran at every request and put its handler back in front of
+    # whatever was there: two GracefulShutdowns (or one and an app's own handler that calls the
+    # previous one) became each other's previous handler, the server's was lost, and SIGTERM
+    # recursed until RecursionError; uvicorn exited 1 without its lifespan shutdown.
+    hook_log = tmp_path / "hooks.log"
+    hook_log.touch()
+    env = {"HOOK_LOG": str(hook_log), "CHAIN": chain}
+    cmd = [str(BIN / "uvicorn"), "tests.support.shutdown.chained_app:app"]
+    with running(tmp_path, cmd, "/ping", env=env) as (proc, client):
+        for path in ("/sub/", "/ping", "/sub/", "/ping"):
+            assert client.get(path).text == "pong"
+        proc.send_signal(signal.SIGTERM)
+        returncode = proc.wait(15)
+    server_log = (tmp_path / "server.log").read_text()
+    assert "RecursionError" not in server_log, server_log
+    assert returncode == -signal.SIGTERM, server_log  # uvicorn re-raises the signal it got
+    assert "Application shutdown complete" in server_log
+    ran = hook_log.read_text().splitlines()
+    assert ran == (["app's handler"] if chain == "app-handler" else []) + ["lifespan shutdown"]
+
+
+LOOP_PROBE = """
+import signal
+from sse_llm import GracefulShutdown
+gs = GracefulShutdown(drain_timeout=1)
+signal.signal(signal.SIGTERM, lambda sig, frame: print("server's handler", flush=True))
+gs.install()
+previous = signal.getsignal(signal.SIGTERM)
+signal.signal(signal.SIGTERM, lambda sig, frame: previous(sig, frame))  # ours, called back
+gs._previous[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)  # a loop made by hand
+signal.raise_signal(signal.SIGTERM)
+print("returned", flush=True)
+"""
+
+
+def test_a_loop_of_handlers_made_elsewhere_does_not_recurse() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-c", LOOP_PROBE]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.splitlines() == ["returned"], done.stdout
+    assert "came back to sse-llm's handler" in done.stderr

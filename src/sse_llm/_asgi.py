@@ -38,7 +38,9 @@ class EventStream:
     Raises:
         TypeError: ``source`` cannot be streamed (a ``str``, ``None``, a number), or an unknown
             option or one of the wrong type.
-        ValueError: a time that is not positive, or a ``Connection`` header.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
+            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
+            Latin-1).
     """
 
     #: The name its errors give: a framework's response is built on an EventStream (of a

@@ -46,10 +46,16 @@ def encode(event: ServerSentEvent | Comment) -> bytes:
 
     Returns:
         UTF-8 bytes with LF line endings.
+
+    Raises:
+        TypeError: ``event`` is neither a :class:`ServerSentEvent` nor a :class:`Comment`.
     """
-    if type(event) is Comment:
+    if isinstance(event, Comment):
         return f": {event.text}\n".encode() if event.text else b":\n"
-    assert isinstance(event, ServerSentEvent)
+    if not isinstance(event, ServerSentEvent):
+        raise TypeError(
+            f"encode() takes a ServerSentEvent or a Comment, not {type(event).__name__}"
+        )
     head = ""
     if event.event is not None:
         head += f"event: {event.event}\n"

@@ -144,6 +144,7 @@ class GracefulShutdown:
         self._previous: dict[int, _Handler] = {}
         self._held: list[int] = []  # a signal whose delivery waits for the streams to end
         self._redelivering: set[int] = set()
+        self._delivering: set[int] = set()  # signals being passed on to the previous handler
         self._triggered = False
         self._live: dict[Pump, Callable[[], None]] = {}  # pump -> wakes it in its loop
         # Requests that started a stream and have not returned yet: the server's handler waits
@@ -318,7 +319,12 @@ class GracefulShutdown:
         """Chain the handler in front of the server's, if not already there.
 
         Only from the main thread (Python runs signal handlers there and allows installing
-        them only there); cheap when already in front. Returns whether it is in front.
+        them only there); cheap when already in front. Returns whether it is in the chain.
+
+        Once installed, it is not put back in front of a handler installed after it (an
+        app's own, which calls the one it replaced: that handler and ours would each call the
+        other, without end); nor in front of another ``GracefulShutdown`` whose chain reaches
+        it (one around a mounted sub-app and one around the whole app).
         """
         if threading.current_thread() is not threading.main_thread():
             self._warn_if_never_installed()
@@ -326,17 +332,37 @@ class GracefulShutdown:
         with self._lock:
             self._fork_check_locked()
             for sig in self.signals:
-                current = signal.getsignal(sig)
-                if current == self._handle or current is None:  # None: installed from C
-                    continue
-                self._previous[sig] = current
-                signal.signal(sig, self._handle)
-            if hasattr(signal, "SIGQUIT") and signal.SIGQUIT not in self.signals:
-                current = signal.getsignal(signal.SIGQUIT)
-                if callable(current) and current != self._handle:  # gunicorn's workers
-                    self._previous[signal.SIGQUIT] = current
-                    signal.signal(signal.SIGQUIT, self._handle)
+                self._chain_in_front_locked(sig)
+            # SIGQUIT only where a handler is already set for it: gunicorn's workers.
+            quits = [] if not hasattr(signal, "SIGQUIT") else [signal.SIGQUIT]
+            for sig in quits:
+                if sig not in self.signals and callable(signal.getsignal(sig)):
+                    self._chain_in_front_locked(sig)
         return True
+
+    def _chain_in_front_locked(self, sig: int) -> None:
+        current = signal.getsignal(sig)
+        if current is None or self._reached_from(current, sig):  # None: set from C
+            return
+        if sig in self._previous and not isinstance(
+            getattr(current, "__self__", None), GracefulShutdown
+        ):
+            return  # put there after ours: passing the signal on is its job
+        self._previous[sig] = current
+        signal.signal(sig, self._handle)
+
+    def _reached_from(self, handler: _Handler, sig: int) -> bool:
+        """Whether ``handler`` is ours or passes ``sig`` on to ours through other
+        ``GracefulShutdown`` handlers."""
+        seen: set[int] = set()
+        while True:
+            owner = getattr(handler, "__self__", None)
+            if owner is self:
+                return True
+            if not isinstance(owner, GracefulShutdown) or id(owner) in seen:
+                return False
+            seen.add(id(owner))
+            handler = owner._previous.get(sig)
 
     def _handle(self, sig: int, frame: FrameType | None) -> None:
         if sig in self._redelivering:  # our own re-delivery, once the streams ended
@@ -394,6 +420,18 @@ class GracefulShutdown:
 
     def _deliver(self, sig: int, frame: FrameType | None) -> None:
         """What would have happened without us."""
+        if sig in self._delivering:
+            # The handler we passed it to passed it back: handlers chained in a loop (set up
+            # by code other than install()). Passing it on again would recurse without end.
+            logger.warning("signal %d came back to sse-llm's handler: not passed on again", sig)
+            return
+        self._delivering.add(sig)
+        try:
+            self._deliver_once(sig, frame)
+        finally:
+            self._delivering.discard(sig)
+
+    def _deliver_once(self, sig: int, frame: FrameType | None) -> None:
         previous = self._previous.get(sig, signal.SIG_DFL)
         if callable(previous):
             previous(sig, frame)

@@ -110,7 +110,9 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
         UnsupportedServerError: ``request`` is a WSGI request, or the response is iterated
             synchronously (a WSGI server).
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
-        ValueError: a time that is not positive, or a ``Connection`` header.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
+            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
+            Latin-1).
     """
 
     def __init__(

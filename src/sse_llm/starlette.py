@@ -94,7 +94,9 @@ class SSEResponse(_StreamResponse):
 
     Raises:
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
-        ValueError: a time that is not positive, or a ``Connection`` header.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
+            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
+            Latin-1).
     """
 
     def __init__(
@@ -124,8 +126,8 @@ class ResumeResponse(_StreamResponse):
     Raises:
         TypeError: an option a reader does not take (``format``), an unknown one or a wrong
             type.
-        ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a ``Connection``
-            header.
+        ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a header that cannot be
+            sent (``Connection``; CR or LF in a name or value; a value outside Latin-1).
     """
 
     def __init__(
