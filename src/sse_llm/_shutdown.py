@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
 import anyio.to_thread
@@ -76,6 +76,15 @@ def _ends_by_itself() -> None:
 def current_shutdown() -> GracefulShutdown | None:
     """The :class:`GracefulShutdown` the current request runs under, if any."""
     return _CURRENT.get()
+
+
+class ShutdownOptions(TypedDict, total=False):
+    """The options of :class:`GracefulShutdown`, for the bindings that make one
+    (:func:`sse_llm.flask.graceful_shutdown`); see there."""
+
+    signals: Iterable[int]
+    drain_timeout: float
+    pause_gc: bool
 
 
 class GracefulShutdown:

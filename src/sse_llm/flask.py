@@ -40,6 +40,7 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Iterator
 from concurrent.futures import Future
@@ -60,7 +61,7 @@ from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, abandon_unread
 from ._result import EndReason
-from ._shutdown import GracefulShutdown
+from ._shutdown import GracefulShutdown, ShutdownOptions
 from ._sources import check_source
 from ._types import Source
 
@@ -252,20 +253,51 @@ def sse_response(
     return SSEResponse(source, status=status, **options)
 
 
-def graceful_shutdown(app: Flask, **options: Any) -> GracefulShutdown:
+def graceful_shutdown(app: Flask, **options: Unpack[ShutdownOptions]) -> GracefulShutdown:
     """End every open stream of ``app`` at SIGTERM/SIGINT, before the server acts on it.
 
-    The Flask form of :class:`sse_llm.GracefulShutdown` (same options): call it once where
-    the app is made, which under gunicorn is in each worker, after the worker installed its
-    own handlers (not with ``--preload``: there the app is made in the arbiter; call it from
-    a ``post_worker_init`` hook instead). On the signal each stream sends its final
-    ``error`` event (code ``shutdown``), closes its source and runs ``on_complete``; then
-    the server's own handler runs.
+    The Flask form of :class:`sse_llm.GracefulShutdown` (same options: ``signals``,
+    ``drain_timeout``, ``pause_gc``): call it once where the app is made, which under
+    gunicorn is in each worker, after the worker installed its own handlers (not with
+    ``--preload``: there the app is made in the arbiter; call it from a ``post_worker_init``
+    hook instead). On the signal each stream sends its final ``error`` event (code
+    ``shutdown``), closes its source and runs ``on_complete``; then the server's own handler
+    runs.
 
     Returns:
         the :class:`~sse_llm.GracefulShutdown` (also a ``ShutdownSignal``).
+
+    Raises:
+        RuntimeError: gevent or eventlet has monkey-patched ``threading`` (``gunicorn -k
+            gevent``): their stop signal is handled inside their event loop, where the wait
+            for the streams cannot run (gevent stops the worker with
+            ``BlockingSwitchOutError``; under eventlet no handler can be installed). Serve
+            with threads (``gunicorn -k gthread --threads N``) for clean deploys; streaming
+            itself works under gevent.
+        TypeError: an unknown option or one of the wrong type.
+        ValueError: a ``drain_timeout`` that is not positive and finite.
     """
+    green = _green_threads()
+    if green is not None:
+        raise RuntimeError(
+            f"sse_llm.flask.graceful_shutdown does not work under {green}'s monkey-patching "
+            f"(gunicorn -k {green}): a stop signal is handled inside {green}'s event loop, "
+            "where the wait for the streams cannot run. Serve the app with threads "
+            "(gunicorn -k gthread --threads N) to end streams cleanly at a deploy."
+        )
     shutdown = GracefulShutdown(**options)
     shutdown.install()
     _loop_of(app).shutdown = shutdown
     return shutdown
+
+
+def _green_threads() -> str | None:
+    """``"gevent"`` or ``"eventlet"`` if it has monkey-patched ``threading`` (looked up in
+    ``sys.modules``: neither is imported here)."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        return "gevent"
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    if eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("thread"):
+        return "eventlet"
+    return None
