@@ -145,6 +145,14 @@ def test_a_connection_header_fails_when_the_binding_is_built(binding: str) -> No
         BINDINGS[binding](headers={"Connection": "close"})
 
 
+@pytest.mark.parametrize("name", ["Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Connection"])
+def test_every_connection_specific_header_is_refused(name: str) -> None:
+    # RFC 9113 §8.2.2 forbids them all in HTTP/2, not only Connection (found in review: these
+    # passed, and HTTP/2 servers dropped them).
+    with pytest.raises(ValueError, match=f"a {name} header is connection-specific"):
+        BINDINGS["EventStream"](headers={name: "x"})
+
+
 @pytest.mark.parametrize("binding", ["EventStream", "starlette.SSEResponse", "django.SSEResponse",
                                      "flask.SSEResponse"])  # fmt: skip
 def test_a_string_where_a_format_belongs_fails_with_a_clear_type_error(binding: str) -> None:

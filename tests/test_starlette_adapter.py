@@ -549,3 +549,15 @@ def test_testclient_stream_closed_mid_stream_ends_it_quietly(
     assert llm.closed == closed + 1
     assert [r.reason for r in results] == ["shutdown"]  # the app was cancelled, not told
     assert not [r for r in caplog.records if r.levelno >= 40], caplog.text
+
+
+def test_sse_endpoint_refuses_a_handler_that_is_not_callable() -> None:
+    # Before: accepted; every request then failed inside the app.
+    with pytest.raises(TypeError, match="SSEEndpoint's handler is called with the request"):
+        SSEEndpoint(123)  # type: ignore[arg-type]
+
+
+def test_sse_endpoint_refuses_a_bare_method_name() -> None:
+    # Before: methods="GET" became {"G", "E", "T"} and every request got 405.
+    with pytest.raises(TypeError, match="methods is a tuple of method names"):
+        SSEEndpoint(lambda request: ["x"], methods="GET")  # type: ignore[arg-type]

@@ -39,8 +39,8 @@ class EventStream:
         TypeError: ``source`` cannot be streamed (a ``str``, ``None``, a number), or an unknown
             option or one of the wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
-            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
-            Latin-1).
+            that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
+            outside Latin-1).
     """
 
     #: The name its errors give: a framework's response is built on an EventStream (of a

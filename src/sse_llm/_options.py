@@ -382,8 +382,9 @@ def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]
         TypeError: a name or value that is not a ``str``.
         ValueError: a name that is not an HTTP token (RFC 9110 §5.1), a value with a
             control character such as CR or LF (RFC 9110 §5.5: a header injection) or
-            outside Latin-1, or a ``Connection`` header: it is forbidden in HTTP/2
-            (RFC 9113 §8.2.2).
+            outside Latin-1, or a connection-specific header (``Connection``,
+            ``Keep-Alive``, ``Transfer-Encoding``, ``Upgrade``, ``Proxy-Connection``): they are
+            forbidden in HTTP/2 (RFC 9113 §8.2.2).
     """
     pairs = []
     for name, value in (headers or {}).items():
@@ -399,12 +400,19 @@ def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]
                 f"the {name} header's value holds a control character or a character "
                 f"outside Latin-1 (RFC 9110 §5.5): {value!r}"
             )
+        if name.lower() in _CONNECTION_SPECIFIC:
+            raise ValueError(
+                f"a {name} header is connection-specific, forbidden in HTTP/2 (RFC 9113 §8.2.2); "
+                "the server writes what the connection needs"
+            )
         pairs.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-    if any(name == b"connection" for name, _ in pairs):
-        raise ValueError("a Connection header is forbidden in HTTP/2 (RFC 9113 §8.2.2)")
     return list(dict(pairs).items())  # one per name, the last given wins (as before)
 
 
+#: Connection-specific headers, which HTTP/2 forbids (RFC 9113 §8.2.2, RFC 9110 §7.6.1).
+_CONNECTION_SPECIFIC = frozenset(
+    ("connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade")
+)
 #: An HTTP token: a header's name (RFC 9110 §5.6.2).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: What a header value cannot hold: controls other than tab (CR, LF, NUL ... , RFC 9110 §5.5)
@@ -432,7 +440,8 @@ def response_headers(
     (HTTP/2 requires it, RFC 9113 §8.2); no ``Connection`` header.
 
     Raises:
-        ValueError: a ``Connection`` header: it is forbidden in HTTP/2 (RFC 9113 §8.2.2).
+        ValueError: a connection-specific header (``Connection`` ...): they are forbidden in
+            HTTP/2 (RFC 9113 §8.2.2).
     """
     base = [(b"content-type", _content_type(format.media_type)), *_STREAM_HEADERS]
     if not format.headers and not extra:

@@ -129,6 +129,10 @@ class GracefulShutdown:
     installed its own (at lifespan startup, or when a stream starts): a handler installed at
     import would be replaced. Once a signal came, the flag stays set for the process: every
     stream started later ends at once.
+
+    Raises:
+        TypeError: a ``drain_timeout`` that is not a number, or an unknown keyword.
+        ValueError: a ``drain_timeout`` that is not positive and finite.
     """
 
     def __init__(

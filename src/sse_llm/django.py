@@ -111,8 +111,8 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
             synchronously (a WSGI server).
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
-            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
-            Latin-1).
+            that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
+            outside Latin-1).
     """
 
     def __init__(
@@ -335,6 +335,8 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
     Raises:
         TypeError: the view is neither an async generator function nor an async function, or
             an option is unknown or of the wrong type (when decorating).
+        ValueError: (when decorating) a time that is not positive, a negative ``keep_text`` or
+            ``choice``, or a header that cannot be sent.
         UnsupportedServerError: (when the view is called) the request came through WSGI.
     """
 

@@ -216,8 +216,8 @@ class SSEResponse(Response):
     Raises:
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
-            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
-            Latin-1).
+            that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
+            outside Latin-1).
         RuntimeError: made outside a Flask app context (in a Starlette, FastAPI or Django
             view: each has its own module's ``SSEResponse``).
     """

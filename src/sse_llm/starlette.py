@@ -95,8 +95,8 @@ class SSEResponse(_StreamResponse):
     Raises:
         TypeError: a source that cannot be streamed, an unknown option or a wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
-            that cannot be sent (``Connection``; CR or LF in a name or value; a value outside
-            Latin-1).
+            that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
+            outside Latin-1).
     """
 
     def __init__(
@@ -127,7 +127,8 @@ class ResumeResponse(_StreamResponse):
         TypeError: an option a reader does not take (``format``), an unknown one or a wrong
             type.
         ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a header that cannot be
-            sent (``Connection``; CR or LF in a name or value; a value outside Latin-1).
+            sent (``Connection`` and the like; CR or LF in a name or value; a value outside
+            Latin-1).
     """
 
     def __init__(
@@ -179,6 +180,8 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
     Raises:
         TypeError: the view is neither an async generator function nor an async function, or
             an option is unknown or of the wrong type (when decorating).
+        ValueError: (when decorating) a time that is not positive, a negative ``keep_text`` or
+            ``choice``, or a header that cannot be sent.
     """
 
     config = resolve(options, binding="@sse")  # a misspelt option fails here, not per request
@@ -238,7 +241,11 @@ class SSEEndpoint:
     instead of a 500; any other ``KeyError`` is the handler's own and propagates.
 
     Raises:
-        TypeError: an unknown option or one of the wrong type.
+        TypeError: a ``handler`` that is not callable, ``methods`` that is not a collection of
+            method names (a bare ``"GET"``), an unknown option or one of the wrong type.
+        ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
+            that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
+            outside Latin-1).
     """
 
     def __init__(
@@ -248,6 +255,15 @@ class SSEEndpoint:
         methods: tuple[str, ...] = ("GET", "POST"),
         **options: Unpack[StreamOptions],
     ) -> None:
+        if not callable(handler):
+            raise TypeError(
+                "SSEEndpoint's handler is called with the request and returns a source; "
+                f"got {type(handler).__name__}"
+            )
+        if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
+            raise TypeError(
+                f"methods is a tuple of method names, such as ('GET',), not {methods!r}"
+            )
         resolve(options, binding="SSEEndpoint")
         self.handler = handler
         self.methods = frozenset(m.upper() for m in methods)

@@ -377,6 +377,7 @@ async def serve_websocket(
 
     Raises:
         TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
+        ValueError: a time that is not positive, or a negative ``keep_text`` or ``choice``.
     """
     config = resolve(options, binding="serve_websocket", exclude=NOT_FOR_WEBSOCKETS)
     await _serve(websocket, handler, config)
@@ -418,6 +419,7 @@ class LLMWebSocket:
 
     Raises:
         TypeError: an unknown option, ``format`` or ``headers``, or a wrong type.
+        ValueError: a time that is not positive, or a negative ``keep_text`` or ``choice``.
     """
 
     def __init__(self, handler: PromptHandler, **options: Unpack[WebSocketOptions]) -> None:

@@ -414,7 +414,8 @@ class StreamHub:
             TypeError: an option a reader does not take (``format``), an unknown one or a
                 wrong type.
             ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a header that cannot be
-                sent (``Connection``; CR or LF in a name or value; a value outside Latin-1).
+                sent (``Connection`` and the like; CR or LF in a name or value; a value outside
+                Latin-1).
         """
         return ResumeStream(self, last_event_id, **options)
 

@@ -281,7 +281,8 @@ class ResumeStream:
             awaited), or an option a reader does not take (``format``: the stream's own is
             used), an unknown one or a wrong type.
         ValueError: a non-positive ``heartbeat`` or ``send_timeout``, or a header that cannot be
-            sent (``Connection``; CR or LF in a name or value; a value outside Latin-1).
+            sent (``Connection`` and the like; CR or LF in a name or value; a value outside
+            Latin-1).
     """
 
     def __init__(
