@@ -8,13 +8,15 @@ every annotation is a string that FastAPI has to resolve.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 import httpx
 import httpx_sse
 import pytest
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Query, Request
 
 from sse_llm import ServerSentEvent
 from sse_llm.fastapi import LastEventID, SSEEndpoint, SSEResponse, SSERoute, sse, stream_openapi
@@ -247,3 +249,69 @@ def test_without_the_route_class_response_class_gives_the_media_type() -> None:
     content = plain.openapi()["paths"]["/chat"]["get"]["responses"]["200"]["content"]
     assert list(content) == ["text/event-stream"]
     assert "itemSchema" in content["text/event-stream"]
+
+
+class GeneratorViews:
+    """FastAPI's own way to stream a generator view: ``response_class=SSEResponse``, no
+    ``@sse`` (FastAPI calls ``SSEResponse(content=<the generator>, ...)`` itself)."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.results: list[str] = []
+        self.background: list[str] = []
+        self.app = FastAPI()
+        self.app.get("/async", response_class=SSEResponse, status_code=201)(self.async_view)
+        self.app.get("/sync", response_class=SSEResponse)(self.sync_view)
+
+    async def async_view(self, q: str, tasks: BackgroundTasks) -> AsyncIterator[str]:
+        tasks.add_task(self.background.append, q)
+        try:
+            for n in range(50):
+                yield f"{q}{n} "
+                await anyio.sleep(0.05)
+        finally:
+            self.closed.append("async")
+
+    def sync_view(self, q: str) -> Iterator[str]:
+        try:
+            for n in range(3):
+                yield f"{q}{n}\n"
+        finally:
+            self.closed.append("sync")
+
+
+def test_a_generator_view_with_the_response_class_streams_through_sse_llm() -> None:
+    # Before: FastAPI's SSEResponse(content=...) call failed at every request with a 500
+    # (missing 'source').
+    views = GeneratorViews()
+    with run_uvicorn(views.app) as base, httpx.Client(timeout=10) as client:
+        with client.stream("GET", base + "/sync", params={"q": "줄"}) as response:
+            events = list(httpx_sse.EventSource(response).iter_sse())
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert [json.loads(e.data)["text"] for e in events if e.event == "delta"] == [
+            "줄0\n", "줄1\n", "줄2\n"
+        ]  # fmt: skip
+        assert events[-1].event == "done"
+        with client.stream("GET", base + "/async", params={"q": "t"}) as response:
+            assert response.status_code == 201  # the route's status_code
+            for event in httpx_sse.EventSource(response).iter_sse():
+                if event.event == "delta" and json.loads(event.data)["text"] == "t2 ":
+                    left_at = time.monotonic()
+                    break
+        deadline = time.monotonic() + 5
+        while "async" not in views.closed:
+            assert time.monotonic() < deadline, "the view's generator was not closed"
+            time.sleep(0.01)
+        assert time.monotonic() - left_at < 1.0  # the client left: the generator is closed
+        while views.background != ["t"]:  # FastAPI's background tasks run after the stream
+            assert time.monotonic() < deadline, views.background
+            time.sleep(0.01)
+    assert sorted(views.closed) == ["async", "sync"]
+
+
+def test_the_source_is_given_once() -> None:
+    with pytest.raises(TypeError, match="takes the source to stream once"):
+        SSEResponse(["a"], content=["b"])
+    with pytest.raises(TypeError, match="takes the source to stream once"):
+        SSEResponse()

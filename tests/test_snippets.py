@@ -409,8 +409,10 @@ def check_fastapi_app(snippet: Snippet) -> None:
     events = stream(app, "/events?q=hi", headers={"Last-Event-ID": "7"})
     typed = [json.loads(e.data) for e in events.events if e.data != "[DONE]"]
     assert "".join(e["delta"] for e in typed if e["type"] == "delta") == llm.text_for("hi")
+    assert delta_text(stream(app, "/plain?q=hi").events) == llm.text_for("hi")
     paths = app.openapi()["paths"]
     assert list(paths["/chat"]["post"]["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert list(paths["/plain"]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
     variants = paths["/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
     assert {"session", "delta", "done", "[DONE]"} <= {
         v["title"] for v in variants["itemSchema"]["oneOf"]

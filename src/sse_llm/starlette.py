@@ -77,12 +77,19 @@ class _ResponseStream(EventStream):
     _binding = "SSEResponse"
 
 
+_NO_SOURCE: Any = object()
+
+
 class SSEResponse(_StreamResponse):
     """A Starlette/FastAPI response streaming ``source`` as server-sent events.
 
     Args:
         source: what to stream, as for :class:`sse_llm.EventStream` (an awaitable of a
             source too).
+        content: the source under the name FastAPI gives it when it makes the response
+            itself: a generator view with ``response_class=SSEResponse`` (FastAPI calls
+            ``SSEResponse(content=<the generator>, status_code=..., background=...)``).
+            Give ``source`` or ``content``, not both.
         status_code: the HTTP status.
         background: Starlette's background task, run after the stream ends.
         **options: :class:`~sse_llm.StreamOptions` (``format``, ``heartbeat`` in seconds,
@@ -93,7 +100,8 @@ class SSEResponse(_StreamResponse):
     Starlette's ``GZipMiddleware`` leaves ``text/event-stream`` uncompressed.
 
     Raises:
-        TypeError: a source that cannot be streamed, an unknown option or a wrong type.
+        TypeError: no source, or both ``source`` and ``content``; a source that cannot be
+            streamed, an unknown option or a wrong type.
         ValueError: a time that is not positive, a negative ``keep_text`` or ``choice``, or a header
             that cannot be sent (``Connection`` and the like; CR or LF in a name or value; a value
             outside Latin-1).
@@ -101,12 +109,22 @@ class SSEResponse(_StreamResponse):
 
     def __init__(
         self,
-        source: Source | Awaitable[Source],
+        # Optional only for FastAPI's content= (one signature, not overloads: a misspelt
+        # option then gets mypy's "did you mean", not a list of overloads).
+        source: Source | Awaitable[Source] = _NO_SOURCE,
         *,
+        content: Source | Awaitable[Source] = _NO_SOURCE,
         status_code: int = 200,
         background: BackgroundTask | None = None,
         **options: Unpack[StreamOptions],
     ) -> None:
+        if (source is _NO_SOURCE) == (content is _NO_SOURCE):
+            raise TypeError(
+                "SSEResponse takes the source to stream once: SSEResponse(source) "
+                "(content=source is the name FastAPI gives it)"
+            )
+        if source is _NO_SOURCE:
+            source = content
         self.stream = _ResponseStream(source, status_code=status_code, **options)
         super().__init__(self.stream, self.stream.headers, status_code, background)
 
