@@ -14,6 +14,12 @@ a finished resumable stream) has no events; anything else raises
 :class:`~sse_llm.NotEventStreamError` before a byte is read, so that an error page is not
 taken for an empty answer. To read a body whatever its headers, pass its bytes
 (``aiter_events(response.aiter_bytes())``).
+
+Leaving a stream early (``break``, the ``async with`` exited) tells the server the client is
+gone, so it stops the model, over HTTP/1.1. httpx over HTTP/2 (``http2=True``) does not: its
+transport (httpcore 1.0) closes the response without resetting the stream (no
+``RST_STREAM``), and the server streams the answer to its end. Read streams you may leave over
+HTTP/1.1, or close the client.
 """
 
 from __future__ import annotations

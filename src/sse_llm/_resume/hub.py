@@ -77,7 +77,10 @@ class StreamHub:
     Use one hub per app, entered in the app's lifespan (``async with hub:``): it owns the task
     group the producers run in. Leaving it shuts every producer down as
     :class:`~sse_llm.EventStream`'s ``shutdown`` does (an ``error`` event with code
-    ``shutdown`` for readers, the source closed, reason ``shutdown``) and waits for them.
+    ``shutdown`` for readers, the source closed, reason ``shutdown``) and waits for them. An
+    exception raised inside the ``async with`` block comes out of it in an
+    ``ExceptionGroup``, as from any task group (``except*`` catches it); the hub's methods
+    called from a request raise as documented.
 
     A server waits for open responses before it runs the lifespan's shutdown, and a response
     of a live stream stays open until its producer ends: pass ``shutdown`` (the event the app
