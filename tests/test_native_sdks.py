@@ -293,3 +293,18 @@ async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await anyio.sleep(0.01)
+
+
+async def test_an_answer_the_sdk_cannot_read_is_not_called_the_providers_error(
+    clients: Clients,
+) -> None:
+    # Found in review: mistralai raises its HTTP error for a 200 it cannot read (here an
+    # NDJSON body); it was reported as "answered with HTTP status 200", code "200".
+    result = await collect(clients.stream("mistral/x", "async", **{
+        "x-replay-file": "ollama/langchaingo-chat-stream.ndjson"
+    }))  # fmt: skip
+    assert result.reason == "error"
+    assert result_json(result)["error"] == {
+        "message": "The answer could not be completed because of an internal error.",
+        "code": "internal_error",
+    }

@@ -57,7 +57,7 @@ from ._model import (
 )
 from ._options import CollectOptions, StreamOptions
 from ._result import EndReason, StreamResult
-from ._shutdown import GracefulShutdown
+from ._shutdown import GracefulShutdown, ShutdownOptions
 from ._types import CompletionHook, ShutdownSignal, Source
 
 __version__ = "0.1.0"
@@ -84,6 +84,7 @@ __all__ = [
     "SSEDecoder",
     "SSELLMError",
     "ServerSentEvent",
+    "ShutdownOptions",
     "ShutdownSignal",
     "Source",
     "StreamEngine",

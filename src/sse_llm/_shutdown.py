@@ -79,8 +79,9 @@ def current_shutdown() -> GracefulShutdown | None:
 
 
 class ShutdownOptions(TypedDict, total=False):
-    """The options of :class:`GracefulShutdown`, for the bindings that make one
-    (:func:`sse_llm.flask.graceful_shutdown`); see there."""
+    """The options of :class:`GracefulShutdown` (see there), as the keyword arguments of
+    :func:`sse_llm.flask.graceful_shutdown`: ``signals``, ``drain_timeout`` (seconds),
+    ``pause_gc``."""
 
     signals: Iterable[int]
     drain_timeout: float
@@ -157,7 +158,8 @@ class GracefulShutdown:
         self._previous: dict[int, _Handler] = {}
         self._held: list[int] = []  # a signal whose delivery waits for the streams to end
         self._redelivering: set[int] = set()
-        self._delivering: set[int] = set()  # signals being passed on to the previous handler
+        # signal -> the frame it came with, while it is passed on to the previous handler
+        self._delivering: dict[int, FrameType | None] = {}
         self._triggered = False
         self._live: dict[Pump, Callable[[], None]] = {}  # pump -> wakes it in its loop
         # Requests that started a stream and have not returned yet: the server's handler waits
@@ -184,6 +186,10 @@ class GracefulShutdown:
             self._fork_check_locked()  # a forked worker's first request must stay counted
             self._open_requests.add(request)
         try:
+            if scope["type"] == "lifespan":
+                # A new run of a server in this process (uvicorn.Server.serve() again) has set
+                # handlers of its own: get in front of them as at the first run.
+                self._forget_displaced()
             self.install()
             if scope["type"] == "lifespan":
                 await self.app(scope, self._lifespan_receive(receive), send)
@@ -353,6 +359,14 @@ class GracefulShutdown:
                     self._chain_in_front_locked(sig)
         return True
 
+    def _forget_displaced(self) -> None:
+        """Forget the signals whose handler no longer leads to ours (replaced, not chained),
+        so that :meth:`install` chains in front of them again."""
+        with self._lock:
+            for sig in list(self._previous):
+                if not self._reached_from(signal.getsignal(sig), sig):
+                    del self._previous[sig]
+
     def _chain_in_front_locked(self, sig: int) -> None:
         current = signal.getsignal(sig)
         if current is None or self._reached_from(current, sig):  # None: set from C
@@ -433,16 +447,21 @@ class GracefulShutdown:
 
     def _deliver(self, sig: int, frame: FrameType | None) -> None:
         """What would have happened without us."""
-        if sig in self._delivering:
-            # The handler we passed it to passed it back: handlers chained in a loop (set up
-            # by code other than install()). Passing it on again would recurse without end.
+        outer = self._delivering.get(sig, _NOT_DELIVERING)
+        if outer is frame:
+            # The handler we passed it to passed the same signal back (a handler passes its
+            # frame on; a new signal comes with another): handlers chained in a loop, set up
+            # by code other than install(). Passing it on again would recurse without end.
             logger.warning("signal %d came back to sse-llm's handler: not passed on again", sig)
             return
-        self._delivering.add(sig)
+        self._delivering[sig] = frame
         try:
             self._deliver_once(sig, frame)
         finally:
-            self._delivering.discard(sig)
+            if outer is _NOT_DELIVERING:
+                del self._delivering[sig]
+            else:
+                self._delivering[sig] = outer
 
     def _deliver_once(self, sig: int, frame: FrameType | None) -> None:
         previous = self._previous.get(sig, signal.SIG_DFL)
@@ -486,6 +505,7 @@ class GracefulShutdown:
             self._previous.clear()
             self._held.clear()
             self._redelivering.clear()
+            self._delivering.clear()
             self._triggered = False
             self._live.clear()
             self._streaming_requests.clear()
@@ -493,6 +513,9 @@ class GracefulShutdown:
             self._pending_closes.clear()
             self._waiters.clear()
             self._drained.clear()
+
+
+_NOT_DELIVERING: Any = object()
 
 
 def _is_loop_handler(handler: _Handler) -> bool:

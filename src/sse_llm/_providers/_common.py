@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sized
 from typing import Any, Protocol
 
+from .._exceptions import ProviderError
 from .._model import ErrorEvent, LLMEvent, ReasoningDelta, ToolActivity
 
 __all__ = [
@@ -87,6 +88,19 @@ def error_fields(body: Any) -> tuple[str | None, str | None]:
     if code is None and isinstance(body.get("code"), int):
         code = str(body["code"])
     return (message if isinstance(message, str) and message else None), code
+
+
+def status_error(status: int, payload: Any) -> ProviderError | None:
+    """The provider's error for an HTTP error answer (``status`` 400 or more): the message and
+    code of its JSON ``payload`` (see :func:`error_fields`), else a generic message naming the
+    status, code the status as text. ``None`` for a status below 400 (an SDK's own failure to
+    read a successful answer is not the provider's error)."""
+    if status < 400:
+        return None
+    message, code = error_fields(payload) if isinstance(payload, Mapping | list) else (None, None)
+    return ProviderError(
+        message or f"The model provider answered with HTTP status {status}.", code or str(status)
+    )
 
 
 def is_error_payload(item: Any) -> bool:

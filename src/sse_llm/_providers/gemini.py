@@ -90,6 +90,7 @@ from ._common import (
     int_or_none,
     merge_counts,
     multiple_choices_error,
+    status_error,
     str_or_none,
 )
 
@@ -250,18 +251,13 @@ def translate(exc: BaseException) -> ProviderError | None:
     if type(exc).__module__ != "google.genai.errors" or not hasattr(exc, "details"):
         return None
     status = getattr(exc, "code", None)
+    if not isinstance(status, int):
+        return None
     details = exc.details
     if isinstance(details, list) and details:
         details = details[0]
     provider_body = isinstance(details, Mapping) and isinstance(details.get("error"), Mapping)
-    message, code = error_fields(details) if provider_body else (None, None)
-    if message is None:
-        if not isinstance(status, int):
-            return None
-        message = f"The model provider answered with HTTP status {status}."
-    if code is None and isinstance(status, int):
-        code = str(status)
-    return ProviderError(message, code)
+    return status_error(status, details if provider_body else None)
 
 
 def finish(raw: Any, made_calls: bool = False) -> Finish:

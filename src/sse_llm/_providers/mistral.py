@@ -16,7 +16,7 @@ from typing import Any
 from .._exceptions import ProviderError
 from .._model import LLMEvent
 from . import openai_chat
-from ._common import error_fields
+from ._common import status_error
 
 
 def matches(item: Any) -> bool:
@@ -50,7 +50,4 @@ def translate(exc: BaseException) -> ProviderError | None:
         payload: Any = json.loads(body)
     except ValueError:
         payload = None
-    message, code = error_fields(payload) if isinstance(payload, Mapping) else (None, None)
-    return ProviderError(
-        message or f"The model provider answered with HTTP status {status}.", code or str(status)
-    )
+    return status_error(status, payload if isinstance(payload, Mapping) else None)

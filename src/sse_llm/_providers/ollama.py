@@ -41,7 +41,7 @@ from .._model import (
     ToolCall,
     Usage,
 )
-from ._common import as_mapping, error_fields
+from ._common import as_mapping, error_fields, status_error
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -80,10 +80,7 @@ def translate(exc: BaseException) -> ProviderError | None:
         payload: Any = json.loads(answer.text) if answer is not None else None
     except (ValueError, AttributeError):  # not JSON, or not an httpx response
         payload = None
-    message, code = error_fields(payload) if isinstance(payload, Mapping) else (None, None)
-    return ProviderError(
-        message or f"The model provider answered with HTTP status {status}.", code or str(status)
-    )
+    return status_error(status, payload if isinstance(payload, Mapping) else None)
 
 
 class Normalizer:
