@@ -10,12 +10,10 @@ uvicorn the answer streams whole and a client that leaves closes the upstream re
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import ollama
 import pytest
@@ -33,6 +31,7 @@ from sse_llm.sources import ndjson, sse_json
 from sse_llm.starlette import SSEResponse
 
 from .support.fixtures import FIXTURES, expected
+from .support.leaving import leave_after_deltas, wait_for
 from .support.plugin import ReplayServer
 from .support.replay import ReplayApp
 from .support.servers import run_uvicorn
@@ -238,7 +237,7 @@ async def test_the_sdks_stream_reaches_the_browser_whole(
     want = expected(FIXTURES / LONG[provider])
     assert "".join(data["text"] for name, data in events if name == "delta") == want.text
     assert events[-1][0] == "done"
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     assert [(r.reason, r.text) for r in app.results] == [("completed", want.text)]
 
 
@@ -250,21 +249,12 @@ async def test_a_client_that_leaves_closes_the_upstream_request(
     app, base_url = server
     tag = f"native-leave-{provider}-{mode}"
     params = {"provider": provider, "mode": mode, "delay": "0.2", "tag": tag}
-    received = 0
-    async with (
-        httpx.AsyncClient(timeout=10) as client,
-        client.stream("GET", base_url + "/chat", params=params) as response,
-    ):
-        async for event in aiter_events(response):
-            received += event.event == "delta"
-            if received == 3:
-                left_at = time.monotonic()
-                break
+    left_at = await leave_after_deltas(base_url + "/chat", params)
     record = await replay_server.app.wait_closed_async(5.0, tag=tag)
     assert record.closed_early
     # A sync SDK's worker thread sees the cancel when its blocked read returns: one delay.
     assert record.closed_at is not None and record.closed_at - left_at < 1.0
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "disconnected"
     assert len(result.text) < len(expected(FIXTURES / LONG[provider]).text)
@@ -284,15 +274,8 @@ async def test_an_sdk_error_becomes_the_error_event_with_the_providers_message(
     assert response.status_code == 200
     name, data = events[-1]
     assert name == "error" and data["message"] == "replayed error (HTTP 503)"
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     assert [r.reason for r in app.results] == ["error"]
-
-
-async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await anyio.sleep(0.01)
 
 
 async def test_an_answer_the_sdk_cannot_read_is_not_called_the_providers_error(

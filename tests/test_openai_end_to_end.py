@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import openai
 import pytest
@@ -23,6 +22,7 @@ from sse_llm.client import aiter_events
 from sse_llm.starlette import SSEResponse
 
 from .support.fixtures import expected, fixture_files, fixture_id
+from .support.leaving import wait_for
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
 
@@ -106,7 +106,7 @@ async def test_recorded_openai_stream_arrives_exactly(path: Path, proxy: tuple[P
     usage = {k: v for k, v in (done["usage"] or {}).items() if k in (want.usage or {})}
     assert usage == (want.usage or {})
     # The hook runs right after the last byte is sent: the client may get there first.
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "completed"
     assert result.text == want.text
@@ -134,15 +134,8 @@ async def test_client_drop_closes_the_upstream_llm_request(
     assert record.closed_early
     assert record.closed_at is not None
     assert record.closed_at - dropped_at < 1.0
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "disconnected"
     assert result.text.startswith("".join(received))
     assert len(result.text) < len(expected(path).text)
-
-
-async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await anyio.sleep(0.01)

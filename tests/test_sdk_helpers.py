@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import anyio
 import httpx
 import openai
 import pytest
@@ -26,6 +25,7 @@ from sse_llm.client import aiter_events
 from sse_llm.starlette import SSEResponse
 
 from .support.fixtures import FIXTURES, expected
+from .support.leaving import leave_after_deltas, wait_for
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
 
@@ -103,7 +103,7 @@ async def test_an_unentered_sdk_stream_helper_streams_the_whole_answer(
     name, done = events[-1]
     assert name == "done"
     assert done["raw_finish_reason"] == want.finish_reason
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     [result] = app.results
     assert (result.reason, result.text) == ("completed", want.text)
 
@@ -115,30 +115,14 @@ async def test_a_client_that_leaves_exits_the_helper_and_closes_the_upstream_req
     app, base_url = server
     tag = f"leave-{helper}"
     params = {"helper": helper, "delay": "0.2", "tag": tag}
-    received = 0
-    async with (
-        httpx.AsyncClient(timeout=10) as client,
-        client.stream("GET", base_url + "/chat", params=params) as response,
-    ):
-        async for event in aiter_events(response):
-            received += event.event == "delta"
-            if received == 3:
-                left_at = time.monotonic()
-                break
+    left_at = await leave_after_deltas(base_url + "/chat", params)
     record = await replay_server.app.wait_closed_async(5.0, tag=tag)
     assert record.closed_early
     assert record.closed_at is not None and record.closed_at - left_at < 1.0
-    await _wait_for(lambda: bool(app.results))
+    await wait_for(lambda: bool(app.results))
     [result] = app.results
     assert result.reason == "disconnected"
     assert len(result.text) < len(expected(FIXTURES / FILES[helper.split("-")[0]]).text)
-
-
-async def _wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await anyio.sleep(0.01)
 
 
 class SlowToEnter:
@@ -172,7 +156,7 @@ async def test_a_client_that_leaves_while_a_sync_helper_enters_has_it_exited() -
     )
     assert time.monotonic() - started < 0.4  # the stream ended without waiting for __enter__
     assert response.disconnected and [r.reason for r in results] == ["disconnected"]
-    await _wait_for(lambda: helper.log == ["enter", "entered", "exit"])
+    await wait_for(lambda: helper.log == ["enter", "entered", "exit"])
 
 
 class NotAStreamHelper:

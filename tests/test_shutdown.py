@@ -553,10 +553,7 @@ os._exit(0)
 def test_a_signal_while_the_main_thread_counts_a_stream_does_not_deadlock() -> None:
     # Found in review: the handler runs in the main thread between two bytecodes; trigger()
     # took the lock that thread already held, and waited for itself forever.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", DEADLOCK_PROBE]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
-    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    done = _probe(DEADLOCK_PROBE)
     assert done.stdout.splitlines() == ["server's handler", "returned"], done.stdout
 
 
@@ -798,10 +795,7 @@ def test_a_second_server_run_in_the_process_gets_the_handler_in_front_again() ->
     # Found in review of the fix above: once installed, the handler stayed behind whatever
     # came later, also a new server run's own handlers (uvicorn.Server.serve() again: tests,
     # notebooks), which do not call it: the streams of the second run went unprotected.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", SERVED_TWICE]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 0, (done.stdout, done.stderr)
+    done = _probe(SERVED_TWICE)
     assert done.stdout.splitlines() == ["[True, True]"], (done.stdout, done.stderr)
 
 
@@ -827,10 +821,7 @@ print("returned", flush=True)
 def test_a_second_signal_during_the_servers_handler_reaches_it() -> None:
     # Found in review: the loop guard took a second signal, which arrives while the first is
     # being passed on, for a loop, and dropped it (a second Ctrl+C forces the exit).
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", SECOND_SIGNAL_PROBE]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
-    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    done = _probe(SECOND_SIGNAL_PROBE)
     assert done.stdout.splitlines() == ["server's handler", "server's handler", "returned"]
     assert "came back" not in done.stderr
 
@@ -850,9 +841,15 @@ print("returned", flush=True)
 
 
 def test_a_loop_of_handlers_made_elsewhere_does_not_recurse() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", LOOP_PROBE]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
-    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    done = _probe(LOOP_PROBE)
     assert done.stdout.splitlines() == ["returned"], done.stdout
     assert "came back to sse-llm's handler" in done.stderr
+
+
+def _probe(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter with the repository's sse_llm; it must exit 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    return done
