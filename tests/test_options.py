@@ -149,7 +149,7 @@ def test_a_connection_header_fails_when_the_binding_is_built(binding: str) -> No
 def test_every_connection_specific_header_is_refused(name: str) -> None:
     # RFC 9113 §8.2.2 forbids them all in HTTP/2, not only Connection (found in review: these
     # passed, and HTTP/2 servers dropped them).
-    with pytest.raises(ValueError, match=f"a {name} header is connection-specific"):
+    with pytest.raises(ValueError, match=f"the {name} header is connection-specific"):
         BINDINGS["EventStream"](headers={name: "x"})
 
 

@@ -402,8 +402,8 @@ def header_pairs(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]
             )
         if name.lower() in _CONNECTION_SPECIFIC:
             raise ValueError(
-                f"a {name} header is connection-specific, forbidden in HTTP/2 (RFC 9113 §8.2.2); "
-                "the server writes what the connection needs"
+                f"the {name} header is connection-specific, forbidden in HTTP/2 (RFC 9113 "
+                "§8.2.2); the server writes what the connection needs"
             )
         pairs.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return list(dict(pairs).items())  # one per name, the last given wins (as before)
