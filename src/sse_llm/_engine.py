@@ -421,10 +421,7 @@ class StreamEngine:
         if normalizer is None:
             normalizer = detect(item, choice=self.choice)
             if normalizer is None:
-                raise TypeError(
-                    f"sse-llm cannot stream items of type {type(item).__name__}; yield str, "
-                    "an LLM event, a ServerSentEvent, or a supported provider chunk"
-                )
+                raise TypeError(_unknown_item(item))
             self._normalizer = normalizer
             self._from_provider = True
         out: list[bytes] = []
@@ -562,3 +559,18 @@ def _foreign_event(item: Any) -> Units | None:
         head += "".join(f"data: {line}\n" for line in LINE_BREAK.split(text))
     out.append(f"{head}\n".encode())
     return out
+
+
+def _unknown_item(item: Any) -> str:
+    """Why ``item`` cannot be streamed, and what to pass instead where that is known."""
+    message = (
+        f"sse-llm cannot stream items of type {type(item).__name__}; yield str, an LLM "
+        "event, a ServerSentEvent, or a supported provider chunk"
+    )
+    langchain_events = isinstance(item, Mapping) and "event" in item and "run_id" in item
+    if langchain_events or type(item).__name__ == "RunLogPatch":
+        message += (
+            " (LangChain's astream_events() or astream_log(): pass model.astream(...), or "
+            "yield event['data']['chunk'] of its on_chat_model_stream events)"
+        )
+    return message

@@ -76,11 +76,18 @@ def detect(item: Any, *, choice: int | None = None) -> Normalizer | None:
 
 
 def translate_exception(exc: BaseException) -> ProviderError | None:
-    """The provider error behind an SDK exception, if a provider module recognises it."""
-    if isinstance(exc, ProviderError):
-        return exc
-    for translate in _TRANSLATORS:
-        error = translate(exc)
-        if error is not None:
-            return error
+    """The provider error behind an SDK exception, if a provider module recognises it: the
+    exception itself, or the one it was raised from (``raise ... from``: LangChain's
+    ``ChatGoogleGenerativeAI`` wraps the SDK's errors so), at most three levels down."""
+    cause: BaseException | None = exc
+    for _ in range(4):
+        if cause is None:
+            break
+        if isinstance(cause, ProviderError):
+            return cause
+        for translate in _TRANSLATORS:
+            error = translate(cause)
+            if error is not None:
+                return error
+        cause = cause.__cause__
     return None

@@ -90,6 +90,18 @@ def error_fields(body: Any) -> tuple[str | None, str | None]:
     return (message if isinstance(message, str) and message else None), code
 
 
+def sdk_class(exc: BaseException, module: str) -> type | None:
+    """The class of ``exc``'s own or of one of its bases that a module of ``module`` (a
+    package, ``"openai"``, or a module path, ``"google.genai.errors"``) defines: LangChain
+    raises the SDKs' errors as subclasses of its own (``langchain_openai``'s
+    ``OpenAIRateLimitError(openai.RateLimitError)``)."""
+    for cls in type(exc).__mro__:
+        name = cls.__module__
+        if name == module or name.startswith(module + "."):
+            return cls
+    return None
+
+
 def status_error(status: int, payload: Any) -> ProviderError | None:
     """The provider's error for an HTTP error answer (``status`` 400 or more): the message and
     code of its JSON ``payload`` (see :func:`error_fields`), else a generic message naming the

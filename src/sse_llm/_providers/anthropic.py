@@ -77,6 +77,7 @@ from ._common import (
     error_fields,
     int_or_none,
     results_summary,
+    sdk_class,
     started_activity,
     str_or_none,
     tool_name,
@@ -127,9 +128,10 @@ def translate(exc: BaseException) -> ProviderError | None:
     inside a 200 stream; its ``body`` is ``{"type": "error", "error": {"type", "message"}}``,
     while its own message is a Python repr of that body, unfit for an end user.
     """
-    if type(exc).__module__.split(".")[0] != "anthropic":
+    cls = sdk_class(exc, "anthropic")
+    if cls is None:
         return None
-    if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
+    if cls.__name__ in ("APIConnectionError", "APITimeoutError"):
         return ProviderError("The model provider could not be reached.", None)
     body = getattr(exc, "body", None)
     # Only a JSON body is the provider's own wording; a text body may be a proxy's HTML page.

@@ -90,6 +90,7 @@ from ._common import (
     int_or_none,
     merge_counts,
     multiple_choices_error,
+    sdk_class,
     status_error,
     str_or_none,
 )
@@ -248,7 +249,7 @@ def translate(exc: BaseException) -> ProviderError | None:
     itself, which may be a proxy's HTML page, so only the ``error`` object is the provider's
     wording. Source: the SDK's ``errors.py`` (``APIError.raise_for_response``).
     """
-    if type(exc).__module__ != "google.genai.errors" or not hasattr(exc, "details"):
+    if sdk_class(exc, "google.genai.errors") is None or not hasattr(exc, "details"):
         return None
     status = getattr(exc, "code", None)
     if not isinstance(status, int):

@@ -91,6 +91,8 @@ _FINISH: dict[str, FinishReason] = {
     **gemini._FINISH,
     **anthropic._FINISH,
     **openai_chat._FINISH,
+    **openai_responses._INCOMPLETE,
+    "completed": "stop",
 }
 _USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 _DETAIL_KEYS = (
@@ -196,6 +198,13 @@ class Normalizer:
                 if isinstance(raw, str) and raw:
                     self._raw_finish = raw
                     break
+            else:  # the Responses API (ChatOpenAI(use_responses_api=True)): its status
+                status = metadata.get("status")
+                if isinstance(status, str) and status:
+                    details = metadata.get("incomplete_details")
+                    reason = details.get("reason") if isinstance(details, Mapping) else None
+                    incomplete = status == "incomplete" and isinstance(reason, str) and reason
+                    self._raw_finish = reason if incomplete else status
         if getattr(item, "chunk_position", None) == "last":
             out.extend(self._input_whole())
             out.extend(self._finish())

@@ -16,7 +16,7 @@ from typing import Any
 from .._exceptions import ProviderError
 from .._model import LLMEvent
 from . import openai_chat
-from ._common import status_error
+from ._common import sdk_class, status_error
 
 
 def matches(item: Any) -> bool:
@@ -40,7 +40,7 @@ def translate(exc: BaseException) -> ProviderError | None:
     The SDK's own message quotes the whole body, which may be a proxy's HTML page: only a JSON
     error body (``{"object": "error", "message", "type", "code"}``) is the provider's wording.
     """
-    if type(exc).__module__.split(".")[0] != "mistralai":
+    if sdk_class(exc, "mistralai") is None:
         return None
     status = getattr(exc, "status_code", None)
     body = getattr(exc, "body", None)

@@ -41,7 +41,7 @@ from .._model import (
     ToolCall,
     Usage,
 )
-from ._common import as_mapping, error_fields, status_error
+from ._common import as_mapping, error_fields, sdk_class, status_error
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -65,7 +65,8 @@ def translate(exc: BaseException) -> ProviderError | None:
     so the message is taken from the answer's body only when that body is JSON). Source: the
     SDK's ``_client.py`` (``_stream``, ``_request_raw``).
     """
-    if type(exc).__module__.split(".")[0] != "ollama" or type(exc).__name__ != "ResponseError":
+    cls = sdk_class(exc, "ollama")
+    if cls is None or cls.__name__ != "ResponseError":
         return None
     status = getattr(exc, "status_code", None)
     if status == -1:

@@ -72,6 +72,7 @@ from ._common import (
     merge_counts,
     multiple_choices_error,
     nested_int,
+    sdk_class,
     span,
     str_or_none,
 )
@@ -139,9 +140,10 @@ def translate(exc: BaseException) -> ProviderError | None:
     Only a JSON error body is the provider's own wording: for any other body the SDK's
     message is ``"Error code: 502 - <the body>"``, which may be a proxy's HTML page.
     """
-    if type(exc).__module__.split(".")[0] != "openai":
+    cls = sdk_class(exc, "openai")
+    if cls is None:
         return None
-    if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
+    if cls.__name__ in ("APIConnectionError", "APITimeoutError"):
         return ProviderError("The model provider could not be reached.", None)
     if not hasattr(exc, "body"):
         return None  # not the provider's answer (a missing API key): the app's own error
