@@ -25,7 +25,7 @@ from sse_llm.client import aiter_events
 from sse_llm.starlette import SSEResponse
 
 from .support.fixtures import FIXTURES, expected
-from .support.leaving import leave_after_deltas, wait_for
+from .support.leaving import assert_upstream_closed_on_leaving, leave_after_deltas, wait_for
 from .support.plugin import ReplayServer
 from .support.servers import run_uvicorn
 
@@ -116,13 +116,8 @@ async def test_a_client_that_leaves_exits_the_helper_and_closes_the_upstream_req
     tag = f"leave-{helper}"
     params = {"helper": helper, "delay": "0.2", "tag": tag}
     left_at = await leave_after_deltas(base_url + "/chat", params)
-    record = await replay_server.app.wait_closed_async(5.0, tag=tag)
-    assert record.closed_early
-    assert record.closed_at is not None and record.closed_at - left_at < 1.0
-    await wait_for(lambda: bool(app.results))
-    [result] = app.results
-    assert result.reason == "disconnected"
-    assert len(result.text) < len(expected(FIXTURES / FILES[helper.split("-")[0]]).text)
+    whole = expected(FIXTURES / FILES[helper.split("-")[0]]).text
+    await assert_upstream_closed_on_leaving(replay_server.app, tag, left_at, app.results, whole)
 
 
 class SlowToEnter:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
 
+from sse_llm import StreamResult
 from sse_llm.client import aiter_events
 
 
@@ -33,3 +35,19 @@ async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await anyio.sleep(0.01)
+
+
+async def assert_upstream_closed_on_leaving(
+    replay: Any, tag: str, left_at: float, results: list[StreamResult], whole_text: str
+) -> None:
+    """The upstream request tagged ``tag`` (on the replay server ``replay``) was closed early,
+    within 1 s of the client leaving at ``left_at`` (a sync SDK's worker thread sees the cancel
+    when its blocked read returns: one replay delay), and the one hook result says
+    ``disconnected`` with part of ``whole_text``."""
+    record = await replay.wait_closed_async(5.0, tag=tag)
+    assert record.closed_early
+    assert record.closed_at is not None and record.closed_at - left_at < 1.0
+    await wait_for(lambda: bool(results))
+    [result] = results
+    assert result.reason == "disconnected"
+    assert len(result.text) < len(whole_text)
