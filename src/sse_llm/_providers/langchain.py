@@ -45,8 +45,10 @@ Mapped:
   counts cache reads and writes in it), ``output_tokens``, ``total_tokens``,
   ``output_token_details.reasoning``, ``input_token_details.cache_read`` and
   ``.cache_creation``);
-- ``response_metadata`` ``finish_reason`` (OpenAI, Gemini), ``stop_reason`` (Anthropic) or
-  ``done_reason`` (Ollama) -> :class:`Finish`, mapped as by that provider's own normaliser.
+- ``response_metadata`` ``finish_reason`` (OpenAI, Gemini), ``stop_reason`` (Anthropic),
+  ``done_reason`` (Ollama), or the Responses API's ``status`` (``incomplete_details.reason``
+  when ``incomplete``; ``ChatOpenAI(use_responses_api=True)``) -> :class:`Finish`, mapped as
+  by that provider's own normaliser.
   LangChain marks the last chunk of a completed stream with ``chunk_position="last"``; when
   no reason was reported, that marker finishes the answer as ``stop`` (``tool_calls`` if
   calls were made) with no raw reason.
