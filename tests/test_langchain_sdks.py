@@ -33,13 +33,14 @@ def anyio_backend() -> str:
 
 def model(kind: str, base_url: str, recording: str, **headers: str) -> Any:
     headers = {"x-replay-file": recording} | headers
+    # The clients' connection pools: langchain-anthropic keeps one per base URL and timeout
+    # for the process, bound to the event loop of the test that made it (a timeout of this
+    # module's own keeps tests/test_providers.py's apart); langchain-openai takes one.
     if kind == "anthropic":
         return ChatAnthropic(
             model="test", base_url=base_url, api_key="test", max_retries=0, max_tokens=256,
-            default_headers=headers,
+            default_headers=headers, default_request_timeout=17.0,
         )  # fmt: skip
-    # A client of this test's own loop: langchain-openai caches one per process otherwise,
-    # bound to the loop of the test that made it.
     return ChatOpenAI(
         model="test", base_url=base_url + "/v1", api_key="test", max_retries=0,
         use_responses_api=kind == "responses", default_headers=headers,
