@@ -352,11 +352,13 @@ class GracefulShutdown:
             self._fork_check_locked()
             for sig in self.signals:
                 self._chain_in_front_locked(sig)
-            # SIGQUIT only where a handler is already set for it: gunicorn's workers.
-            quits = [] if not hasattr(signal, "SIGQUIT") else [signal.SIGQUIT]
-            for sig in quits:
-                if sig not in self.signals and callable(signal.getsignal(sig)):
-                    self._chain_in_front_locked(sig)
+            quit_ = getattr(signal, "SIGQUIT", None)
+            if (
+                quit_ is not None
+                and quit_ not in self.signals
+                and callable(signal.getsignal(quit_))  # set already: gunicorn's workers
+            ):
+                self._chain_in_front_locked(quit_)
         return True
 
     def _forget_displaced(self) -> None:
