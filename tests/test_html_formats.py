@@ -901,3 +901,72 @@ def test_a_long_block_is_shown_whole_within_a_second_of_a_pause() -> None:
             shown_whole_after = clock.now - paused_at
             break
     assert shown_whole_after is not None and shown_whole_after <= 1.2, shown_whole_after
+
+
+def _raising_parser() -> Any:
+    """A Markdown parser (a plugin) that fails on the whole answer, as the last render does."""
+    from markdown_it import MarkdownIt
+
+    class Raising(MarkdownIt):
+        def render(self, src: str, env: Any = None) -> Any:
+            if "world" in src:
+                raise RuntimeError("a plugin's bug")
+            return super().render(src, env)
+
+    return Raising()
+
+
+BROKEN = "{{ nope.attribute }}"  # jinja2's Undefined raises on the attribute
+
+
+@pytest.mark.parametrize(
+    ("fmt", "whole"),
+    [
+        (HTMLAppendFormat("m", interval=0, final_template=BROKEN), True),
+        (MarkdownFormat("m", interval=0, final_template=BROKEN), True),
+        (HTMLAppendFormat("m", interval=0, sources_template=BROKEN), True),
+        (MarkdownFormat("m", interval=0, sources_template=BROKEN), True),
+        (
+            HTMLAppendFormat(
+                "m",
+                interval=0,
+                markdown=MarkdownRenderer(_raising_parser()),
+            ),
+            True,
+        ),
+        (HTMLAppendFormat(interval=0, token_template=BROKEN), False),
+    ],
+    ids=[
+        "append-final",
+        "markdown-final",
+        "append-sources",
+        "markdown-sources",
+        "renderer",
+        "token",
+    ],
+)
+async def test_a_failing_custom_template_still_ends_the_page_with_the_answer_and_done(
+    fmt: HTMLAppendFormat | MarkdownFormat, whole: bool
+) -> None:
+    # Found in review: the engine retries a failed end once with the same writer, whose custom
+    # template raised again, so nothing was sent: no error shown, no `done` (htmx kept waiting,
+    # an EventSource would reconnect and ask the model again).
+    async def answer() -> AsyncIterator[object]:
+        yield "Hello <b>"
+        yield Citation("url", url="https://example.com/a", title="A")
+        yield "world</b>"
+
+    results: list[Any] = []
+    response = await run_stream(EventStream(answer(), format=fmt, on_complete=results.append))
+
+    assert response.complete
+    last = response.events[-1]
+    assert (last.event, last.data) == ("done", "error")
+    page = "".join(e.data for e in response.events[:-1])
+    assert "The answer could not be completed because of an internal error." in page
+    assert "Traceback" not in page and "nope" not in page and "plugin" not in page
+    if whole:  # the final fragment swaps in the whole answer, escaped
+        assert '<div hx-swap-oob="innerHTML:#m">Hello &lt;b&gt;world&lt;/b&gt;<p' in page
+    (result,) = results
+    # A token template fails at the first token: the stream ends there, as for a source's error.
+    assert (result.reason, result.text) == ("error", "Hello <b>world</b>" if whole else "Hello <b>")

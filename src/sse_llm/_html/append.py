@@ -78,7 +78,9 @@ class HTMLAppendFormat(FormatOptions):
             ``MarkdownRenderer()`` for the default.
         token_template: template for one delta (context ``text``: escaped, quotes too, so it
             may go in an attribute value); default: the escaped text itself, the fewest bytes.
-        final_template: template for the final fragment, see :data:`FINAL_TEMPLATE`.
+        final_template: template for the final fragment, see :data:`FINAL_TEMPLATE`. If it
+            (or ``sources_template``, or the renderer) raises, the stream ends as an error with
+            the default template: the whole answer as escaped text, the error line, ``done``.
         done_event: name of the closing event (``sse-close="done"`` / ``hx-sse:close``).
         event_name: the SSE event name of the fragment events; ``None`` (default) sends them
             unnamed, which htmx 4's ``hx-sse`` swaps (it turns *named* events into DOM events

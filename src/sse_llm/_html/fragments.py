@@ -153,6 +153,7 @@ class FragmentWriter(WriterBase):
         self.sources = Sources()
         self.activities: dict[str, str] = {}  # provider tool id -> id of its line, while shown
         self.activity_count = 0
+        self.end_failed = False  # the format's own end raised: the next one is plain_end
 
     def data(self, fragment: str) -> bytes:
         """One fragment event (unnamed, or ``event_name``)."""
@@ -233,6 +234,39 @@ class FragmentWriter(WriterBase):
     def end(self, result: StreamResult) -> Units:
         if result.reason not in ("completed", "error", "shutdown"):
             return NOTHING  # the client is gone: nothing can be sent
+        if self.end_failed:
+            return self.plain_end(result)
+        try:
+            return self.write_end(result)
+        except Exception:
+            # A custom template or the Markdown renderer raised. The engine ends the stream as
+            # an error and asks for the end once more: that one uses only the defaults, so the
+            # page still gets the whole answer, the error and ``done`` (without it, htmx would
+            # leave the stream open and an ``EventSource`` would reconnect, asking again).
+            self.end_failed = True
+            raise
+
+    def plain_end(self, result: StreamResult) -> Units:
+        """The end with the default templates only: the answer as escaped text."""
+        error = template_text(self.error_message or "")
+        if self.fmt.target is None:
+            fragment = compile_template(None, ERROR_TEMPLATE).render({"error": error})
+            out = [self.data(fragment)] if fragment else []
+        else:
+            context = {
+                "target": self.fmt.target,
+                "html": Markup(wire_newlines(escape_text(self.text_so_far()))),
+                "sources": Markup(""),
+                "error": error,
+                "reason": result.reason,
+            }
+            fragment = compile_template(None, FINAL_TEMPLATE).render(context)
+            out = [self.data(self.open_activity_removals() + fragment)]
+        out.append(encode_data(result.reason, self.fmt.done_event))
+        return out
+
+    def write_end(self, result: StreamResult) -> Units:
+        """The format's own end (called for a stream whose client is still there)."""
         out = list(self.drain())
         if self.fmt.target is None:
             if self.error_message:

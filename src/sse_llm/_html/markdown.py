@@ -175,14 +175,12 @@ class _MarkdownWriter(FragmentWriter):
                 html += wire_newlines(tail)  # the main content: the page swaps it into the tail
         return (self.data(html),) if html else NOTHING
 
-    def end(self, result: StreamResult) -> Units:
+    def write_end(self, result: StreamResult) -> Units:
         # What is still held back goes out with the last event, not in a render of its own.
         self.dirty = False
         fmt = self.fmt
-        if result.reason not in ("completed", "error", "shutdown") or (
-            fmt.resend_final or fmt.custom_final
-        ):
-            return super().end(result)
+        if fmt.resend_final or fmt.custom_final:
+            return super().write_end(result)
         text = self.text_so_far()
         rest = self.md.render(text[self.offset :])
         whole = self.md.render(text)
@@ -276,7 +274,9 @@ class MarkdownFormat(FormatOptions):
             already holds all of it but the last block (costs the rendered answer's size once
             more); default ``False``.
         prelude: trusted HTML sent as the first event, as for :class:`HTMLAppendFormat`.
-        final_template: the complete message's template, see :data:`FINAL_TEMPLATE`.
+        final_template: the complete message's template, see :data:`FINAL_TEMPLATE`. If it
+            (or ``sources_template``, or the renderer) raises, the stream ends as an error with
+            the default template: the whole answer as escaped text, the error line, ``done``.
         done_event: name of the closing event (default ``"done"``).
         event_name: the SSE event name of the fragment events (``None``: unnamed), as for
             :class:`HTMLAppendFormat`.
