@@ -241,17 +241,21 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
 class SSEEndpoint:
     """An ASGI endpoint for a route: ``Route("/chat", SSEEndpoint(handler))``.
 
-    In FastAPI: ``app.add_route("/chat", SSEEndpoint(handler))``. Prefer a route to
-    ``app.mount("/chat", ...)``: a mount only matches ``/chat/...``, so ``/chat?q=hi`` gets a
-    ``307`` redirect to ``/chat/?q=hi`` first (and a POST body is lost by clients that do not
-    follow a 307 with it).
+    In an app already made (FastAPI too):
+    ``app.routes.append(Route("/chat", SSEEndpoint(handler)))`` (``app.add_route`` works as
+    well, but type checkers flag it: Starlette types it for a request handler, not an ASGI
+    app). Prefer a route to ``app.mount("/chat", ...)``: a mount only matches ``/chat/...``,
+    so ``/chat?q=hi`` gets a ``307`` redirect to ``/chat/?q=hi`` first (and a POST body is
+    lost by clients that do not follow a 307 with it).
 
     Args:
         handler: called with the Starlette :class:`~starlette.requests.Request`; sync (run in
             a worker thread, as Starlette runs a sync endpoint) or async. Returns a source, or
             a Starlette ``Response`` sent as is (a 400 for a bad parameter). It may also raise
             Starlette's ``HTTPException`` (sent as a plain-text response with that status).
-        methods: accepted HTTP methods; others get ``405``.
+        methods: accepted HTTP methods (default ``("GET", "POST")``); others get ``405``.
+            With ``GET``, ``HEAD`` is accepted too, as on Starlette's own routes: the handler
+            runs and the response has the headers alone (the source is closed unread).
         **options: :class:`~sse_llm.StreamOptions`.
 
     A request that lacks a parameter the handler reads with ``[]`` (``request.query_params["q"]``,
@@ -284,7 +288,10 @@ class SSEEndpoint:
             )
         resolve(options, binding="SSEEndpoint")
         self.handler = handler
-        self.methods = frozenset(m.upper() for m in methods)
+        accepted = {m.upper() for m in methods}
+        if "GET" in accepted:
+            accepted.add("HEAD")  # as Starlette's Route does for an endpoint function
+        self.methods = frozenset(accepted)
         self.options = options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,40 +17,35 @@ The protocol, one JSON object per text message:
 
 Client to server:
 
-=========================================  ===============================================
-``{"prompt": "...", "request_id": "a1"}``  ask; ``request_id`` (string or number) is
-                                           optional, the whole object goes to the handler
-``{"type": "cancel"}``                     stop the answer being streamed
-=========================================  ===============================================
+- ``{"prompt": "...", "request_id": "a1"}``: ask; ``request_id`` (string or number) is optional, the
+  whole object goes to the handler
+- ``{"type": "cancel"}``: stop the answer being streamed
 
-Server to client (every message carries the ``request_id`` of the answer it belongs to; the
-server numbers requests 1, 2 … when the client gives no id):
+Server to client (every message but ``heartbeat`` carries the ``request_id`` of the answer it
+belongs to: the client's own, string or number, or, when the client gives none, the strings
+``"1"``, ``"2"`` … the server numbers requests with):
 
-=================  ============================================================================
-``start``          ``{"type": "start", "request_id": "a1"}``: an answer begins
-``delta``          ``{"type": "delta", "request_id": "a1", "text": "..."}``: append to the answer
-``reasoning``      ``{"type": "reasoning", "request_id": "a1", "text": "..."}``
-``tool_call``      ``{"type": "tool_call", "request_id": "a1", "index": 0, "id": "call_1",
-                   "name": "f", "arguments": "{...}"}``: a tool the client runs
-``source``         ``{"type": "source", "request_id": "a1", "kind": "url", "url": "https://...",
-                   "title": "...", "document_id": null, "container_id": null,
-                   "cited_text": null, "start": 0, "end": 42, "index": null}``: a source the
-                   answer cites (the fields of ``NamedEventsFormat``'s ``source`` event)
-``tool_activity``  ``{"type": "tool_activity", "request_id": "a1", "id": "ws_1",
-                   "name": "web_search", "status": "started" | "finished" | "failed",
-                   "summary": "..."}``: a tool the provider runs itself (web search, code
-                   execution); nothing is asked of the client
-``heartbeat``      ``{"type": "heartbeat"}``: sent after ``heartbeat`` seconds without a message
-                   while an answer is pending (a thinking model); ignore it
-``done``           ``{"type": "done", "request_id": "a1", "finish_reason": "stop",
-                   "raw_finish_reason": "stop", "usage": {...} | null}``: the answer is complete
-                   (``finish_reason`` ``pause``: the provider paused a turn the client may
-                   continue)
-``error``          ``{"type": "error", "request_id": "a1" | null, "message": "...", "code": ...}``:
-                   the answer failed (``request_id`` is ``null`` for a message the server could
-                   not read, code ``invalid_message``; the socket stays open)
-``cancelled``      ``{"type": "cancelled", "request_id": "a1"}``: the answer was stopped
-=================  ============================================================================
+- ``start``: ``{"type": "start", "request_id": "a1"}``: an answer begins
+- ``delta``: ``{"type": "delta", "request_id": "a1", "text": "..."}``: append to the answer
+- ``reasoning``: ``{"type": "reasoning", "request_id": "a1", "text": "..."}``
+- ``tool_call``: ``{"type": "tool_call", "request_id": "a1", "index": 0, "id": "call_1", "name":
+  "f", "arguments": "{...}"}``: a tool the client runs
+- ``source``: ``{"type": "source", "request_id": "a1", "kind": "url", "url": "https://...", "title":
+  "...", "document_id": null, "container_id": null, "cited_text": null, "start": 0, "end": 42,
+  "index": null}``: a source the answer cites (the fields of ``NamedEventsFormat``'s ``source``
+  event)
+- ``tool_activity``: ``{"type": "tool_activity", "request_id": "a1", "id": "ws_1", "name":
+  "web_search", "status": "started" | "finished" | "failed", "summary": "..."}``: a tool the
+  provider runs itself (web search, code execution); nothing is asked of the client
+- ``heartbeat``: ``{"type": "heartbeat"}``: sent after ``heartbeat`` seconds without a message while
+  an answer is pending (a thinking model); ignore it
+- ``done``: ``{"type": "done", "request_id": "a1", "finish_reason": "stop", "raw_finish_reason":
+  "stop", "usage": {...} | null}``: the answer is complete (``finish_reason`` ``pause``: the
+  provider paused a turn the client may continue)
+- ``error``: ``{"type": "error", "request_id": "a1" | null, "message": "...", "code": ...}``: the
+  answer failed (``request_id`` is ``null`` for a message the server could not read, code
+  ``invalid_message``; the socket stays open)
+- ``cancelled``: ``{"type": "cancelled", "request_id": "a1"}``: the answer was stopped
 
 Each answer ends with exactly one of ``done``, ``error`` or ``cancelled``. One answer streams
 at a time: a new prompt while an answer is streaming **cancels** that answer (its source is

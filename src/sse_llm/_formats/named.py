@@ -57,21 +57,18 @@ class _NamedEventsWriter(WriterBase):
 class NamedEventsFormat:
     """The default protocol: named SSE events with JSON data (formerly ``EventsFormat``).
 
-    =======================  =========================================================
-    ``event: delta``         ``{"text": "..."}``: append to the answer
-    ``event: reasoning``     ``{"text": "..."}``: append to the reasoning
-    ``event: tool_call``     ``{"index": 0, "id": "call_1", "name": "f", "arguments": "{...}"}``:
-                             a tool the *client* runs
-    ``event: source``        ``{"kind": "url", "url": "https://...", "title": "..." | null,
-                             "document_id": null, "container_id": null, "cited_text": null,
-                             "start": 0 | null, "end": 42 | null, "index": 1 | null}``: a
-                             source the answer cites (see below)
-    ``event: tool_activity`` ``{"id": "ws_1", "name": "web_search", "status": "started",
-                             "summary": "météo Paris" | null}``: a tool the *provider* runs
-    ``event: done``          ``{"finish_reason": "stop", "raw_finish_reason": "stop",
-                             "usage": {"input_tokens": 9, "output_tokens": 12} | null}``
-    ``event: error``         ``{"message": "...", "code": "..." | null}``: the last event
-    =======================  =========================================================
+    - ``event: delta``: ``{"text": "..."}``: append to the answer
+    - ``event: reasoning``: ``{"text": "..."}``: append to the reasoning
+    - ``event: tool_call``: ``{"index": 0, "id": "call_1", "name": "f", "arguments": "{...}"}``: a
+      tool the *client* runs
+    - ``event: source``: ``{"kind": "url", "url": "https://...", "title": "..." | null,
+      "document_id": null, "container_id": null, "cited_text": null, "start": 0 | null, "end": 42 |
+      null, "index": 1 | null}``: a source the answer cites (see below)
+    - ``event: tool_activity``: ``{"id": "ws_1", "name": "web_search", "status": "started",
+      "summary": "météo Paris" | null}``: a tool the *provider* runs
+    - ``event: done``: ``{"finish_reason": "stop", "raw_finish_reason": "stop", "usage":
+      {"input_tokens": 9, "output_tokens": 12} | null}``
+    - ``event: error``: ``{"message": "...", "code": "..." | null}``: the last event
 
     Text travels as a JSON string, so the client gets exactly the model's text (CR included),
     whichever SSE parser it uses. ``done`` or ``error`` is always the last event: a browser

@@ -73,22 +73,19 @@ class TypedJSONFormat:
     """Unnamed SSE events, each a JSON object whose ``type`` says what it is (formerly
     ``JSONEventsFormat``).
 
-    =================  ===========================================================================
-    ``session``        first: ``{"type": "session", "session_id": "<hex>", "message_id": "<hex>"}``
-    ``delta``          ``{"type": "delta", "delta": "text"}``: append to the answer
-    ``reasoning``      ``{"type": "reasoning", "delta": "text"}``: append to the reasoning
-    ``tool_call``      ``{"type": "tool_call", "index": 0, "id": "call_1", "name": "f",
-                       "arguments": "{...}"}``: a complete call, for the client to run
-    ``source``         ``{"type": "source", "kind": "url", "url": "https://...", "title": "...",
-                       "document_id": null, "container_id": null, "cited_text": null,
-                       "start": 0, "end": 42, "index": null}``: a source the answer cites
-    ``tool_activity``  ``{"type": "tool_activity", "id": "ws_1", "name": "web_search",
-                       "status": "started" | "finished" | "failed", "summary": "..."}``: a
-                       tool the provider runs itself
-    ``done``           ``{"type": "done", "finish_reason": "stop", "raw_finish_reason": "stop",
-                       "usage": {"input_tokens": 9, ...} | null}``
-    ``error``          ``{"type": "error", "message": "...", "code": "..." | null}``
-    =================  ===========================================================================
+    - ``session``: first: ``{"type": "session", "session_id": "<hex>", "message_id": "<hex>"}``
+    - ``delta``: ``{"type": "delta", "delta": "text"}``: append to the answer
+    - ``reasoning``: ``{"type": "reasoning", "delta": "text"}``: append to the reasoning
+    - ``tool_call``: ``{"type": "tool_call", "index": 0, "id": "call_1", "name": "f", "arguments":
+      "{...}"}``: a complete call, for the client to run
+    - ``source``: ``{"type": "source", "kind": "url", "url": "https://...", "title": "...",
+      "document_id": null, "container_id": null, "cited_text": null, "start": 0, "end": 42, "index":
+      null}``: a source the answer cites
+    - ``tool_activity``: ``{"type": "tool_activity", "id": "ws_1", "name": "web_search", "status":
+      "started" | "finished" | "failed", "summary": "..."}``: a tool the provider runs itself
+    - ``done``: ``{"type": "done", "finish_reason": "stop", "raw_finish_reason": "stop", "usage":
+      {"input_tokens": 9, ...} | null}``
+    - ``error``: ``{"type": "error", "message": "...", "code": "..." | null}``
 
     The stream always ends with ``data: [DONE]`` after ``done`` or ``error``, the shape of the
     Flask/Databricks streaming guides and of OpenAI's streams, so a client loop can be
