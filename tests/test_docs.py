@@ -78,6 +78,18 @@ def test_the_api_reference_shows_no_raw_sphinx_roles(site: Path) -> None:
     assert "<code>StreamEngine</code>, which turns any source" in core
 
 
+def test_the_wire_tables_in_docstrings_render_as_lists(site: Path) -> None:
+    # Found in review: the event tables were reStructuredText tables, which mkdocstrings
+    # (Markdown) rendered as one paragraph of text with the "=====" rules in it.
+    for page in sorted((site / "api").glob("*/index.html")):
+        assert "=====" not in page.read_text("utf-8"), page.parent.name
+    formats = (site / "api" / "formats" / "index.html").read_text("utf-8")
+    assert "<li><code>event: delta</code>" in formats
+    assert "<li><code>session</code>" in formats  # TypedJSONFormat's
+    websocket = (site / "api" / "websocket" / "index.html").read_text("utf-8")
+    assert "<li><code>cancelled</code>" in websocket
+
+
 def test_type_aliases_and_last_event_id_are_documented(site: Path) -> None:
     core = (site / "api" / "core" / "index.html").read_text("utf-8")
     for alias, words in [
