@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -736,6 +736,29 @@ def test_the_demo_restreams_an_openai_server_over_one_kept_connection(
     assert len({r.client for r in asked}) == 1, [r.client for r in asked]  # one connection
 
 
+def test_the_demo_shows_and_saves_a_provider_error_as_the_answer_s_end(
+    demo: tuple[str, Path], replay_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found in review: the view awaited the SDK call itself, so a provider that refused the
+    # request (a bad key or model, a 429) raised in the view: an HTML 500 for the page and the
+    # message row left "streaming" for good, the completion hook never run.
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", replay_server.base_url + "/v1")
+    monkeypatch.setenv("SSE_LLM_MODEL", "openai-chat/no-such-recording.sse")  # a 404
+    base_url, db = demo
+    with httpx.Client(timeout=20) as client:
+        url, token = start_chat(client, base_url)
+        with client.stream(
+            "POST", url + "send", data={"prompt": "안녕", "csrfmiddlewaretoken": token}
+        ) as response:
+            assert response.status_code == 200
+            events = [i for i in read_events(response) if type(i) is ServerSentEvent]
+    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+    assert (events[-1].event, events[-1].data) == ("done", "error")
+    assert 'class="sse-llm-error"' in events[-2].data and "Traceback" not in events[-2].data
+    assert row(db, message_id) == ("", "error")  # saved by on_complete before the body ended
+
+
 def test_head_gets_the_headers_alone_and_ends_the_stream(tmp_path: Path) -> None:
     # Found in review (of the ASGI bindings): HEAD ran the model to its end for a body the
     # server throws away, and a kept-alive connection's next request waited for it.
@@ -751,3 +774,68 @@ def test_head_gets_the_headers_alone_and_ends_the_stream(tmp_path: Path) -> None
     hooks = [" ".join(line.split()[:3]) for line in lines if line.startswith("hook")]
     assert hooks == ["hook disconnected 0"], (lines, server.output)
     assert took < 1.0 and ping.text == "pong", (took, server.output)
+
+
+def test_a_source_refused_under_wsgi_is_closed_at_once(demo: tuple[str, Path]) -> None:
+    # Found in review: under WSGI the response refused (as documented) but left the SDK stream
+    # the view had opened streaming to its end: the model billed for an answer nobody reads.
+    from django.test import RequestFactory
+
+    from sse_llm.django import SSEResponse
+
+    closed: list[str] = []
+
+    def sync_stream() -> Iterator[str]:
+        try:
+            yield "never read"
+        finally:
+            closed.append("sync")
+
+    async def sdk_call() -> list[str]:  # an SDK call the view did not await
+        return ["never sent"]
+
+    request = RequestFactory().get("/chat")  # Django's WSGIRequest
+    call = sdk_call()
+    for source in (sync_stream(), call):
+        with pytest.raises(UnsupportedServerError, match="ASGI server"):
+            SSEResponse(source, request=request)
+    generator = sync_stream()
+    next(generator)  # started, as an SDK stream is once its response arrived
+    with pytest.raises(UnsupportedServerError):
+        SSEResponse(generator, request=request)
+    assert closed == ["sync"]  # the started one: the unstarted one has nothing to run
+    assert call.cr_frame is None  # closed, never run (no "never awaited" warning either)
+
+
+def test_sse_decorates_a_class_based_view_s_method_and_explains_django_s_decorators(
+    demo: tuple[str, Path],
+) -> None:
+    # Found in review: on `async def get(self, request)` the wrapper took `self` for the
+    # request (UnsupportedServerError); under Django's own decorators the message said "write
+    # the view with async def" of a view that was async def.
+    from django.test import AsyncRequestFactory
+    from django.views import View
+    from django.views.decorators.http import require_GET
+
+    from sse_llm.django import sse
+    from sse_llm.formats import TextFormat
+
+    class Answer(View):
+        @sse(format=TextFormat(), heartbeat=None)
+        async def get(self, request: Any) -> AsyncIterator[str]:
+            yield f"{type(self).__name__} {request.GET['q']}"
+
+    async def read() -> bytes:
+        request = AsyncRequestFactory().get("/answer", {"q": "안녕"})
+        response = await Answer.as_view()(request)
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    body = asyncio.run(read()).decode()
+    assert body == 'data: Answer 안녕\n\nevent: done\ndata: {"finish_reason":"stop"}\n\n'
+
+    with pytest.raises(TypeError, match="put that decorator above @sse"):
+
+        @sse
+        @require_GET
+        async def under(request: Any) -> AsyncIterator[str]:
+            yield "x"

@@ -26,10 +26,18 @@ def check_view(func: Callable[..., Any]) -> bool:
         return True
     if inspect.iscoroutinefunction(func):
         return False
+    inner = inspect.unwrap(func)
+    if inner is not func and inspect.isasyncgenfunction(inner):
+        raise TypeError(
+            f"@sse got {func!r}, a sync function wrapping the async generator view "
+            f"{inner.__qualname__}: a decorator under @sse made it sync (Django's require_GET, "
+            f"csrf_exempt, login_required … do so): put that decorator above @sse"
+        )
     raise TypeError(
         f"@sse needs an async generator function or an async function (async def), got "
         f"{func!r}: write the view with async def, and pass a blocking (sync) source from it "
-        f"as is (it is read in worker threads)"
+        f"as is (it is read in worker threads). On a class-based view, put @sse on the async "
+        f"method itself, not through method_decorator"
     )
 
 

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, Unpack, overload
 
@@ -46,7 +48,7 @@ import anyio
 from ._extras import raise_missing_extra
 
 try:
-    from django.http import (  # type: ignore[import-untyped]
+    from django.http import (  # type: ignore[import-untyped, unused-ignore]
         HttpRequest,
         HttpResponseBase,
         StreamingHttpResponse,
@@ -64,6 +66,7 @@ from ._types import Source
 from ._views import check_view, source_of
 
 P = ParamSpec("P")
+_logger = logging.getLogger("sse_llm")
 
 __all__ = ["SSEResponse", "SSEStreamingResponse", "require_asgi", "sse"]
 
@@ -82,13 +85,13 @@ def require_asgi(request: HttpRequest) -> None:
         UnsupportedServerError: the request is a WSGI request (``runserver`` without daphne,
             gunicorn sync workers, mod_wsgi ...).
     """
-    from django.core.handlers.asgi import ASGIRequest  # type: ignore[import-untyped]
+    from django.core.handlers.asgi import ASGIRequest  # type: ignore[import-untyped, unused-ignore]
 
     if not isinstance(request, ASGIRequest):
         raise UnsupportedServerError(_WSGI_MESSAGE)
 
 
-class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stubs
+class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  # no django stubs
     """A ``StreamingHttpResponse`` streaming ``source`` as server-sent events.
 
     Args:
@@ -124,7 +127,11 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
         **options: Unpack[StreamOptions],
     ) -> None:
         if request is not None:
-            require_asgi(request)
+            try:
+                require_asgi(request)
+            except UnsupportedServerError:
+                _close_unread(source)
+                raise
         check_source(source, "SSEResponse")
         config = resolve(options, binding="SSEResponse")
         body = _Body(source, config)
@@ -147,6 +154,20 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc]  # no django stu
     def __iter__(self) -> Iterator[bytes]:
         # Django's fallback would run the whole stream to the end, then send it: refuse.
         raise UnsupportedServerError(_WSGI_MESSAGE)
+
+
+def _close_unread(source: object) -> None:
+    """Close a source refused under WSGI, so that its upstream request ends now: a sync SDK
+    stream or generator (``close()``), an SDK call not yet awaited (a coroutine's
+    ``close()``: never sent). An async stream needs the event loop it was opened on, which a
+    WSGI request does not have: it is left to the garbage collector."""
+    close = getattr(source, "close", None)
+    if close is None or inspect.iscoroutinefunction(close):
+        return
+    try:
+        close()
+    except Exception:  # the refusal is what the caller must see
+        _logger.warning("closing a source refused under WSGI failed", exc_info=True)
 
 
 #: The name this class had before every framework module called its response SSEResponse.
@@ -228,9 +249,10 @@ class _Body:
 
     def close(self) -> None:
         """Django's ``response.close()`` (a ``StreamingHttpResponse`` calls its content's
-        ``close``): its ASGI handler calls it once the body is over, the test client when a
-        test leaves the body (``aclosing(response.streaming_content)``). A reader that leaves
-        early ends the stream: the source is closed and the hook runs (``disconnected``).
+        ``close``): its ASGI handler calls it once the body is over; a test that leaves the
+        body early calls it (closing ``response.streaming_content`` does not reach here:
+        Django wraps the body anew at each read). A reader that leaves early ends the stream:
+        the source is closed and the hook runs (``disconnected``).
         Called from a worker thread (``sync_to_async``) or the event loop's own."""
         task = self.task
         if task is None or self._ended:
@@ -330,7 +352,10 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
     Use bare (``@sse``) or with :class:`~sse_llm.StreamOptions` (``@sse(heartbeat=5)``). The
     view is an async generator (what it yields is the stream) or an async function returning
     a source; if it returns a Django ``HttpResponse`` (a 400 for a bad request, say), that is
-    sent as is. The view receives the request and URL arguments as usual.
+    sent as is. The view receives the request and URL arguments as usual. On a class-based
+    view, decorate the method itself (``async def get(self, request)``), not through
+    ``method_decorator``; Django's own decorators (``require_GET``, ``login_required`` …) go
+    above ``@sse``.
 
     Raises:
         TypeError: the view is neither an async generator function nor an async function, or
@@ -346,9 +371,13 @@ def sse(view: Any = None, /, **options: Unpack[StreamOptions]) -> Any:
         is_generator = check_view(func)
 
         @functools.wraps(func)
-        async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        async def view(*args: Any, **kwargs: Any) -> HttpResponseBase:
+            # A function view gets (request, ...); a class-based view's method (self, request, ...).
+            request = next((a for a in args[:2] if isinstance(a, HttpRequest)), None)
+            if request is None:
+                raise TypeError("an @sse view is called with the request (after self, in a class)")
             require_asgi(request)
-            source = await source_of(func, is_generator, request, *args, **kwargs)
+            source = await source_of(func, is_generator, *args, **kwargs)
             if isinstance(source, HttpResponseBase):
                 return source
             return SSEResponse(source, request=request, **options)

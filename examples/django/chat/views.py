@@ -127,7 +127,9 @@ async def send(request: HttpRequest) -> HttpResponse:
 
     pair = render_to_string("chat/pair.html", {"m": message, "answer_html": ""})
     response = SSEResponse(
-        await answer(prompt),
+        # Not awaited here: the response awaits it, so that a provider refusing the request
+        # (a bad key, a 429) ends the stream with its `error` event and on_complete still saves.
+        answer(prompt),
         request=request,
         format=MarkdownFormat(
             f"answer-{message.pk}",
