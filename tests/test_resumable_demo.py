@@ -192,3 +192,55 @@ def test_two_workers_behind_nginx_on_redis_resume_and_stop_across_workers(
     lines = hooks.read_text().split("\n")
     assert f"{producer_pid} completed" in lines
     assert f"{producer_pid} cancelled" in lines
+
+
+def test_a_page_cut_off_while_the_model_thinks_resumes_the_same_answer(browser: Browser) -> None:
+    # Found in review: with docs/resume.md's pattern (start a stream unless the request has a
+    # Last-Event-ID of ours), a network cut before the first event (a model thinking for
+    # seconds) left the browser with no id: it reconnected without one and the view asked the
+    # model again, while the first answer went on unread. The stream's id now comes first.
+    from fastapi.responses import HTMLResponse
+
+    from sse_llm import StreamResult
+    from tests.support.servers import run_uvicorn
+    from tests.support.snippets import snippets_of
+
+    (snippet,) = [s for s in snippets_of(ROOT / "docs" / "resume.md") if s.name == "resume-fastapi"]
+    answers: list[StreamResult] = []
+    llm = FakeLLM("one two three", delay=0.01, first_token_delay=3.0)
+    ns: dict[str, object] = {"__name__": "snippet", "llm": llm, "save": answers.append}
+    exec(compile(snippet.code, "<snippet>", "exec"), ns)
+    app = ns["app"]
+
+    @app.get("/")  # type: ignore[attr-defined,misc]
+    async def page() -> HTMLResponse:  # the EventSource's origin
+        return HTMLResponse("<!doctype html><title>chat</title>")
+
+    with run_uvicorn(app, lifespan="on") as base:
+        with tcp_proxy(int(base.rsplit(":", 1)[1])) as proxy:
+            context = browser.new_context()
+            try:
+                page_ = context.new_page()
+                page_.goto(f"http://127.0.0.1:{proxy.port}/")
+                page_.evaluate(
+                    """() => { window.opens = 0; window.ended = null; window.ids = [];
+                    const es = new EventSource('/chat?q=hi');
+                    es.onopen = () => window.opens++;
+                    es.addEventListener('delta', e => window.ids.push(e.lastEventId));
+                    es.addEventListener('done', () => { window.ended = 'done'; es.close(); });
+                    }"""
+                )
+                page_.wait_for_function("window.opens === 1", timeout=10_000)
+                time.sleep(1.0)  # the model thinks (its first token comes after 3 s)
+                proxy.cut()
+                page_.wait_for_function("window.ended === 'done'", timeout=30_000)
+                opens, ids = page_.evaluate("[window.opens, window.ids]")
+            finally:
+                context.close()
+        deadline = time.monotonic() + 5
+        while not answers and time.monotonic() < deadline:  # bounded: the hook is quick
+            time.sleep(0.05)
+        time.sleep(0.5)  # a second answer, had one been asked for, would end by now too
+    assert opens == 2 and proxy.cuts == 1
+    assert len({i.rpartition("-")[0] for i in ids}) == 1 and len(ids) == 3
+    assert [(r.reason, r.text) for r in answers] == [("completed", llm.text_for("hi"))]

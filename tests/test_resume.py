@@ -585,10 +585,15 @@ def test_a_reader_that_leaves_while_waiting_does_not_disturb_the_stream(servers:
         stream_id = http.post(app.base_url + "/start").json()["stream_id"]
         with http.stream("GET", f"{app.base_url}/streams/{stream_id}") as waiting:
             assert waiting.status_code == 200
-            first = next(waiting.iter_raw())
-            # Heartbeats (the chunk may hold more than one): no event yet, the reader waits.
-            assert first.startswith(b":\n")
-            assert b"data:" not in first
+            raw = waiting.iter_raw()
+            first = next(raw)
+            # The stream's id first (a client cut off now resumes with it), then heartbeats
+            # (a chunk may hold more than one): no event yet, the reader waits.
+            id_only = f"id: {stream_id}\n\n".encode()
+            assert first.startswith(id_only)
+            rest = first.removeprefix(id_only) or next(raw)
+            assert rest.startswith(b":\n")
+            assert b"data:" not in first + rest
         whole = read_stream(http, f"{app.base_url}/streams/{stream_id}")
         assert whole.ended
         assert texts(whole.events) == ANSWER

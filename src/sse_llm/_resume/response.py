@@ -176,6 +176,12 @@ async def _replay(
     ``call_timeout`` seconds after its answer was due has failed: a hung store (a frozen
     server, a client without a socket timeout) is an outage too.
     """
+    if after == 0:
+        # The stream's id before anything else: a client cut off before the first event (a
+        # model that thinks for seconds) reconnects with it as its Last-Event-ID and resumes,
+        # instead of asking for a new answer while this one runs unread. An id-only event sets
+        # the id and is not dispatched (WHATWG HTML §9.2.6, "dispatch the event").
+        yield Encoded(b"id: " + stream_id.encode() + b"\n\n")
     next_touch = 0.0
     failing_since: float | None = None  # the store fails (or seems to have lost data)
     outage_seen_at: float | None = None  # the last time it failed
@@ -252,8 +258,11 @@ class ResumeStream:
 
     - ``200``: the headers a stream of the stream's format sends (``content-type:
       text/event-stream; charset=utf-8``, ``cache-control: no-cache``, ``x-accel-buffering:
-      no``, the format's own), then every stored event after the position, then live events
-      as they are stored, with the format's keep-alive after ``heartbeat`` seconds of silence.
+      no``, the format's own); read from the start (a bare stream id), an id-only event
+      ``id: <stream id>`` (not dispatched: it sets the client's ``Last-Event-ID``, so a
+      client cut off before the first event resumes instead of asking again); then every
+      stored event after the position, then live events as they are stored, with the
+      format's keep-alive after ``heartbeat`` seconds of silence.
       The body ends once the producer has finished and everything was sent. If the
       producer's process died, the format's ``error`` event with code ``gone`` (none for the
       HTML formats) is sent after the stored events and the body ends. If the store fails
