@@ -570,3 +570,32 @@ async def test_an_async_handler_still_waiting_can_be_cancelled(server: tuple[Ser
         assert (ended["type"], ended["request_id"]) == ("cancelled", "r1")
     await _wait_for(lambda: srv.results, 5)
     assert [r.reason for r in srv.results] == ["disconnected"]
+
+
+async def test_the_module_docstring_examples_run_as_written() -> None:
+    # Found in review: the example used FastAPI's @app.websocket on a Starlette app, did not
+    # import WebSocket, and registered "/ws" twice.
+    from fastapi import FastAPI
+
+    import sse_llm.websocket
+
+    doc = sse_llm.websocket.__doc__ or ""
+    blocks = []
+    for part in doc.split("::\n\n")[1:]:
+        code = []
+        for line in part.split("\n"):
+            if line and not line.startswith("    "):
+                break
+            code.append(line[4:])
+        blocks.append("\n".join(code))
+    assert len(blocks) == 2
+    llm = FakeLLM(delay=0)
+    namespace: dict[str, Any] = {"app": FastAPI(), "llm": llm}
+    for code in blocks:
+        exec(compile(code, "<docstring>", "exec"), namespace)
+    with run_uvicorn(namespace["app"]) as base:
+        for path in ("/ws", "/chat"):
+            async with _connect(base.replace("http://", "ws://") + path) as ws:
+                await ws.send(json.dumps({"prompt": "안녕", "request_id": "a"}))
+                messages = await _answer(ws, "a")
+            assert _text(messages) == llm.text_for("안녕") and messages[-1]["type"] == "done"

@@ -107,24 +107,23 @@ class GracefulShutdown:
     Args:
         app: the ASGI app; ``None`` for an object used only as a signal (Flask: see
             :func:`sse_llm.flask.graceful_shutdown`).
-        signals: the signals that stop the server (SIGQUIT too where a handler is already
-            installed for it: gunicorn's workers).
+        signals: the signals that stop the server (default SIGTERM and SIGINT; SIGQUIT too
+            where a handler is already installed for it: gunicorn's workers).
         drain_timeout: the longest the server's own handler is held back while streams end
-            (seconds); keep it below the server's kill timeout (gunicorn's
+            (seconds, default 10); keep it below the server's kill timeout (gunicorn's
             ``--graceful-timeout``, 30 s by default).
-        pause_gc: from the first stop signal that finds streams open, while they end and
-            the server exits, pause Python's cyclic garbage collector (``gc.disable()``) and
-            freeze what is alive (``gc.freeze()``: no collection looks at those objects
-            again). Ending 1,000 streams allocates enough to set off a full collection over
-            the heap of a worker that is about to exit (0.22 s under Django), and an
-            interpreter that exits normally collects the whole heap at least once more
-            (daphne 0.5-0.6 s, each gunicorn worker 0.3 s). A process killed by the signal
-            (uvicorn re-raises it) does neither, and as there, a finalizer that only a cyclic
-            collection would run does not run at this exit: close files and clients
-            explicitly. If the process is still running ``drain_timeout`` seconds after the
-            signal was passed on, the collector is unfrozen and enabled again. Left alone if
-            the app had disabled the collector; no freeze if the app froze objects itself.
-            Reference counting still frees what it can meanwhile.
+        pause_gc: (default ``True``) from the first stop signal that finds streams open, while they
+            end and the server exits, pause Python's cyclic garbage collector (``gc.disable()``) and
+            freeze what is alive (``gc.freeze()``: no collection looks at those objects again).
+            Ending 1,000 streams allocates enough to set off a full collection over the heap of a
+            worker that is about to exit (0.22 s under Django), and an interpreter that exits
+            normally collects the whole heap at least once more (daphne 0.5-0.6 s, each gunicorn
+            worker 0.3 s). A process killed by the signal (uvicorn re-raises it) does neither, and
+            as there, a finalizer that only a cyclic collection would run does not run at this exit:
+            close files and clients explicitly. If the process is still running ``drain_timeout``
+            seconds after the signal was passed on, the collector is unfrozen and enabled again.
+            Left alone if the app had disabled the collector; no freeze if the app froze objects
+            itself. Reference counting still frees what it can meanwhile.
 
     The handler is installed only from the main thread, and only once the server has
     installed its own (at lifespan startup, or when a stream starts): a handler installed at

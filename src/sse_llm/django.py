@@ -53,8 +53,8 @@ try:
         HttpResponseBase,
         StreamingHttpResponse,
     )
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "django", "django")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "django", "django")
 
 from ._exceptions import UnsupportedServerError
 from ._formats import Units

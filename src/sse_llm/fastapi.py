@@ -42,8 +42,8 @@ try:
     from fastapi import Header
     from fastapi.datastructures import DefaultPlaceholder
     from fastapi.routing import APIRoute
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "fastapi", "fastapi", "starlette", "pydantic")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "fastapi", "fastapi", "starlette", "pydantic")
 
 from ._openapi import stream_openapi
 from .starlette import ResumeResponse, SSEEndpoint, SSEResponse, _StreamResponse, sse

@@ -54,8 +54,8 @@ from ._extras import raise_missing_extra
 
 try:
     from flask import Flask, Response, current_app, has_app_context
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "flask", "flask", "werkzeug")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "flask", "flask", "werkzeug")
 
 from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
@@ -67,7 +67,7 @@ from ._types import Source
 
 __all__ = ["SSEResponse", "graceful_shutdown", "sse_response"]
 
-logger = logging.getLogger("sse_llm")
+_logger = logging.getLogger("sse_llm")
 
 
 class _Loop:
@@ -160,9 +160,9 @@ class _WSGIBody:
         try:
             future.result(timeout=self.config.close_timeout + 1)
         except FutureTimeout:
-            logger.warning("an sse-llm Flask stream is still closing its source")
+            _logger.warning("an sse-llm Flask stream is still closing its source")
         except Exception:
-            logger.exception("an sse-llm Flask stream failed")
+            _logger.exception("an sse-llm Flask stream failed")
 
     async def _run(self, send: Any, gone: anyio.Event) -> None:
         config = self.config

@@ -46,8 +46,8 @@ try:
         wire_newlines,
     )
     from ._markdown import MarkdownRenderer
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "html", "jinja2", "markupsafe", "markdown_it", "nh3")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "html", "jinja2", "markupsafe", "markdown_it", "nh3")
 
 __all__ = [
     "ACTIVITY_LABELS",

@@ -123,8 +123,9 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
     """The JSON payloads of an SSE stream, in order.
 
     Decoding follows WHATWG HTML §9.2.5 (any of CRLF/CR/LF, split anywhere; comments such as
-    OpenRouter's ``: OPENROUTER PROCESSING`` skipped; events with empty data skipped). The
-    stream ends at a ``data:`` equal to ``done`` (OpenAI's ``[DONE]``; pass ``done=""`` to
+    OpenRouter's ``: OPENROUTER PROCESSING`` skipped; events whose data is empty or only
+    whitespace skipped). The stream ends at a ``data:`` equal to ``done`` once stripped
+    (OpenAI's ``[DONE]``; pass ``done=""`` to
     read on) or when the body ends (Gemini, Anthropic and the Responses API send no
     terminator). An ``event: error`` (Groq, Anthropic) is surfaced as an error object for the
     provider normaliser: its payload is yielded with ``"type": "error"`` added when it already

@@ -32,8 +32,8 @@ try:
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "starlette", "starlette")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "starlette", "starlette")
 
 from ._asgi import EventStream
 from ._options import ResumeOptions, StreamOptions, resolve

@@ -99,15 +99,15 @@ class FakeLLM:
     Args:
         answer: the answer text, or a template with ``{prompt}``, or a callable
             ``prompt -> text``. Defaults to :data:`DEFAULT_ANSWER`.
-        delay: seconds between tokens.
+        delay: seconds between tokens (default 0.02).
         first_token_delay: seconds before the first token ("thinking" time).
         fail_after: raise ``RuntimeError`` after this many tokens (to test error paths).
         activity: provider tools the model "runs" before it answers, as a provider reports
             them: a ``str`` is a web search for that query (a ``started``
             :class:`~sse_llm.ToolActivity`, ``tool_delay`` seconds later its ``finished`` one
-            with ``"<n> results"``, n the number of ``sources``); a :class:`~sse_llm.ToolActivity`
-            is yielded as given, followed by a ``tool_delay`` pause if it is ``started``. See
-            :data:`DEFAULT_ACTIVITY`.
+            with ``"<n> results"``, n the number of ``sources``, ``"1 result"`` for one); a
+            :class:`~sse_llm.ToolActivity` is yielded as given, followed by a ``tool_delay``
+            pause if it is ``started``. See :data:`DEFAULT_ACTIVITY`.
         sources: what the answer cites, yielded after its last token: a
             :class:`~sse_llm.Citation` as given, a ``str`` as a URL citation numbered by its
             position (``index`` 1, 2 …). See :data:`DEFAULT_SOURCES`.

@@ -1,16 +1,21 @@
 """WebSocket binding: many prompts over one socket, each answer streamed as JSON messages.
 
-Example (Starlette or FastAPI)::
+Example (Starlette or FastAPI: a route of its own)::
 
     from starlette.routing import WebSocketRoute
-    from sse_llm.websocket import LLMWebSocket, serve_websocket
+    from sse_llm.websocket import LLMWebSocket
 
-    app.router.routes.append(
+    app.routes.append(
         WebSocketRoute("/ws", LLMWebSocket(lambda message: llm.stream(message["prompt"])))
     )
 
-    @app.websocket("/ws")                      # or inside your own endpoint (auth first, say)
-    async def ws(websocket: WebSocket):
+Or inside your own endpoint (authentication first, say; ``@app.websocket`` is FastAPI's)::
+
+    from starlette.websockets import WebSocket
+    from sse_llm.websocket import serve_websocket
+
+    @app.websocket("/chat")
+    async def chat(websocket: WebSocket) -> None:
         await serve_websocket(websocket, lambda message: llm.stream(message["prompt"]))
 
 The protocol, one JSON object per text message:
@@ -76,8 +81,8 @@ from ._extras import raise_missing_extra
 try:
     from starlette.responses import PlainTextResponse
     from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-except ModuleNotFoundError as exc:
-    raise_missing_extra(exc, __name__, "websocket", "starlette")
+except ModuleNotFoundError as _missing:
+    raise_missing_extra(_missing, __name__, "websocket", "starlette")
 
 from ._formats import (
     NOTHING,

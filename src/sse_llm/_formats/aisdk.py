@@ -325,9 +325,10 @@ class AISDKFormat:
 
     A text or reasoning part is closed when another kind of part begins, so the reader's
     message gets its parts in the order the model produced them. Tool call arguments that are
-    not valid JSON end as ``tool-input-error`` (the AI SDK's own behaviour). An error is
-    ``{"type":"error","errorText":"..."}`` followed by ``finish`` with ``finishReason:
-    "error"`` (no ``finishReason`` with ``finish_reason=False``). Finish reasons map to the
+    not valid JSON end as ``tool-input-error`` (the AI SDK's own behaviour). An error (and a
+    shutdown) is ``{"type":"error","errorText":"..."}`` followed by ``finish-step``, ``finish``
+    with ``finishReason: "error"`` (no ``finishReason`` with ``finish_reason=False``) and
+    ``[DONE]``. Finish reasons map to the
     AI SDK's enum (``tool_calls`` -> ``tool-calls``, ``content_filter`` ->
     ``content-filter``). Source: ``vercel/ai``
     ``packages/ai/src/ui-message-stream/ui-message-chunks.ts`` and the "Stream Protocols" docs

@@ -203,7 +203,8 @@ class OpenAIChatFormat:
 
     An error is ``data: {"error": {"message": "...", "type": "...", "code": ...}}`` and the
     stream ends (no ``[DONE]``), which the openai SDK raises as ``APIError(message)``; ``type``
-    is ``server_error`` for sse-llm's own safe error, else the provider's code. Tool calls are
+    is ``server_error`` for sse-llm's internal error, else the code (the provider's, or
+    sse-llm's ``shutdown``). Tool calls are
     renumbered 0, 1 … in arrival order; a call id the provider did not give is generated
     (``call_<hex>``). Finish reasons OpenAI does not have (``error``, ``other``) are sent as
     ``stop``, and a paused turn (``pause``) as ``length``. Source: OpenAI API reference, "The
@@ -223,7 +224,7 @@ class OpenAIChatFormat:
     :class:`~sse_llm.ToolActivity` are dropped (use another format to show them).
 
     Args:
-        model: the ``model`` field of every chunk.
+        model: the ``model`` field of every chunk (default ``"sse-llm"``).
         include_usage: send the usage chunk (``choices: []``) when usage is known, as OpenAI
             does with ``stream_options={"include_usage": true}``.
     """

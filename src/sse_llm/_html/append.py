@@ -108,7 +108,7 @@ class HTMLAppendFormat(FormatOptions):
       web: <query>…</div>`` at the end of ``#target`` (``beforeend``); when the tool ends
       (``finished`` / ``failed``) another deletes it (``delete:#<target>-activity-<n>``). A
       line still shown at the end is deleted by the last event. Put the streamed text in a
-      child of ``#target`` (as the htmx 2 page above does) and the line stays under it;
+      child of ``#target`` (as the htmx 2 page of docs/htmx.md does) and the line stays under it;
       streamed into ``#target`` itself, text arriving meanwhile lands after the line;
     - the distinct sources the answer cites (each :class:`~sse_llm.Citation`; the same page
       cited twice is listed once) are listed in the final fragment, after the message and

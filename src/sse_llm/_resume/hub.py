@@ -103,7 +103,8 @@ class StreamHub:
     Args:
         store: where events are kept: :class:`MemoryStore` (this process) or ``RedisStore``
             (any process that reaches the same Redis).
-        keep: seconds a finished stream's events stay readable; at least :data:`MIN_KEEP`.
+        keep: seconds a finished stream's events stay readable (default 300); at least
+            :data:`MIN_KEEP`.
         abandon_after: seconds without any attached reader after which a producer is stopped
             (reason ``abandoned``) so that nobody pays for tokens no one reads; ``None`` (the
             default) generates to the end. Presence is refreshed every
@@ -111,13 +112,13 @@ class StreamHub:
             stopped between ``abandon_after`` and ``abandon_after + PRESENCE_TTL + 1`` s after
             its last reader left.
         close_timeout: seconds allowed for closing a source and for one store call (a
-            reader's too, up to ``outage_grace``).
+            reader's too, up to ``outage_grace``); default 5.
         shutdown: an event (``anyio.Event``, ``asyncio.Event``, a
             :class:`~sse_llm.GracefulShutdown` ...) set when the server begins shutting down;
             the hub then shuts down as on leaving ``async with``. Under a
             :class:`~sse_llm.GracefulShutdown` middleware this happens by itself for streams
             started from its requests.
-        outage_grace: seconds the store may fail (a Redis restart, a network cut) while
+        outage_grace: seconds (default 30) the store may fail (a Redis restart, a network cut) while
             producers keep generating and hold unstored events in memory, and readers wait
             and retry; a longer outage ends the stream in the store (readers get an ``error``
             event, code ``store_unavailable``) while its producer still runs to the end for

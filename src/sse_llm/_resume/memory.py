@@ -46,8 +46,8 @@ class MemoryStore:
     (one worker, or sticky sessions).
 
     Args:
-        max_events: how many of a stream's most recent events are kept. A resume from before
-            them gets ``204 No Content``.
+        max_events: how many of a stream's most recent events are kept (default 10,000). A
+            resume from before them gets ``204 No Content``.
 
     Raises:
         ValueError: ``max_events`` is not positive.

@@ -102,12 +102,12 @@ class RedisStore:
             give it a small ``BlockingConnectionPool`` (readers then wait for a connection,
             and with a shared ``client`` the producer's writes wait behind them). A separate
             ``read_client`` keeps the producers' writes off the readers' pool.
-        prefix: prepended to every key and to the cancel channel.
-        max_events: how many of a stream's most recent events are kept (``XADD MAXLEN``); a
-            resume from before them gets ``204 No Content``.
-        live_ttl: seconds an unfinished stream lives after its last event: bounds the keys of
-            a producer whose process died without finishing the stream.
-        block: the longest one ``XREAD BLOCK`` waits, in seconds; below the read timeout
+        prefix: prepended to every key and to the cancel channel (default ``"sse-llm:"``).
+        max_events: how many of a stream's most recent events are kept (``XADD MAXLEN``,
+            default 10,000); a resume from before them gets ``204 No Content``.
+        live_ttl: seconds an unfinished stream lives after its last event (default 3600):
+            bounds the keys of a producer whose process died without finishing the stream.
+        block: the longest one ``XREAD BLOCK`` waits, in seconds (default 1); below the read timeout
             (``socket_timeout``; redis-py's default is 5 s since redis-py 8, none before) of
             both clients' connections, or the blocked read would fail as a timeout.
 
