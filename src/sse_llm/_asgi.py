@@ -7,7 +7,7 @@ from typing import ClassVar, Unpack
 
 import anyio
 
-from ._options import StreamOptions, resolve, response_headers
+from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, inline_for
 from ._sources import check_source
 from ._types import Receive, Scope, Send, Source
@@ -46,6 +46,11 @@ class EventStream:
     #: The name its errors give: a framework's response is built on an EventStream (of a
     #: subclass that gives the name its user called, ``SSEResponse``).
     _binding: ClassVar[str] = "EventStream"
+    #: The options, checked and resolved.
+    config: Config
+    #: The response headers (ASGI pairs); a list that may be edited until the response
+    #: starts (Starlette's ``response.headers`` edits it in place).
+    headers: list[tuple[bytes, bytes]]
 
     def __init__(
         self,
@@ -58,8 +63,6 @@ class EventStream:
         self.source = source
         self.config = config = resolve(options, binding=self._binding)
         self.status_code = status_code
-        #: The response headers (ASGI pairs); a list that may be edited until the response
-        #: starts (Starlette's ``response.headers`` edits it in place).
         self.headers = response_headers(config.format, config.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

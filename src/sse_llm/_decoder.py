@@ -61,7 +61,7 @@ class SSEDecoder:
         self._id_buffer = ""  # the last event ID buffer: the string once a blank line comes
         #: the last event ID string (§9.2.6): set from the ``id`` field when an event is
         #: dispatched (a blank line), not before; sent back as ``Last-Event-ID`` on reconnect.
-        self.last_event_id = ""
+        self.last_event_id: str = ""
         #: the reconnection time in milliseconds, once the stream has set one.
         self.retry: int | None = None
 

@@ -180,20 +180,20 @@ class StreamEngine:
                 raise ValueError(f"event_ids must be text without CR, LF or NUL: {event_ids!r}")
             if fmt.media_type != "text/event-stream":
                 raise ValueError(f"only text/event-stream has event ids, not {fmt.media_type}")
-        self.format = fmt
+        self.format: WireFormat = fmt
         self._writer = fmt.writer()
         self._write_text = self._writer.text  # bound once: called for every token
         #: What the completion hook gets; complete once :meth:`close` has run.
-        self.result = StreamResult()
+        self.result: StreamResult = StreamResult()
         #: The keep-alive unit of the format (an SSE comment line).
         self.keepalive: bytes = fmt.keepalive
         #: Seconds between :meth:`flush` calls while the source is silent, or ``None``.
         self.flush_interval: float | None = self._writer.flush_interval
         #: An ``error`` event was written (the provider reported one): feed nothing more.
-        self.ended = False
+        self.ended: bool = False
         #: How many units have been written (the id of the last one, with ``event_ids``).
-        self.seq = 0
-        self.choice = choice
+        self.seq: int = 0
+        self.choice: int | None = choice
         self._ids = None if event_ids is None else f"id: {event_ids}-".encode()
         self._text = _Text(keep_text)
         self._keep = self._text.keeper()

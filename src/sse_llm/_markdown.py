@@ -136,7 +136,7 @@ class MarkdownRenderer:
     """
 
     def __init__(self, parser: MarkdownIt | None = None) -> None:
-        self.parser = parser if parser is not None else _default_parser()
+        self.parser: MarkdownIt = parser if parser is not None else _default_parser()
 
     def render(self, text: str) -> str:
         """The sanitised, compact HTML of the whole ``text``."""

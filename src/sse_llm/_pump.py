@@ -145,9 +145,9 @@ class Pump:
         counted_only: bool = False,
     ) -> None:
         self.source = source
-        self.engine = engine
-        self.config = config
-        self.send = send
+        self.engine: StreamEngine = engine
+        self.config: Config = config
+        self.send: Any = send
         self._asgi = asgi
         self._inline = inline
         self._shutdown = shutdown  # else the one the request runs under, if any

@@ -145,7 +145,7 @@ class GracefulShutdown:
     ) -> None:
         check_seconds("drain_timeout", drain_timeout)  # finite: a thread's wait takes it
         self.app = app
-        self.signals = tuple(signals)
+        self.signals: tuple[int, ...] = tuple(signals)
         self.drain_timeout = drain_timeout
         self.pause_gc = pause_gc
         # Re-entrant: the signal handler runs in the main thread between two bytecodes, maybe

@@ -37,7 +37,7 @@ except ModuleNotFoundError as _missing:
 
 from ._asgi import EventStream
 from ._options import ResumeOptions, StreamOptions, resolve
-from ._resume import StreamHub
+from ._resume import ResumeStream, StreamHub
 from ._types import ASGIApp, Receive, Scope, Send, Source
 from ._views import call_handler, check_view, source_of
 
@@ -125,7 +125,7 @@ class SSEResponse(_StreamResponse):
             )
         if source is _NO_SOURCE:
             source = content
-        self.stream = _ResponseStream(source, status_code=status_code, **options)
+        self.stream: EventStream = _ResponseStream(source, status_code=status_code, **options)
         super().__init__(self.stream, self.stream.headers, status_code, background)
 
 
@@ -157,7 +157,7 @@ class ResumeResponse(_StreamResponse):
         background: BackgroundTask | None = None,
         **options: Unpack[ResumeOptions],
     ) -> None:
-        self.stream = hub.response(last_event_id, **options)
+        self.stream: ResumeStream = hub.response(last_event_id, **options)
         super().__init__(self.stream, self.stream.headers, 200, background)
 
 
@@ -291,7 +291,7 @@ class SSEEndpoint:
         accepted = {m.upper() for m in methods}
         if "GET" in accepted:
             accepted.add("HEAD")  # as Starlette's Route does for an endpoint function
-        self.methods = frozenset(accepted)
+        self.methods: frozenset[str] = frozenset(accepted)
         self.options = options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

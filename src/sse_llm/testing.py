@@ -148,7 +148,7 @@ class FakeLLM:
             for number, item in enumerate(sources, 1)
         ]
         self.tool_delay = tool_delay
-        self.closed = 0
+        self.closed: int = 0
 
     def text_for(self, prompt: str) -> str:
         """The full answer the model gives to ``prompt``."""

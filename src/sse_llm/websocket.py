@@ -424,7 +424,7 @@ class LLMWebSocket:
 
     def __init__(self, handler: PromptHandler, **options: Unpack[WebSocketOptions]) -> None:
         self.handler = handler
-        self.config = resolve(options, binding="LLMWebSocket", exclude=NOT_FOR_WEBSOCKETS)
+        self.config: Config = resolve(options, binding="LLMWebSocket", exclude=NOT_FOR_WEBSOCKETS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":

@@ -152,7 +152,7 @@ class HTMLAppendFormat(FormatOptions):
             sources_template=sources_template,
             activity_template=activity_template,
         )
-        self.token_template = (
+        self.token_template: Template | None = (
             None if token_template is None else compile_template(token_template, "")
         )
 

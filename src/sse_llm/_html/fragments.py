@@ -130,14 +130,14 @@ class FormatOptions:
         self.target = target
         self.prelude = prelude
         self.interval = interval
-        self.final_template = compile_template(final_template, FINAL_TEMPLATE)
-        self.custom_final = final_template is not None
+        self.final_template: Template = compile_template(final_template, FINAL_TEMPLATE)
+        self.custom_final: bool = final_template is not None
         self.done_event = done_event
         self.event_name = event_name
         self.markdown = markdown
         self.clock = clock
-        self.sources_template = compile_template(sources_template, SOURCES_TEMPLATE)
-        self.activity_template = compile_template(activity_template, ACTIVITY_TEMPLATE)
+        self.sources_template: Template = compile_template(sources_template, SOURCES_TEMPLATE)
+        self.activity_template: Template = compile_template(activity_template, ACTIVITY_TEMPLATE)
 
 
 class FragmentWriter(WriterBase):

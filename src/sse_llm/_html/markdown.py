@@ -331,11 +331,11 @@ class MarkdownFormat(FormatOptions):
         self.oob_tail = oob_tail
         self.create_tail = create_tail
         self.resend_final = resend_final
-        self.tail_id = f"{target}-tail"
-        self.setup_template = compile_template(None, _SETUP_TEMPLATE)
-        self.blocks_template = compile_template(None, _BLOCKS_TEMPLATE)
-        self.tail_template = compile_template(None, _TAIL_TEMPLATE)
-        self.rest_template = compile_template(None, _REST_TEMPLATE)
+        self.tail_id: str = f"{target}-tail"
+        self.setup_template: Template = compile_template(None, _SETUP_TEMPLATE)
+        self.blocks_template: Template = compile_template(None, _BLOCKS_TEMPLATE)
+        self.tail_template: Template = compile_template(None, _TAIL_TEMPLATE)
+        self.rest_template: Template = compile_template(None, _REST_TEMPLATE)
 
     def writer(self) -> FormatWriter:
         return _MarkdownWriter(self)

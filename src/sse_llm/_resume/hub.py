@@ -168,7 +168,7 @@ class StreamHub:
         #: Seconds a producer's liveness lasts after a refresh: through a whole outage grace,
         #: during which the producer may fail to reach the store while every other process
         #: reaches it (its readers there must not take it for dead), plus the usual margin.
-        self.liveness_ttl = outage_grace + PRESENCE_TTL
+        self.liveness_ttl: float = outage_grace + PRESENCE_TTL
         self._producers: dict[str, _Producer] = {}
         self._task_group: TaskGroup | None = None
         # The cancel listener and the shutdown waiter. Made in __aenter__: a hub is often made

@@ -148,7 +148,7 @@ class RedisStore:
         self.max_events = max_events
         self.live_ttl = live_ttl
         self.block = block
-        self.channel = f"{prefix}cancel"
+        self.channel: str = f"{prefix}cancel"
         # The server's run_id when a hub first started on this store: a later, different one
         # is a restart (see restarted_within).
         self._first_run_id: bytes | None = None

@@ -307,12 +307,12 @@ class ResumeStream:
                 f"not {type(last_event_id).__name__}"
             )
         # Checked as every binding checks its options; the format comes from the store.
-        self.config = resolve(options, binding="ResumeStream", exclude=NOT_FOR_READERS)
+        self.config: Config = resolve(options, binding="ResumeStream", exclude=NOT_FOR_READERS)
         self.hub = hub
         self.last_event_id = last_event_id
         #: Extra headers, sent after (and instead of same-named) format headers; a list that
         #: may be edited in place until the response starts.
-        self.headers = header_pairs(self.config.headers)
+        self.headers: list[tuple[bytes, bytes]] = header_pairs(self.config.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         store = self.hub.store
