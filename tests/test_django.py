@@ -56,6 +56,25 @@ def read_events(response: httpx.Response, limit: int | None = None) -> list[Any]
     return items
 
 
+def message_id_of(events: list[ServerSentEvent]) -> int:
+    """The id of the message row the demo's first event inserts (``answer-<id>``)."""
+    match = re.search(r'id="answer-(\d+)"', events[0].data)
+    assert match is not None, events[0].data
+    return int(match.group(1))
+
+
+def ask_demo(
+    client: httpx.Client, base_url: str, prompt: str, limit: int | None = None
+) -> list[ServerSentEvent]:
+    """Post ``prompt`` to the demo's chat (a 200 stream); its events, up to ``limit``."""
+    url, token = start_chat(client, base_url)
+    with client.stream(
+        "POST", url + "send", data={"prompt": prompt, "csrfmiddlewaretoken": token}
+    ) as response:
+        assert response.status_code == 200
+        return [i for i in read_events(response, limit) if type(i) is ServerSentEvent]
+
+
 def row(db: Path, message_id: int) -> tuple[str, str]:
     with sqlite3.connect(db) as conn:
         answer, status = conn.execute(
@@ -87,7 +106,7 @@ def test_a_post_streams_markdown_fragments_through_gzip_and_csrf(demo: tuple[str
                         arrivals.append(time.monotonic())
     assert events[-1].event == "done" and events[-1].data == "completed"
     assert len(events) > 5 and arrivals[-1] - arrivals[0] > 0.3  # streamed, not buffered
-    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+    message_id = message_id_of(events)
     text = FakeLLM().text_for("한국어로 설명해 주세요")
     assert row(db, message_id) == (text, "completed")
 
@@ -105,13 +124,9 @@ def test_a_client_that_goes_away_closes_the_source_and_the_partial_answer_is_sav
 ) -> None:
     base_url, db = demo
     with httpx.Client(timeout=20) as client:
-        url, token = start_chat(client, base_url)
-        with client.stream(
-            "POST", url + "send", data={"prompt": "멈춰", "csrfmiddlewaretoken": token}
-        ) as response:
-            events = [i for i in read_events(response, limit=4) if type(i) is ServerSentEvent]
+        events = ask_demo(client, base_url, "멈춰", limit=4)
         closed_at = time.monotonic()
-    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+    message_id = message_id_of(events)
     answer, status = row(db, message_id)
     for _ in range(100):  # bounded: up to 5 s, the claim is checked against 1 s below
         answer, status = row(db, message_id)
@@ -747,13 +762,8 @@ def test_the_demo_shows_and_saves_a_provider_error_as_the_answer_s_end(
     monkeypatch.setenv("SSE_LLM_MODEL", "openai-chat/no-such-recording.sse")  # a 404
     base_url, db = demo
     with httpx.Client(timeout=20) as client:
-        url, token = start_chat(client, base_url)
-        with client.stream(
-            "POST", url + "send", data={"prompt": "안녕", "csrfmiddlewaretoken": token}
-        ) as response:
-            assert response.status_code == 200
-            events = [i for i in read_events(response) if type(i) is ServerSentEvent]
-    message_id = int(re.search(r'id="answer-(\d+)"', events[0].data).group(1))  # type: ignore[union-attr]
+        events = ask_demo(client, base_url, "안녕")
+    message_id = message_id_of(events)
     assert (events[-1].event, events[-1].data) == ("done", "error")
     assert 'class="sse-llm-error"' in events[-2].data and "Traceback" not in events[-2].data
     assert row(db, message_id) == ("", "error")  # saved by on_complete before the body ended
