@@ -178,6 +178,21 @@ async def test_an_awaitable_source_is_awaited_and_its_failure_reported() -> None
     assert body["text"] == ""
 
 
+async def test_a_server_configuration_error_is_not_shown_in_the_provider_s_words() -> None:
+    # As the stream's error event: OpenAI's 401 text echoes part of the server's API key.
+    async def refused() -> Any:
+        raise ProviderError(
+            "Incorrect API key provided: sk-proj-****xyz9", "invalid_api_key", status=401
+        )
+
+    result = await collect(refused())
+    assert result_json(result)["error"] == {
+        "message": "The model provider refused the server's request (HTTP status 401).",
+        "code": "invalid_api_key",
+    }
+    assert isinstance(result.error, ProviderError) and "sk-proj" in result.error.message
+
+
 async def test_a_base_exception_from_the_source_is_no_completed_answer() -> None:
     # The hook was told "completed", finish "stop", for an answer the exception cut short.
     seen: list[StreamResult] = []

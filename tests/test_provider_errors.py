@@ -189,6 +189,37 @@ async def test_non_200_json_error_body_becomes_an_error_event(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+OPERATOR_ERRORS = [  # NON_200's sources with the statuses of a misconfigured server
+    (source, file, status, status if code == "500" else code)  # Ollama: the status as code
+    for (source, file, _, code), status in zip(
+        NON_200, ["401", "403", "404", "401", "407", "403", "404", "401"], strict=True
+    )
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "file", "status", "code"),
+    OPERATOR_ERRORS,
+    ids=[f"{s}:{st}" for s, _, st, _ in OPERATOR_ERRORS],
+)
+async def test_an_error_of_the_server_s_own_configuration_is_not_shown_in_the_provider_s_words(
+    error_proxy: tuple[Proxy, str], source: str, file: str, status: str, code: str
+) -> None:
+    # Found in review: OpenAI's 401 text echoes part of the server's API key ("Incorrect API
+    # key provided: sk-proj-****xyz9"), a 404 names the model or the gateway's internal URL:
+    # the operator's business, sent to every end user. The hook still gets the exception.
+    app, base_url = error_proxy
+    tag = f"operator:{source}:{status}"
+    got = await receive(base_url, source=source, file=file, status=status, tag=tag)
+    assert got.names == ["error"]
+    assert got.error == {
+        "message": f"The model provider refused the server's request (HTTP status {status}).",
+        "code": code,
+    }
+    result = await app.result(tag)
+    assert result.reason == "error" and f"replayed error (HTTP {status})" in str(result.error)
+
+
 def _anthropic_status_error(status: int, body: object) -> anthropic.APIStatusError:
     request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
     response = httpx2.Response(status, request=request)

@@ -21,7 +21,7 @@ from ._events import encodable
 from ._formats import activity_fields, done_fields, source_fields, tool_call_fields
 from ._model import ErrorEvent
 from ._options import NOT_FOR_COLLECT, CollectOptions, resolve
-from ._providers import translate_exception
+from ._providers import for_end_user, translate_exception
 from ._pump import is_cancellation
 from ._result import EndReason, StreamResult
 from ._sources import aclose_source, aiter_source, check_source
@@ -161,5 +161,5 @@ def _error_json(error: BaseException | ErrorEvent | None) -> dict[str, Any] | No
     provider = translate_exception(error)
     if provider is not None:
         # As the stream sends it: a provider's message may hold half an emoji.
-        return {"message": encodable(provider.message), "code": provider.code}
+        return {"message": encodable(for_end_user(provider)), "code": provider.code}
     return {"message": SAFE_ERROR, "code": "internal_error"}

@@ -37,7 +37,7 @@ from ._model import (
     ToolCallDelta,
     Usage,
 )
-from ._providers import Normalizer, detect, translate_exception
+from ._providers import Normalizer, detect, for_end_user, translate_exception
 from ._result import EndReason, StreamResult
 
 __all__ = ["SAFE_ERROR", "SHUTDOWN_ERROR", "Encoded", "StreamEngine"]
@@ -299,7 +299,7 @@ class StreamEngine:
                 result.error = error
                 provider = translate_exception(error)
                 if provider is not None:
-                    self._pending_error = (_whole(provider.message), provider.code)
+                    self._pending_error = (_whole(for_end_user(provider)), provider.code)
                 else:
                     self._pending_error = (SAFE_ERROR, "internal_error")
                 reason = "error"

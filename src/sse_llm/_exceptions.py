@@ -33,15 +33,22 @@ class ProviderError(SSELLMError):
     """The model provider reported an error (in a 200 stream, or as a non-200 response).
 
     Attributes:
-        message: the provider's own message, shown to the end user as is.
+        message: the provider's own message, shown to the end user as is, except for an
+            answer whose ``status`` is the server's own configuration's fault (401, 403, 404,
+            407: its API key, which OpenAI's 401 text partly echoes, its access, its model name
+            or base URL, its proxy's credentials): the stream's ``error`` event then says
+            "The model provider refused the server's request (HTTP status 401)." and this
+            message is for the operator (the completion hook, the log).
         code: the provider's error code or type when it gives one (``"rate_limit_exceeded"``,
             ``"overloaded_error"``, an HTTP status as a string), else ``None``.
+        status: the HTTP status of a non-200 answer, ``None`` for an error inside a stream.
     """
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.code = code
+        self.message: str = message
+        self.code: str | None = code
+        self.status: int | None = status
 
 
 class UnsupportedServerError(SSELLMError, RuntimeError):

@@ -104,11 +104,11 @@ async def http_error(response: ByteSource) -> ProviderError | None:
             if len(body) >= ERROR_BODY_LIMIT:
                 break
     return _body_error(
-        bytes(body), f"The model provider answered with HTTP status {status}.", str(status)
+        bytes(body), f"The model provider answered with HTTP status {status}.", str(status), status
     )
 
 
-def _body_error(body: bytes, message: str, code: str) -> ProviderError:
+def _body_error(body: bytes, message: str, code: str, status: int | None = None) -> ProviderError:
     """The provider's error in the first :data:`ERROR_BODY_LIMIT` bytes of a body that is not
     the stream (its JSON error's message and code), else ``message`` and ``code``."""
     try:
@@ -116,7 +116,7 @@ def _body_error(body: bytes, message: str, code: str) -> ProviderError:
     except ValueError:
         payload = None
     found_message, found_code = error_fields(payload)
-    return ProviderError(found_message or message, found_code or code)
+    return ProviderError(found_message or message, found_code or code, status=status)
 
 
 async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator[Any]:

@@ -24,9 +24,23 @@ from . import (
     openai_chat,
     openai_responses,
 )
-from ._common import ErrorOnly, Normalizer, as_mapping, error_fields, is_error_payload
+from ._common import (
+    ErrorOnly,
+    Normalizer,
+    as_mapping,
+    error_fields,
+    for_end_user,
+    is_error_payload,
+)
 
-__all__ = ["Normalizer", "as_mapping", "detect", "error_fields", "translate_exception"]
+__all__ = [
+    "Normalizer",
+    "as_mapping",
+    "detect",
+    "error_fields",
+    "for_end_user",
+    "translate_exception",
+]
 
 Factory = Callable[[int | None], Normalizer]
 

@@ -102,6 +102,21 @@ def sdk_class(exc: BaseException, module: str) -> type | None:
     return None
 
 
+#: HTTP statuses that are the server's own configuration's fault: its API key (OpenAI's 401
+#: text echoes part of it), its account's access, its model name or base URL, its proxy's
+#: credentials. The provider's words about them are for the operator (the hook and the logs
+#: get the exception), not for the end user, who gets this; the code still says which.
+_OPERATOR_ERRORS = frozenset({401, 403, 404, 407})
+
+
+def for_end_user(error: ProviderError) -> str:
+    """What the end user is shown of ``error``: its message, unless its status is one of the
+    server's own configuration errors (401, 403, 404, 407): then a generic text naming it."""
+    if error.status in _OPERATOR_ERRORS:
+        return f"The model provider refused the server's request (HTTP status {error.status})."
+    return error.message
+
+
 def status_error(status: int, payload: Any) -> ProviderError | None:
     """The provider's error for an HTTP error answer (``status`` 400 or more): the message and
     code of its JSON ``payload`` (see :func:`error_fields`), else a generic message naming the
@@ -111,7 +126,9 @@ def status_error(status: int, payload: Any) -> ProviderError | None:
         return None
     message, code = error_fields(payload) if isinstance(payload, Mapping | list) else (None, None)
     return ProviderError(
-        message or f"The model provider answered with HTTP status {status}.", code or str(status)
+        message or f"The model provider answered with HTTP status {status}.",
+        code or str(status),
+        status=status,
     )
 
 

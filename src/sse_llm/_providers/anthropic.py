@@ -143,7 +143,7 @@ def translate(exc: BaseException) -> ProviderError | None:
         message = f"The model provider answered with HTTP status {status}."
     if code is None and status is not None:
         code = str(status)
-    return ProviderError(message, code)
+    return ProviderError(message, code, status=status)
 
 
 def citation(raw: Any) -> Citation | None:

@@ -158,7 +158,7 @@ def translate(exc: BaseException) -> ProviderError | None:
     if code is None:
         sdk_code = getattr(exc, "code", None) or status
         code = None if sdk_code is None else str(sdk_code)
-    return ProviderError(message, code)
+    return ProviderError(message, code, status=status)
 
 
 def url_citation(annotation: Any, offset: int = 0) -> Citation | None:
