@@ -1344,3 +1344,27 @@ async def test_the_cancel_listener_logs_each_kind_of_failure_once(
         ("ERROR", ConnectionError),
         ("ERROR", PermissionError),
     ]
+
+
+@pytest.mark.anyio
+async def test_a_producer_keeps_no_more_records_than_its_store() -> None:
+    # Found in review: to refill a store that lost the stream, the producer kept every record
+    # it wrote, whatever max_events said (50,010 records, ~60 MB, for a store keeping 100).
+    held: list[int] = []
+    ids: list[str] = []
+
+    async def long_answer() -> AsyncIterator[str]:
+        for n in range(1000):
+            yield f"{n:04} " + "x" * 1000
+            if n % 100 == 99:
+                await anyio.sleep(0.01)  # the writer stores what is queued
+                held.append(len(hub._producers[ids[0]].writer.history))
+
+    async with StreamHub(MemoryStore(max_events=50)) as hub:
+        done = anyio.Event()
+        ids.append(await hub.start(long_answer(), on_complete=lambda result: done.set()))
+        with anyio.fail_after(10):
+            await done.wait()
+        read = await run_stream(hub.response(f"{ids[0]}-{1001 - 50}"), timeout=5)
+    assert len(held) == 10 and max(held) <= 2 * 50, held
+    assert [seq_of(e) for e in read.events] == list(range(1001 - 49, 1002))  # the kept ones

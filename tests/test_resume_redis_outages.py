@@ -88,7 +88,7 @@ def assert_whole(read: StreamedResponse, answer: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["thinking", "writing"])
 async def test_a_redis_restart_hidden_by_the_clients_retries_loses_nothing(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Found in review: redis-py 8 retries a failed command (10 times, from 10 ms), so a
     # restart of a few ms reached no store call as an error. The next XADD made a new stream
@@ -114,6 +114,10 @@ async def test_a_redis_restart_hidden_by_the_clients_retries_loses_nothing(
             await client.aclose()
     assert_whole(read, answer)
     assert hook.results.one.reason == "completed" and hook.results.one.error is None
+    # Found in review: the warnings held the whole stream id, a bearer capability.
+    assert caplog.text and stream_id not in caplog.text  # the restart was logged
+    if kind == "writing":  # a write found the stream gone, and said which
+        assert f"stream {stream_id[:6]}… not in Redis (lost in a restart?)" in caplog.text
 
 
 # -- 2. a failure only the producer's process sees ------------------------------------------------

@@ -284,6 +284,26 @@ async def test_an_answer_cancelled_at_once_still_begins_with_start(
         assert sum(kind in TERMINAL for kind in kinds) == 1, (n, kinds)
 
 
+@pytest.mark.parametrize("request_id", ["x" * 129, 2**53, -(2**53), True, [1]])
+async def test_a_request_id_too_long_or_not_exact_in_javascript_is_refused(
+    server: tuple[Server, str], request_id: object
+) -> None:
+    # Found in review: a request_id is echoed in every message of its answer; one of 4 MB
+    # made the server send 812 MB for one prompt. An integer past 2**53 is not one in JS.
+    srv, base = server
+    async with _connect(base + "/ws") as ws:
+        await ws.send(json.dumps({"prompt": "p", "request_id": request_id}))
+        error = await _recv(ws)
+        assert (error["type"], error["request_id"], error["code"]) == (
+            "error",
+            None,
+            "invalid_message",
+        )
+        await ws.send(json.dumps({"prompt": "p", "request_id": "x" * 128}))  # the longest
+        answer = await _answer(ws, "x" * 128)
+    assert answer[-1]["type"] == "done" and _text(answer) == srv.fast.text_for("p")
+
+
 async def test_unreadable_messages_get_an_error_and_do_not_stop_the_answer(
     server: tuple[Server, str],
 ) -> None:

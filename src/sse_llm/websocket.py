@@ -22,8 +22,8 @@ The protocol, one JSON object per text message:
 
 Client to server:
 
-- ``{"prompt": "...", "request_id": "a1"}``: ask; ``request_id`` (string or number) is optional, the
-  whole object goes to the handler
+- ``{"prompt": "...", "request_id": "a1"}``: ask; ``request_id`` (a string of at most 128
+  characters or an integer within ±2**53) is optional, the whole object goes to the handler
 - ``{"type": "cancel"}``: stop the answer being streamed
 
 Server to client (every message but ``heartbeat`` carries the ``request_id`` of the answer it
@@ -112,6 +112,7 @@ __all__ = ["LLMWebSocket", "PromptHandler", "WebSocketOptions", "serve_websocket
 PromptHandler = Callable[[Mapping[str, Any]], Source | Awaitable[Source]]
 
 _SHUTDOWN_CLOSE = 1012  # "service restart" (RFC 6455 §7.4.1, IANA registry)
+_MAX_REQUEST_ID = 128  # characters of a string request_id
 
 
 class _MessagesWriter(WriterBase):
@@ -244,8 +245,17 @@ class _Connection:
         if not isinstance(obj.get("prompt"), str):
             return "invalid", 'The message needs a "prompt" string.'
         rid = obj.get("request_id")
-        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int)):
-            return "invalid", '"request_id" must be a string or an integer.'
+        if rid is not None and (
+            isinstance(rid, bool)
+            or not isinstance(rid, str | int)
+            # Echoed in every message of the answer: a huge one would multiply the output.
+            or (isinstance(rid, str) and len(rid) > _MAX_REQUEST_ID)
+            or (isinstance(rid, int) and not -(2**53) < rid < 2**53)  # exact in JavaScript
+        ):
+            return "invalid", (
+                f'"request_id" must be a string of at most {_MAX_REQUEST_ID} characters or an '
+                "integer within ±2**53."
+            )
         return "prompt", obj
 
     async def invalid(self, reason: str) -> None:

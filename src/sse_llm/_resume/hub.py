@@ -41,7 +41,7 @@ from .._result import EndReason, StreamResult
 from .._shutdown import GracefulShutdown, current_shutdown, threadsafe
 from .._sources import aclose_source, check_source
 from .._types import CompletionHook, ShutdownSignal, Source
-from .ids import new_stream_id, parse_last_event_id
+from .ids import new_stream_id, parse_last_event_id, shown
 from .response import PRESENCE_REFRESH, PRESENCE_TTL, ResumeStream, encode_meta
 from .store import MIN_KEEP, StreamStore
 from .writer import StoreWriter
@@ -342,6 +342,9 @@ class StreamHub:
                 grace_bytes=self.outage_bytes,
                 timeout=self.close_timeout,
                 liveness_ttl=self.liveness_ttl,
+                # A store keeps no more (MemoryStore, RedisStore); a store of another kind
+                # without the attribute has every record kept for it.
+                keep_records=getattr(self.store, "max_events", None),
             )
             hook = given.on_complete
 
@@ -365,9 +368,8 @@ class StreamHub:
             # Started under a GracefulShutdown: its stop signal shuts the hub down too.
             self._graceful.add(graceful)
             graceful.on_trigger(threadsafe(self._begin_shutdown))
-        task_group.start_soon(
-            self._produce, producer, source, config, graceful, name=f"sse-llm stream {stream_id}"
-        )
+        name = f"sse-llm stream {shown(stream_id)}"  # task names show in logs: not the whole id
+        task_group.start_soon(self._produce, producer, source, config, graceful, name=name)
         return stream_id
 
     async def _abort(self, stream_id: str, source: Source | Awaitable[Source]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-__all__ = ["new_stream_id", "parse_last_event_id"]
+__all__ = ["new_stream_id", "parse_last_event_id", "shown"]
 
 # secrets.token_urlsafe(18): 24 characters of [A-Za-z0-9_-], 144 random bits. The fixed length
 # makes "<stream id>-<seq>" unambiguous although the stream id may itself contain "-".
@@ -13,6 +13,13 @@ _STREAM_ID_BYTES = 18
 # A seq has at most 15 digits: far more events than a stream can have, and below every end
 # marker and 64-bit id a store may use.
 _LAST_EVENT_ID = re.compile(r"([A-Za-z0-9_-]{24})(?:-(0|[1-9][0-9]{0,14}))?")
+
+
+def shown(stream_id: str) -> str:
+    """A stream id as messages and logs show it: its first 6 characters. The whole id is a
+    bearer capability (whoever has it reads the answer and can stop it); the rest, 108 random
+    bits, stays unguessable."""
+    return f"{stream_id[:6]}…"
 
 
 def new_stream_id() -> str:

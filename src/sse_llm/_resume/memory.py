@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
+from .ids import shown
 from .store import READ_LIMIT, StoredEvents
 
 __all__ = ["MemoryStore"]
@@ -47,7 +48,9 @@ class MemoryStore:
 
     Args:
         max_events: how many of a stream's most recent events are kept (default 10,000). A
-            resume from before them gets ``204 No Content``.
+            resume from before them gets ``204 No Content``. Memory holds up to twice as many
+            (the older half is dropped at once, not one event per event), and the producer as
+            many again, to refill a store that lost the stream (a ``RedisStore``'s restart).
 
     Raises:
         ValueError: ``max_events`` is not positive.
@@ -85,7 +88,7 @@ class MemoryStore:
     def _live(self, stream_id: str) -> _MemoryStream:
         stream = self._get(stream_id)
         if stream is None or stream.finished:
-            raise LookupError(f"no live stream {stream_id!r}")
+            raise LookupError(f"no live stream {shown(stream_id)}")
         return stream
 
     async def create(self, stream_id: str, meta: bytes) -> None:
@@ -160,7 +163,7 @@ class MemoryStore:
     async def touch_producer(self, stream_id: str, ttl: float) -> None:
         stream = self._get(stream_id)
         if stream is None:
-            raise LookupError(f"no stream {stream_id!r}")
+            raise LookupError(f"no stream {shown(stream_id)}")
         # Replaced, not extended: a producer that gives its stream up ends it with a tiny ttl.
         stream.producer_until = time.monotonic() + ttl
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .ids import shown
 from .store import READ_LIMIT, StoredEvents
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class RedisStore:
             pipe.pexpire(f"{key}:meta", ttl)
             *added, _, meta_kept = await pipe.execute()
         if any(entry_id is None for entry_id in added) or not meta_kept:
-            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
+            raise LookupError(f"stream {shown(stream_id)} not in Redis (lost in a restart?)")
 
     async def restore(
         self, stream_id: str, meta: bytes, records: Sequence[tuple[int, bytes]]
@@ -216,7 +217,7 @@ class RedisStore:
             pipe.delete(f"{key}:producer")
             end_id, *_ = await pipe.execute()
         if end_id is None:
-            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
+            raise LookupError(f"stream {shown(stream_id)} not in Redis (lost in a restart?)")
 
     async def meta(self, stream_id: str) -> bytes | None:
         value = await self.read_client.get(f"{self._key(stream_id)}:meta")
@@ -282,7 +283,7 @@ class RedisStore:
             pipe.exists(key)
             _, exists = await pipe.execute()
         if not exists:
-            raise LookupError(f"stream {stream_id} not in Redis (lost in a restart?)")
+            raise LookupError(f"stream {shown(stream_id)} not in Redis (lost in a restart?)")
 
     async def restarted_within(self, seconds: float) -> bool:
         """Whether the Redis server restarted since this store first reached it (when its

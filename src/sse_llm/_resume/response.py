@@ -28,7 +28,7 @@ from .._pump import Pump, inline_for
 from .._result import StreamResult
 from .._shutdown import current_shutdown
 from .._types import Receive, Scope, Send
-from .ids import parse_last_event_id
+from .ids import parse_last_event_id, shown
 from .store import StoredEvents, StreamStore
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ async def _replay(
             with anyio.fail_after(due + limit):
                 found = await store.read(stream_id, after, due)
             if found is None:  # expired, or lost with the store's data: its producer may
-                raise LookupError(f"stream {stream_id} not in the store")  # store it again
+                raise LookupError(f"stream {shown(stream_id)} not in the store")  # stored again?
         except Exception as exc:
             found = None
             now = time.monotonic()

@@ -45,6 +45,9 @@ class StoreWriter:
         timeout: seconds one store call may take.
         liveness_ttl: seconds the producer's liveness lasts when the writer refreshes it
             (after an outage, before storing the stream again).
+        keep_records: how many of the latest stored records are kept to refill a store that
+            lost the stream (the store's ``max_events``: it keeps no more itself); ``None``
+            keeps all.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class StoreWriter:
         grace_bytes: int,
         timeout: float,
         liveness_ttl: float,
+        keep_records: int | None = None,
     ) -> None:
         self.store = store
         self.stream_id = stream_id
@@ -65,7 +69,10 @@ class StoreWriter:
         self.grace_bytes = grace_bytes
         self.timeout = timeout
         self.liveness_ttl = liveness_ttl
-        self.history: list[tuple[int, bytes]] = []  # every record, to refill a lost stream
+        # The records, to refill a store that lost the stream: from the latest keep_records
+        # stored ones on (a store keeps no more), then those not stored yet.
+        self.history: list[tuple[int, bytes]] = []
+        self.keep_records = keep_records
         self.stored = 0  # how many of history are in the store
         self.failed_at: float | None = None  # monotonic seconds of the first failure
         self.backoff = FIRST_BACKOFF  # seconds before the next try, while failing
@@ -181,6 +188,10 @@ class StoreWriter:
             )
             self.failed_at = None
         self.stored = end
+        keep = self.keep_records
+        if keep is not None and end > 2 * keep:  # trimmed in halves: amortised, as the store
+            del self.history[: end - keep]
+            self.stored = keep
         return True
 
     async def _restore(self, end: int) -> None:
