@@ -1368,3 +1368,20 @@ async def test_a_producer_keeps_no_more_records_than_its_store() -> None:
         read = await run_stream(hub.response(f"{ids[0]}-{1001 - 50}"), timeout=5)
     assert len(held) == 10 and max(held) <= 2 * 50, held
     assert [seq_of(e) for e in read.events] == list(range(1001 - 49, 1002))  # the kept ones
+
+
+@pytest.mark.anyio
+async def test_a_memory_store_lets_expired_streams_go_without_being_called() -> None:
+    # Found in review: expired streams were dropped only at the next call to the store, so
+    # after a burst of answers and then quiet their events stayed in memory.
+    store = MemoryStore()
+    async with StreamHub(store, keep=1) as hub:
+        done = anyio.Event()
+        await hub.start(FakeLLM("a b c", delay=0).stream("x"), on_complete=lambda _: done.set())
+        with anyio.fail_after(5):
+            await done.wait()
+        assert len(store._streams) == 1
+        with anyio.fail_after(5):
+            # Polled: expiry is a time, not an event. Gone after keep (1 s) and a second more.
+            while store._streams:  # noqa: ASYNC110
+                await anyio.sleep(0.1)

@@ -619,3 +619,49 @@ async def test_the_module_docstring_examples_run_as_written() -> None:
                 await ws.send(json.dumps({"prompt": "안녕", "request_id": "a"}))
                 messages = await _answer(ws, "a")
             assert _text(messages) == llm.text_for("안녕") and messages[-1]["type"] == "done"
+
+
+@pytest.mark.parametrize("then", ["cancel", "new prompt", "leave"])
+async def test_a_sync_handler_s_source_is_closed_when_its_answer_ends_before_it_returns(
+    then: str,
+) -> None:
+    # Found in review: a sync handler runs in a worker thread (a sync SDK's create() waits
+    # for the model's first bytes); a cancel, a new prompt or a client that left meanwhile
+    # cancelled the wait, the thread went on, and the stream it returned was never closed:
+    # its upstream request kept generating until garbage collection.
+    made: list[str] = []
+    closed: list[str] = []
+
+    class SyncSDKStream:  # the shape of openai.Stream: an iterator with close()
+        def __init__(self, prompt: str) -> None:
+            self.tokens = iter(["a ", "b "])
+            made.append(prompt)
+
+        def __iter__(self) -> SyncSDKStream:
+            return self
+
+        def __next__(self) -> str:
+            return next(self.tokens)
+
+        def close(self) -> None:
+            closed.append("closed")
+
+    def handler(message: dict[str, Any]) -> SyncSDKStream:
+        time.sleep(0.3)  # the SDK waits for the response's headers
+        return SyncSDKStream(message["prompt"])
+
+    app = Starlette(routes=[WebSocketRoute("/ws", LLMWebSocket(handler))])
+    with run_uvicorn(app) as base:
+        async with _connect(base.replace("http://", "ws://") + "/ws") as ws:
+            await ws.send(json.dumps({"prompt": "first", "request_id": "a"}))
+            await anyio.sleep(0.05)  # the handler runs
+            if then == "leave":
+                await ws.close()
+            else:
+                second = {"prompt": "second", "request_id": "b"}
+                message = {"type": "cancel"} if then == "cancel" else second
+                await ws.send(json.dumps(message))
+                assert (await _answer(ws, "a"))[-1]["type"] == "cancelled"
+                if then == "new prompt":
+                    assert [m["type"] for m in await _answer(ws, "b")][-1] == "done"
+        await _wait_for(lambda: made[:1] == ["first"] and len(closed) == len(made), 5)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio.from_thread
 import anyio.to_thread
 
+from ._sources import aclose_source
+
 __all__ = ["call_handler", "check_view", "source_of"]
+
+logger = logging.getLogger("sse_llm")
 
 
 def check_view(func: Callable[..., Any]) -> bool:
@@ -55,10 +62,45 @@ async def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
     if _runs_on_the_loop(handler):
         result = handler(*args)
     else:
-        result = await anyio.to_thread.run_sync(handler, *args)
+        result = await _in_a_thread(handler, *args)
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def _in_a_thread(handler: Callable[..., Any], *args: Any) -> Any:
+    """``handler(*args)`` in a worker thread. If the caller is cancelled meanwhile (the client
+    left, a new prompt, a cancel), the thread runs on to its end and nobody reads what it
+    returns: that is closed, or a sync SDK stream's upstream request would stay open,
+    generating, until garbage collection."""
+    lock = threading.Lock()
+    returned: list[Any] = []
+    abandoned = False
+
+    def call() -> None:
+        result = handler(*args)
+        with lock:
+            if not abandoned:
+                returned.append(result)
+                return
+        # Cancelled while the handler ran (asyncio delivers a task's cancel at once, even into
+        # anyio's wait for the thread): closed on the event loop, as any source is.
+        try:
+            anyio.from_thread.run(aclose_source, result, result)
+        except Exception:
+            logger.warning("closing a source its handler returned too late failed", exc_info=True)
+
+    try:
+        await anyio.to_thread.run_sync(call)
+    except BaseException:
+        with lock:
+            abandoned = True
+            late = returned.pop() if returned else None
+        if late is not None:  # the thread had ended: its result is here, unread
+            with anyio.CancelScope(shield=True):
+                await aclose_source(late, late)
+        raise
+    return returned[0]
 
 
 def _runs_on_the_loop(handler: Callable[..., Any]) -> bool:

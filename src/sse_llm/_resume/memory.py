@@ -181,6 +181,11 @@ class MemoryStore:
         self._watchers.append(on_cancel)
         try:
             ready()
-            await anyio.sleep_forever()
+            while True:
+                # A hub runs this for as long as it runs: the expired streams go here too,
+                # not only at the next call to the store (after a burst and then quiet, the
+                # last `keep` window's events would stay in memory).
+                await anyio.sleep(1.0)
+                self._prune()
         finally:
             self._watchers.remove(on_cancel)
