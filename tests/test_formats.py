@@ -219,6 +219,30 @@ def test_any_text_survives_every_json_format_exactly(fmt: WireFormat, tokens: li
     assert all(line.startswith((b"data: ", b":")) or not line for line in body.split(b"\n"))
 
 
+SPLITTERS = "a\x85b\u2028c\u2029d 한"  # NEL, LS, PS: line breaks to str.splitlines
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [NamedEventsFormat(), TypedJSONFormat(), OpenAIChatFormat(), AISDKFormat()],
+    ids=lambda f: type(f).__name__,
+)
+async def test_json_text_is_one_line_to_python_s_splitlines(fmt: WireFormat) -> None:
+    # Found in review: JSON leaves NEL, LS and PS raw; httpx's iter_lines (str.splitlines)
+    # split the data line there and a client's json.loads failed mid-answer.
+    async def answer() -> AsyncIterator[object]:
+        yield SPLITTERS
+        yield ToolCall(0, "call_1", "f", json.dumps({"q": SPLITTERS}, ensure_ascii=False))
+        yield ErrorEvent(SPLITTERS, "x")
+
+    body = (await run_stream(EventStream(answer(), format=fmt))).body.decode()
+    lines = [line for line in body.splitlines() if line]
+    assert all(line.startswith(("data: ", "event: ", ":")) for line in lines), lines
+    payloads = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert SPLITTERS in json.dumps(payloads, ensure_ascii=False)  # the text, decoded whole
+    assert sum(json.dumps(p, ensure_ascii=False).count(SPLITTERS) for p in payloads) >= 2
+
+
 # ------------------------------------------------------------------------------ AI SDK (shape)
 
 

@@ -10,6 +10,7 @@ body, numbers them for a resumable stream, or sends each as a message, without p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -43,8 +44,26 @@ Units: TypeAlias = Sequence[bytes]
 #: The empty output, shared.
 NOTHING: Units = ()
 
-#: A JSON string literal of ``text`` (C-accelerated; non-ASCII kept as is, the body is UTF-8).
-json_string: Any = encode_basestring
+#: Characters JSON leaves raw that Python's ``str.splitlines`` (httpx's ``iter_lines``, many
+#: hand-written SSE loops) takes for line breaks (NEL, LS, PS; the C0 ones the encoder escapes
+#: already): a raw one would split a ``data:`` line there. Escaped, they decode the same.
+_LINE_SPLITTERS = re.compile("[\x85\u2028\u2029]")
+
+
+def _escape_splitter(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def json_string(text: str) -> str:
+    """A JSON string literal of ``text`` (C-accelerated; non-ASCII kept as is, the body is
+    UTF-8, but for NEL, LS and PS, escaped: see ``_LINE_SPLITTERS``)."""
+    encoded = encode_basestring(text)
+    # isascii is O(1); three substring scans beat the regex's search several times on CJK text.
+    if text.isascii() or (
+        "\u2028" not in encoded and "\u2029" not in encoded and "\x85" not in encoded
+    ):
+        return encoded
+    return _LINE_SPLITTERS.sub(_escape_splitter, encoded)
 
 
 #: One encoder for every event: ``json.dumps`` with any non-default argument builds a new
@@ -55,8 +74,14 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, non-ASCII kept as is (the body is UTF-8)."""
-    return _ENCODER.encode(value)
+    """Compact JSON, non-ASCII kept as is (the body is UTF-8) but for NEL, LS and PS (see
+    ``_LINE_SPLITTERS``), escaped."""
+    encoded = _ENCODER.encode(value)
+    if encoded.isascii() or (
+        "\u2028" not in encoded and "\u2029" not in encoded and "\x85" not in encoded
+    ):
+        return encoded
+    return _LINE_SPLITTERS.sub(_escape_splitter, encoded)
 
 
 def data_event(payload: Any, event: str | None = None) -> bytes:
