@@ -513,6 +513,17 @@ def test_a_lone_surrogate_in_a_providers_fields_becomes_u_fffd(fmt: Any) -> None
 
 
 @pytest.mark.parametrize("fmt", _EVERY_FORMAT, ids=lambda f: f.__name__)
+def test_a_lone_surrogate_in_a_provider_error_s_code_becomes_u_fffd(fmt: Any) -> None:
+    # Found in review: the message was cleaned, not the code: writing the end failed and the
+    # stream ended with the generic internal error instead of the provider's message.
+    engine = StreamEngine(fmt())
+    wire = engine.start() + engine.feed("Hello")
+    wire += engine.close("completed", ProviderError("Overloaded", "busy\ud800"))
+    assert "\\ud800" not in wire.decode("ascii", "backslashreplace")  # valid UTF-8 all through
+    assert engine.result.reason == "error" and b"Overloaded" in wire  # not the generic error
+
+
+@pytest.mark.parametrize("fmt", _EVERY_FORMAT, ids=lambda f: f.__name__)
 def test_a_lone_surrogate_in_a_providers_finish_reason_becomes_u_fffd(fmt: Any) -> None:
     # Found in review: Finish was taken for an event without provider text, but raw_reason is
     # the provider's own string; its UTF-8 encode failed in close() and no end event went out.

@@ -161,5 +161,6 @@ def _error_json(error: BaseException | ErrorEvent | None) -> dict[str, Any] | No
     provider = translate_exception(error)
     if provider is not None:
         # As the stream sends it: a provider's message may hold half an emoji.
-        return {"message": encodable(for_end_user(provider)), "code": provider.code}
+        code = None if provider.code is None else encodable(provider.code)
+        return {"message": encodable(for_end_user(provider)), "code": code}
     return {"message": SAFE_ERROR, "code": "internal_error"}

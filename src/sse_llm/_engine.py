@@ -299,7 +299,7 @@ class StreamEngine:
                 result.error = error
                 provider = translate_exception(error)
                 if provider is not None:
-                    self._pending_error = (_whole(for_end_user(provider)), provider.code)
+                    self._pending_error = (_whole(for_end_user(provider)), _whole(provider.code))
                 else:
                     self._pending_error = (SAFE_ERROR, "internal_error")
                 reason = "error"
