@@ -954,6 +954,7 @@ async def test_a_failing_custom_template_still_ends_the_page_with_the_answer_and
     async def answer() -> AsyncIterator[object]:
         yield "Hello <b>"
         yield Citation("url", url="https://example.com/a", title="A")
+        yield RUN  # a provider tool whose end never comes: its line is deleted at the end
         yield "world</b>"
 
     results: list[Any] = []
@@ -967,6 +968,7 @@ async def test_a_failing_custom_template_still_ends_the_page_with_the_answer_and
     assert "Traceback" not in page and "nope" not in page and "plugin" not in page
     if whole:  # the final fragment swaps in the whole answer, escaped
         assert '<div hx-swap-oob="innerHTML:#m">Hello &lt;b&gt;world&lt;/b&gt;<p' in page
+        assert 'hx-swap-oob="delete:#m-activity-1"' in page  # the tool's line, not left shown
     (result,) = results
     # A token template fails at the first token: the stream ends there, as for a source's error.
     assert (result.reason, result.text) == ("error", "Hello <b>world</b>" if whole else "Hello <b>")

@@ -1385,3 +1385,37 @@ async def test_a_memory_store_lets_expired_streams_go_without_being_called() -> 
             # Polled: expiry is a time, not an event. Gone after keep (1 s) and a second more.
             while store._streams:  # noqa: ASYNC110
                 await anyio.sleep(0.1)
+
+
+def test_the_openai_sdk_reads_a_resumable_openai_chat_stream_from_its_start() -> None:
+    # Found in review: the id-only line a resumable stream begins with (for EventSource) is
+    # dispatched by the openai SDK's decoder as an event with empty data, and json.loads("")
+    # failed the whole stream. The formats that SDKs and JSON loops read go without it.
+    import openai
+    from starlette.applications import Starlette as App
+
+    from sse_llm.formats import OpenAIChatFormat
+
+    hub = StreamHub(MemoryStore())
+    llm = FakeLLM("hello resumable world", delay=0.01)
+
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[None]:
+        async with hub:
+            yield
+
+    async def chat(request: Request) -> Response:
+        stream_id = await hub.start(llm.stream("x"), format=OpenAIChatFormat(model="m"))
+        return ResumeResponse(hub, stream_id)
+
+    app = App(routes=[Route("/v1/chat/completions", chat, methods=["POST"])], lifespan=lifespan)
+
+    async def ask(base: str) -> str:
+        async with openai.AsyncOpenAI(api_key="k", base_url=base + "/v1") as sdk:
+            stream = await sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    with run_uvicorn(app, lifespan="on") as base:
+        assert anyio.run(ask, base) == llm.text_for("x")

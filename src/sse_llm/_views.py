@@ -40,11 +40,13 @@ def check_view(func: Callable[..., Any]) -> bool:
             f"{inner.__qualname__}: a decorator under @sse made it sync (Django's require_GET, "
             f"csrf_exempt, login_required … do so): put that decorator above @sse"
         )
+    # Django's method_decorator first applies a decorator to a sync dummy of its own.
+    method = " (on a class-based view: @sse on the async method, not method_decorator)"
     raise TypeError(
         f"@sse needs an async generator function or an async function (async def), got "
         f"{func!r}: write the view with async def, and pass a blocking (sync) source from it "
-        f"as is (it is read in worker threads). On a class-based view, put @sse on the async "
-        f"method itself, not through method_decorator"
+        f"as is (it is read in worker threads)"
+        + (method if func.__module__ == "django.utils.decorators" else "")
     )
 
 
@@ -84,9 +86,14 @@ async def _in_a_thread(handler: Callable[..., Any], *args: Any) -> Any:
                 returned.append(result)
                 return
         # Cancelled while the handler ran (asyncio delivers a task's cancel at once, even into
-        # anyio's wait for the thread): closed on the event loop, as any source is.
+        # anyio's wait for the thread). A sync source (an SDK's Stream) is closed here, in
+        # this thread, also once the event loop has ended; an async one on the loop.
         try:
-            anyio.from_thread.run(aclose_source, result, result)
+            close = None if hasattr(result, "aclose") else getattr(result, "close", None)
+            if close is not None and not inspect.iscoroutinefunction(close):
+                close()  # also a coroutine's (an SDK call never awaited)
+            else:
+                anyio.from_thread.run(aclose_source, result, result)
         except Exception:
             logger.warning("closing a source its handler returned too late failed", exc_info=True)
 

@@ -23,7 +23,8 @@ The protocol, one JSON object per text message:
 Client to server:
 
 - ``{"prompt": "...", "request_id": "a1"}``: ask; ``request_id`` (a string of at most 128
-  characters or an integer within ±2**53) is optional, the whole object goes to the handler
+  characters or an integer strictly between -2**53 and 2**53) is optional, the whole object
+  goes to the handler
 - ``{"type": "cancel"}``: stop the answer being streamed
 
 Server to client (every message but ``heartbeat`` carries the ``request_id`` of the answer it
@@ -254,7 +255,7 @@ class _Connection:
         ):
             return "invalid", (
                 f'"request_id" must be a string of at most {_MAX_REQUEST_ID} characters or an '
-                "integer within ±2**53."
+                "integer strictly between -2**53 and 2**53."
             )
         return "prompt", obj
 

@@ -289,7 +289,8 @@ class FragmentWriter(WriterBase):
             "error": template_text(self.error_message or ""),
             "reason": result.reason,
         }
-        final = self.open_activity_removals() + fmt.final_template.render(context)
+        body = fmt.final_template.render(context)  # first: if it raises, plain_end removes them
+        final = self.open_activity_removals() + body
         return (self.data(final), encode_data(result.reason, fmt.done_event))
 
     def due(self) -> bool:

@@ -15,7 +15,16 @@ import anyio
 
 from .._asgi import outlast_a_stuck_client, start_response
 from .._engine import Encoded, StreamEngine
-from .._formats import NOTHING, FormatWriter, Units, WireFormat, WriterBase
+from .._formats import (
+    NOTHING,
+    AISDKFormat,
+    FormatWriter,
+    OpenAIChatFormat,
+    TypedJSONFormat,
+    Units,
+    WireFormat,
+    WriterBase,
+)
 from .._options import (
     NOT_FOR_READERS,
     Config,
@@ -64,6 +73,7 @@ class _Meta:
     keepalive: bytes
     gone: bytes
     unavailable: bytes
+    id_line: bool  # a response read from the start begins with `id: <stream id>`
 
 
 def encode_meta(format: WireFormat) -> bytes:
@@ -80,6 +90,9 @@ def encode_meta(format: WireFormat) -> bytes:
         "unavailable": b"".join(
             format.writer().error(_UNAVAILABLE_MESSAGE, "store_unavailable")
         ).decode("utf-8"),
+        # Not for the formats that SDKs and JSON loops read: the openai SDK and httpx-sse
+        # dispatch an id-only event, as an event with empty data that json.loads fails on.
+        "id_line": not isinstance(format, OpenAIChatFormat | TypedJSONFormat | AISDKFormat),
     }
     return json.dumps(fields).encode()
 
@@ -94,6 +107,7 @@ def _decode_meta(meta: bytes) -> _Meta:
         fields["keepalive"].encode("utf-8"),
         fields["gone"].encode("utf-8"),
         fields.get("unavailable", "").encode("utf-8"),
+        fields.get("id_line", False),
     )
 
 
@@ -176,7 +190,7 @@ async def _replay(
     ``call_timeout`` seconds after its answer was due has failed: a hung store (a frozen
     server, a client without a socket timeout) is an outage too.
     """
-    if after == 0:
+    if after == 0 and meta.id_line:
         # The stream's id before anything else: a client cut off before the first event (a
         # model that thinks for seconds) reconnects with it as its Last-Event-ID and resumes,
         # instead of asking for a new answer while this one runs unread. An id-only event sets
