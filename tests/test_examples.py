@@ -244,12 +244,14 @@ def test_fastapi_demo_turns_an_upstream_refusal_into_an_error_event(
     app = fastapi_demo.create_app(env=env, on_complete=results.append)
     with run_uvicorn(app) as base_url, httpx.Client(base_url=base_url, timeout=TIMEOUT) as client:
         events = read_stream(client, "POST", "/api/chat", json={"prompt": PROMPT})
-    # The provider's own message reaches the page, as the stream's one and last event.
+    # The stream's one and last event. A 404 (an unknown model) is the server's own
+    # configuration: the page is told so without the provider's words, the hook gets them.
     [(name, data)] = events
     assert name == "error"
-    assert "no recording 'openai-chat/no-such-recording.sse'" in data["message"]
+    assert data["message"] == "The model provider refused the server's request (HTTP status 404)."
     [result] = results
     assert result.reason == "error"
+    assert "no recording 'openai-chat/no-such-recording.sse'" in str(result.error)
 
 
 # -- each example from its own declared dependencies, in a brand-new virtualenv ----------------
