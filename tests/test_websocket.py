@@ -665,3 +665,45 @@ async def test_a_sync_handler_s_source_is_closed_when_its_answer_ends_before_it_
                 if then == "new prompt":
                     assert [m["type"] for m in await _answer(ws, "b")][-1] == "done"
         await _wait_for(lambda: made[:1] == ["first"] and len(closed) == len(made), 5)
+
+
+def test_a_sync_handler_s_late_source_is_closed_also_after_the_event_loop_ended() -> None:
+    # Found in review: the late result was closed through the event loop, which fails once
+    # the loop has ended (a server exiting while a sync SDK call still waits): left open.
+    import asyncio
+
+    from sse_llm._views import call_handler
+
+    closed: list[str] = []
+    returned = threading.Event()
+
+    class SyncSDKStream:
+        def __iter__(self) -> SyncSDKStream:
+            return self
+
+        def __next__(self) -> str:
+            raise StopIteration
+
+        def close(self) -> None:
+            closed.append("closed")
+
+    def handler(message: dict[str, Any]) -> SyncSDKStream:
+        time.sleep(0.3)
+        try:
+            return SyncSDKStream()
+        finally:
+            returned.set()
+
+    async def cancelled_at_once() -> None:
+        task = asyncio.ensure_future(call_handler(handler, {}))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_at_once())  # the loop ends while the handler still runs
+    assert returned.wait(5)
+    deadline = time.monotonic() + 5
+    while not closed and time.monotonic() < deadline:  # bounded: closed right after it returned
+        time.sleep(0.01)
+    assert closed == ["closed"]
