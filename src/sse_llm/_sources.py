@@ -303,6 +303,18 @@ class ThreadedIterator:
         await anyio.to_thread.run_sync(self._close)
 
 
+def close_without_loop(source: Any) -> bool:
+    """Close ``source`` here, if that needs no event loop: a sync SDK stream or generator
+    (``close()``), an SDK call never awaited (a coroutine's ``close()``). ``False``, and
+    nothing done, for a source an event loop must close (``aclose()``, an async ``close()``)
+    or one with nothing to close."""
+    close = None if hasattr(source, "aclose") else getattr(source, "close", None)
+    if close is None or inspect.iscoroutinefunction(close):
+        return False
+    close()
+    return True
+
+
 async def aclose_source(iterator: Any, source: Any) -> None:
     """Close the iterator, then the source object if it is a different one.
 

@@ -12,7 +12,7 @@ from typing import Any
 import anyio.from_thread
 import anyio.to_thread
 
-from ._sources import aclose_source
+from ._sources import aclose_source, close_without_loop
 
 __all__ = ["call_handler", "check_view", "source_of"]
 
@@ -89,10 +89,7 @@ async def _in_a_thread(handler: Callable[..., Any], *args: Any) -> Any:
         # anyio's wait for the thread). A sync source (an SDK's Stream) is closed here, in
         # this thread, also once the event loop has ended; an async one on the loop.
         try:
-            close = None if hasattr(result, "aclose") else getattr(result, "close", None)
-            if close is not None and not inspect.iscoroutinefunction(close):
-                close()  # also a coroutine's (an SDK call never awaited)
-            else:
+            if not close_without_loop(result):
                 anyio.from_thread.run(aclose_source, result, result)
         except Exception:
             logger.warning("closing a source its handler returned too late failed", exc_info=True)

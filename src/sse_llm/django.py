@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, Unpack, overload
@@ -61,7 +60,7 @@ from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, abandon_unread
 from ._result import EndReason
-from ._sources import check_source
+from ._sources import check_source, close_without_loop
 from ._types import Source
 from ._views import check_view, source_of
 
@@ -161,11 +160,8 @@ def _close_unread(source: object) -> None:
     stream or generator (``close()``), an SDK call not yet awaited (a coroutine's
     ``close()``: never sent). An async stream needs the event loop it was opened on, which a
     WSGI request does not have: it is left to the garbage collector."""
-    close = getattr(source, "close", None)
-    if close is None or inspect.iscoroutinefunction(close):
-        return
     try:
-        close()
+        close_without_loop(source)
     except Exception:  # the refusal is what the caller must see
         _logger.warning("closing a source refused under WSGI failed", exc_info=True)
 

@@ -248,48 +248,50 @@ class FragmentWriter(WriterBase):
 
     def plain_end(self, result: StreamResult) -> Units:
         """The end with the default templates only: the answer as escaped text."""
-        error = template_text(self.error_message or "")
         if self.fmt.target is None:
-            fragment = compile_template(None, ERROR_TEMPLATE).render({"error": error})
-            out = [self.data(fragment)] if fragment else []
-        else:
-            context = {
-                "target": self.fmt.target,
-                "html": Markup(wire_newlines(escape_text(self.text_so_far()))),
-                "sources": Markup(""),
-                "error": error,
-                "reason": result.reason,
-            }
-            fragment = compile_template(None, FINAL_TEMPLATE).render(context)
-            out = [self.data(self.open_activity_removals() + fragment)]
-        out.append(encode_data(result.reason, self.fmt.done_event))
-        return out
+            return self.appended_end(result)
+        html = Markup(wire_newlines(escape_text(self.text_so_far())))
+        return self.final(result, html, compile_template(None, FINAL_TEMPLATE), Markup(""))
 
     def write_end(self, result: StreamResult) -> Units:
         """The format's own end (called for a stream whose client is still there)."""
         out = list(self.drain())
         if self.fmt.target is None:
-            if self.error_message:
-                # No final fragment to carry it: the message is appended like text, so that a
-                # cut answer does not end without saying why. Compiled here: errors are rare.
-                error = compile_template(None, ERROR_TEMPLATE)
-                out.append(self.data(error.render({"error": template_text(self.error_message)})))
-            out.append(encode_data(result.reason, self.fmt.done_event))
+            out.extend(self.appended_end(result))
         else:
             out.extend(self.final(result, self.message_html(self.text_so_far())))
         return out
 
-    def final(self, result: StreamResult, html: Markup) -> Units:
-        """The final fragment (the complete message ``html`` into ``#target``) and ``done``."""
+    def appended_end(self, result: StreamResult) -> Units:
+        """``done``, after the error's message if there is one: with no final fragment to carry
+        it, the message is appended like text, so that a cut answer does not end without
+        saying why. Compiled here: errors are rare."""
+        out = []
+        if self.error_message:
+            error = compile_template(None, ERROR_TEMPLATE)
+            out.append(self.data(error.render({"error": template_text(self.error_message)})))
+        out.append(encode_data(result.reason, self.fmt.done_event))
+        return out
+
+    def final(
+        self,
+        result: StreamResult,
+        html: Markup,
+        template: Template | None = None,
+        sources: Markup | None = None,
+    ) -> Units:
+        """The final fragment (the complete message ``html`` into ``#target``) and ``done``;
+        ``template`` and ``sources`` default to the format's own."""
         fmt = self.fmt
         context = {
             "target": fmt.target,
             "html": html,
-            "sources": self.sources_html(),
+            "sources": self.sources_html() if sources is None else sources,
             "error": template_text(self.error_message or ""),
             "reason": result.reason,
         }
-        body = fmt.final_template.render(context)  # first: if it raises, plain_end removes them
+        template = fmt.final_template if template is None else template
+        body = template.render(context)  # first: if it raises, plain_end removes them
         final = self.open_activity_removals() + body
         return (self.data(final), encode_data(result.reason, fmt.done_event))
 
