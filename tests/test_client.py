@@ -42,8 +42,11 @@ class App:
         if scope["type"] != "http":
             return
         path = scope["path"]
-        if path == "/gated":
-            await send(self._start(200, "text/event-stream; charset=utf-8"))
+        if path in ("/gated", "/gated-length"):
+            start = self._start(200, "text/event-stream; charset=utf-8")
+            if path == "/gated-length":  # a body of known length: not chunked
+                start["headers"].append((b"content-length", b"27"))
+            await send(start)
             first = b"data: first\n\n"
             await send({"type": "http.response.body", "body": first, "more_body": True})
             opened = await anyio.to_thread.run_sync(self.first_read.wait, GATE_WAIT)
@@ -115,25 +118,38 @@ def test_204_has_no_events_and_the_media_type_is_matched_without_case_or_paramet
     assert read_sync(kind, url + "/cased") == ["한국어"]
 
 
+@pytest.mark.parametrize("path", ["/gated", "/gated-length"])
 @pytest.mark.parametrize("kind", ["requests", "httpx"])
-def test_each_event_is_handed_over_as_it_arrives(server: tuple[App, str], kind: str) -> None:
-    # Iterating a requests response reads up to 128 bytes at a time: with a chunked body
-    # (what an HTTP/1.1 server sends a stream as) a short event is handed over at once.
+def test_each_event_is_handed_over_as_it_arrives(
+    server: tuple[App, str], kind: str, path: str
+) -> None:
+    # Found in review: a requests response was iterated (iter_content(128)), whose reads wait
+    # for 128 bytes when the body is not chunked (a Content-Length, or ended by closing the
+    # connection, as some proxies send it): the first event came only with the second.
     app, url = server
     app.first_read.clear()
     data: list[str] = []
     if kind == "requests":
-        with requests.get(url + "/gated", stream=True, timeout=10) as response:
+        with requests.get(url + path, stream=True, timeout=10) as response:
             for event in iter_events(response):
                 data.append(event.data)
                 app.first_read.set()
     else:
-        with httpx.Client(timeout=10) as client, client.stream("GET", url + "/gated") as streamed:
+        with httpx.Client(timeout=10) as client, client.stream("GET", url + path) as streamed:
             for event in iter_events(streamed):
                 data.append(event.data)
                 app.first_read.set()
     assert data == ["first", "second"]
     assert app.gate_opened_by_client[-1] is True, "the first event came only with the second"
+
+
+def test_a_requests_response_already_read_is_decoded_from_its_content(
+    server: tuple[App, str],
+) -> None:
+    # stream=False: requests has read the body; urllib3's read1 would return nothing.
+    _, url = server
+    response = requests.get(url + "/cased", timeout=10)
+    assert [event.data for event in iter_events(response)] == ["한국어"]
 
 
 @pytest.fixture

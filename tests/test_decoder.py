@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sse_llm import Comment, ServerSentEvent, SSEDecoder
+from sse_llm import Comment, EventTooLargeError, ServerSentEvent, SSEDecoder, encode
 from sse_llm.client import aiter_events, iter_events
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -231,3 +231,76 @@ def test_a_retry_too_long_for_int_is_ignored_and_the_stream_goes_on() -> None:
         "after",
         "last",
     ]
+
+
+def test_a_decoded_event_carries_the_retry_of_its_own_block() -> None:
+    # Found in review: every decoded event had retry None, so an event encoded with a retry
+    # did not round-trip, and a client could not see the delay a server asked for with it.
+    sent = [
+        ServerSentEvent("a", retry=1500, id="1"),
+        ServerSentEvent("b"),
+        ServerSentEvent("c", retry=0),
+    ]
+    decoder = SSEDecoder()
+    got = decoder.feed(b"".join(encode(event) for event in sent))
+    assert got == [
+        ServerSentEvent("a", event="message", retry=1500, id="1"),
+        ServerSentEvent("b", event="message", id="1"),
+        ServerSentEvent("c", event="message", id="1", retry=0),
+    ]
+    # A retry-only block (a resumable stream's store outage answer) dispatches nothing, is
+    # not given to the next event, and stays on the decoder.
+    assert decoder.feed(b"retry: 1000\n\ndata: d\n\n") == [
+        ServerSentEvent("d", event="message", id="1")
+    ]
+    assert decoder.retry == 1000
+
+
+def test_iter_events_leaves_the_last_event_id_and_retry_on_the_decoder_given() -> None:
+    decoder = SSEDecoder()
+    assert list(iter_events([b"id: stream-1\n\nretry: 2500\n\n"], decoder=decoder)) == []
+    assert (decoder.last_event_id, decoder.retry) == ("stream-1", 2500)
+    # The same decoder reads the next response: a cut event was dropped, its id not taken.
+    assert list(iter_events([b"data: x\n\nid: lost\ndata: cut"], decoder=decoder)) == [
+        ServerSentEvent("x", event="message", id="stream-1")
+    ]
+    assert [e.data for e in iter_events([b"data: next\n\n"], decoder=decoder)] == ["next"]
+    assert decoder.last_event_id == "stream-1"
+
+
+@pytest.mark.parametrize("reads", [1, 7, 4096])
+def test_an_event_that_outgrows_max_event_size_raises_and_keeps_the_last_event_id(
+    reads: int,
+) -> None:
+    # Found in review: a body that never ends its event (no blank line, or no line end at
+    # all) grew in memory until the process ran out: 200 MB read, 0 events, no error.
+    bodies = [
+        b"data: " + b"x" * 200,  # one line, never ended
+        b"data: ab\n" * 40,  # many data lines, no blank line
+        b"id: 7\nevent: e\n" + b"data: " + b"y" * 150 + b"\n",
+    ]
+    for body in bodies:
+        decoder = SSEDecoder(max_event_size=100)
+        decoder.feed(b"id: kept\ndata: small\n\n")
+        with pytest.raises(EventTooLargeError, match="max_event_size \\(100 characters\\)"):
+            for start in range(0, len(body), reads):
+                decoder.feed(body[start : start + reads])
+        assert decoder.last_event_id == "kept"
+        assert decoder.feed(b"data: fine\n\n") == [
+            ServerSentEvent("fine", event="message", id="kept")
+        ]
+    # An event of exactly the limit passes (data plus one LF per line), many small ones too.
+    decoder = SSEDecoder(max_event_size=100)
+    assert len(decoder.feed(b"data: " + b"z" * 99 + b"\n\n")) == 1
+    assert len(decoder.feed(b"data: " + b"z" * 90 + b"\n\n" * 1 + b"data: 1\n\n" * 50)) == 51
+    assert SSEDecoder(max_event_size=None).feed(b"data: " + b"w" * 20_000_000 + b"\n\n")[
+        0
+    ].data == "w" * 20_000_000
+    with pytest.raises(EventTooLargeError):
+        list(iter_events([b"data: " + b"v" * 17_000_000]))  # the 16 MiB default
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_max_event_size_must_be_a_positive_int(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_event_size"):
+        SSEDecoder(max_event_size=bad)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from sse_llm import (
     ErrorEvent,
     EventStream,
+    EventTooLargeError,
     Finish,
     ProviderError,
     ReasoningDelta,
@@ -1111,6 +1112,23 @@ async def test_sse_json_refuses_a_2xx_answer_that_is_not_an_event_stream() -> No
 async def test_ndjson_reads_a_last_line_without_newline_and_strips_cr() -> None:
     source = Recorder([b'{"a": 1}\r\n\n{"b":', b' "\xc3', b'\xa9"}'])
     assert [item async for item in ndjson(source)] == [{"a": 1}, {"b": "é"}]
+    assert source.closed
+
+
+@pytest.mark.parametrize("reader", [ndjson, sse_json])
+async def test_a_body_that_never_ends_its_line_or_event_is_refused_and_closed(
+    reader: Callable[[Any], AsyncIterator[Any]],
+) -> None:
+    # Found in review: a broken or hostile upstream that sends no line end (or, for SSE, no
+    # blank line) was buffered without bound inside the server process.
+    megabyte = b"x" * 1_048_576
+    start = b'{"a": 1}\n' if reader is ndjson else b'data: {"a": 1}\n\ndata: '
+    source = Recorder([start] + [megabyte] * 17)
+    items: list[Any] = []
+    with pytest.raises(EventTooLargeError):
+        async for item in reader(source):
+            items.append(item)
+    assert items == [{"a": 1}]
     assert source.closed
 
 

@@ -33,6 +33,7 @@ import sse_llm._resume.redis
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
 from sse_llm._resume.ids import parse_last_event_id
 from sse_llm._resume.store import READ_LIMIT
+from sse_llm.client import iter_events
 from sse_llm.fastapi import LastEventID
 from sse_llm.html import MarkdownFormat, MarkdownRenderer
 from sse_llm.resume import MemoryStore, RedisStore, StoredEvents, StreamHub, StreamStore
@@ -477,6 +478,34 @@ def test_a_waiting_reader_gets_heartbeats(servers: Servers) -> None:
         assert len(read.comments) >= 3
         assert set(read.comments) == {Comment("")}  # NamedEventsFormat.keepalive, b":\n"
         assert texts(read.events) == "thought about it"
+
+
+def test_the_client_resumes_a_read_cut_while_the_model_thinks_from_its_decoder(
+    servers: Servers,
+) -> None:
+    # Found in review: iter_events/aiter_events kept their decoder, so a Python client whose
+    # read ended before the first event (a proxy's timeout while the model thinks) never saw
+    # the id-only first block and could only ask the model again.
+    llm = FakeLLM("thought about it", delay=0.0, first_token_delay=1.5)
+    with servers.serve(llm) as app:
+        decoder = SSEDecoder()
+        seen: list[ServerSentEvent] = []
+        with httpx.Client(timeout=httpx.Timeout(10.0, read=0.1)) as http:  # < heartbeat
+            with pytest.raises(httpx.ReadTimeout):
+                with http.stream("GET", app.base_url + "/chat") as response:
+                    seen.extend(iter_events(response, decoder=decoder))
+        assert seen == []
+        assert decoder.last_event_id != ""
+        assert app.hub.recognizes(decoder.last_event_id)
+        with client() as http:
+            headers = {"last-event-id": decoder.last_event_id}
+            with http.stream("GET", app.base_url + "/chat", headers=headers) as response:
+                events = list(iter_events(response, decoder=decoder))
+        assert texts(events) == "thought about it"
+        assert_contiguous(events)
+        wait_until(lambda: len(app.results.items) == 1, 5, "the completion hook")
+        assert llm.closed == 1  # one answer generated, read once
+        assert app.results.items[0].text == "thought about it"
 
 
 # -- 6. another process serves the resume and the cancel ----------------------------------------

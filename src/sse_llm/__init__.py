@@ -33,6 +33,7 @@ from ._encoder import encode
 from ._engine import StreamEngine
 from ._events import Comment, ServerSentEvent
 from ._exceptions import (
+    EventTooLargeError,
     InvalidEventError,
     NotEventStreamError,
     ProviderError,
@@ -71,6 +72,7 @@ __all__ = [
     "EndReason",
     "ErrorEvent",
     "EventStream",
+    "EventTooLargeError",
     "Finish",
     "FinishReason",
     "FormatWriter",

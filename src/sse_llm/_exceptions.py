@@ -6,7 +6,8 @@ Hierarchy::
     ├── InvalidEventError        you built an event the wire cannot carry (also a ValueError)
     ├── ProviderError            the upstream model provider reported an error inside its stream
     ├── UnsupportedServerError   the host server cannot stream (e.g. Django under WSGI)
-    └── NotEventStreamError      a response read as a stream of events is not one (the client)
+    ├── NotEventStreamError      a response read as a stream of events is not one (the client)
+    └── EventTooLargeError       an event read grew past its size limit (also a ValueError)
 
 The split follows h11: ``InvalidEventError`` is a local mistake, caught at construction time
 before anything is sent; ``ProviderError`` is the remote side's failure and its message is
@@ -73,3 +74,12 @@ class NotEventStreamError(SSELLMError):
         )
         self.status_code = status_code
         self.content_type = content_type
+
+
+class EventTooLargeError(SSELLMError, ValueError):
+    """An event being read outgrew its size limit: ``max_event_size`` of
+    :class:`~sse_llm.SSEDecoder`, :func:`sse_llm.client.aiter_events` and
+    :func:`sse_llm.sources.sse_json`, or a line of :func:`sse_llm.sources.ndjson`. A body that
+    never ends its event (no blank line, no line end) would otherwise grow in memory without
+    bound; neither the SSE nor the NDJSON spec sets a limit, so the reader sets one.
+    """

@@ -34,9 +34,9 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import anyio
 
-from ._decoder import SSEDecoder
+from ._decoder import MAX_EVENT_SIZE, SSEDecoder
 from ._events import ServerSentEvent
-from ._exceptions import ProviderError
+from ._exceptions import EventTooLargeError, ProviderError
 from ._providers import error_fields
 
 __all__ = ["ByteSource", "HTTPResponse", "http_error", "json_array", "ndjson", "sse_json"]
@@ -140,6 +140,8 @@ async def sse_json(source: ByteSource, *, done: str = "[DONE]") -> AsyncIterator
             the body is one, else a message naming the type (code ``not_an_event_stream``).
             A stream served under another type is read as a stream.
         ValueError: a ``data:`` payload is not JSON (``json.JSONDecodeError``).
+        EventTooLargeError: an event outgrew 16 MiB of characters (a body that never ends
+            its event: see :class:`~sse_llm.SSEDecoder`'s ``max_event_size``).
     """
     try:
         error = await http_error(source)
@@ -190,19 +192,28 @@ async def ndjson(source: ByteSource) -> AsyncIterator[Any]:
     Raises:
         ProviderError: the response status is not 2xx (see :func:`http_error`).
         ValueError: a line is not JSON (``json.JSONDecodeError``).
+        EventTooLargeError: a line outgrew 16 MiB (bytes) before its newline: a body that
+            is not NDJSON would otherwise grow in memory without bound.
     """
     try:
         error = await http_error(source)
         if error is not None:
             raise error
         pending: list[bytes] = []  # pieces of a line not yet ended
+        pending_size = 0
         async for chunk in _chunks(source):
             if b"\n" not in chunk:
                 pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size > MAX_EVENT_SIZE:
+                    raise EventTooLargeError(
+                        f"an NDJSON line outgrew {MAX_EVENT_SIZE} bytes without a newline"
+                    )
                 continue
             pending.append(chunk)
             *lines, rest = b"".join(pending).split(b"\n")
             pending = [rest] if rest else []
+            pending_size = len(rest)
             for line in lines:
                 if line.strip():
                     yield json.loads(line)
