@@ -293,9 +293,10 @@ def test_an_event_that_outgrows_max_event_size_raises_and_keeps_the_last_event_i
     decoder = SSEDecoder(max_event_size=100)
     assert len(decoder.feed(b"data: " + b"z" * 99 + b"\n\n")) == 1
     assert len(decoder.feed(b"data: " + b"z" * 90 + b"\n\n" * 1 + b"data: 1\n\n" * 50)) == 51
-    assert SSEDecoder(max_event_size=None).feed(b"data: " + b"w" * 20_000_000 + b"\n\n")[
-        0
-    ].data == "w" * 20_000_000
+    assert (
+        SSEDecoder(max_event_size=None).feed(b"data: " + b"w" * 20_000_000 + b"\n\n")[0].data
+        == "w" * 20_000_000
+    )
     with pytest.raises(EventTooLargeError):
         list(iter_events([b"data: " + b"v" * 17_000_000]))  # the 16 MiB default
 

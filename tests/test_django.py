@@ -815,6 +815,12 @@ def test_a_source_refused_under_wsgi_is_closed_at_once(demo: tuple[str, Path]) -
         SSEResponse(generator, request=request)
     assert closed == ["sync"]  # the started one: the unstarted one has nothing to run
     assert call.cr_frame is None  # closed, never run (no "never awaited" warning either)
+    # The same for a response refused for its options (a header from user data).
+    generator = sync_stream()
+    next(generator)
+    with pytest.raises(ValueError, match="outside Latin-1"):
+        SSEResponse(generator, headers={"x-user": "김민수"})
+    assert closed == ["sync", "sync"]
 
 
 def test_sse_decorates_a_class_based_view_s_method_and_explains_django_s_decorators(

@@ -15,14 +15,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from flask import Flask, request
+from flask import Flask, current_app, request, stream_with_context
+from flask_compress import Compress
 from werkzeug.serving import make_server
 
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
 from sse_llm.client import iter_events
-from sse_llm.flask import sse_response
+from sse_llm.flask import SSEResponse, sse_response
 from sse_llm.formats import AISDKFormat, TypedJSONFormat
-from sse_llm.testing import FakeLLM, tokenize
+from sse_llm.testing import FakeLLM, run_stream, tokenize
 
 from .support.browser import launch_chromium
 from .support.fixtures import expected, fixture_files, fixture_id
@@ -129,6 +130,22 @@ def base_url(backend: Backend) -> Iterator[str]:
     @app.get("/failing")
     def failing() -> Any:
         return sse_response(backend.failing_source(), on_complete=hook)
+
+    @app.get("/with-context")
+    def with_context() -> Any:
+        @stream_with_context
+        def words() -> Iterator[str]:
+            yield "a "
+            yield request.args["name"] + " "  # the request context, after the first step
+            yield current_app.name
+
+        return sse_response(words(), on_complete=hook)
+
+    @app.get("/refused")
+    def refused() -> Any:
+        # A header from user data that cannot be sent: the response is refused (a 500).
+        name = request.args["name"]
+        return sse_response(backend.closable_source(), headers={"x-user": name})
 
     @app.get("/aisdk")
     def aisdk() -> Any:
@@ -313,6 +330,63 @@ def test_a_source_that_is_not_iterable_fails_in_the_view() -> None:
         sse_response(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         sse_response([], heartbeat=0)
+
+
+def test_a_generator_in_stream_with_context_reads_the_request_in_its_steps(
+    base_url: str, backend: Backend
+) -> None:
+    # Found in review: each next() ran in a fresh copy of the context, so the request context
+    # stream_with_context pushed in the first step was gone in the second (an error event),
+    # and its pop in the last step failed.
+    _, items = _read(base_url + "/with-context?name=플라스크")
+    assert _deltas(items) == ["a ", "플라스크 ", "tests.test_flask"]
+    assert _named(items, "error") == []
+    _wait_results(backend, 1)
+    assert (backend.results[0].reason, backend.results[0].error) == ("completed", None)
+
+
+def test_a_response_refused_in_the_view_closes_the_source_it_was_given(
+    base_url: str, backend: Backend
+) -> None:
+    # Found in review: a refused response (a bad option, a header that cannot be sent) left
+    # the sync SDK stream the view had opened running upstream until garbage collection.
+    with httpx.Client(timeout=WAIT) as client:
+        response = client.get(base_url + "/refused", params={"name": "김민수"})
+    assert response.status_code == 500
+    assert backend.closed.wait(WAIT)
+
+
+def test_flask_compress_told_to_compress_event_streams_leaves_the_stream_alone(
+    backend: Backend,
+) -> None:
+    # Found in review: with text/event-stream in COMPRESS_MIMETYPES (and Flask-Compress
+    # compresses streamed bodies by default), the whole stream arrived compressed at its end.
+    app = Flask(__name__)
+    app.config["COMPRESS_MIMETYPES"] = ["text/event-stream"]
+    app.config["COMPRESS_MIN_SIZE"] = 0
+    Compress(app)
+
+    @app.get("/waiting")
+    def waiting() -> Any:
+        return SSEResponse(backend.waiting_source())
+
+    seen_first: list[float] = []
+
+    def on_item(items: list[ServerSentEvent | Comment]) -> None:
+        if _deltas(items) == ["first "] and not seen_first:
+            seen_first.append(time.monotonic())
+            backend.released.set()  # the source goes on only once the client saw a token
+
+    with run_werkzeug(app) as url:
+        response, items = _read(url + "/waiting", on_item, timeout=WAIT)
+    assert response.headers["content-encoding"] == "identity"
+    assert seen_first, "the first token never arrived on its own"
+    assert _deltas(items) == ["first ", "second"]
+
+
+async def test_run_stream_given_a_flask_app_says_to_use_its_test_client() -> None:
+    with pytest.raises(TypeError, match="WSGI app: read its stream with its own test client"):
+        await run_stream(Flask(__name__), "/")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ real SDKs

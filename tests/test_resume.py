@@ -490,10 +490,12 @@ def test_the_client_resumes_a_read_cut_while_the_model_thinks_from_its_decoder(
     with servers.serve(llm) as app:
         decoder = SSEDecoder()
         seen: list[ServerSentEvent] = []
-        with httpx.Client(timeout=httpx.Timeout(10.0, read=0.1)) as http:  # < heartbeat
-            with pytest.raises(httpx.ReadTimeout):
-                with http.stream("GET", app.base_url + "/chat") as response:
-                    seen.extend(iter_events(response, decoder=decoder))
+        with (
+            httpx.Client(timeout=httpx.Timeout(10.0, read=0.1)) as http,  # < heartbeat
+            pytest.raises(httpx.ReadTimeout),
+            http.stream("GET", app.base_url + "/chat") as response,
+        ):
+            seen.extend(iter_events(response, decoder=decoder))
         assert seen == []
         assert decoder.last_event_id != ""
         assert app.hub.recognizes(decoder.last_event_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -568,3 +568,29 @@ def test_sse_endpoint_refuses_a_bare_method_name() -> None:
     # Before: methods="GET" became {"G", "E", "T"} and every request got 405.
     with pytest.raises(TypeError, match="methods is a tuple of method names"):
         SSEEndpoint(lambda request: ["x"], methods="GET")  # type: ignore[arg-type]
+
+
+def test_a_response_refused_for_its_options_closes_a_sync_source_or_sdk_call() -> None:
+    # Found in review: a refused response (a misspelt option, a header built from user data)
+    # left the sync SDK stream or the unawaited SDK call the view had made to the garbage
+    # collector, its upstream request running meanwhile.
+    closed: list[str] = []
+
+    def sync_stream() -> Iterator[str]:
+        try:
+            yield "never read"
+        finally:
+            closed.append("sync")
+
+    async def sdk_call() -> list[str]:
+        return ["never sent"]
+
+    generator = sync_stream()
+    next(generator)  # started, as an SDK stream is once its response arrived
+    with pytest.raises(TypeError, match="heartbeet"):
+        SSEResponse(generator, heartbeet=1)  # type: ignore[call-arg]
+    call = sdk_call()
+    with pytest.raises(ValueError, match="outside Latin-1"):
+        SSEResponse(call, headers={"x-user": "김민수"})
+    assert closed == ["sync"]
+    assert call.cr_frame is None  # closed, never run (no "never awaited" warning)

@@ -9,7 +9,7 @@ import anyio
 
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, inline_for
-from ._sources import check_source
+from ._sources import check_source, close_refused
 from ._types import Receive, Scope, Send, Source
 
 __all__ = ["EventStream", "outlast_a_stuck_client", "start_response"]
@@ -59,9 +59,13 @@ class EventStream:
         status_code: int = 200,
         **options: Unpack[StreamOptions],
     ) -> None:
-        check_source(source, self._binding)
+        try:
+            check_source(source, self._binding)
+            self.config = config = resolve(options, binding=self._binding)
+        except BaseException:
+            close_refused(source)  # a sync SDK stream, an SDK call not awaited: end it now
+            raise
         self.source = source
-        self.config = config = resolve(options, binding=self._binding)
         self.status_code = status_code
         self.headers = response_headers(config.format, config.headers)
 

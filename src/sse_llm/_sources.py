@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
@@ -14,6 +16,8 @@ from anyio.lowlevel import RunVar
 
 from ._options import SYNC_SOURCE_THREADS
 from ._types import Source
+
+logger = logging.getLogger("sse_llm")
 
 __all__ = ["aclose_source", "aiter_source", "check_source", "sync_limiter"]
 
@@ -223,6 +227,12 @@ class ThreadedIterator:
     :meth:`aclose` leaves the closing to that thread when its ``next()`` returns
     (:meth:`count_close_in` makes a stop's drain wait for it: the process must not exit
     first).
+
+    Every ``next()`` and the close run in one :class:`contextvars.Context`, as they would in a
+    plain ``for`` loop, though each runs in a thread call of its own (which copies the
+    context anew): what one step sets, the next sees. Flask's ``stream_with_context`` pushes
+    the request context in the first step and pops it in the last; in fresh copies the pushes
+    were lost and the pop failed.
     """
 
     def __init__(
@@ -237,6 +247,7 @@ class ThreadedIterator:
         self.closed = False  # a thread has begun the close (set under the lock)
         self.close_done = False  # the close has run (set under the lock)
         self.on_closed: Callable[[], None] | None = None  # see count_close_in()
+        self.context = contextvars.copy_context()
 
     def __aiter__(self) -> ThreadedIterator:
         return self
@@ -254,7 +265,7 @@ class ThreadedIterator:
                 return _END
             self.running = True
         try:
-            return next(self.iterator, _END)
+            return self.context.run(next, self.iterator, _END)
         finally:
             with self.lock:
                 self.running = False
@@ -272,7 +283,7 @@ class ThreadedIterator:
             for obj in (self.iterator,) if same else (self.iterator, self.source):
                 close = getattr(obj, "close", None)
                 if close is not None:
-                    close()
+                    self.context.run(close)
         finally:
             with self.lock:
                 self.close_done = True
@@ -313,6 +324,18 @@ def close_without_loop(source: Any) -> bool:
         return False
     close()
     return True
+
+
+def close_refused(source: object) -> None:
+    """Close a source whose response was refused before it started (a wrong option, a header
+    that cannot be sent, Django under WSGI), so that its upstream request ends now rather than
+    at garbage collection: see :func:`close_without_loop`. An async stream needs the event
+    loop it was opened on, which the refusal has no way to wait for: it is left to the garbage
+    collector. A failure to close is logged: the refusal is what the caller must see."""
+    try:
+        close_without_loop(source)
+    except Exception:
+        logger.warning("closing the source of a refused response failed", exc_info=True)
 
 
 async def aclose_source(iterator: Any, source: Any) -> None:

@@ -60,7 +60,7 @@ from ._formats import Units
 from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, abandon_unread
 from ._result import EndReason
-from ._sources import check_source, close_without_loop
+from ._sources import check_source, close_refused
 from ._types import Source
 from ._views import check_view, source_of
 
@@ -125,14 +125,14 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  
         status: int = 200,
         **options: Unpack[StreamOptions],
     ) -> None:
-        if request is not None:
-            try:
+        try:
+            if request is not None:
                 require_asgi(request)
-            except UnsupportedServerError:
-                _close_unread(source)
-                raise
-        check_source(source, "SSEResponse")
-        config = resolve(options, binding="SSEResponse")
+            check_source(source, "SSEResponse")
+            config = resolve(options, binding="SSEResponse")
+        except BaseException:
+            close_refused(source)  # its upstream request must not run on unread
+            raise
         body = _Body(source, config)
         # HEAD: the headers alone (RFC 9110 §9.3.2), not the model run to its end for a body
         # the server throws away. Known only from the request.
@@ -153,17 +153,6 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  
     def __iter__(self) -> Iterator[bytes]:
         # Django's fallback would run the whole stream to the end, then send it: refuse.
         raise UnsupportedServerError(_WSGI_MESSAGE)
-
-
-def _close_unread(source: object) -> None:
-    """Close a source refused under WSGI, so that its upstream request ends now: a sync SDK
-    stream or generator (``close()``), an SDK call not yet awaited (a coroutine's
-    ``close()``: never sent). An async stream needs the event loop it was opened on, which a
-    WSGI request does not have: it is left to the garbage collector."""
-    try:
-        close_without_loop(source)
-    except Exception:  # the refusal is what the caller must see
-        _logger.warning("closing a source refused under WSGI failed", exc_info=True)
 
 
 #: The name this class had before every framework module called its response SSEResponse.

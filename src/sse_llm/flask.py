@@ -26,12 +26,17 @@ module global keeps working across requests.
 
 A WSGI app only learns that the client left when a write fails: the server then closes the
 response iterator, which ends the pump, closes the source and runs ``on_complete`` with
-reason ``disconnected``. So the heartbeat interval bounds how long a silent model keeps
-running for a client that is gone; and as the kernel takes the first writes after the client
-left, the hook's text may hold a token or two the client never read.
+reason ``disconnected``. So the heartbeat interval bounds how soon a gone client is noticed
+while the model is silent; and as the kernel takes the first writes after the client left,
+the hook's text may hold a token or two the client never read. An async source (an
+``AsyncOpenAI`` stream) is closed then at once; a sync SDK stream only when its ``next()``
+returns, at the model's next chunk (a thread blocked in a socket read cannot be interrupted
+from another): where a model may think for long, prefer the async client.
 
-The source runs outside the request context: read ``request`` in the view, not in the
-generator (or capture what the generator needs).
+The source runs outside the request and app contexts: read ``request`` in the view, not in
+the generator (or capture what the generator needs), or wrap a sync generator in Flask's
+``stream_with_context`` (its steps run in one context, so the request context it pushes stays
+pushed).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from ._options import Config, StreamOptions, resolve, response_headers
 from ._pump import Pump, abandon_unread
 from ._result import EndReason
 from ._shutdown import GracefulShutdown, ShutdownOptions
-from ._sources import check_source
+from ._sources import check_source, close_refused
 from ._types import Source
 
 __all__ = ["SSEResponse", "graceful_shutdown", "sse_response"]
@@ -229,19 +234,28 @@ class SSEResponse(Response):
         status: int = 200,
         **options: Unpack[StreamOptions],
     ) -> None:
-        check_source(source, "SSEResponse")
-        config = resolve(options, binding="SSEResponse")
-        if not has_app_context():
-            raise RuntimeError(
-                "sse_llm.flask.SSEResponse is made in a Flask view (it needs the app "
-                "context); in Starlette or FastAPI use sse_llm.starlette.SSEResponse or "
-                "sse_llm.fastapi.SSEResponse, in Django sse_llm.django.SSEResponse"
-            )
+        try:
+            check_source(source, "SSEResponse")
+            config = resolve(options, binding="SSEResponse")
+            if not has_app_context():
+                raise RuntimeError(
+                    "sse_llm.flask.SSEResponse is made in a Flask view (it needs the app "
+                    "context); in Starlette or FastAPI use sse_llm.starlette.SSEResponse or "
+                    "sse_llm.fastapi.SSEResponse, in Django sse_llm.django.SSEResponse"
+                )
+        except BaseException:
+            close_refused(source)  # its upstream request must not run on unread
+            raise
         body = _WSGIBody(source, config, _loop_of(current_app))
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in response_headers(config.format, config.headers)
         ]
+        # Flask-Compress compresses streamed responses of the types it is given (text/event-
+        # stream, if an app lists it): the whole stream would arrive at its end. It skips a
+        # response that already has a Content-Encoding.
+        if all(name != "content-encoding" for name, _ in headers):  # names are lower-case
+            headers.append(("Content-Encoding", "identity"))
         super().__init__(iter(body), status=status, headers=headers)
         self.call_on_close(body.close_unstarted)
 

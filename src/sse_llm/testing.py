@@ -264,8 +264,18 @@ async def run_stream(
     Raises:
         StreamTimeoutError: (a ``TimeoutError``) the app did not finish within ``timeout``
             seconds; its ``response`` holds what had arrived.
+        TypeError: ``app`` is a WSGI app (Flask's): test it with its own test client
+            (docs/testing.md).
         Exception: whatever the app raised.
     """
+    if hasattr(app, "wsgi_app"):
+        # Flask's __call__(environ, start_response) would fail with a TypeError about its
+        # arguments, which says nothing of the cause.
+        raise TypeError(
+            f"run_stream drives an ASGI app; {type(app).__name__} is a WSGI app: read its "
+            "stream with its own test client (response = app.test_client().get(path); "
+            "iterate response.response, then response.close())"
+        )
     target_path, _, query = path.partition("?")
     raw_path = quote(target_path, safe=_PATH_SAFE)
     header_list = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
