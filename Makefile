@@ -39,7 +39,7 @@ demo-django-uvicorn: $(VENV)/.demos
 	$(BIN)/uvicorn --app-dir examples/django chatproject.asgi:application --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(ARGS)
 
 # The documentation site (MkDocs + Material + mkdocstrings), served with live reload.
 docs: $(VENV)/.dev

@@ -275,6 +275,32 @@ async def test_an_error_is_shown_escaped_in_the_final_fragment() -> None:
     assert response.events[-1].event == "done" and response.events[-1].data == "error"
 
 
+@pytest.mark.parametrize(
+    ("tokens", "shown"),
+    [
+        (["Hello", " world", "\n"], "Hello world\n"),
+        (["Hello", " world", " ", " "], "Hello world  "),
+        (["Hello", "\r\n", "\t"], "Hello\n\t"),
+        (["Hello\r", "\n"], "Hello\n"),  # the CR went out as the line break
+        (["Hello", "\u3000"], "Hello\u3000"),  # an ideographic space: JavaScript trims it
+    ],
+)
+async def test_without_a_target_the_whitespace_that_ends_the_answer_is_sent_too(
+    tokens: list[str], shown: str
+) -> None:
+    # Found in review: whitespace waits for the next visible text (htmx 4 skips a blank
+    # swap); at the end none came, so the page lost the answer's last newline or spaces
+    # while the completion hook kept them. Sent at the end as character references.
+    results: list[Any] = []
+    fmt = HTMLAppendFormat(interval=0)
+    response = await run_stream(EventStream(tokens, format=fmt, on_complete=results.append))
+    data = [e.data for e in response.events if e.event == "message"]
+    assert all(d.strip() for d in data), data  # no fragment htmx would skip as blank
+    assert "".join(html.unescape(d) for d in data) == shown
+    assert results[0].text == "".join(tokens)
+    assert response.events[-1].event == "done"
+
+
 async def test_without_a_target_an_error_is_appended_escaped_before_done() -> None:
     # Found in review: HTMLAppendFormat() without a target (htmx 4's unnamed swaps) dropped
     # the error's message: a cut answer ended with no word of why.

@@ -61,7 +61,7 @@ from ._result import EndReason, StreamResult
 from ._shutdown import GracefulShutdown, ShutdownOptions
 from ._types import CompletionHook, ShutdownSignal, Source
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Citation",

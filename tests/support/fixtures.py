@@ -9,6 +9,7 @@ decoders cannot hide behind the same bug here.  Layouts are described in
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +22,12 @@ def results_summary(results: list[Any]) -> str:
     return "1 result" if len(results) == 1 else f"{len(results)} results"
 
 
-# CI clones the repo with ``shared/`` beside it: <clone>/../shared/fixtures/streams.
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "streams"
+# The recordings live outside the repository, beside the clone (<clone>/../shared/fixtures/
+# streams, where CI puts them), or where SSE_LLM_FIXTURES says.
+FIXTURES = Path(
+    os.environ.get("SSE_LLM_FIXTURES")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "streams"
+)
 
 FORMATS = (
     "openai-chat",

@@ -41,12 +41,15 @@ class _AppendWriter(FragmentWriter):
         self.pending = pending[len(ready) :]
         return (self._send(ready),)
 
-    def _send(self, text: str) -> bytes:
+    def _send(self, text: str, *, whitespace: bool = False) -> bytes:
         self.last_render = self.fmt.clock()
         if self.sent_cr and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF whose CR already went out as the line break
         self.sent_cr = text.endswith("\r")
         if self.token_template is None:
+            if whitespace:  # every character as a reference: htmx 4 skips no such fragment
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+                return self.data("".join(f"&#{ord(char)};" for char in text))
             return self.data(wire_newlines(escape_text(text)))
         return self.data(self.token_template.render({"text": template_text(text)}))
 
@@ -56,6 +59,15 @@ class _AppendWriter(FragmentWriter):
             return NOTHING  # kept: it goes out with the next visible text
         self.pending = ""
         return (self._send(pending),)
+
+    def drain_end(self) -> Units:
+        out = self.drain()
+        rest, self.pending = self.pending, ""
+        if not rest or self.fmt.target is not None or (self.sent_cr and rest == "\n"):
+            return out  # a final fragment carries the whole message, its end included
+        # Whitespace (or a CR) that waited for visible text, and none comes: the text the
+        # page shows must end as the answer (and the completion hook's text) ends.
+        return (*out, self._send(rest, whitespace=True))
 
 
 class HTMLAppendFormat(FormatOptions):

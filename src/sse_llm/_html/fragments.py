@@ -255,7 +255,7 @@ class FragmentWriter(WriterBase):
 
     def write_end(self, result: StreamResult) -> Units:
         """The format's own end (called for a stream whose client is still there)."""
-        out = list(self.drain())
+        out = list(self.drain_end())
         if self.fmt.target is None:
             out.extend(self.appended_end(result))
         else:
@@ -308,3 +308,7 @@ class FragmentWriter(WriterBase):
     def drain(self) -> Units:
         """Everything held back, now."""
         return NOTHING
+
+    def drain_end(self) -> Units:
+        """Everything held back, at the end: no more text comes."""
+        return self.drain()
