@@ -179,7 +179,7 @@ def chat_page_app(llm: FakeLLM) -> Starlette:
     async def chat(request: Request) -> Response:
         return SSEResponse(llm.stream(request.query_params["prompt"]))
 
-    return Starlette(routes=[Route("/", page), Route("/api/chat", chat)])
+    return Starlette(routes=[Route("/", page), Route("/chat", chat)])
 
 
 @check("eventsource")

@@ -11,10 +11,18 @@
 // app or a proxy, a server that cannot be reached) gets a note of its own: htmx shows nothing
 // for it. Only the answer this request made is touched, never one that was on the page when
 // it was sent.
+//
+// The page it expects: `<div id="messages">` holding the answers (`.answer`), the
+// `<form id="chat-form" hx-post=...>` after it, and a `<button type="button" id="stop">`.
 "use strict";
 (() => {
   const form = document.getElementById("chat-form");
   const messages = document.getElementById("messages");
+  const stop = document.getElementById("stop");
+  if (!form || !messages || !stop) {
+    console.warn("htmx4-chat.js needs #chat-form, #messages and #stop on the page");
+    return;
+  }
   let answersBefore = Infinity; // answers on the page when the request was sent; then ended
 
   function currentAnswer() {
@@ -48,7 +56,7 @@
   form.addEventListener("done", () => {
     answersBefore = Infinity; // the answer ended as the server meant
   });
-  document.getElementById("stop").addEventListener("click", () => {
+  stop.addEventListener("click", () => {
     htmx.trigger(form, "htmx:abort");
     const answer = endRequest();
     if (!answer) return; // stopped before its answer came
