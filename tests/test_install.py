@@ -89,6 +89,30 @@ SCRIPTS = {
     """,
 }
 
+#: The FastAPI extra: a generator view with response_class=SSEResponse (docs/fastapi.md's
+#: /plain), which FastAPI before 0.134 refused when the app was made.
+FASTAPI_SCRIPT = """
+    from collections.abc import AsyncIterator
+
+    import anyio
+    from fastapi import FastAPI
+    from sse_llm.fastapi import SSEResponse
+    from sse_llm.testing import FakeLLM, run_stream
+
+    app = FastAPI()
+
+    @app.get("/plain", response_class=SSEResponse)
+    async def plain() -> AsyncIterator[str]:
+        async for token in FakeLLM("안녕 🙂", delay=0).stream():
+            yield token
+
+    async def main():
+        response = await run_stream(app, "/plain")
+        print([e.event for e in response.events], response.body.decode())
+
+    anyio.run(main)
+"""
+
 #: The HTML extra alone: Markdown rendered and sanitised (nh3's allow-list, link schemes).
 HTML_SCRIPT = """
     from sse_llm.html import MarkdownRenderer
@@ -205,7 +229,7 @@ def floors(extra: str) -> list[str]:
     return pins
 
 
-@pytest.mark.parametrize("extra", [*sorted(SCRIPTS), "html"])
+@pytest.mark.parametrize("extra", [*sorted(SCRIPTS), "fastapi", "html"])
 def test_each_extra_works_at_its_declared_floors(
     extra: str, sse_llm_wheel: Path, tmp_path: Path
 ) -> None:
@@ -219,7 +243,8 @@ def test_each_extra_works_at_its_declared_floors(
     assert {name: Version(v) for name, v in json.loads(got.stdout).items()} == {
         name: Version(v) for name, v in wanted.items()
     }
-    run = run_python(bin_dir, SCRIPTS.get(extra, HTML_SCRIPT), tmp_path)
+    script = {**SCRIPTS, "fastapi": FASTAPI_SCRIPT, "html": HTML_SCRIPT}[extra]
+    run = run_python(bin_dir, script, tmp_path)
     assert run.returncode == 0, run.stderr  # run_python's timeout: a process that hangs fails
     if extra == "html":
         assert run.stdout.strip() == HTML_RENDERED
