@@ -505,6 +505,10 @@ def _whole(value: Any) -> Any:
     return value
 
 
+#: What a dict's ``data`` may be: text, a number (``str()`` of it), or none.
+_DATA_TYPES = (str, int, float, type(None))
+
+
 def _foreign_event(item: Any) -> Units | None:
     """sse-starlette events and plain dicts, so existing generators migrate unchanged.
 
@@ -513,8 +517,10 @@ def _foreign_event(item: Any) -> Units | None:
     ``data:`` line and, by the dispatch rule (WHATWG HTML §9.2.6), dispatches nothing.
     """
     if isinstance(item, Mapping):
-        if not item.keys() <= _SSE_FIELDS:
-            return None  # a provider's JSON chunk, not an event
+        if not item.keys() <= _SSE_FIELDS or not isinstance(item.get("data"), _DATA_TYPES):
+            # A provider's JSON chunk, or a dict whose keys only look like SSE fields (a
+            # LangGraph update of a node named "data"): its data would go out as a repr.
+            return None
         fields = item
     elif type(item).__module__.startswith("sse_starlette"):
         fields = {
@@ -571,6 +577,11 @@ def _unknown_item(item: Any) -> str:
     if langchain_events or type(item).__name__ == "RunLogPatch":
         message += (
             " (LangChain's astream_events() or astream_log(): pass model.astream(...), or "
-            "yield event['data']['chunk'] of its on_chat_model_stream events)"
+            "a LangGraph graph's astream(..., stream_mode='messages'))"
+        )
+    elif isinstance(item, Mapping) or (isinstance(item, tuple) and len(item) == 2):
+        message += (
+            " (a LangGraph graph's astream() with stream_mode 'updates' or 'values' yields "
+            "state, not tokens: pass stream_mode='messages')"
         )
     return message

@@ -53,6 +53,18 @@ Mapped:
   no reason was reported, that marker finishes the answer as ``stop`` (``tool_calls`` if
   calls were made) with no raw reason.
 
+LangGraph: ``graph.astream(..., stream_mode="messages")`` yields ``(message, metadata)``
+tuples (``version="v2"``: ``{"type": "messages", "data": (message, metadata)}``) of every
+model call in the graph, and the messages other nodes add. The message is read as above when
+it is the model's (``AIMessageChunk``, or a whole ``AIMessage`` with its ``tool_calls``, from
+a node that called the model unstreamed); a ``ToolMessage`` (a tool's output, for the model)
+or ``HumanMessage`` is not answer text and is skipped. An agent's model calls follow one
+another: a message after a call's last chunk starts the next step, whose finish replaces the
+last one (so ``done`` reports the final call's, ``stop`` after a tool round), tool calls are
+numbered across steps and usage is summed over them. Every model call of the graph streams
+(a router's, a summariser's too): to stream one node's, filter on
+``metadata["langgraph_node"]`` and yield the message.
+
 Not reported: Gemini grounding through ``ChatGoogleGenerativeAI`` (it keeps
 ``groundingMetadata`` in ``response_metadata`` of the aggregated message, with byte offsets
 this module cannot place in a chunked stream).
@@ -103,13 +115,32 @@ _DETAIL_KEYS = (
     ("input_token_details", "cache_creation", "cache_write_tokens"),
 )
 _OPENAI_TOOL_ITEMS = openai_responses._PROVIDER_ITEMS
+#: The messages whose content is the model's: a streamed chunk, or a whole message.
+_MODEL_MESSAGES = frozenset({"AIMessageChunk", "AIMessage"})
 _FINAL_STATUSES = frozenset({"completed", "failed", "incomplete"})
 
 
 def matches(item: Any) -> bool:
-    """A ``langchain_core`` ``AIMessageChunk``."""
+    """A ``langchain_core`` ``AIMessageChunk``, or LangGraph's ``stream_mode="messages"`` item
+    holding a ``langchain_core`` message (see :func:`message_of`)."""
     kind = type(item)
-    return kind.__name__ == "AIMessageChunk" and kind.__module__.startswith("langchain_core")
+    if kind.__name__ == "AIMessageChunk" and kind.__module__.startswith("langchain_core"):
+        return True
+    message = message_of(item)
+    return message is not item and type(message).__module__.startswith("langchain_core")
+
+
+def message_of(item: Any) -> Any:
+    """The message in a LangGraph ``graph.astream(..., stream_mode="messages")`` item: a
+    ``(message, metadata)`` tuple, or with ``version="v2"`` a ``{"type": "messages", "data":
+    (message, metadata)}`` part (langgraph ``StreamMode``, ``StreamPart``); else ``item``."""
+    if isinstance(item, Mapping) and item.get("type") == "messages":
+        item = item.get("data")
+        if not isinstance(item, tuple):
+            return None
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping):
+        return item[0]
+    return item
 
 
 class _Call:
@@ -155,6 +186,7 @@ class Normalizer:
 
     def __init__(self) -> None:
         self._calls: dict[Any, _Call] = {}  # tool_call_chunk index (or a fresh key) -> call
+        self._call_count = 0  # calls so far, in every step
         self._reasoning = ReasoningParts()  # the summary parts of ChatOpenAI's Responses API
         self._usage: dict[str, int] = {}
         self._raw_usage: list[Any] = []
@@ -173,6 +205,22 @@ class Normalizer:
         self._streaming_input: tuple[str, Any] | None = None
 
     def feed(self, item: Any) -> list[LLMEvent]:
+        item = message_of(item)
+        kind = type(item).__name__
+        if kind not in _MODEL_MESSAGES:
+            # LangGraph's messages mode also yields the messages other nodes add: a tools
+            # node's ToolMessage (the tool's output: data for the model, not the answer), the
+            # user's HumanMessage. Their content is not the model's text.
+            return []
+        if self._finished:
+            # A message after the last chunk of one: the next model call of an agent (a
+            # LangGraph graph's messages). It starts a step of its own, whose finish replaces
+            # the previous step's; its blocks and tool calls are counted afresh.
+            self._finished = False
+            self._raw_finish = None
+            self._client_items = False
+            self._block_starts.clear()
+            self._server_ids.clear()
         out: list[LLMEvent] = []
         content = getattr(item, "content", None)
         if isinstance(content, str):
@@ -190,6 +238,13 @@ class Normalizer:
             out.extend(self._extra(extra))
         for chunk in getattr(item, "tool_call_chunks", None) or ():
             out.append(self._fragment(chunk))
+        if kind == "AIMessage":  # a whole message (a node that called the model unstreamed)
+            for call in getattr(item, "tool_calls", None) or ():
+                if isinstance(call, Mapping):
+                    args = call.get("args")
+                    arguments = json.dumps(args, ensure_ascii=False) if args else ""
+                    fragment = {"id": call.get("id"), "name": call.get("name"), "args": arguments}
+                    out.append(self._fragment(fragment))
         usage = getattr(item, "usage_metadata", None)
         if isinstance(usage, Mapping):
             self._add_usage(usage)
@@ -207,7 +262,7 @@ class Normalizer:
                     reason = details.get("reason") if isinstance(details, Mapping) else None
                     incomplete = status == "incomplete" and isinstance(reason, str) and reason
                     self._raw_finish = reason if incomplete else status
-        if getattr(item, "chunk_position", None) == "last":
+        if kind == "AIMessage" or getattr(item, "chunk_position", None) == "last":
             out.extend(self._input_whole())
             out.extend(self._finish())
         return out
@@ -240,7 +295,9 @@ class Normalizer:
             key = ("position", len(self._calls))
         call = self._calls.get(key)
         if call is None:
-            call = self._calls[key] = _Call(len(self._calls))
+            # Numbered across an agent's steps: each call of the stream has its own index.
+            call = self._calls[key] = _Call(self._call_count)
+            self._call_count += 1
         call.id = call.id or chunk.get("id") or ""
         call.name = call.name or chunk.get("name") or ""
         arguments = chunk.get("args") or ""
