@@ -355,7 +355,7 @@ def run_pytest(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@check("testing")
+@check("testing", "testing-flask")
 def check_testing(snippet: Snippet, tmp_path: Path) -> None:
     (tmp_path / "test_chat.py").write_text(snippet.code, encoding="utf-8")
     result = run_pytest(tmp_path)
@@ -369,14 +369,6 @@ def check_testing(snippet: Snippet, tmp_path: Path) -> None:
         timeout=60,
     )
     assert lint.returncode == 0, lint.stdout  # no unused import, no undefined name
-
-
-@check("testing-flask")
-def check_testing_flask(snippet: Snippet, tmp_path: Path) -> None:
-    (tmp_path / "test_chat.py").write_text(snippet.code, encoding="utf-8")
-    result = run_pytest(tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b1 passed\b", result.stdout), result.stdout
 
 
 @check("testing-backends")
