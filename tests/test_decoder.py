@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +305,44 @@ def test_an_event_that_outgrows_max_event_size_raises_and_keeps_the_last_event_i
 def test_max_event_size_must_be_a_positive_int(bad: object) -> None:
     with pytest.raises(ValueError, match="max_event_size"):
         SSEDecoder(max_event_size=bad)  # type: ignore[arg-type]
+
+
+def test_events_complete_in_the_read_that_overflows_are_returned_first() -> None:
+    # Found in review: the whole read was lost, though its first event was complete and its
+    # id already taken as the last event ID (a reconnect would skip it).
+    decoder = SSEDecoder(max_event_size=100)
+    read = b"id: 1\ndata: first\n\ndata: " + b"x" * 200
+    assert decoder.feed(read) == [ServerSentEvent("first", event="message", id="1")]
+    with pytest.raises(EventTooLargeError):
+        decoder.feed(b"x")
+    assert decoder.last_event_id == "1"
+
+
+def test_a_shared_decoder_is_not_reset_by_an_earlier_read_left_early() -> None:
+    # Found in review: a read left with `break` closed the decoder in its `finally` when the
+    # generator was closed, later, in the middle of the next read.
+    decoder = SSEDecoder()
+    first = iter_events([b"id: a\ndata: one\n\ndata: two\n\n"], decoder=decoder)
+    assert next(first).data == "one"
+
+    def reads() -> Iterator[bytes]:
+        yield b"data: par"
+        first.close()  # the abandoned generator is closed while the next read runs
+        yield b"tial\n\n"
+
+    assert [e.data for e in iter_events(reads(), decoder=decoder)] == ["partial"]
+    assert decoder.last_event_id == "a"
+
+
+def test_a_requests_response_with_a_file_as_its_raw_body_is_iterated() -> None:
+    # Found in review: a requests.Response built in a test (raw = io.BytesIO) took the
+    # urllib3 read1 path and failed (BytesIO.read1 takes no decode_content).
+    import io
+
+    import requests
+
+    response = requests.Response()
+    response.status_code = 200
+    response.headers["content-type"] = "text/event-stream"
+    response.raw = io.BytesIO(b"data: one\n\n")
+    assert [e.data for e in iter_events(response)] == ["one"]

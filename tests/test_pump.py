@@ -1673,3 +1673,27 @@ def test_run_stream_builds_the_request_scope_uvicorn_builds_from_httpx(
     anyio.run(drive)
     assert len(seen_by["uvicorn"]) == len(targets)
     assert seen_by["run_stream"] == seen_by["uvicorn"]
+
+
+async def test_dict_fields_that_are_containers_are_refused_others_sent_as_text() -> None:
+    # Found in review: a LangGraph update of a node named "data", "comment" or "id" went out
+    # as the Python repr of the graph's state; a Decimal or UUID is sent as its text, as
+    # sse-starlette sends it.
+    import decimal
+    import uuid
+
+    from sse_llm import EventStream
+    from sse_llm.testing import run_stream
+
+    value = uuid.UUID(int=7)
+    response = await run_stream(
+        EventStream([{"event": "tick", "data": decimal.Decimal("1.50")}, {"data": value}])
+    )
+    assert [(e.event, e.data) for e in response.events][:2] == [
+        ("tick", "1.50"),
+        ("message", str(value)),
+    ]
+    for field in ("data", "comment", "id", "event"):
+        response = await run_stream(EventStream([{field: {"messages": ["SECRET state"]}}]))
+        assert "SECRET" not in response.body.decode(), field
+        assert response.events[-1].event == "error"

@@ -178,3 +178,36 @@ def test_a_sync_source_waiting_for_a_thread_is_closed_at_once_when_its_client_le
     assert hook_after < 1.0, f"closing took {hook_after:.1f} s"
     assert sources[0].gi_frame is None  # type: ignore[attr-defined]  # closed (never started)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_sync_source_runs_outside_any_async_library_and_keeps_its_context(
+    anyio_backend: str,
+) -> None:
+    # Found in review of the one-context change: a context copied on the loop told the
+    # source (sniffio) it ran inside one, so a sync source that runs its own anyio.run failed.
+    import contextvars
+
+    import sniffio
+
+    from sse_llm.testing import run_stream
+
+    step: contextvars.ContextVar[int] = contextvars.ContextVar("step", default=0)
+
+    async def answer() -> str:
+        return "inner"
+
+    def source() -> Iterator[str]:
+        for n in range(3):
+            assert step.get() == n  # what the previous step set, as in a plain for loop
+            step.set(n + 1)
+            try:
+                library = sniffio.current_async_library()
+            except sniffio.AsyncLibraryNotFoundError:
+                library = "none"
+            yield f"{library}:{anyio.run(answer)} "
+
+    response = await run_stream(SSEResponse(source()))
+    assert [e.event for e in response.events][-1] == "done", response.body
+    assert "".join(e.data for e in response.events if e.event == "delta").count("none:inner") == 3

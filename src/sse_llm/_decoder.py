@@ -47,8 +47,10 @@ class SSEDecoder:
             in memory until the process runs out. Default 16 MiB (16,777,216 characters).
 
     Raises:
-        EventTooLargeError: from :meth:`feed`, an event outgrew ``max_event_size``. The
-            decoder is closed first (as :meth:`close`): :attr:`last_event_id` is kept.
+        EventTooLargeError: from :meth:`feed`, an event outgrew ``max_event_size`` (checked
+            once per read; a read that also completed events returns them, and the next read
+            raises unless it ends that event). The decoder is closed first (as
+            :meth:`close`): :attr:`last_event_id` is kept.
 
     Example::
 
@@ -162,7 +164,8 @@ class SSEDecoder:
                 else:
                     self._event_type = ""
                     self._block_retry = None
-        if self._pending_size + self._data_size > self._max_size:
+        if self._pending_size + self._data_size > self._max_size and not out:
+            # With events complete in this read, they go out first: the next read raises.
             self._too_large()
         return out
 

@@ -505,8 +505,8 @@ def _whole(value: Any) -> Any:
     return value
 
 
-#: What a dict's ``data`` may be: text, a number (``str()`` of it), or none.
-_DATA_TYPES = (str, int, float, type(None))
+#: What a dict's SSE field may not be: its ``str()`` is a Python repr, not an event's text.
+_CONTAINERS = (Mapping, list, tuple, set, frozenset, bytes, bytearray)
 
 
 def _foreign_event(item: Any) -> Units | None:
@@ -517,9 +517,11 @@ def _foreign_event(item: Any) -> Units | None:
     ``data:`` line and, by the dispatch rule (WHATWG HTML §9.2.6), dispatches nothing.
     """
     if isinstance(item, Mapping):
-        if not item.keys() <= _SSE_FIELDS or not isinstance(item.get("data"), _DATA_TYPES):
+        if not item.keys() <= _SSE_FIELDS or any(
+            isinstance(value, _CONTAINERS) for value in item.values()
+        ):
             # A provider's JSON chunk, or a dict whose keys only look like SSE fields (a
-            # LangGraph update of a node named "data"): its data would go out as a repr.
+            # LangGraph update of a node named "data"): a container would go out as a repr.
             return None
         fields = item
     elif type(item).__module__.startswith("sse_starlette"):

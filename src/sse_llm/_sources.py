@@ -247,7 +247,9 @@ class ThreadedIterator:
         self.closed = False  # a thread has begun the close (set under the lock)
         self.close_done = False  # the close has run (set under the lock)
         self.on_closed: Callable[[], None] | None = None  # see count_close_in()
-        self.context = contextvars.copy_context()
+        # Made in the first worker thread call, where anyio has cleared sniffio's "running
+        # async library" (a copy made on the loop would tell the source it runs in one).
+        self.context: contextvars.Context | None = None
 
     def __aiter__(self) -> ThreadedIterator:
         return self
@@ -264,8 +266,11 @@ class ThreadedIterator:
             if self.close_requested:
                 return _END
             self.running = True
+            if self.context is None:
+                self.context = contextvars.copy_context()
+            context = self.context
         try:
-            return self.context.run(next, self.iterator, _END)
+            return context.run(next, self.iterator, _END)
         finally:
             with self.lock:
                 self.running = False
@@ -283,7 +288,10 @@ class ThreadedIterator:
             for obj in (self.iterator,) if same else (self.iterator, self.source):
                 close = getattr(obj, "close", None)
                 if close is not None:
-                    self.context.run(close)
+                    if self.context is None:
+                        close()  # never iterated
+                    else:
+                        self.context.run(close)
         finally:
             with self.lock:
                 self.close_done = True

@@ -90,8 +90,9 @@ async def aiter_events(
         response: what to read.
         decoder: the decoder to read with, for its ``last_event_id`` and ``retry`` after the
             read (see the module docstring) or another ``max_event_size`` (16 MiB of
-            characters by default). It is closed when the read ends, however it ends, and
-            can read the next response. Default: a new one.
+            characters by default). What an earlier response left unfinished is discarded
+            when this read starts (its last event ID kept), so one decoder reads response
+            after response. Default: a new one.
 
     Raises:
         NotEventStreamError: a response whose status is neither ``200`` nor ``204``, or whose
@@ -103,13 +104,15 @@ async def aiter_events(
     chunks = response.aiter_bytes() if hasattr(response, "aiter_bytes") else response
     if decoder is None:
         decoder = SSEDecoder()
-    try:
-        async for chunk in chunks:
-            for item in decoder.feed(chunk):
-                if type(item) is ServerSentEvent:
-                    yield item
-    finally:
-        decoder.close()  # an event cut off by the end is discarded (§9.2.5); its id kept
+    # A new response: what an earlier read left unfinished is discarded (§9.2.5), its
+    # last event ID kept. Here, not in a `finally`: a generator left early is closed later,
+    # perhaps while the decoder reads the next response.
+    decoder.close()
+    async for chunk in chunks:
+        for item in decoder.feed(chunk):
+            if type(item) is ServerSentEvent:
+                yield item
+    decoder.close()
 
 
 def iter_events(
@@ -138,13 +141,12 @@ def iter_events(
         return
     if decoder is None:
         decoder = SSEDecoder()
-    try:
-        for chunk in _sync_chunks(response):
-            for item in decoder.feed(chunk):
-                if type(item) is ServerSentEvent:
-                    yield item
-    finally:
-        decoder.close()
+    decoder.close()  # as in aiter_events
+    for chunk in _sync_chunks(response):
+        for item in decoder.feed(chunk):
+            if type(item) is ServerSentEvent:
+                yield item
+    decoder.close()
 
 
 def _sync_chunks(response: ByteStream | Iterable[bytes]) -> Iterable[bytes]:
@@ -155,7 +157,8 @@ def _sync_chunks(response: ByteStream | Iterable[bytes]) -> Iterable[bytes]:
     raw: Any = getattr(response, "raw", None)
     read1 = getattr(raw, "read1", None)
     # Closed: requests has read the body already (stream=False); iterating gives it.
-    if read1 is not None and hasattr(response, "iter_content") and not raw.closed:
+    urllib3 = type(raw).__module__.startswith("urllib3")  # not a test's io.BytesIO
+    if urllib3 and read1 is not None and hasattr(response, "iter_content") and not raw.closed:
         return iter(lambda: read1(_READ_SIZE, decode_content=True), b"")
     return response
 

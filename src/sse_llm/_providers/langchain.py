@@ -61,7 +61,9 @@ a node that called the model unstreamed); a ``ToolMessage`` (a tool's output, fo
 or ``HumanMessage`` is not answer text and is skipped. An agent's model calls follow one
 another: a message after a call's last chunk starts the next step, whose finish replaces the
 last one (so ``done`` reports the final call's, ``stop`` after a tool round), tool calls are
-numbered across steps and usage is summed over them. Every model call of the graph streams
+numbered across steps and usage is summed over them. The last chunk is known by its
+``chunk_position`` (langchain-core 1.0 and later); with older chunks the calls run together
+(their tool calls join by index). Every model call of the graph streams
 (a router's, a summariser's too): to stream one node's, filter on
 ``metadata["langgraph_node"]`` and yield the message.
 
