@@ -26,6 +26,7 @@ from sse_llm.client import iter_events
 from sse_llm.testing import FakeLLM
 from tests.support.django_demo import DEMO, django_demo_app
 from tests.support.servers import free_port, run_uvicorn
+from tests.support.upstream import sdk_call, sync_stream
 
 
 @pytest.fixture(scope="module")
@@ -794,29 +795,19 @@ def test_a_source_refused_under_wsgi_is_closed_at_once(demo: tuple[str, Path]) -
     from sse_llm.django import SSEResponse
 
     closed: list[str] = []
-
-    def sync_stream() -> Iterator[str]:
-        try:
-            yield "never read"
-        finally:
-            closed.append("sync")
-
-    async def sdk_call() -> list[str]:  # an SDK call the view did not await
-        return ["never sent"]
-
     request = RequestFactory().get("/chat")  # Django's WSGIRequest
-    call = sdk_call()
-    for source in (sync_stream(), call):
+    call = sdk_call()  # an SDK call the view did not await
+    for source in (sync_stream(closed), call):
         with pytest.raises(UnsupportedServerError, match="ASGI server"):
             SSEResponse(source, request=request)
-    generator = sync_stream()
+    generator = sync_stream(closed)
     next(generator)  # started, as an SDK stream is once its response arrived
     with pytest.raises(UnsupportedServerError):
         SSEResponse(generator, request=request)
     assert closed == ["sync"]  # the started one: the unstarted one has nothing to run
     assert call.cr_frame is None  # closed, never run (no "never awaited" warning either)
     # The same for a response refused for its options (a header from user data).
-    generator = sync_stream()
+    generator = sync_stream(closed)
     next(generator)
     with pytest.raises(ValueError, match="outside Latin-1"):
         SSEResponse(generator, headers={"x-user": "김민수"})

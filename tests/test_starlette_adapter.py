@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +24,7 @@ from sse_llm import ServerSentEvent, SSEDecoder, StreamResult, TextFormat
 from sse_llm.starlette import SSEEndpoint, SSEResponse, sse
 from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
 from tests.support.servers import run_uvicorn
-from tests.support.upstream import UpstreamStream
+from tests.support.upstream import UpstreamStream, sdk_call, sync_stream
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -575,17 +575,7 @@ def test_a_response_refused_for_its_options_closes_a_sync_source_or_sdk_call() -
     # left the sync SDK stream or the unawaited SDK call the view had made to the garbage
     # collector, its upstream request running meanwhile.
     closed: list[str] = []
-
-    def sync_stream() -> Iterator[str]:
-        try:
-            yield "never read"
-        finally:
-            closed.append("sync")
-
-    async def sdk_call() -> list[str]:
-        return ["never sent"]
-
-    generator = sync_stream()
+    generator = sync_stream(closed)
     next(generator)  # started, as an SDK stream is once its response arrived
     with pytest.raises(TypeError, match="heartbeet"):
         SSEResponse(generator, heartbeet=1)  # type: ignore[call-arg]

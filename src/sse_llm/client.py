@@ -156,8 +156,8 @@ def _sync_chunks(response: ByteStream | Iterable[bytes]) -> Iterable[bytes]:
         return response.iter_bytes()
     raw: Any = getattr(response, "raw", None)
     read1 = getattr(raw, "read1", None)
-    # Closed: requests has read the body already (stream=False); iterating gives it.
     urllib3 = type(raw).__module__.startswith("urllib3")  # not a test's io.BytesIO
+    # Closed: requests has read the body already (stream=False); iterating gives it.
     if urllib3 and read1 is not None and hasattr(response, "iter_content") and not raw.closed:
         return iter(lambda: read1(_READ_SIZE, decode_content=True), b"")
     return response

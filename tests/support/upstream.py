@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
+
+
+def sync_stream(closed: list[str]) -> Iterator[str]:
+    """Like a sync SDK stream: one token; closing it once started appends ``"sync"``."""
+    try:
+        yield "never read"
+    finally:
+        closed.append("sync")
+
+
+async def sdk_call() -> list[str]:
+    """Like an SDK call a view did not await: closing it sends nothing."""
+    return ["never sent"]
 
 
 class UpstreamStream:
