@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_llm import ServerSentEvent, SSEDecoder, UnsupportedServerError
+from sse_llm import Comment, ServerSentEvent, SSEDecoder, UnsupportedServerError
 from sse_llm.client import iter_events
 from sse_llm.testing import FakeLLM
 from tests.support.django_demo import DEMO, django_demo_app
@@ -641,7 +642,8 @@ def test_the_headers_go_out_at_once_while_the_model_thinks(server: str, tmp_path
     assert headers_after < 1.0, (headers_after, output)  # the model thinks for 3 s
     events = list(SSEDecoder().feed(body))
     assert [e.event for e in events if isinstance(e, ServerSentEvent)] == ["delta", "done"]
-    assert events[0] == ServerSentEvent('{"text":"answer"}', event="delta")
+    # The opening comment made the server write the headers; no heartbeat came (15 s away).
+    assert events[:2] == [Comment(""), ServerSentEvent('{"text":"answer"}', event="delta")]
 
 
 @dataclass
@@ -814,6 +816,102 @@ def test_a_source_refused_under_wsgi_is_closed_at_once(demo: tuple[str, Path]) -
     assert closed == ["sync", "sync"]
 
 
+def test_a_sync_source_has_one_thread_whose_database_connections_close_at_its_end(
+    demo: tuple[str, Path],
+) -> None:
+    # Found in review: a sync source using the ORM (a history read, the answer saved at its
+    # end) left a connection open in each of anyio's worker threads it ran in, for good
+    # (CONN_MAX_AGE=0): Django's request_finished closes only the request thread's. A first
+    # mend closed them after each step, which broke a transaction or a cursor kept across a
+    # yield (a second review). Now the source has one thread, as a WSGI request has, closed
+    # with its connections at the end.
+    from asgiref.sync import sync_to_async
+    from django.db import connections, transaction
+
+    from sse_llm.django import SSEResponse
+    from sse_llm.formats import TextFormat
+
+    threads: set[int] = set()
+    used: list[Any] = []
+
+    def execute(sql: str) -> list[tuple[Any, ...]]:
+        threads.add(threading.get_ident())
+        used.append(connections["default"])
+        with connections["default"].cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+
+    execute("CREATE TABLE IF NOT EXISTS sse_llm_steps (n INTEGER)")
+    execute("DELETE FROM sse_llm_steps")
+    threads.clear()
+    used.clear()
+
+    def saved_in_one_transaction() -> Iterator[str]:
+        with transaction.atomic():
+            for n in range(1, 4):
+                execute(f"INSERT INTO sse_llm_steps VALUES ({n})")
+                yield f"{n} "
+
+    def read_with_a_cursor_across_yields() -> Iterator[str]:
+        threads.add(threading.get_ident())
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT n FROM sse_llm_steps ORDER BY n")
+            for (n,) in cursor:
+                yield f"{n} "
+
+    def left_early() -> Iterator[str]:
+        try:
+            yield "a"
+            yield "never read"
+        finally:
+            execute("INSERT INTO sse_llm_steps VALUES (9)")  # the partial answer saved
+
+    async def read_all(source: Iterator[str]) -> str:
+        body = b"".join([chunk async for chunk in SSEResponse(source, format=TextFormat())])
+        return "".join(e.data for e in SSEDecoder().feed(body) if type(e) is ServerSentEvent)
+
+    async def read_one_then_close() -> None:
+        response = SSEResponse(left_early(), on_complete=lambda result: ended.set())
+        ended = asyncio.Event()
+        chunks = aiter(response.streaming_content)
+        await anext(chunks)  # the opening comment
+        await anext(chunks)  # "a"
+        await sync_to_async(response.close)()
+        await asyncio.wait_for(ended.wait(), 5)
+
+    for source, answer in (
+        (saved_in_one_transaction(), "1 2 3 "),
+        (read_with_a_cursor_across_yields(), "1 2 3 "),
+    ):
+        threads.clear()
+        assert asyncio.run(read_all(source)).startswith(answer)
+        assert len(threads) == 1  # every step in one thread
+    asyncio.run(read_one_then_close())
+    assert execute("SELECT n FROM sse_llm_steps ORDER BY n") == [(1,), (2,), (3,), (9,)]
+    # Every connection the sources opened in their threads is closed (the last one is this
+    # thread's own, just used).
+    assert [wrapper.connection for wrapper in used[:-1]] == [None] * (len(used) - 1)
+
+
+def test_a_response_made_without_the_request_closes_its_source_when_wsgi_iterates_it(
+    demo: tuple[str, Path],
+) -> None:
+    # Found in review: SSEResponse(source) without request= in a sync view under WSGI
+    # (gunicorn) refused at iteration but left the sync SDK stream streaming to its end
+    # (CLOSE_WAIT upstream).
+    from sse_llm.django import SSEResponse
+
+    closed: list[str] = []
+    generator = sync_stream(closed)
+    next(generator)  # started, as an SDK stream is once its response arrived
+    response = SSEResponse(generator)
+    with pytest.raises(UnsupportedServerError, match="cannot stream under WSGI"):
+        iter(response)  # what a WSGI server does with the response
+    assert closed == ["sync"]
+    response.close()  # then the server closes it: nothing more to close, no hook to run
+    assert closed == ["sync"]
+
+
 def test_sse_decorates_a_class_based_view_s_method_and_explains_django_s_decorators(
     demo: tuple[str, Path],
 ) -> None:
@@ -838,7 +936,8 @@ def test_sse_decorates_a_class_based_view_s_method_and_explains_django_s_decorat
         return b"".join([chunk async for chunk in response.streaming_content])
 
     body = asyncio.run(read()).decode()
-    assert body == 'data: Answer 안녕\n\nevent: done\ndata: {"finish_reason":"stop"}\n\n'
+    # The opening comment (sent at once: the headers leave), then the stream.
+    assert body == ':\ndata: Answer 안녕\n\nevent: done\ndata: {"finish_reason":"stop"}\n\n'
 
     with pytest.raises(TypeError, match="put that decorator above @sse"):
 

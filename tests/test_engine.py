@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.sse import ServerSentEvent as FastAPIEvent
 from sse_starlette import ServerSentEvent as StarletteEvent
 
 from sse_llm import (
@@ -277,6 +278,23 @@ def test_ready_made_events_and_comments_are_sent_as_encoded() -> None:
     assert engine.feed(StarletteEvent(data="s", id="1")) == b"id: 1\ndata: s\n\n"
     assert engine.feed({"retry": 500}) == b"retry: 500\n"
     assert engine.feed({"comment": "a\nb"}) == b": a\n: b\n"
+
+
+def test_fastapi_events_are_sent_as_fastapi_sends_them() -> None:
+    # fastapi.sse.ServerSentEvent: data always JSON (a string with its quotes), raw_data as
+    # it is, NaN as null (tests/test_fastapi_adapter.py compares with FastAPI's own output).
+    engine = StreamEngine()
+    assert engine.feed(FastAPIEvent(data="hi", event="e", id="1")) == (
+        b'event: e\nid: 1\ndata: "hi"\n\n'
+    )
+    assert engine.feed(FastAPIEvent(raw_data="a\nb")) == b"data: a\ndata: b\n\n"
+    assert engine.feed(FastAPIEvent(data={"x": [float("nan")]})) == b'data: {"x": [null]}\n\n'
+    assert engine.feed(FastAPIEvent(comment="c", retry=10)) == b": c\nretry: 10\n"
+
+    class Token(FastAPIEvent):  # an app's own kind of event, as FastAPI allows
+        event: str | None = "token"
+
+    assert engine.feed(Token(data="x")) == b'event: token\ndata: "x"\n\n'
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import httpx
 import httpx_sse
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI, Query, Request
+from fastapi.sse import EventSourceResponse
+from fastapi.sse import ServerSentEvent as FastAPIEvent
+from pydantic import BaseModel
 
 from sse_llm import ServerSentEvent
+from sse_llm.client import SSEDecoder
 from sse_llm.fastapi import LastEventID, SSEEndpoint, SSEResponse, SSERoute, sse, stream_openapi
 from sse_llm.testing import FakeLLM, StreamedResponse, run_stream
 from tests.support.servers import run_uvicorn
@@ -315,3 +319,59 @@ def test_the_source_is_given_once() -> None:
         SSEResponse(["a"], content=["b"])
     with pytest.raises(TypeError, match="takes the source to stream once"):
         SSEResponse()
+
+
+class _Reading(BaseModel):
+    value: float
+    unit: str
+
+
+def _fastapi_events() -> list[FastAPIEvent]:
+    return [
+        FastAPIEvent(data="hello"),  # JSON: sent with its quotes
+        FastAPIEvent(data={"scores": [1, float("nan")], "name": "김민수"}, event="obj", id="1"),
+        FastAPIEvent(raw_data="<p>a</p>\n<p>b</p>", event="html"),
+        FastAPIEvent(data=_Reading(value=float("inf"), unit="°C"), id="2"),
+        FastAPIEvent(data=[1, 2], comment="a note\nover two lines", retry=3000),
+        FastAPIEvent(id="3"),  # an id alone: no event, the last event ID moves
+    ]
+
+
+def test_fastapi_server_sent_events_stream_as_fastapi_sends_them() -> None:
+    """A generator written for FastAPI's own ``EventSourceResponse`` (``fastapi.sse``) moves
+    to sse-llm unchanged: each event reaches the client as FastAPI sends it (``data`` as JSON,
+    ``raw_data`` as it is, the same ids, retry and comments), then sse-llm's ``done``."""
+    app = FastAPI()
+
+    @app.get("/fastapi", response_class=EventSourceResponse)
+    async def fastapi_view() -> AsyncIterator[FastAPIEvent]:
+        for event in _fastapi_events():
+            yield event
+
+    @app.get("/sse-llm", response_class=SSEResponse)
+    async def sse_llm_view() -> AsyncIterator[FastAPIEvent]:
+        for event in _fastapi_events():
+            yield event
+
+    def read(client: httpx.Client, url: str) -> tuple[list[tuple[Any, ...]], str | None, bytes]:
+        decoder = SSEDecoder()
+        with client.stream("GET", url) as response:
+            body = response.read()
+        events = [
+            (e.event, e.data, e.id, e.retry)
+            for e in decoder.feed(body)
+            if isinstance(e, ServerSentEvent)
+        ]
+        return events, decoder.last_event_id, body
+
+    with run_uvicorn(app) as base, httpx.Client(timeout=10) as client:
+        theirs, their_last_id, their_body = read(client, base + "/fastapi")
+        ours, our_last_id, our_body = read(client, base + "/sse-llm")
+    assert ours[-1][0] == "done"
+    assert ours[:-1] == theirs
+    assert (our_last_id, their_last_id) == ("3", "3")
+    assert theirs[0][1] == '"hello"'
+    assert json.loads(theirs[1][1]) == {"scores": [1, None], "name": "김민수"}
+    assert theirs[2][1] == "<p>a</p>\n<p>b</p>"
+    assert b": a note\n" in their_body and b": a note\n" in our_body
+    assert b": over two lines\n" in our_body

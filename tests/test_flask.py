@@ -17,7 +17,6 @@ import openai
 import pytest
 from flask import Flask, current_app, request, stream_with_context
 from flask_compress import Compress
-from werkzeug.serving import make_server
 
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
 from sse_llm.client import iter_events
@@ -28,24 +27,11 @@ from sse_llm.testing import FakeLLM, run_stream, tokenize
 from .support.browser import launch_chromium
 from .support.fixtures import expected, fixture_files, fixture_id
 from .support.plugin import ReplayServer
+from .support.servers import run_werkzeug
 from .test_examples import load_example
 
 SAFE_ERROR = "The answer could not be completed because of an internal error."
 WAIT = 10.0  # seconds: the bound on every wait for the other side
-
-
-@contextmanager
-def run_werkzeug(app: Flask) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1 at an OS-chosen port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="werkzeug-test", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(WAIT)
-        server.server_close()
 
 
 class Backend:
@@ -249,11 +235,12 @@ def test_tokens_reach_the_client_while_the_source_is_still_running(
 
 def test_heartbeats_are_sent_while_the_source_is_silent(base_url: str, backend: Backend) -> None:
     def on_item(items: list[Any]) -> bool:
-        if sum(isinstance(i, Comment) for i in items) >= 2:
+        if sum(isinstance(i, Comment) for i in items) >= 3:  # the opening one, 2 heartbeats
             backend.released.set()
         return False
 
     _, items = _read(base_url + "/waiting?heartbeat=0.2", on_item)
+    assert isinstance(items[0], Comment)  # the opening comment, before the first token
     kinds = ["comment" if isinstance(i, Comment) else i.event for i in items]
     first, second = kinds.index("delta"), len(kinds) - 1 - kinds[::-1].index("delta")
     assert kinds[first + 1 : first + 3] == ["comment", "comment"]

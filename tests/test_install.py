@@ -75,7 +75,7 @@ SCRIPTS = {
     """,
     "flask": """
         from flask import Flask
-        from sse_llm import SSEDecoder
+        from sse_llm import ServerSentEvent, SSEDecoder
         from sse_llm.flask import SSEResponse
 
         app = Flask(__name__)
@@ -85,7 +85,8 @@ SCRIPTS = {
             return SSEResponse(iter(["안녕", " 🙂"]))
 
         body = b"".join(app.test_client().get("/").response)
-        print([e.event for e in SSEDecoder().feed(body)], body.decode())
+        events = [e for e in SSEDecoder().feed(body) if isinstance(e, ServerSentEvent)]
+        print([e.event for e in events], body.decode())
     """,
 }
 

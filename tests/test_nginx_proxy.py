@@ -5,22 +5,29 @@ with ``heartbeat=15``, the client gets an incomplete chunked body)."""
 
 from __future__ import annotations
 
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+import trustme
+from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
 from sse_llm.client import iter_events
+from sse_llm.flask import SSEResponse as FlaskSSEResponse
 from sse_llm.starlette import SSEResponse
 from sse_llm.testing import FakeLLM
 
 from .support.nginx import run_nginx
-from .support.servers import run_uvicorn
+from .support.servers import run_uvicorn, run_werkzeug
+from .support.thinking_app import THINKS
+from .support.thinking_app import app as thinking_app
 
 # Defaults kept on purpose: proxy_buffering on. Only the read timeout is shortened so the
 # heartbeat test runs in seconds instead of a minute.
@@ -85,3 +92,70 @@ def test_heartbeats_keep_a_thinking_model_alive_past_the_proxy_read_timeout(
         names = [event.event for event in iter_events(response)]
     assert names[-1] == "done"
     assert names.count("delta") > 10
+
+
+TLS_SERVER = """
+        ssl_certificate {pem};
+        ssl_certificate_key {pem};
+        location / {{
+            proxy_pass {upstream};
+            proxy_http_version 1.1;
+        }}
+"""
+
+
+async def _thinking() -> AsyncIterator[str]:
+    await anyio.sleep(THINKS)
+    yield "answer"
+
+
+def _flask_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/flask")
+    def chat() -> FlaskSSEResponse:
+        return FlaskSSEResponse(_thinking())
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def nginx_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """nginx speaking HTTP/1.1 and HTTP/2 over TLS (a certificate for 127.0.0.1 from a
+    throwaway CA) in front of uvicorn (Starlette) and werkzeug (Flask)."""
+    directory = tmp_path_factory.mktemp("nginx-tls")
+    ca = trustme.CA()
+    pem = directory / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    with run_uvicorn(thinking_app) as starlette, run_werkzeug(_flask_app()) as flask:
+        server = TLS_SERVER.format(pem=pem, upstream=starlette)
+        # The Flask route goes to werkzeug, the rest to uvicorn.
+        server += f"        location /flask {{ proxy_pass {flask}; }}\n"
+        with run_nginx(directory, server, listen="ssl http2") as port:
+            yield f"https://127.0.0.1:{port}", trusted
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["http2", "http1.1"])
+@pytest.mark.parametrize("path", ["/routed", "/bare/", "/flask"])
+def test_the_response_starts_through_nginx_over_tls_while_the_model_thinks(
+    nginx_tls: tuple[str, ssl.SSLContext], path: str, http2: bool
+) -> None:
+    """nginx (1.22) speaking HTTP/2 over TLS sends a response's headers with its first body
+    byte (HTTP/1.1 sends them at once). The stream's first body message is a comment when
+    the model has given nothing yet, so the client sees the response start (the browser's
+    ``open``, a ``fetch`` that resolves) before the first token, not THINKS seconds later."""
+    base, trusted = nginx_tls
+    with httpx.Client(http1=not http2, http2=http2, verify=trusted, timeout=20) as client:
+        start = time.monotonic()
+        with client.stream("GET", base + path) as response:
+            started = time.monotonic() - start
+            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            events = list(iter_events(response))
+    assert started < THINKS / 2
+    assert time.monotonic() - start >= THINKS  # the answer itself still came after thinking
+    # The bare app streams TextFormat (text as data), the others the default named events.
+    answer = "answer" if path == "/bare/" else '{"text":"answer"}'
+    assert answer in [event.data for event in events]

@@ -61,6 +61,8 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 SAFE_MESSAGE = "The answer could not be completed because of an internal error."
 SHUTDOWN_MESSAGE = "The server is restarting. Please try again."
 KOREAN = "안녕하세요! 한국어 텍스트와 이모지 🙂👍🏽 가 그대로 도착해야 합니다.\r\n끝."
+#: What a stream's first body message is when it has nothing to send yet (a comment).
+OPENING = b":\n"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -314,7 +316,8 @@ async def test_the_producer_runs_in_the_calling_task_only_without_a_framework_in
     caller = asyncio.current_task()
     await _request(source(), routed, channel)()
     assert channel.complete
-    assert b"".join(channel.body).startswith(b"data: a\n\ndata: b\n\nevent: done\n")
+    # The opening comment first: the headers leave at once (see test_the_stream_opens...).
+    assert b"".join(channel.body).startswith(OPENING + b"data: a\n\ndata: b\n\nevent: done\n")
     assert (tasks == [caller]) is not routed
     if not routed:
         # The source never waited: the stream ended before the watcher first ran.
@@ -328,6 +331,26 @@ async def _a_then_thinking(closed: asyncio.Event) -> AsyncIterator[str]:
         yield "never"
     finally:
         closed.set()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("routed", ROUTED)
+async def test_the_stream_opens_with_a_comment_while_the_model_thinks(routed: bool) -> None:
+    # The ASGI HTTP spec lets a server hold the status line and headers until the first body
+    # message (daphne does); nginx speaking HTTP/2 over TLS holds them until the first body
+    # byte, so an empty first message reached no client (tests/test_nginx_proxy.py).
+    async def thinking() -> AsyncIterator[str]:
+        await asyncio.sleep(0.3)
+        yield "a"
+
+    channel = _Channel()
+    async with asyncio.timeout(5):
+        request = asyncio.ensure_future(_request(thinking(), routed, channel)())
+        await asyncio.sleep(0.1)
+        assert channel.body == [OPENING]  # at once, before the model's first token
+        await request
+    assert channel.body[:2] == [OPENING, b"data: a\n\n"]
 
 
 def _thinking_request(
@@ -395,7 +418,8 @@ def test_the_watcher_makes_one_timer_per_wait_not_one_per_wake_up(
         assert isinstance(loop, _TimerCountingLoop)
         channel = runner.run(main())
     assert channel.receives >= 2  # the request body, then the disconnect
-    heartbeats = sum(body.startswith(b":") for body in channel.body)
+    assert channel.body[0] == OPENING  # sent at once, not by the watcher: no timer of its own
+    heartbeats = sum(body.startswith(b":") for body in channel.body[1:])
     assert (heartbeats == 0) if heartbeat == 15.0 else (heartbeats >= 1)
     # One timer per heartbeat waited for: each went off, but the last, which the end cancelled.
     assert len(loop.watch_timers) == heartbeats + 1
@@ -665,11 +689,12 @@ async def test_heartbeat_comments_fill_a_silent_source_without_spurious_events()
     response = await run_stream(
         EventStream(_silent_between("a", 2.5, "b"), heartbeat=1), timeout=15
     )
-    assert len(response.comments) >= 2
+    assert len(response.comments) >= 3  # the opening comment, then 2 or more heartbeats
     assert all(c == Comment("") for c in response.comments)
     assert payloads(response) == [("delta", {"text": "a"}), ("delta", {"text": "b"}), DONE_STOP]
     kinds = ["c" if isinstance(i, Comment) else "e" for i in response.items]
-    assert kinds[0] == "e" and kinds[-2:] == ["e", "e"]  # heartbeats only during the silence
+    # The opening comment, "a", heartbeats only during the silence, then "b" and done.
+    assert kinds[:3] == ["c", "e", "c"] and kinds[-2:] == ["e", "e"]
 
 
 @pytest.mark.anyio
@@ -681,7 +706,8 @@ async def test_no_heartbeat_sends_none_and_does_not_busy_loop(send_timeout: floa
         timeout=10,
     )
     cpu = time.process_time() - cpu_before
-    assert response.comments == []
+    kinds = ["c" if isinstance(i, Comment) else "e" for i in response.items]
+    assert kinds == ["c", "e", "e", "e"]  # the opening comment alone: no heartbeat
     assert payloads(response)[:2] == [("delta", {"text": "a"}), ("delta", {"text": "b"})]
     # A watcher spinning through the 1 s silence would burn about 1 s of CPU.
     assert cpu < 0.5, f"{cpu:.2f} s of CPU for a 1 s silent stream"
@@ -970,7 +996,7 @@ async def test_a_base_exception_from_the_source_ends_the_stream_as_an_error_then
             partial_then_abort(closed), routed, channel, on_complete=results, **options
         )()
     error = json.dumps({"message": SAFE_MESSAGE, "code": "internal_error"}, separators=(",", ":"))
-    assert b"".join(channel.body) == b"data: partial\n\nevent: error\ndata: %s\n\n" % (
+    assert b"".join(channel.body) == OPENING + b"data: partial\n\nevent: error\ndata: %s\n\n" % (
         error.encode()
     )
     assert channel.complete
@@ -1222,7 +1248,8 @@ async def test_sse_starlette_and_dict_items_pass_through_as_the_same_events() ->
     decoder = SSEDecoder()
     response = await run_stream(EventStream(items, heartbeat=None))
     got = decoder.feed(response.body)
-    assert got[:-1] == expected  # then our own done event
+    assert got[0] == Comment("")  # the opening comment
+    assert got[1:-1] == expected  # then our own done event
     assert got[-1].event == "done"  # type: ignore[union-attr]
     assert decoder.retry == reference.retry == 1500
 
@@ -1246,7 +1273,7 @@ async def test_own_events_and_comments_are_sent_as_encoded() -> None:
     items = [ServerSentEvent("raw\ndata", event="custom", id="9", retry=10), Comment("note")]
     response = await run_stream(EventStream(items, heartbeat=None))
     assert response.body.startswith(
-        b"event: custom\nid: 9\nretry: 10\ndata: raw\ndata: data\n\n: note\n"
+        OPENING + b"event: custom\nid: 9\nretry: 10\ndata: raw\ndata: data\n\n: note\n"
     )
 
 

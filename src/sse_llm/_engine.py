@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
+import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -510,11 +513,14 @@ _CONTAINERS = (Mapping, list, tuple, set, frozenset, bytes, bytearray)
 
 
 def _foreign_event(item: Any) -> Units | None:
-    """sse-starlette events and plain dicts, so existing generators migrate unchanged.
+    """sse-starlette's and FastAPI's events and plain dicts, so existing generators migrate
+    unchanged.
 
     Written as sse-starlette writes them (``ServerSentEvent.encode``): a field is sent only if
     it is not ``None``, so an event with only an ``id`` or only an ``event`` carries no
-    ``data:`` line and, by the dispatch rule (WHATWG HTML §9.2.6), dispatches nothing.
+    ``data:`` line and, by the dispatch rule (WHATWG HTML §9.2.6), dispatches nothing. A
+    ``fastapi.sse.ServerSentEvent``'s ``data`` is sent as JSON, as FastAPI sends it (a string
+    too: ``"hello"`` with its quotes), its ``raw_data`` as it is.
     """
     if isinstance(item, Mapping):
         if not item.keys() <= _SSE_FIELDS or any(
@@ -531,6 +537,16 @@ def _foreign_event(item: Any) -> Units | None:
             "id": item.id,
             "retry": item.retry,
             "comment": getattr(item, "comment", None),
+        }
+    elif (fastapi_sse := sys.modules.get("fastapi.sse")) is not None and isinstance(
+        item, fastapi_sse.ServerSentEvent
+    ):
+        fields = {
+            "data": item.raw_data if item.data is None else _fastapi_json(item.data),
+            "event": item.event,
+            "id": item.id,
+            "retry": item.retry,
+            "comment": item.comment,
         }
     else:
         return None
@@ -569,11 +585,33 @@ def _foreign_event(item: Any) -> Units | None:
     return out
 
 
+def _fastapi_json(data: Any) -> str:
+    """``data`` of a ``fastapi.sse.ServerSentEvent`` as FastAPI's routing writes it: a
+    Pydantic model's own JSON, anything else through ``jsonable_encoder``, with NaN and
+    infinities as ``null`` (JSON has no such numbers)."""
+    if hasattr(data, "model_dump_json"):
+        return str(data.model_dump_json())
+    from fastapi.encoders import jsonable_encoder  # FastAPI made the event: it is installed
+
+    return json.dumps(_finite(jsonable_encoder(data)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _unknown_item(item: Any) -> str:
     """Why ``item`` cannot be streamed, and what to pass instead where that is known."""
     message = (
         f"sse-llm cannot stream items of type {type(item).__name__}; yield str, an LLM "
-        "event, a ServerSentEvent, or a supported provider chunk"
+        "event, a ServerSentEvent (sse-llm's, sse-starlette's or FastAPI's), or a supported "
+        "provider chunk"
     )
     langchain_events = isinstance(item, Mapping) and "event" in item and "run_id" in item
     if langchain_events or type(item).__name__ == "RunLogPatch":

@@ -103,6 +103,11 @@ class Pump:
             a task of its own (see the module docs and :func:`inline_for`).
         shutdown: the :class:`~sse_llm.GracefulShutdown` that ends this stream at a stop
             signal; by default the one the current request runs under, if any.
+        counted_only: the stream ends by itself at a shutdown (a resume reader, whose
+            producer's stored shutdown event ends it): the shutdown counts it, no more.
+        thread_end: given, a sync source runs in one thread of its own (every step and the
+            close), and this runs there at its end (Django closes the thread's database
+            connections); see :class:`~sse_llm._sources.ThreadedIterator`. asyncio only.
     """
 
     __slots__ = (
@@ -122,6 +127,7 @@ class Pump:
         "_producer",
         "_scope",
         "_shutdown",
+        "_thread_end",
         "_timed_out",
         "_watcher",
         "_watching",
@@ -143,6 +149,7 @@ class Pump:
         inline: bool = True,
         shutdown: GracefulShutdown | None = None,
         counted_only: bool = False,
+        thread_end: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.engine: StreamEngine = engine
@@ -154,6 +161,7 @@ class Pump:
         # GracefulShutdown only counts it: its source ends by itself at a shutdown (a reader
         # of a stream this process produces ends with the producer's stored shutdown event).
         self._counted_only = counted_only
+        self._thread_end = thread_end
         #: Why the stream ended, set by whoever ended it first.
         self.reason: EndReason | None = None
         self._iterator: AsyncIterator[Any] | None = None
@@ -332,10 +340,11 @@ class Pump:
             if first or asgi:
                 self._in_send = True  # timed out like any other send
                 self._last_output = _monotonic()
-                # Also when there is nothing yet: the ASGI HTTP spec lets a server hold the
-                # status line and headers until the first body message (daphne does), and a
+                # Also when there is nothing yet, a comment: the ASGI HTTP spec lets a server
+                # hold the status line and headers until the first body message (daphne
+                # does), nginx speaking HTTP/2 over TLS until the first body byte, and a
                 # thinking model may take seconds to give its first token.
-                await self._deliver(first or (b"",), True)
+                await self._deliver(first or (engine.keepalive,), True)
                 self._in_send = False
             try:
                 source = self.source
@@ -346,7 +355,9 @@ class Pump:
                     if inspect.isawaitable(source):
                         source = await source  # an SDK call the view did not await
                         self.source = source
-                    self._iterator = iterator = aiter_source(source, self.config.sync_limiter)
+                    self._iterator = iterator = aiter_source(
+                        source, self.config.sync_limiter, self._thread_end
+                    )
             except Exception as exc:
                 error = exc
             else:

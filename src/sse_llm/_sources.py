@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import anyio
@@ -67,32 +69,42 @@ def sync_limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
-def aiter_source(source: Source, limiter: anyio.CapacityLimiter | None) -> AsyncIterator[Any]:
+def aiter_source(
+    source: Source,
+    limiter: anyio.CapacityLimiter | None,
+    thread_end: Callable[[], None] | None = None,
+) -> AsyncIterator[Any]:
     """An async iterator over ``source``.
 
     A sync iterable is iterated in worker threads, one ``next()`` per item, bounded by
     ``limiter`` (default :func:`sync_limiter`), so a blocking SDK call never stalls the event
-    loop nor takes a thread from the app's own pool.
+    loop nor takes a thread from the app's own pool. With ``thread_end`` (asyncio only), every
+    ``next()`` and the close run in one thread of the stream's own, and ``thread_end`` runs
+    there after the close (Django closes the thread's database connections).
 
     Raises:
         TypeError: ``source`` is not iterable, or is a ``str``/``bytes``.
     """
     check_source(source, "a stream")
-    iterator = _iterator_of(source, limiter)
+    iterator = _iterator_of(source, limiter, thread_end)
     if iterator is not None:
         return iterator
     if _manages(source):
-        return EnteredStream(source, limiter)
+        return EnteredStream(source, limiter, thread_end)
     raise TypeError(f"a stream source must be an (async) iterable, not {type(source).__name__}")
 
 
-def _iterator_of(source: Any, limiter: anyio.CapacityLimiter | None) -> AsyncIterator[Any] | None:
+def _iterator_of(
+    source: Any,
+    limiter: anyio.CapacityLimiter | None,
+    thread_end: Callable[[], None] | None = None,
+) -> AsyncIterator[Any] | None:
     """An async iterator over an (async) iterable ``source``, ``None`` for anything else."""
     if hasattr(source, "__aiter__"):
         iterator: AsyncIterator[Any] = source.__aiter__()
         return iterator
     if _sync_iterable(source):
-        return ThreadedIterator(iter(source), limiter, source)
+        return ThreadedIterator(iter(source), limiter, source, thread_end)
     return None
 
 
@@ -119,9 +131,15 @@ class EnteredStream:
             or session object rather than a stream helper). It is exited first.
     """
 
-    def __init__(self, manager: Any, limiter: anyio.CapacityLimiter | None) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        limiter: anyio.CapacityLimiter | None,
+        thread_end: Callable[[], None] | None = None,
+    ) -> None:
         self.manager = manager
         self.limiter = limiter
+        self.thread_end = thread_end
         self.is_async = hasattr(manager, "__aenter__")
         self.stream: Any = None
         self.iterator: AsyncIterator[Any] | None = None
@@ -143,7 +161,7 @@ class EnteredStream:
         if self.is_async:
             stream = await manager.__aenter__()
             self.stream, self.entered = stream, True
-            iterator = _iterator_of(stream, self.limiter)
+            iterator = _iterator_of(stream, self.limiter, self.thread_end)
             if iterator is not None:
                 return iterator
             await manager.__aexit__(None, None, None)
@@ -156,7 +174,7 @@ class EnteredStream:
         if stream is _END:
             raise StopAsyncIteration  # closed while entering: the thread exited it
         # The exit runs where the stream is closed: in the thread that read it last.
-        return ThreadedIterator(stream, self.limiter, _Exits(manager))
+        return ThreadedIterator(stream, self.limiter, _Exits(manager), self.thread_end)
 
     def _enter_sync(self) -> Any:
         """In a worker thread: enter, and hand over an iterator, unless a close came
@@ -233,14 +251,26 @@ class ThreadedIterator:
     context anew): what one step sets, the next sees. Flask's ``stream_with_context`` pushes
     the request context in the first step and pops it in the last; in fresh copies the pushes
     were lost and the pop failed.
+
+    With ``thread_end`` (asyncio only), they also run in one thread, made for this iterator:
+    what a step leaves in its thread is there for the next, as in a plain ``for`` loop (Django's
+    database connection, with a transaction or a cursor open across a ``yield``). After the
+    close, ``thread_end`` runs in that thread (Django closes its connections there), which then
+    ends.
     """
 
     def __init__(
-        self, iterator: Iterator[Any], limiter: anyio.CapacityLimiter | None, source: Any
+        self,
+        iterator: Iterator[Any],
+        limiter: anyio.CapacityLimiter | None,
+        source: Any,
+        thread_end: Callable[[], None] | None = None,
     ) -> None:
         self.iterator = iterator
         self.source = source  # closed too, in the same thread (a sync SDK stream's response)
         self.limiter = limiter
+        self.thread_end = thread_end
+        self.executor: ThreadPoolExecutor | None = None  # the one thread, with thread_end
         self.lock = threading.Lock()
         self.running = False
         self.close_requested = False
@@ -256,10 +286,22 @@ class ThreadedIterator:
 
     async def __anext__(self) -> Any:
         limiter = self.limiter if self.limiter is not None else sync_limiter()
-        item = await anyio.to_thread.run_sync(self._next, limiter=limiter, abandon_on_cancel=True)
+        if self.thread_end is None:
+            item = await anyio.to_thread.run_sync(
+                self._next, limiter=limiter, abandon_on_cancel=True
+            )
+        else:
+            async with limiter:
+                # A cancel leaves the call running, as abandon_on_cancel does above.
+                item = await self._in_own_thread(self._next)
         if item is _END:
             raise StopAsyncIteration
         return item
+
+    def _in_own_thread(self, func: Callable[[], Any]) -> asyncio.Future[Any]:
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="sse-llm-source")
+        return asyncio.get_running_loop().run_in_executor(self.executor, func)
 
     def _next(self) -> Any:
         with self.lock:
@@ -293,11 +335,23 @@ class ThreadedIterator:
                     else:
                         self.context.run(close)
         finally:
+            if self.thread_end is not None:
+                self._end_thread()
             with self.lock:
                 self.close_done = True
                 on_closed = self.on_closed
             if on_closed is not None:
                 on_closed()
+
+    def _end_thread(self) -> None:
+        assert self.thread_end is not None
+        try:
+            self.thread_end()
+        except Exception:  # the close itself went well: the stream's ending stands
+            logger.warning("ending a sync source's thread failed", exc_info=True)
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown(wait=False)  # its one thread ends once idle
 
     def count_close_in(self, shutdown: ClosesCounter, timeout: float) -> None:
         """Have ``shutdown``'s drain wait (up to ``timeout`` seconds after its signal) for a
@@ -317,9 +371,15 @@ class ThreadedIterator:
         # by sources blocked in next(), a close would wait for one (and the upstream go on).
         with self.lock:
             self.close_requested = True
-            if self.running:
-                return  # the thread in next() closes it when that call returns
-        await anyio.to_thread.run_sync(self._close)
+            if self.running or self.closed:
+                # The thread in next() closes it when that call returns; or a thread has
+                # (with thread_end, its own thread is gone: nothing may run there again).
+                return
+        if self.thread_end is None:
+            await anyio.to_thread.run_sync(self._close)
+        else:
+            # Shielded: a cancel (close_timeout) must not drop the close before it starts.
+            await asyncio.shield(self._in_own_thread(self._close))
 
 
 def close_without_loop(source: Any) -> bool:

@@ -47,6 +47,7 @@ import anyio
 from ._extras import raise_missing_extra
 
 try:
+    from django.db import connections  # type: ignore[import-untyped, unused-ignore]
     from django.http import (  # type: ignore[import-untyped, unused-ignore]
         HttpRequest,
         HttpResponseBase,
@@ -133,7 +134,7 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  
         except BaseException:
             close_refused(source)  # its upstream request must not run on unread
             raise
-        body = _Body(source, config)
+        body = self._sse_body = _Body(source, config)
         # HEAD: the headers alone (RFC 9110 §9.3.2), not the model run to its end for a body
         # the server throws away. Known only from the request.
         body.head = request is not None and request.method == "HEAD"
@@ -151,7 +152,12 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  
         self["Content-Encoding"] = "identity"
 
     def __iter__(self) -> Iterator[bytes]:
-        # Django's fallback would run the whole stream to the end, then send it: refuse.
+        # Django's fallback would run the whole stream to the end, then send it: refuse, and
+        # close the source now (a sync SDK stream's upstream request would run on unread).
+        body = self._sse_body
+        if not body._ended and body.task is None:
+            body._ended = True
+            close_refused(body.source)
         raise UnsupportedServerError(_WSGI_MESSAGE)
 
 
@@ -203,10 +209,11 @@ class _Body:
                 # cancel reaches us; inside Django's own send it does not (Django does not close
                 # an async iterator), and the pump would wait for send_timeout.
                 reading.add_done_callback(self._reader_left)
-            # Nothing yet: Django sends it as an empty body message, which makes daphne (and
-            # so runserver) write the status line and headers now. It writes them with the
-            # first body bytes, which a thinking model may take seconds to give.
-            return b""
+            # A comment before anything else: Django sends it as a body message, which makes
+            # daphne (and so runserver) write the status line and headers now, and nginx
+            # speaking HTTP/2 over TLS send them on (both wait for the first body bytes,
+            # which a thinking model may take seconds to give).
+            return self.config.format.keepalive
         parked = self._parked
         if parked is not None:  # the pump got here first: take its units and let it go on
             self._parked = None
@@ -305,7 +312,18 @@ class _Body:
     async def _run(self) -> None:
         config = self.config
         try:
-            pump = Pump(self.source, config.engine(), config, self._send_units)
+            # A sync source runs in worker threads, where Django's request_finished never
+            # closes the database connections the ORM opens (anyio's shared threads would
+            # hold one each, for good). It gets one thread of its own instead, as a WSGI
+            # request has: a transaction or a cursor may stay open across a yield, and its
+            # connections are closed at its end, with the thread.
+            pump = Pump(
+                self.source,
+                config.engine(),
+                config,
+                self._send_units,
+                thread_end=connections.close_all,
+            )
             await pump.run(self._wait_client)
         finally:
             self._ended = True

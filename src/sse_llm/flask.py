@@ -139,9 +139,10 @@ class _WSGIBody:
         future = portal.start_task_soon(self._run, send, gone)
         finished = False
         try:
-            # An empty first chunk: werkzeug and gunicorn send the headers on the first write,
-            # so the client sees the response start before the first token.
-            yield b""
+            # A comment first: werkzeug and gunicorn send the headers on the first write, and
+            # nginx speaking HTTP/2 over TLS with the first body byte, so the client sees the
+            # response start before the first token.
+            yield self.config.format.keepalive
             more = True
             while more:
                 try:

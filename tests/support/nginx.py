@@ -29,7 +29,7 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen};
         {server}
     }}
 }}
@@ -37,17 +37,25 @@ http {{
 
 
 @contextmanager
-def run_nginx(directory: Path, server: str, *, connections: int = 64) -> Iterator[int]:
+def run_nginx(
+    directory: Path, server: str, *, connections: int = 64, listen: str = ""
+) -> Iterator[int]:
     """Start nginx with ``server`` as the body of its one ``server`` block (its ``listen``
-    is given here), its files in ``directory``; yield the port it listens on. Stopped by PID
-    at the end. Raises ``RuntimeError`` with what nginx said if it exits at startup."""
+    is given here, with ``listen``'s parameters, ``"ssl http2"`` say), its files in
+    ``directory``; yield the port it listens on. Stopped by PID at the end. Raises
+    ``RuntimeError`` with what nginx said if it exits at startup."""
     port = free_port()
     # As root, nginx's workers would run as "nobody", who cannot write to the test's folder.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = directory / "nginx.conf"
     conf.write_text(
         CONFIG.format(
-            prefix=directory, port=port, user=user, connections=connections, server=server
+            prefix=directory,
+            port=port,
+            listen=f" {listen}" if listen else "",
+            user=user,
+            connections=connections,
+            server=server,
         )
     )
     output = directory / "nginx.out"  # a file, not a pipe nobody reads

@@ -59,6 +59,23 @@ def run_uvicorn(app: Any, **config: Any) -> Iterator[str]:
             raise RuntimeError(f"uvicorn did not stop within {STOP_TIMEOUT}s")
 
 
+@contextmanager
+def run_werkzeug(app: Any) -> Iterator[str]:
+    """Serve the WSGI ``app`` (Flask) with werkzeug's threaded server on 127.0.0.1 at an
+    OS-chosen port; yield ``http://127.0.0.1:<port>``."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug-test", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(STOP_TIMEOUT)
+        server.server_close()
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on now, for a server in a subprocess, which
     has to be told its port (the OS may give it away again: take it at once)."""
