@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import re
 import signal
@@ -833,6 +834,8 @@ def test_a_sync_source_has_one_thread_whose_database_connections_close_at_its_en
 
     threads: set[int] = set()
     used: list[Any] = []
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    seen_ids: list[str] = []
 
     def execute(sql: str) -> list[tuple[Any, ...]]:
         threads.add(threading.get_ident())
@@ -850,6 +853,7 @@ def test_a_sync_source_has_one_thread_whose_database_connections_close_at_its_en
         with transaction.atomic():
             for n in range(1, 4):
                 execute(f"INSERT INTO sse_llm_steps VALUES ({n})")
+                seen_ids.append(request_id.get("-"))  # what the view (a middleware) set
                 yield f"{n} "
 
     def read_with_a_cursor_across_yields() -> Iterator[str]:
@@ -867,6 +871,7 @@ def test_a_sync_source_has_one_thread_whose_database_connections_close_at_its_en
             execute("INSERT INTO sse_llm_steps VALUES (9)")  # the partial answer saved
 
     async def read_all(source: Iterator[str]) -> str:
+        request_id.set("req-42")
         body = b"".join([chunk async for chunk in SSEResponse(source, format=TextFormat())])
         return "".join(e.data for e in SSEDecoder().feed(body) if type(e) is ServerSentEvent)
 
@@ -886,6 +891,7 @@ def test_a_sync_source_has_one_thread_whose_database_connections_close_at_its_en
         threads.clear()
         assert asyncio.run(read_all(source)).startswith(answer)
         assert len(threads) == 1  # every step in one thread
+    assert seen_ids == ["req-42"] * 3  # in the reading task's context, as before
     asyncio.run(read_one_then_close())
     assert execute("SELECT n FROM sse_llm_steps ORDER BY n") == [(1,), (2,), (3,), (9,)]
     # Every connection the sources opened in their threads is closed (the last one is this

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.sse import ServerSentEvent as FastAPIEvent
 from sse_starlette import ServerSentEvent as StarletteEvent
 
 from sse_llm import (
@@ -283,6 +282,9 @@ def test_ready_made_events_and_comments_are_sent_as_encoded() -> None:
 def test_fastapi_events_are_sent_as_fastapi_sends_them() -> None:
     # fastapi.sse.ServerSentEvent: data always JSON (a string with its quotes), raw_data as
     # it is, NaN as null (tests/test_fastapi_adapter.py compares with FastAPI's own output).
+    # Imported here: the engine's other tests need no FastAPI (fastapi.sse: 0.135 and later).
+    from fastapi.sse import ServerSentEvent as FastAPIEvent
+
     engine = StreamEngine()
     assert engine.feed(FastAPIEvent(data="hi", event="e", id="1")) == (
         b'event: e\nid: 1\ndata: "hi"\n\n'

@@ -123,11 +123,12 @@ class StreamOptions(ResumeOptions, CollectOptions, total=False):
             ``candidateCount``): which one to stream. ``None`` (default): only choice 0 is
             expected, and another index ends the stream with an ``error`` event (code
             ``multiple_choices``) instead of mixing answers.
-        sync_limiter: the ``anyio.CapacityLimiter`` bounding the worker threads that iterate
-            sync sources (each blocked ``next()`` holds one). Default: one limiter of
-            :data:`SYNC_SOURCE_THREADS` per event loop, apart from anyio's default limiter
-            (40 threads) that ``run_in_threadpool`` and sync views use, so blocked sources
-            never starve the app's own thread pool.
+        sync_limiter: the ``anyio.CapacityLimiter`` bounding how many ``next()`` calls of sync
+            sources run at once in worker threads (each blocked ``next()`` holds one; under
+            Django each sync source also has a thread of its own, idle between its steps).
+            Default: one limiter of :data:`SYNC_SOURCE_THREADS` per event loop, apart from
+            anyio's default limiter (40 threads) that ``run_in_threadpool`` and sync views
+            use, so blocked sources never starve the app's own thread pool.
     """
 
     format: WireFormat

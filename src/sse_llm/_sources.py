@@ -7,6 +7,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -252,7 +253,8 @@ class ThreadedIterator:
     the request context in the first step and pops it in the last; in fresh copies the pushes
     were lost and the pop failed.
 
-    With ``thread_end`` (asyncio only), they also run in one thread, made for this iterator:
+    With ``thread_end`` (asyncio only), they also run in one thread, made for this iterator
+    (an unentered sync SDK helper's ``__enter__`` still runs in one of anyio's):
     what a step leaves in its thread is there for the next, as in a plain ``for`` loop (Django's
     database connection, with a transaction or a cursor open across a ``yield``). After the
     close, ``thread_end`` runs in that thread (Django closes its connections there), which then
@@ -291,6 +293,12 @@ class ThreadedIterator:
                 self._next, limiter=limiter, abandon_on_cancel=True
             )
         else:
+            if self.close_requested:
+                raise StopAsyncIteration  # its thread may be gone: nothing runs there again
+            if self.context is None:
+                # The calling task's, as anyio's worker threads get: what the view or a
+                # middleware set (a request id, a tracing span) is seen by the source.
+                self.context = _thread_context()
             async with limiter:
                 # A cancel leaves the call running, as abandon_on_cancel does above.
                 item = await self._in_own_thread(self._next)
@@ -380,6 +388,17 @@ class ThreadedIterator:
         else:
             # Shielded: a cancel (close_timeout) must not drop the close before it starts.
             await asyncio.shield(self._in_own_thread(self._close))
+
+
+def _thread_context() -> contextvars.Context:
+    """A copy of the calling task's context for a worker thread, with sniffio's "running
+    async library" cleared, as anyio clears it for its own worker threads (a source that
+    asks, or calls ``anyio.run`` itself, must not be told it runs in the event loop)."""
+    context = contextvars.copy_context()
+    sniffio = sys.modules.get("sniffio")  # not imported: nobody can have set it
+    if sniffio is not None:
+        context.run(sniffio.current_async_library_cvar.set, None)
+    return context
 
 
 def close_without_loop(source: Any) -> bool:
