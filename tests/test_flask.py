@@ -21,7 +21,7 @@ from flask_compress import Compress
 from sse_llm import Comment, ServerSentEvent, SSEDecoder, StreamResult
 from sse_llm.client import iter_events
 from sse_llm.flask import SSEResponse, sse_response
-from sse_llm.formats import AISDKFormat, TypedJSONFormat
+from sse_llm.formats import AISDKFormat, OpenAIChatFormat, TypedJSONFormat
 from sse_llm.testing import FakeLLM, run_stream, tokenize
 
 from .support.browser import launch_chromium
@@ -647,3 +647,26 @@ def test_the_flask_response_made_outside_flask_names_the_module_to_use() -> None
 
     with pytest.raises(RuntimeError, match=r"sse_llm\.fastapi\.SSEResponse"):
         SSEResponse(["x"])
+
+
+def test_the_openai_sdk_reads_a_flask_stream_that_opens_with_a_comment() -> None:
+    """Flask sends the opening comment before the format's first chunk (its first chunk
+    leaves before the stream starts); the OpenAI SDK, a client of ``OpenAIChatFormat``, skips
+    it as WHATWG's parser does and reads the same answer."""
+    app = Flask(__name__)
+    answer = "안녕하세요, Flask에서 온 답변입니다."
+
+    @app.post("/v1/chat/completions")
+    def completions() -> SSEResponse:
+        return SSEResponse(FakeLLM(answer, delay=0).stream("hi"), format=OpenAIChatFormat())
+
+    with run_werkzeug(app) as url, httpx.Client(timeout=WAIT) as http:
+        with http.stream("POST", url + "/v1/chat/completions", json={}) as response:
+            first = next(response.iter_raw())
+        assert first.startswith(b":\n")
+        client = openai.OpenAI(base_url=url + "/v1", api_key="t", max_retries=0)
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == answer
