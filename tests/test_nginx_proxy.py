@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 import trustme
@@ -26,7 +25,7 @@ from sse_llm.testing import FakeLLM
 
 from .support.nginx import run_nginx
 from .support.servers import run_uvicorn, run_werkzeug
-from .support.thinking_app import THINKS
+from .support.thinking_app import THINKS, thinking
 from .support.thinking_app import app as thinking_app
 
 # Defaults kept on purpose: proxy_buffering on. Only the read timeout is shortened so the
@@ -104,17 +103,12 @@ TLS_SERVER = """
 """
 
 
-async def _thinking() -> AsyncIterator[str]:
-    await anyio.sleep(THINKS)
-    yield "answer"
-
-
 def _flask_app() -> Flask:
     app = Flask(__name__)
 
     @app.get("/flask")
     def chat() -> FlaskSSEResponse:
-        return FlaskSSEResponse(_thinking())
+        return FlaskSSEResponse(thinking())
 
     return app
 

@@ -279,8 +279,7 @@ class ThreadedIterator:
         self.closed = False  # a thread has begun the close (set under the lock)
         self.close_done = False  # the close has run (set under the lock)
         self.on_closed: Callable[[], None] | None = None  # see count_close_in()
-        # Made in the first worker thread call, where anyio has cleared sniffio's "running
-        # async library" (a copy made on the loop would tell the source it runs in one).
+        # Made at the first step, from the calling task's (see _thread_context).
         self.context: contextvars.Context | None = None
 
     def __aiter__(self) -> ThreadedIterator:
@@ -288,6 +287,10 @@ class ThreadedIterator:
 
     async def __anext__(self) -> Any:
         limiter = self.limiter if self.limiter is not None else sync_limiter()
+        if self.context is None:
+            # The calling task's, as anyio's worker threads get: what the view or a
+            # middleware set (a request id, a tracing span) is seen by the source.
+            self.context = _thread_context()
         if self.thread_end is None:
             item = await anyio.to_thread.run_sync(
                 self._next, limiter=limiter, abandon_on_cancel=True
@@ -295,10 +298,6 @@ class ThreadedIterator:
         else:
             if self.close_requested:
                 raise StopAsyncIteration  # its thread may be gone: nothing runs there again
-            if self.context is None:
-                # The calling task's, as anyio's worker threads get: what the view or a
-                # middleware set (a request id, a tracing span) is seen by the source.
-                self.context = _thread_context()
             async with limiter:
                 # A cancel leaves the call running, as abandon_on_cancel does above.
                 item = await self._in_own_thread(self._next)
@@ -312,13 +311,12 @@ class ThreadedIterator:
         return asyncio.get_running_loop().run_in_executor(self.executor, func)
 
     def _next(self) -> Any:
+        context = self.context
+        assert context is not None  # made by __anext__
         with self.lock:
             if self.close_requested:
                 return _END
             self.running = True
-            if self.context is None:
-                self.context = contextvars.copy_context()
-            context = self.context
         try:
             return context.run(next, self.iterator, _END)
         finally:

@@ -152,12 +152,8 @@ class SSEResponse(StreamingHttpResponse):  # type: ignore[misc, unused-ignore]  
         self["Content-Encoding"] = "identity"
 
     def __iter__(self) -> Iterator[bytes]:
-        # Django's fallback would run the whole stream to the end, then send it: refuse, and
-        # close the source now (a sync SDK stream's upstream request would run on unread).
-        body = self._sse_body
-        if not body._ended and body.task is None:
-            body._ended = True
-            close_refused(body.source)
+        # Django's fallback would run the whole stream to the end, then send it: refuse.
+        self._sse_body.close_unread()
         raise UnsupportedServerError(_WSGI_MESSAGE)
 
 
@@ -266,6 +262,13 @@ class _Body:
         if self.task is None and view.cancelled():
             self._ended = True
             self.task = view.get_loop().create_task(self._abandon())
+
+    def close_unread(self) -> None:
+        """Refused before it was read (a WSGI server iterates the response): close the source
+        now, or a sync SDK stream's upstream request would run on unread."""
+        if not self._ended and self.task is None:
+            self._ended = True
+            close_refused(self.source)
 
     async def _abandon(self) -> None:
         await abandon_unread(self.source, self.config)
